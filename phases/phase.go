@@ -1,0 +1,122 @@
+// Package phases holds the building blocks of a compiled change: phases made
+// of statements, each statement with the lock it takes, whether it may run in
+// a transaction, the probe that tells whether it already ran, and the
+// statements that undo it. Change kinds (package planner) assemble phases from
+// the constructors here; the engine runs them; `planner plan` prints them.
+package phases
+
+// Lock is a PostgreSQL table lock mode.
+type Lock string
+
+const (
+	NoLock               Lock = ""
+	AccessShare          Lock = "ACCESS SHARE"
+	RowExclusive         Lock = "ROW EXCLUSIVE"
+	ShareUpdateExclusive Lock = "SHARE UPDATE EXCLUSIVE"
+	Share                Lock = "SHARE"
+	ShareRowExclusive    Lock = "SHARE ROW EXCLUSIVE"
+	AccessExclusive      Lock = "ACCESS EXCLUSIVE"
+)
+
+// Blocks says, for a reviewer, what application traffic the lock blocks.
+func (l Lock) Blocks() string {
+	switch l {
+	case AccessExclusive:
+		return "reads and writes"
+	case ShareRowExclusive, Share:
+		return "writes"
+	case ShareUpdateExclusive, AccessShare, RowExclusive, NoLock:
+		return "nothing"
+	}
+	return "unknown"
+}
+
+// Statement is one SQL statement of a phase.
+type Statement struct {
+	SQL string `json:"sql"`
+	// Lock is the strongest table lock the statement takes, on Tables.
+	Lock   Lock     `json:"lock,omitempty"`
+	Tables []string `json:"tables,omitempty"`
+	// Held says how long the lock is held, e.g. "instant (catalog only)" or
+	// "while scanning the table".
+	Held string `json:"held,omitempty"`
+	// NoTransaction marks statements PostgreSQL refuses inside a transaction
+	// block (CREATE/DROP INDEX CONCURRENTLY). They run alone.
+	NoTransaction bool `json:"no_transaction,omitempty"`
+	// CommitAfter ends the transaction after this statement, e.g. an
+	// ADD CONSTRAINT ... NOT VALID that must commit before its VALIDATE.
+	CommitAfter bool `json:"commit_after,omitempty"`
+	// Scans / Rewrites: the statement reads / rewrites the whole table.
+	Scans    bool `json:"scans,omitempty"`
+	Rewrites bool `json:"rewrites,omitempty"`
+	// Long statements block no traffic but may run for a long time
+	// (VALIDATE, CREATE INDEX CONCURRENTLY): they get the long statement
+	// timeout instead of the DDL one.
+	Long bool `json:"long,omitempty"`
+	// Done is a query returning one boolean: true when the statement's effect
+	// is already in place, so a resumed phase skips it. Empty means the
+	// statement is idempotent by itself (IF EXISTS, CREATE OR REPLACE, ...).
+	Done string `json:"done_probe,omitempty"`
+}
+
+// Gate is a condition checked before a phase runs.
+type Gate string
+
+const (
+	// NoGate: the phase may run at any deploy.
+	NoGate Gate = ""
+	// BackfillVerified: the change's backfill is complete and a verification
+	// pass found no row where the target column differs from its expression.
+	BackfillVerified Gate = "backfill_verified"
+	// FlagsSoaked: the flags published by the previous phase have been live
+	// for at least one earlier deploy and the configured minimum soak time,
+	// so no running application instance still uses the old column.
+	FlagsSoaked Gate = "flags_soaked"
+)
+
+// Describe explains the gate to a reviewer.
+func (g Gate) Describe() string {
+	switch g {
+	case BackfillVerified:
+		return "backfill complete and verified: no row differs"
+	case FlagsSoaked:
+		return "previous flags live for at least one earlier deploy (and the minimum soak time)"
+	}
+	return "none"
+}
+
+// Backfill is set-based work on existing rows: Column = Expr for every row
+// where they differ, in keyset-paginated batches (package backfill).
+type Backfill struct {
+	Schema string `json:"schema"`
+	Table  string `json:"table"`
+	Column string `json:"column"`
+	// Expr computes the value from the row's other columns. It must be
+	// idempotent: re-running a batch leaves rows already done unchanged
+	// (e.g. COALESCE(col, fill) for fills with volatile expressions).
+	Expr string `json:"expr"`
+}
+
+// Flags maps flag keys (e.g. "users-email.read") to the variant published.
+type Flags map[string]string
+
+// Phase is one step of a change, advanced by one `planner next`.
+type Phase struct {
+	Name    string `json:"name"`
+	Purpose string `json:"purpose"`
+	// Gate must hold before the phase runs.
+	Gate Gate `json:"gate,omitempty"`
+	// Statements run in order; consecutive transactional statements share a
+	// transaction (until CommitAfter or a NoTransaction statement), and the
+	// last transaction also records the phase in the planner's state.
+	Statements []Statement `json:"statements,omitempty"`
+	// Backfill, when set, runs after Statements.
+	Backfill *Backfill `json:"backfill,omitempty"`
+	// Flags are published in the transaction that completes the phase.
+	Flags Flags `json:"flags,omitempty"`
+	// Rollback undoes the phase; RollbackFlags are published by it.
+	Rollback      []Statement `json:"rollback,omitempty"`
+	RollbackFlags Flags       `json:"rollback_flags,omitempty"`
+	// Irreversible, when set, says why the phase cannot be rolled back.
+	Irreversible string `json:"irreversible,omitempty"`
+}
