@@ -1,0 +1,421 @@
+// Package backfill computes a column for every existing row of a table in
+// short, keyset-paginated batches while the application keeps running.
+//
+// PostgreSQL is the coordinator: a job row and a set of key ranges live in
+// the planner's state schema; each batch is one transaction that locks one
+// unfinished range (FOR UPDATE SKIP LOCKED), updates the rows after the
+// range's cursor and advances the cursor in the same commit. Any number of
+// goroutines and processes may work on one job; a process killed at any
+// moment loses at most its uncommitted batch, and a rerun resumes.
+//
+// Once every range is done, a verification pass (batched the same way)
+// looks for rows where the column still differs from its expression, fixes
+// them, and marks the job verified: the gate the next phase waits for.
+package backfill
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgplanner/planner/phases"
+)
+
+var (
+	// ErrNoJob: no backfill job exists for the change.
+	ErrNoJob = errors.New("no backfill job")
+	// ErrNoKey: the table has no primary key and no unique NOT NULL column
+	// set to paginate on.
+	ErrNoKey = errors.New("table has neither a primary key nor a unique index on NOT NULL columns: the backfill paginates on one; add a primary key first")
+	// ErrPaused: Run stopped because an operator paused the job
+	// (Options.StopWhenPaused).
+	ErrPaused = errors.New("backfill paused")
+)
+
+// Querier is what Get, Pause, Resume and Reset need: a pool, a connection
+// or a transaction.
+type Querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// Progress is the state of a job, summed over its ranges.
+type Progress struct {
+	ChangeID string `json:"change_id"`
+	Table    string `json:"table"` // schema.table
+	Column   string `json:"column"`
+	// Phase is "backfill", "verify" or "verified".
+	Phase string `json:"phase"`
+	// Rows is how many rows the backfill has gone through; Total is the
+	// number of rows counted when the job started (rows inserted since may
+	// take Rows past it).
+	Rows  int64 `json:"rows"`
+	Total int64 `json:"total"`
+	// Updated rows were changed by the backfill (the others already agreed).
+	Updated int64 `json:"updated"`
+	// VerifiedRows have been checked by the verification pass; Fixed rows
+	// were found wrong there and corrected.
+	VerifiedRows int64 `json:"verified_rows"`
+	Fixed        int64 `json:"fixed"`
+	Ranges       int   `json:"ranges"`
+	RangesDone   int   `json:"ranges_done"`
+	// Done: every range is backfilled. Verified: and the verification pass
+	// found no row left that differs.
+	Done     bool `json:"done"`
+	Verified bool `json:"verified"`
+	Paused   bool `json:"paused"`
+	// Throttled: a worker of this process is waiting for replicas to catch
+	// up (set by Run only).
+	Throttled bool `json:"throttled,omitempty"`
+	// BatchSize is the largest current batch size over the ranges.
+	BatchSize  int     `json:"batch_size"`
+	RowsPerSec float64 `json:"rows_per_sec"`
+	// ETA is the time left in the current pass at RowsPerSec.
+	ETA        time.Duration `json:"eta"`
+	StartedAt  *time.Time    `json:"started_at,omitempty"`
+	VerifiedAt *time.Time    `json:"verified_at,omitempty"`
+}
+
+// Fraction is the share of the current phase's work done, in [0, 1].
+func (p Progress) Fraction() float64 {
+	if p.Verified {
+		return 1
+	}
+	n := p.Rows
+	if p.Done {
+		n = p.VerifiedRows
+	}
+	if p.Total <= 0 {
+		if p.Done {
+			return 1
+		}
+		return 0
+	}
+	return min(1, float64(n)/float64(p.Total))
+}
+
+func jobsTable(schema string) string   { return pgx.Identifier{schema, "backfill_jobs"}.Sanitize() }
+func rangesTable(schema string) string { return pgx.Identifier{schema, "backfill_ranges"}.Sanitize() }
+
+// Migrate creates the job and range tables in the state schema (created if
+// missing). Idempotent; the engine runs it inside its own migration.
+func Migrate(ctx context.Context, tx pgx.Tx, schema string) error {
+	var exists bool
+	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1)`, schema).Scan(&exists); err != nil {
+		return fmt.Errorf("backfill: migrate: %w", err)
+	}
+	if !exists {
+		if _, err := tx.Exec(ctx, "CREATE SCHEMA "+pgx.Identifier{schema}.Sanitize()); err != nil {
+			return fmt.Errorf("backfill: migrate: %w", err)
+		}
+	}
+	ddl := fmt.Sprintf(`
+CREATE TABLE IF NOT EXISTS %[1]s (
+  change_id    text PRIMARY KEY,
+  table_schema text NOT NULL,
+  table_name   text NOT NULL,
+  column_name  text NOT NULL,
+  column_type  text NOT NULL,
+  expr         text NOT NULL,
+  key_columns  text[] NOT NULL,
+  key_types    text[] NOT NULL,
+  total_rows   bigint NOT NULL,
+  paused       boolean NOT NULL DEFAULT false,
+  created_at   timestamptz NOT NULL DEFAULT now(),
+  started_at   timestamptz,
+  done_at      timestamptz,
+  verified_at  timestamptz
+);
+CREATE TABLE IF NOT EXISTS %[2]s (
+  change_id     text NOT NULL REFERENCES %[1]s ON DELETE CASCADE,
+  range_no      int NOT NULL,
+  lower_bound   text[],  -- exclusive; NULL: from the first key
+  upper_bound   text[],  -- inclusive; NULL: to the last key, rows inserted since Start included
+  cursor        text[],  -- last key backfilled; NULL: none yet
+  verify_cursor text[],  -- last key verified; NULL: none yet
+  batch_size    int NOT NULL,
+  rows_done     bigint NOT NULL DEFAULT 0,
+  rows_updated  bigint NOT NULL DEFAULT 0,
+  rows_verified bigint NOT NULL DEFAULT 0,
+  rows_fixed    bigint NOT NULL DEFAULT 0,
+  batches       bigint NOT NULL DEFAULT 0,
+  updated_at    timestamptz,
+  done_at       timestamptz,
+  verified_at   timestamptz,
+  PRIMARY KEY (change_id, range_no)
+)`, jobsTable(schema), rangesTable(schema))
+	if _, err := tx.Exec(ctx, ddl); err != nil {
+		return fmt.Errorf("backfill: migrate: %w", err)
+	}
+	return nil
+}
+
+// Get returns the progress of the change's job, or ErrNoJob.
+func Get(ctx context.Context, q Querier, schema, changeID string) (Progress, error) {
+	all, err := list(ctx, q, schema, changeID)
+	if err != nil {
+		return Progress{}, err
+	}
+	if len(all) == 0 {
+		return Progress{}, fmt.Errorf("%w for change %s", ErrNoJob, changeID)
+	}
+	return all[0], nil
+}
+
+// List returns every job in the state schema, oldest first; none when the
+// state tables do not exist yet.
+func List(ctx context.Context, q Querier, schema string) ([]Progress, error) {
+	var exists bool
+	if err := q.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, jobsTable(schema)).Scan(&exists); err != nil {
+		return nil, fmt.Errorf("backfill: %w", err)
+	}
+	if !exists {
+		return nil, nil
+	}
+	return list(ctx, q, schema, "")
+}
+
+func list(ctx context.Context, q Querier, schema, changeID string) ([]Progress, error) {
+	rows, err := q.Query(ctx, fmt.Sprintf(`
+SELECT j.change_id, j.table_schema, j.table_name, j.column_name, j.total_rows, j.paused,
+       j.started_at, j.done_at IS NOT NULL OR bool_and(r.done_at IS NOT NULL), j.verified_at,
+       count(r.range_no), count(r.done_at),
+       coalesce(sum(r.rows_done), 0)::bigint, coalesce(sum(r.rows_updated), 0)::bigint,
+       coalesce(sum(r.rows_verified), 0)::bigint, coalesce(sum(r.rows_fixed), 0)::bigint,
+       coalesce(max(r.batch_size), 0), extract(epoch FROM max(r.updated_at) - j.started_at)::float8
+FROM %s j LEFT JOIN %s r USING (change_id)
+WHERE $1 = '' OR j.change_id = $1
+GROUP BY j.change_id
+ORDER BY j.created_at, j.change_id`, jobsTable(schema), rangesTable(schema)), changeID)
+	if err != nil {
+		return nil, fmt.Errorf("backfill: read jobs: %w", err)
+	}
+	defer rows.Close()
+	var out []Progress
+	for rows.Next() {
+		var p Progress
+		var tschema, tname string
+		var done *bool
+		var elapsed *float64
+		if err := rows.Scan(&p.ChangeID, &tschema, &tname, &p.Column, &p.Total, &p.Paused,
+			&p.StartedAt, &done, &p.VerifiedAt, &p.Ranges, &p.RangesDone,
+			&p.Rows, &p.Updated, &p.VerifiedRows, &p.Fixed, &p.BatchSize, &elapsed); err != nil {
+			return nil, fmt.Errorf("backfill: read jobs: %w", err)
+		}
+		p.Table = tschema + "." + tname
+		p.Done = done != nil && *done
+		p.Verified = p.VerifiedAt != nil
+		switch {
+		case p.Verified:
+			p.Phase = "verified"
+		case p.Done:
+			p.Phase = "verify"
+		default:
+			p.Phase = "backfill"
+		}
+		// A coarse rate for readers outside Run (status): rows over the
+		// time since the first batch. Run reports a windowed rate instead.
+		if elapsed != nil && *elapsed > 0 {
+			n := p.Rows
+			if p.Done {
+				n += p.VerifiedRows
+			}
+			p.RowsPerSec = float64(n) / *elapsed
+		}
+		p.ETA = eta(p)
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
+// eta estimates the time left in the current pass (backfill, then
+// verification) at RowsPerSec.
+func eta(p Progress) time.Duration {
+	if p.Verified || p.RowsPerSec <= 0 {
+		return 0
+	}
+	left := p.Total - p.Rows
+	if p.Done {
+		left = p.Total - p.VerifiedRows
+	}
+	return time.Duration(float64(max(0, left)) / p.RowsPerSec * float64(time.Second)).Round(time.Second)
+}
+
+// Pause asks every worker of the job to stop after its current batch.
+func Pause(ctx context.Context, q Querier, schema, changeID string) error {
+	return setPaused(ctx, q, schema, changeID, true)
+}
+
+// Resume lets paused workers continue.
+func Resume(ctx context.Context, q Querier, schema, changeID string) error {
+	return setPaused(ctx, q, schema, changeID, false)
+}
+
+func setPaused(ctx context.Context, q Querier, schema, changeID string, paused bool) error {
+	tag, err := q.Exec(ctx, fmt.Sprintf(`UPDATE %s SET paused = $2 WHERE change_id = $1`, jobsTable(schema)), changeID, paused)
+	if err != nil {
+		return fmt.Errorf("backfill: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("%w for change %s", ErrNoJob, changeID)
+	}
+	return nil
+}
+
+// Reset forgets the job and its ranges (rollback of the backfill phase).
+// The rows already written stay: the phase before it owns the column. It
+// is not an error when no job exists.
+func Reset(ctx context.Context, q Querier, schema, changeID string) error {
+	if _, err := q.Exec(ctx, fmt.Sprintf(`DELETE FROM %s WHERE change_id = $1`, jobsTable(schema)), changeID); err != nil {
+		return fmt.Errorf("backfill: reset %s: %w", changeID, err)
+	}
+	return nil
+}
+
+// pinTextForms makes key values print the same way in every session, as
+// they are stored as text and parsed back (transaction-local settings, safe
+// behind PgBouncer).
+const pinTextForms = "SELECT " + pinTextFormsExprs
+
+const pinTextFormsExprs = `set_config('datestyle', 'ISO, YMD', true), set_config('intervalstyle', 'postgres', true),
+  set_config('extra_float_digits', '1', true)`
+
+// StartOptions tune how Start splits the key space.
+type StartOptions struct {
+	// RangeRows is the number of rows per range; 0 picks one from the
+	// table's size (about 16 ranges, each of 10,000 to 10,000,000 rows):
+	// as many workers as ranges can share the job.
+	RangeRows int
+	// BatchSize is the first batch size of every range; 0 means 1000.
+	BatchSize int
+}
+
+// Start creates the job for a change: it resolves the key columns (the
+// primary key when key is empty, else a unique NOT NULL index), counts the
+// rows while walking the key index in steps to split the key space into
+// ranges, and stores the job and its ranges. Idempotent: when the job
+// exists already, Start does nothing.
+func Start(ctx context.Context, pool *pgxpool.Pool, schema, changeID string, work phases.Backfill, key []string) error {
+	return StartWith(ctx, pool, schema, changeID, work, key, StartOptions{})
+}
+
+// StartWith is Start with options.
+func StartWith(ctx context.Context, pool *pgxpool.Pool, schema, changeID string, work phases.Backfill, key []string, opts StartOptions) error {
+	if work.Schema == "" {
+		work.Schema = "public"
+	}
+	if work.Table == "" || work.Column == "" || work.Expr == "" {
+		return fmt.Errorf("backfill: change %s: table, column and expression are required", changeID)
+	}
+	if _, err := Get(ctx, pool, schema, changeID); err == nil {
+		return nil
+	} else if !errors.Is(err, ErrNoJob) {
+		return err
+	}
+	t, err := describe(ctx, pool, work, key)
+	if err != nil {
+		return fmt.Errorf("backfill: change %s: %w", changeID, err)
+	}
+	bounds, total, err := split(ctx, pool, t, opts.RangeRows)
+	if err != nil {
+		return fmt.Errorf("backfill: change %s: split %s: %w", changeID, t.name, err)
+	}
+	batch := opts.BatchSize
+	if batch <= 0 {
+		batch = 1000
+	}
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("backfill: %w", err)
+	}
+	defer tx.Rollback(ctx)
+	tag, err := tx.Exec(ctx, fmt.Sprintf(`
+INSERT INTO %s (change_id, table_schema, table_name, column_name, column_type, expr, key_columns, key_types, total_rows)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (change_id) DO NOTHING`, jobsTable(schema)),
+		changeID, work.Schema, work.Table, work.Column, t.columnType, work.Expr, t.key.cols, t.key.types, total)
+	if err != nil {
+		return fmt.Errorf("backfill: create job %s: %w", changeID, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return nil // another Start won the race
+	}
+	// Range i covers keys in (bounds[i-1], bounds[i]]; the first starts
+	// before the first key, the last has no upper bound.
+	var lower []string
+	for i := 0; i <= len(bounds); i++ {
+		var upper []string
+		if i < len(bounds) {
+			upper = bounds[i]
+		}
+		if _, err := tx.Exec(ctx, fmt.Sprintf(`
+INSERT INTO %s (change_id, range_no, lower_bound, upper_bound, cursor, verify_cursor, batch_size)
+VALUES ($1, $2, $3, $4, $3, $3, $5)`, rangesTable(schema)), changeID, i, lower, upper, batch); err != nil {
+			return fmt.Errorf("backfill: create ranges of %s: %w", changeID, err)
+		}
+		lower = upper
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("backfill: create job %s: %w", changeID, err)
+	}
+	return nil
+}
+
+// split walks the key index in steps of RangeRows keys and returns the
+// inclusive upper bound of every range but the last, and the row count.
+// Only index entries are read; no key is held in memory beyond the step.
+func split(ctx context.Context, pool *pgxpool.Pool, t *target, step int) ([][]string, int64, error) {
+	if step <= 0 {
+		var est float64
+		if err := pool.QueryRow(ctx, `SELECT reltuples FROM pg_catalog.pg_class WHERE oid = to_regclass($1)`, t.name).Scan(&est); err != nil {
+			return nil, 0, err
+		}
+		step = int(min(max(est/16, 10_000), 10_000_000))
+	}
+	// One READ COMMITTED transaction: each probe takes a fresh snapshot, so
+	// a long walk holds back no vacuum; it pins the text form of keys.
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, pinTextForms); err != nil {
+		return nil, 0, err
+	}
+	var bounds [][]string
+	var total int64
+	var cursor []string
+	for {
+		next := make([]string, len(t.key.cols))
+		ptrs := make([]any, len(next))
+		for i := range next {
+			ptrs[i] = &next[i]
+		}
+		sql, args := t.probeSQL(cursor, nil, step)
+		err := tx.QueryRow(ctx, sql, args...).Scan(ptrs...)
+		if errors.Is(err, pgx.ErrNoRows) {
+			break
+		}
+		if err != nil {
+			return nil, 0, err
+		}
+		bounds = append(bounds, next)
+		total += int64(step)
+		cursor = next
+	}
+	var rest int64
+	sql, args := t.countSQL(cursor, nil)
+	if err := tx.QueryRow(ctx, sql, args...).Scan(&rest); err != nil {
+		return nil, 0, err
+	}
+	if rest == 0 && len(bounds) > 0 {
+		// Nothing after the last step: let that step be the open last range.
+		bounds = bounds[:len(bounds)-1]
+	}
+	return bounds, total + rest, nil
+}

@@ -1,0 +1,690 @@
+package backfill
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgplanner/planner/internal/pgtest"
+	"github.com/pgplanner/planner/phases"
+)
+
+const state = "planner"
+
+// childEnv makes the test binary a backfill worker process (kill -9 and
+// multi-process tests): "url|change|workers|sleep".
+const childEnv = "BACKFILL_TEST_CHILD"
+
+func TestMain(m *testing.M) {
+	if spec := os.Getenv(childEnv); spec != "" {
+		os.Exit(child(spec))
+	}
+	os.Exit(pgtest.Main(m))
+}
+
+func child(spec string) int {
+	parts := strings.Split(spec, "|")
+	workers, _ := strconv.Atoi(parts[2])
+	sleepFor, _ := time.ParseDuration(parts[3])
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, parts[0])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer pool.Close()
+	_, err = Run(ctx, pool, state, parts[1], Options{Workers: workers, Sleep: sleepFor, MaxBatch: 50, MinBatch: 10})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+func startChild(t *testing.T, db *pgtest.DB, change string, workers int, sleepFor time.Duration) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s|%s|%d|%s", childEnv, db.URL, change, workers, sleepFor))
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd
+}
+
+// newDB is a fresh database with the state tables.
+func newDB(t *testing.T) *pgtest.DB {
+	t.Helper()
+	db := pgtest.NewDB(t)
+	ctx := context.Background()
+	tx, err := db.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if err := Migrate(ctx, tx, state); err != nil {
+		t.Fatal(err)
+	}
+	if err := Migrate(ctx, tx, state); err != nil { // idempotent
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+// countUpdates adds n_updates to the table, bumped whenever an update
+// changes column col: the backfill must change every row exactly once.
+func countUpdates(t *testing.T, db *pgtest.DB, table, col string) {
+	t.Helper()
+	db.Exec(t, fmt.Sprintf(`ALTER TABLE %[1]s ADD COLUMN n_updates int NOT NULL DEFAULT 0;
+CREATE FUNCTION %[1]s_count() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF NEW.%[2]s IS DISTINCT FROM OLD.%[2]s THEN NEW.n_updates := OLD.n_updates + 1; END IF;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER %[1]s_count BEFORE UPDATE ON %[1]s FOR EACH ROW EXECUTE FUNCTION %[1]s_count()`, table, col))
+}
+
+// installSync installs the planner's sync trigger keeping new = old.
+func installSync(t *testing.T, db *pgtest.DB, table, old, new string) {
+	t.Helper()
+	s := phases.Sync{ID: "test-" + table, Table: table, Old: old, New: new}
+	for _, st := range s.Install() {
+		db.Exec(t, st.SQL)
+	}
+}
+
+func queryInt(t *testing.T, db *pgtest.DB, sql string, args ...any) int64 {
+	t.Helper()
+	var n int64
+	if err := db.Pool.QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+	return n
+}
+
+func assertAllRight(t *testing.T, db *pgtest.DB, table, check string) {
+	t.Helper()
+	if bad := queryInt(t, db, fmt.Sprintf(`SELECT count(*) FROM %s WHERE NOT coalesce(%s, false)`, table, check)); bad != 0 {
+		t.Fatalf("%d rows of %s fail %s", bad, table, check)
+	}
+}
+
+func TestNextSize(t *testing.T) {
+	ms := time.Millisecond
+	tests := []struct {
+		name     string
+		size     int
+		took     time.Duration
+		want     int
+		lo, hi   int
+		target   time.Duration
+		describe string
+	}{
+		{"fast batch grows by at most 1.5x", 1000, 10 * ms, 1500, 10, 100_000, 150 * ms, ""},
+		{"slightly fast grows proportionally", 1000, 120 * ms, 1250, 10, 100_000, 150 * ms, ""},
+		{"on target stays", 1000, 150 * ms, 1000, 10, 100_000, 150 * ms, ""},
+		{"slow batch shrinks by at most half", 1000, 2000 * ms, 500, 10, 100_000, 150 * ms, ""},
+		{"clamped to max", 90_000, 10 * ms, 100_000, 10, 100_000, 150 * ms, ""},
+		{"clamped to min", 12, 2000 * ms, 10, 10, 100_000, 150 * ms, ""},
+		{"zero duration grows", 100, 0, 150, 10, 100_000, 150 * ms, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := nextSize(tt.size, tt.took, tt.target, tt.lo, tt.hi); got != tt.want {
+				t.Fatalf("nextSize(%d, %v) = %d, want %d", tt.size, tt.took, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestAdaptToShortBatches: a batch cut short by its range's end adapts
+// from its own rate; a tiny tail leaves the size alone.
+func TestAdaptToShortBatches(t *testing.T) {
+	o := Options{TargetBatch: 100 * time.Millisecond, MinBatch: 10, MaxBatch: 1_000_000}
+	tests := []struct {
+		name string
+		size int
+		rows int64
+		took time.Duration
+		want int
+	}{
+		{"full batch: proportional step", 1000, 1000, 50 * time.Millisecond, 1500},
+		{"half batch at half the target: unchanged", 1000, 500, 50 * time.Millisecond, 1000},
+		{"half batch, fast: grows at most 1.5x", 1000, 500, 10 * time.Millisecond, 1500},
+		{"half batch, slow: shrinks at most half", 1000, 500, time.Second, 500},
+		{"tiny tail: unchanged", 100_000, 300, time.Millisecond, 100_000},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := adapt(tt.size, tt.rows, tt.took, o); got != tt.want {
+				t.Fatalf("adapt(%d, %d, %v) = %d, want %d", tt.size, tt.rows, tt.took, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestKeys backfills tables keyed in different ways, with two workers and
+// many small ranges, and checks every row changed exactly once.
+func TestKeys(t *testing.T) {
+	tests := []struct {
+		name  string
+		ddl   string
+		fill  string
+		rows  int64
+		key   []string
+		check string
+	}{
+		{
+			name: "bigint",
+			ddl:  `CREATE TABLE t (id bigint PRIMARY KEY, old text, new text)`,
+			fill: `INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 3000) g`,
+			rows: 3000,
+		},
+		{
+			name: "composite",
+			ddl:  `CREATE TABLE t (tenant int, seq text, old text, new text, PRIMARY KEY (tenant, seq))`,
+			fill: `INSERT INTO t SELECT g % 7, 'k' || g, 'v' || g FROM generate_series(1, 3000) g`,
+			rows: 3000,
+		},
+		{
+			name: "text with awkward values",
+			ddl:  `CREATE TABLE t (name text PRIMARY KEY, old text, new text)`,
+			fill: `INSERT INTO t SELECT CASE g % 4 WHEN 0 THEN 'a b ' || g WHEN 1 THEN 'Ünï "' || g WHEN 2 THEN 'x,y)' || g ELSE '' || g END, 'v' || g FROM generate_series(1, 3000) g`,
+			rows: 3000,
+		},
+		{
+			name: "uuid",
+			ddl:  `CREATE TABLE t (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), old text, new text)`,
+			fill: `INSERT INTO t (old) SELECT 'v' || g FROM generate_series(1, 3000) g`,
+			rows: 3000,
+		},
+		{
+			name: "unique not null varchar, no primary key",
+			ddl:  `CREATE TABLE t (code varchar(20) NOT NULL UNIQUE, old text, new text)`,
+			fill: `INSERT INTO t SELECT 'c' || g, 'v' || g FROM generate_series(1, 3000) g`,
+			rows: 3000,
+		},
+		{
+			name: "timestamptz key given by the caller",
+			ddl:  `CREATE TABLE t (at timestamptz NOT NULL, n int NOT NULL, old text, new text, PRIMARY KEY (n, at))`,
+			fill: `INSERT INTO t SELECT '2024-01-01'::timestamptz + g * interval '1.5 seconds', g % 3, 'v' || g FROM generate_series(1, 3000) g`,
+			rows: 3000,
+			key:  []string{"at", "n"},
+		},
+		{
+			name: "empty",
+			ddl:  `CREATE TABLE t (id bigint PRIMARY KEY, old text, new text)`,
+			rows: 0,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			db := newDB(t)
+			ctx := context.Background()
+			db.Exec(t, tt.ddl)
+			if tt.fill != "" {
+				db.Exec(t, tt.fill)
+			}
+			countUpdates(t, db, "t", "new")
+			work := phases.Backfill{Table: "t", Column: "new", Expr: `upper("old")`}
+			if err := StartWith(ctx, db.Pool, state, "c1", work, tt.key, StartOptions{RangeRows: 400, BatchSize: 50}); err != nil {
+				t.Fatal(err)
+			}
+			// Workers whose sessions print dates and times differently
+			// from Start's: cursor text must not depend on it.
+			cfg, err := pgxpool.ParseConfig(db.URL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.ConnConfig.RuntimeParams["datestyle"] = "SQL, DMY"
+			cfg.ConnConfig.RuntimeParams["timezone"] = "Asia/Kolkata"
+			odd, err := pgxpool.NewWithConfig(ctx, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer odd.Close()
+			var calls atomic.Int32
+			p, err := Run(ctx, odd, state, "c1", Options{Workers: 2, MinBatch: 10, MaxBatch: 150,
+				Progress: func(Progress) { calls.Add(1) }, ProgressEvery: 10 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !p.Done || !p.Verified || p.Phase != "verified" || p.Rows != tt.rows || p.Total != tt.rows || p.Updated != tt.rows || p.VerifiedRows != tt.rows || p.Fixed != 0 {
+				t.Fatalf("progress = %+v, want %d rows done, updated and verified", p, tt.rows)
+			}
+			if calls.Load() == 0 {
+				t.Fatal("progress callback never called")
+			}
+			assertAllRight(t, db, "t", `new = upper(old) AND n_updates = 1`)
+			// Running again finds nothing to do.
+			if p, err := Run(ctx, db.Pool, state, "c1", Options{}); err != nil || p.Updated != tt.rows {
+				t.Fatalf("second run: %+v, %v", p, err)
+			}
+		})
+	}
+}
+
+func TestNoKeyIsRefused(t *testing.T) {
+	db := newDB(t)
+	db.Exec(t, `CREATE TABLE t (id int, old text, new text); CREATE UNIQUE INDEX ON t (id)`) // nullable: no key
+	err := Start(context.Background(), db.Pool, state, "c1", phases.Backfill{Table: "t", Column: "new", Expr: "old"}, nil)
+	if !errors.Is(err, ErrNoKey) {
+		t.Fatalf("err = %v, want ErrNoKey", err)
+	}
+	if _, err := Get(context.Background(), db.Pool, state, "c1"); !errors.Is(err, ErrNoJob) {
+		t.Fatalf("job created for a table without key: %v", err)
+	}
+}
+
+func TestStartIsIdempotentAndResetForgets(t *testing.T) {
+	db := newDB(t)
+	ctx := context.Background()
+	db.Exec(t, `CREATE SCHEMA app; CREATE TABLE app."Odd ""T""" (id int PRIMARY KEY, "Old" text, "New" text);
+INSERT INTO app."Odd ""T""" SELECT g, 'v' || g FROM generate_series(1, 1000) g`)
+	work := phases.Backfill{Schema: "app", Table: `Odd "T"`, Column: "New", Expr: `"Old"`}
+	if _, err := Get(ctx, db.Pool, state, "c1"); !errors.Is(err, ErrNoJob) {
+		t.Fatalf("Get before Start: %v", err)
+	}
+	for range 2 {
+		if err := StartWith(ctx, db.Pool, state, "c1", work, nil, StartOptions{RangeRows: 300}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, err := Get(ctx, db.Pool, state, "c1")
+	if err != nil || p.Ranges != 4 || p.Total != 1000 || p.Table != `app.Odd "T"` || p.Phase != "backfill" {
+		t.Fatalf("Get = %+v, %v; want 4 ranges of 1000 rows", p, err)
+	}
+	all, err := List(ctx, db.Pool, state)
+	if err != nil || len(all) != 1 {
+		t.Fatalf("List = %v, %v", all, err)
+	}
+	if _, err := Run(ctx, db.Pool, state, "c1", Options{}); err != nil {
+		t.Fatal(err)
+	}
+	assertAllRight(t, db, `app."Odd ""T"""`, `"New" = "Old"`)
+	if err := Reset(ctx, db.Pool, state, "c1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Get(ctx, db.Pool, state, "c1"); !errors.Is(err, ErrNoJob) {
+		t.Fatalf("Get after Reset: %v", err)
+	}
+	if err := Reset(ctx, db.Pool, state, "c1"); err != nil {
+		t.Fatalf("second Reset: %v", err)
+	}
+	if err := Pause(ctx, db.Pool, state, "c1"); !errors.Is(err, ErrNoJob) {
+		t.Fatalf("Pause of no job: %v", err)
+	}
+	if all, err := List(ctx, db.Pool, "no_such_schema"); err != nil || len(all) != 0 {
+		t.Fatalf("List without state tables: %v, %v", all, err)
+	}
+}
+
+// TestWritesDuringBackfill inserts, updates (old-app and new-app style) and
+// deletes rows while the backfill runs with the planner's sync trigger:
+// every row is right at the end.
+func TestWritesDuringBackfill(t *testing.T) {
+	db := newDB(t)
+	ctx := context.Background()
+	db.Exec(t, `CREATE TABLE t (id bigserial PRIMARY KEY, old text, other int);
+INSERT INTO t (old, other) SELECT 'v' || g, g FROM generate_series(1, 8000) g;
+ALTER TABLE t ADD COLUMN new text`)
+	installSync(t, db, "t", "old", "new")
+	if err := StartWith(ctx, db.Pool, state, "c1", phases.Backfill{Table: "t", Column: "new", Expr: "old"}, nil,
+		StartOptions{RangeRows: 2000, BatchSize: 50}); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var writes atomic.Int64
+	var wg sync.WaitGroup
+	for w := range 3 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				id := (i*7919 + w*104729) % 9000
+				var sql string
+				switch i % 5 {
+				case 0:
+					sql = `INSERT INTO t (old, other) VALUES ('ins' || $1::int, 0)`
+				case 1:
+					sql = `UPDATE t SET old = 'upd-old' || $1::int WHERE id = $1` // old app
+				case 2:
+					sql = `UPDATE t SET new = 'upd-new' || $1::int, old = 'upd-new' || $1::int WHERE id = $1` // new app
+				case 3:
+					sql = `UPDATE t SET other = other + 1 WHERE id = $1` // neither column
+				case 4:
+					sql = `DELETE FROM t WHERE id = $1 AND id % 3 = 0`
+				}
+				if _, err := db.Pool.Exec(ctx, sql, id); err != nil {
+					t.Errorf("workload: %v", err)
+					return
+				}
+				writes.Add(1)
+			}
+		})
+	}
+	p, err := Run(ctx, db.Pool, state, "c1", Options{Workers: 2, MinBatch: 20, MaxBatch: 100, Sleep: 2 * time.Millisecond})
+	close(stop)
+	wg.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.Verified || writes.Load() < 100 {
+		t.Fatalf("progress %+v after %d writes", p, writes.Load())
+	}
+	assertAllRight(t, db, "t", "new = old")
+	t.Logf("%d writes during the backfill; %+v", writes.Load(), p)
+}
+
+// TestKillAndResume kills a worker process with SIGKILL in the middle of
+// the backfill; a rerun finishes with every row changed exactly once.
+func TestKillAndResume(t *testing.T) {
+	db := newDB(t)
+	ctx := context.Background()
+	db.Exec(t, `CREATE TABLE t (id int PRIMARY KEY, old text, new text);
+INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 20000) g`)
+	countUpdates(t, db, "t", "new")
+	if err := StartWith(ctx, db.Pool, state, "c1", phases.Backfill{Table: "t", Column: "new", Expr: "old || '!'"}, nil,
+		StartOptions{RangeRows: 5000, BatchSize: 50}); err != nil {
+		t.Fatal(err)
+	}
+	cmd := startChild(t, db, "c1", 2, 5*time.Millisecond)
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		p, err := Get(ctx, db.Pool, state, "c1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Rows >= 2000 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("child made no progress: %+v", p)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	mid, err := Get(ctx, db.Pool, state, "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mid.Done || mid.Rows >= 20000 {
+		t.Fatalf("child finished before the kill: %+v", mid)
+	}
+	if done := queryInt(t, db, `SELECT count(*) FROM t WHERE n_updates = 1`); done != mid.Rows {
+		t.Fatalf("after kill: %d rows changed, cursor says %d", done, mid.Rows)
+	}
+	p, err := Run(ctx, db.Pool, state, "c1", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.Verified || p.Rows != 20000 || p.Updated != 20000 {
+		t.Fatalf("after resume: %+v", p)
+	}
+	assertAllRight(t, db, "t", `new = old || '!' AND n_updates = 1`)
+	t.Logf("killed at %d rows, resumed to %d", mid.Rows, p.Rows)
+}
+
+// TestProcessesShareOneBackfill runs two processes of two workers each
+// and two goroutines here on one job: no row skipped or changed twice.
+func TestProcessesShareOneBackfill(t *testing.T) {
+	db := newDB(t)
+	ctx := context.Background()
+	db.Exec(t, `CREATE TABLE t (id int PRIMARY KEY, old text, new text, worker text);
+INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 20000) g`)
+	countUpdates(t, db, "t", "new")
+	// Record which backend changed each row, to see the work shared.
+	db.Exec(t, `CREATE FUNCTION who() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN NEW.worker := pg_backend_pid()::text; RETURN NEW; END $$;
+CREATE TRIGGER who BEFORE UPDATE OF new ON t FOR EACH ROW EXECUTE FUNCTION who()`)
+	if err := StartWith(ctx, db.Pool, state, "c1", phases.Backfill{Table: "t", Column: "new", Expr: "old"}, nil,
+		StartOptions{RangeRows: 1000, BatchSize: 50}); err != nil {
+		t.Fatal(err)
+	}
+	a := startChild(t, db, "c1", 2, time.Millisecond)
+	b := startChild(t, db, "c1", 2, time.Millisecond)
+	p, err := Run(ctx, db.Pool, state, "c1", Options{Workers: 2, MaxBatch: 50, MinBatch: 10, Sleep: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Wait(); err != nil {
+		t.Fatalf("process a: %v", err)
+	}
+	if err := b.Wait(); err != nil {
+		t.Fatalf("process b: %v", err)
+	}
+	if !p.Verified {
+		t.Fatalf("progress %+v", p)
+	}
+	assertAllRight(t, db, "t", `new = old AND n_updates = 1`)
+	if backends := queryInt(t, db, `SELECT count(DISTINCT worker) FROM t`); backends < 3 {
+		t.Fatalf("work done by %d backends, want several", backends)
+	}
+	final, _ := Get(ctx, db.Pool, state, "c1")
+	if final.Rows != 20000 || final.Updated != 20000 {
+		t.Fatalf("rows counted %d, updated %d, want 20000", final.Rows, final.Updated)
+	}
+}
+
+func TestPauseAndResume(t *testing.T) {
+	db := newDB(t)
+	ctx := context.Background()
+	db.Exec(t, `CREATE TABLE t (id int PRIMARY KEY, old text, new text);
+INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 5000) g`)
+	if err := StartWith(ctx, db.Pool, state, "c1", phases.Backfill{Table: "t", Column: "new", Expr: "old"}, nil,
+		StartOptions{BatchSize: 20}); err != nil {
+		t.Fatal(err)
+	}
+	if err := Pause(ctx, db.Pool, state, "c1"); err != nil {
+		t.Fatal(err)
+	}
+	// A paused job: StopWhenPaused returns at once.
+	if _, err := Run(ctx, db.Pool, state, "c1", Options{StopWhenPaused: true}); !errors.Is(err, ErrPaused) {
+		t.Fatalf("Run on a paused job = %v, want ErrPaused", err)
+	}
+	if err := Resume(ctx, db.Pool, state, "c1"); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	var final Progress
+	go func() {
+		var err error
+		final, err = Run(ctx, db.Pool, state, "c1", Options{MinBatch: 20, MaxBatch: 20, Sleep: 5 * time.Millisecond, Poll: 20 * time.Millisecond})
+		done <- err
+	}()
+	waitRows := func(n int64) Progress {
+		t.Helper()
+		for deadline := time.Now().Add(time.Minute); ; time.Sleep(5 * time.Millisecond) {
+			p, err := Get(ctx, db.Pool, state, "c1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.Rows >= n {
+				return p
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("stuck at %+v", p)
+			}
+		}
+	}
+	waitRows(200)
+	if err := Pause(ctx, db.Pool, state, "c1"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // let the batch in flight commit
+	before, _ := Get(ctx, db.Pool, state, "c1")
+	time.Sleep(300 * time.Millisecond)
+	after, _ := Get(ctx, db.Pool, state, "c1")
+	if !after.Paused || after.Rows != before.Rows || after.Done {
+		t.Fatalf("paused job advanced: %d → %d rows (%+v)", before.Rows, after.Rows, after)
+	}
+	if err := Resume(ctx, db.Pool, state, "c1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !final.Verified || final.Paused {
+		t.Fatalf("after resume: %+v", final)
+	}
+	assertAllRight(t, db, "t", "new = old")
+}
+
+// TestBatchSizeAdapts starts tiny batches with a generous target: sizes
+// grow, by at most 1.5× a step.
+func TestBatchSizeAdapts(t *testing.T) {
+	db := newDB(t)
+	ctx := context.Background()
+	db.Exec(t, `CREATE TABLE t (id int PRIMARY KEY, old text, new text);
+INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 30000) g`)
+	if err := StartWith(ctx, db.Pool, state, "c1", phases.Backfill{Table: "t", Column: "new", Expr: "old"}, nil,
+		StartOptions{BatchSize: 10}); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var sizes []int
+	_, err := Run(ctx, db.Pool, state, "c1", Options{MinBatch: 10, TargetBatch: 100 * time.Millisecond,
+		OnBatch: func(b Batch) {
+			mu.Lock()
+			defer mu.Unlock()
+			if !b.Verify && b.Err == nil {
+				sizes = append(sizes, b.Size)
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sizes) < 3 || sizes[0] != 10 {
+		t.Fatalf("sizes %v", sizes)
+	}
+	top := 0
+	for i := 1; i < len(sizes); i++ {
+		if float64(sizes[i]) > 1.5*float64(sizes[i-1])+1 {
+			t.Fatalf("size jumped %d → %d: %v", sizes[i-1], sizes[i], sizes)
+		}
+		top = max(top, sizes[i])
+	}
+	if top < 200 {
+		t.Fatalf("batch size did not grow toward the target: %v", sizes)
+	}
+	t.Logf("batch sizes: %v", sizes)
+}
+
+// TestVerificationFixesRowsMadeWrong spoils rows already backfilled, with
+// no trigger to keep them right: verification finds and fixes them.
+func TestVerificationFixesRowsMadeWrong(t *testing.T) {
+	db := newDB(t)
+	ctx := context.Background()
+	db.Exec(t, `CREATE TABLE t (id int PRIMARY KEY, old text, new text);
+INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 3000) g`)
+	if err := StartWith(ctx, db.Pool, state, "c1", phases.Backfill{Table: "t", Column: "new", Expr: "old"}, nil,
+		StartOptions{BatchSize: 100}); err != nil {
+		t.Fatal(err)
+	}
+	var spoiled atomic.Bool
+	p, err := Run(ctx, db.Pool, state, "c1", Options{MinBatch: 100, MaxBatch: 100,
+		OnBatch: func(b Batch) {
+			if b.Verify || b.Err != nil || !spoiled.CompareAndSwap(false, true) {
+				return
+			}
+			// Behind the backfill's back: rows it already did.
+			if _, err := db.Pool.Exec(ctx, `UPDATE t SET new = 'wrong' WHERE id IN (1, 50)`); err != nil {
+				t.Error(err)
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.Verified || p.Fixed != 2 {
+		t.Fatalf("progress %+v, want 2 rows fixed", p)
+	}
+	assertAllRight(t, db, "t", "new = old")
+}
+
+// TestFailingBatchIsRetriedSmaller holds a row lock the backfill needs:
+// its batches time out, are retried at half the size, and succeed once the
+// lock goes.
+func TestFailingBatchIsRetriedSmaller(t *testing.T) {
+	db := newDB(t)
+	ctx := context.Background()
+	db.Exec(t, `CREATE TABLE t (id int PRIMARY KEY, old text, new text);
+INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 2000) g`)
+	if err := StartWith(ctx, db.Pool, state, "c1", phases.Backfill{Table: "t", Column: "new", Expr: "old"}, nil,
+		StartOptions{BatchSize: 400}); err != nil {
+		t.Fatal(err)
+	}
+	holder, err := db.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := holder.Exec(ctx, `SELECT * FROM t WHERE id = 10 FOR UPDATE`); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var failed []Batch
+	released := make(chan struct{})
+	p, err := Run(ctx, db.Pool, state, "c1", Options{MinBatch: 50, MaxBatch: 400, LockTimeout: 50 * time.Millisecond,
+		Poll: 10 * time.Millisecond,
+		OnBatch: func(b Batch) {
+			mu.Lock()
+			defer mu.Unlock()
+			if b.Err == nil {
+				return
+			}
+			failed = append(failed, b)
+			if len(failed) == 3 {
+				holder.Rollback(ctx)
+				close(released)
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-released
+	if !p.Verified || failed[0].Size != 400 || failed[1].Size != 200 || failed[2].Size != 100 {
+		t.Fatalf("progress %+v; failed batches %+v", p, failed)
+	}
+	assertAllRight(t, db, "t", "new = old")
+}
+
+// TestRetriesGiveUp: a lock held for good makes Run fail after MaxRetries.
+func TestRetriesGiveUp(t *testing.T) {
+	db := newDB(t)
+	ctx := context.Background()
+	db.Exec(t, `CREATE TABLE t (id int PRIMARY KEY, old text, new text); INSERT INTO t VALUES (1, 'a')`)
+	if err := Start(ctx, db.Pool, state, "c1", phases.Backfill{Table: "t", Column: "new", Expr: "old"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	holder, err := db.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Rollback(ctx)
+	if _, err := holder.Exec(ctx, `SELECT * FROM t FOR UPDATE`); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Run(ctx, db.Pool, state, "c1", Options{MaxRetries: 2, LockTimeout: 20 * time.Millisecond, Poll: time.Millisecond})
+	if err == nil || !strings.Contains(err.Error(), "lock timeout") {
+		t.Fatalf("err = %v, want a lock timeout after retries", err)
+	}
+}

@@ -1,0 +1,619 @@
+package backfill
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Options tune Run. The zero value is a sensible default.
+type Options struct {
+	// Workers is the number of goroutines claiming ranges (default 1).
+	Workers int
+	// TargetBatch is the duration a batch should take; the batch size
+	// adapts toward it (default 150ms). MinBatch and MaxBatch clamp the
+	// size (defaults 100 and 200,000 rows).
+	TargetBatch        time.Duration
+	MinBatch, MaxBatch int
+	// Sleep between two batches of a worker, to leave room to the
+	// application (default none).
+	Sleep time.Duration
+	// LockTimeout and StatementTimeout are set in every batch transaction
+	// (defaults 1s and max(20×TargetBatch, 10s)). A batch that times out
+	// is retried with half the rows.
+	LockTimeout, StatementTimeout time.Duration
+	// MaxRetries is how many batches in a row may fail with a retryable
+	// error (timeout, lock, deadlock, serialization) before Run gives up
+	// (default 10).
+	MaxRetries int
+	// MaxReplicaLag pauses the workers while a replica's replay lag
+	// exceeds it (default 10s; negative: never check).
+	MaxReplicaLag time.Duration
+	// SynchronousCommit keeps synchronous_commit on for batches. By
+	// default it is off per batch: a crash may lose the last batches, but
+	// their cursor advance with them, so they are simply done again.
+	SynchronousCommit bool
+	// Poll is how often a waiting worker looks again (pause, replica lag,
+	// ranges held by other workers); default 250ms.
+	Poll time.Duration
+	// StopWhenPaused makes Run return ErrPaused when the job is paused,
+	// instead of waiting for Resume.
+	StopWhenPaused bool
+	// Progress, when set, is called every ProgressEvery (default 1s) and
+	// once at the end, with the job's progress over all workers and
+	// processes and this process's recent rate.
+	Progress      func(Progress)
+	ProgressEvery time.Duration
+	// OnBatch, when set, is called after every committed or failed batch
+	// (from the worker goroutines).
+	OnBatch func(Batch)
+}
+
+// Batch describes one batch, for OnBatch.
+type Batch struct {
+	Range   int
+	Verify  bool // a verification batch
+	Size    int  // rows asked for
+	Rows    int64
+	Updated int64 // rows changed (verification: rows fixed)
+	Took    time.Duration
+	Next    int   // size of the worker's next batch
+	Err     error // a retryable error: the batch rolled back
+}
+
+func (o Options) withDefaults() Options {
+	if o.Workers <= 0 {
+		o.Workers = 1
+	}
+	if o.TargetBatch <= 0 {
+		o.TargetBatch = 150 * time.Millisecond
+	}
+	if o.MinBatch <= 0 {
+		o.MinBatch = 100
+	}
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = 200_000
+	}
+	o.MaxBatch = max(o.MaxBatch, o.MinBatch)
+	if o.LockTimeout <= 0 {
+		o.LockTimeout = time.Second
+	}
+	if o.StatementTimeout <= 0 {
+		o.StatementTimeout = max(20*o.TargetBatch, 10*time.Second)
+	}
+	if o.MaxRetries <= 0 {
+		o.MaxRetries = 10
+	}
+	if o.MaxReplicaLag == 0 {
+		o.MaxReplicaLag = 10 * time.Second
+	}
+	if o.Poll <= 0 {
+		o.Poll = 250 * time.Millisecond
+	}
+	if o.ProgressEvery <= 0 {
+		o.ProgressEvery = time.Second
+	}
+	return o
+}
+
+// nextSize moves the batch size toward the target duration: proportional
+// to target/took, but by at most ×1.5 up and ÷2 down per batch, clamped.
+func nextSize(size int, took, target time.Duration, lo, hi int) int {
+	ratio := 1.5
+	if took > 0 {
+		ratio = min(1.5, max(0.5, float64(target)/float64(took)))
+	}
+	return min(hi, max(lo, int(float64(size)*ratio)))
+}
+
+// adapt picks the next batch size after a batch of size asked and rows
+// done. A batch cut short by the end of its range says little when tiny;
+// otherwise its own rate is extrapolated, within the same step limits.
+func adapt(size int, rows int64, took time.Duration, o Options) int {
+	if rows >= int64(size) {
+		return nextSize(size, took, o.TargetBatch, o.MinBatch, o.MaxBatch)
+	}
+	if rows < int64(size/4) || took <= 0 {
+		return size
+	}
+	est := float64(rows) * float64(o.TargetBatch) / float64(took)
+	est = min(1.5*float64(size), max(float64(size)/2, est))
+	return min(o.MaxBatch, max(o.MinBatch, int(est)))
+}
+
+// Run works on the change's job until every range is backfilled and
+// verified, with Options.Workers goroutines; other processes may run it
+// at the same time. It returns the final progress.
+func Run(ctx context.Context, pool *pgxpool.Pool, schema, changeID string, opts Options) (Progress, error) {
+	opts = opts.withDefaults()
+	var j struct {
+		schema, table, column, columnType, expr string
+		keyCols, keyTypes                       []string
+	}
+	err := pool.QueryRow(ctx, fmt.Sprintf(`
+SELECT table_schema, table_name, column_name, column_type, expr, key_columns, key_types
+FROM %s WHERE change_id = $1`, jobsTable(schema)), changeID).
+		Scan(&j.schema, &j.table, &j.column, &j.columnType, &j.expr, &j.keyCols, &j.keyTypes)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Progress{}, fmt.Errorf("%w for change %s", ErrNoJob, changeID)
+	}
+	if err != nil {
+		return Progress{}, fmt.Errorf("backfill: %w", err)
+	}
+	if _, err := pool.Exec(ctx, fmt.Sprintf(`UPDATE %s SET started_at = now() WHERE change_id = $1 AND started_at IS NULL`,
+		jobsTable(schema)), changeID); err != nil {
+		return Progress{}, fmt.Errorf("backfill: %w", err)
+	}
+	r := &runner{
+		pool: pool, schema: schema, changeID: changeID, opts: opts,
+		t: newTarget(j.schema, j.table, j.column, j.columnType, j.expr, keySpec{cols: j.keyCols, types: j.keyTypes}),
+	}
+
+	workCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	reporterDone := make(chan struct{})
+	go func() {
+		defer close(reporterDone)
+		r.report(workCtx)
+	}()
+	var wg sync.WaitGroup
+	errs := make([]error, opts.Workers)
+	for i := range opts.Workers {
+		wg.Go(func() {
+			errs[i] = r.work(workCtx)
+			if errs[i] != nil {
+				cancel() // one failure stops the others
+			}
+		})
+	}
+	wg.Wait()
+	cancel()
+	<-reporterDone
+	err = firstError(errs)
+	p, gerr := Get(ctx, pool, schema, changeID)
+	if gerr == nil {
+		p.RowsPerSec, p.ETA = r.rate(p)
+		if opts.Progress != nil {
+			opts.Progress(p)
+		}
+	}
+	if err == nil {
+		err = gerr
+	}
+	return p, err
+}
+
+// firstError prefers a real failure over the cancellations it caused.
+func firstError(errs []error) error {
+	var canceled error
+	for _, err := range errs {
+		if err == nil {
+			continue
+		}
+		if errors.Is(err, context.Canceled) {
+			canceled = err
+			continue
+		}
+		return err
+	}
+	return canceled
+}
+
+type runner struct {
+	pool     *pgxpool.Pool
+	schema   string
+	changeID string
+	opts     Options
+	t        *target
+
+	throttled atomic.Int32
+
+	mu      sync.Mutex
+	samples []sample // recent (time, rows) for the rate
+}
+
+type sample struct {
+	at   time.Time
+	rows int64
+}
+
+// report calls opts.Progress periodically until ctx ends.
+func (r *runner) report(ctx context.Context) {
+	tick := time.NewTicker(r.opts.ProgressEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		p, err := Get(ctx, r.pool, r.schema, r.changeID)
+		if err != nil {
+			continue
+		}
+		p.RowsPerSec, p.ETA = r.rate(p)
+		p.Throttled = r.throttled.Load() > 0
+		if r.opts.Progress != nil {
+			r.opts.Progress(p)
+		}
+	}
+}
+
+// rate is the job's rows per second over the last ten seconds (all
+// workers, all processes), and the time left at that rate.
+func (r *runner) rate(p Progress) (float64, time.Duration) {
+	now := time.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.samples = append(r.samples, sample{now, p.Rows + p.VerifiedRows})
+	i := 0
+	for i < len(r.samples)-2 && now.Sub(r.samples[i+1].at) > 10*time.Second {
+		i++
+	}
+	r.samples = slices.Delete(r.samples, 0, i)
+	first, last := r.samples[0], r.samples[len(r.samples)-1]
+	if dt := last.at.Sub(first.at).Seconds(); dt > 0 {
+		p.RowsPerSec = float64(last.rows-first.rows) / dt
+	} else {
+		p.RowsPerSec = 0
+	}
+	return p.RowsPerSec, eta(p)
+}
+
+// claim is a range locked by this worker's batch transaction.
+type claim struct {
+	no     int
+	verify bool
+	cursor []string
+	upper  []string
+	size   int
+	paused bool
+}
+
+// retryError is a batch that failed in a way worth retrying, smaller.
+type retryError struct{ err error }
+
+func (e *retryError) Error() string { return e.err.Error() }
+func (e *retryError) Unwrap() error { return e.err }
+
+// work is one worker: batches until the job is verified.
+func (r *runner) work(ctx context.Context) error {
+	size := 0 // 0: take the range's persisted size
+	failures := 0
+	var lagChecked time.Time
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if r.opts.MaxReplicaLag > 0 && time.Since(lagChecked) > time.Second {
+			if err := r.waitForReplicas(ctx); err != nil {
+				return err
+			}
+			lagChecked = time.Now()
+		}
+		outcome, next, err := r.batch(ctx, size)
+		var retry *retryError
+		switch {
+		case errors.As(err, &retry):
+			failures++
+			if failures > r.opts.MaxRetries {
+				return fmt.Errorf("backfill %s: %d batches in a row failed, last: %w", r.changeID, failures, err)
+			}
+			size = next
+			backoff := min(5*time.Second, r.opts.Poll*time.Duration(1<<min(failures, 5)))
+			if err := sleep(ctx, backoff/2+rand.N(backoff/2+1)); err != nil {
+				return err
+			}
+			continue
+		case err != nil:
+			return err
+		}
+		failures = 0
+		switch outcome {
+		case worked:
+			size = next
+			if r.opts.Sleep > 0 {
+				if err := sleep(ctx, r.opts.Sleep); err != nil {
+					return err
+				}
+			}
+		case paused:
+			if r.opts.StopWhenPaused {
+				return fmt.Errorf("%w: change %s", ErrPaused, r.changeID)
+			}
+			if err := sleep(ctx, r.opts.Poll); err != nil {
+				return err
+			}
+		case nothingToClaim:
+			finished, err := r.finish(ctx)
+			if err != nil || finished {
+				return err
+			}
+			// Other workers hold the remaining ranges; if one dies, its
+			// lock goes with it and we take the range over.
+			if err := sleep(ctx, r.opts.Poll); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+type outcome int
+
+const (
+	worked outcome = iota
+	paused
+	nothingToClaim
+)
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// waitForReplicas blocks while a replica's replay lag exceeds the limit.
+func (r *runner) waitForReplicas(ctx context.Context) error {
+	for {
+		var lag float64
+		// replay_lag is NULL for idle replicas that caught up; roles
+		// without pg_monitor see NULL too, which reads as no lag.
+		if err := r.pool.QueryRow(ctx, `SELECT coalesce(max(extract(epoch FROM replay_lag)), 0)::float8 FROM pg_catalog.pg_stat_replication`).Scan(&lag); err != nil {
+			return fmt.Errorf("backfill: replica lag: %w", err)
+		}
+		if time.Duration(lag*float64(time.Second)) <= r.opts.MaxReplicaLag {
+			return nil
+		}
+		r.throttled.Add(1)
+		err := sleep(ctx, max(r.opts.Poll, time.Second))
+		r.throttled.Add(-1)
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// finish runs when no range can be claimed: it marks the job done and
+// verified when every range is, and says whether the work is over.
+func (r *runner) finish(ctx context.Context) (bool, error) {
+	var notDone, notVerified int
+	if err := r.pool.QueryRow(ctx, fmt.Sprintf(`
+SELECT count(*) FILTER (WHERE done_at IS NULL), count(*) FILTER (WHERE verified_at IS NULL)
+FROM %s WHERE change_id = $1`, rangesTable(r.schema)), r.changeID).Scan(&notDone, &notVerified); err != nil {
+		return false, fmt.Errorf("backfill: %w", err)
+	}
+	if notDone > 0 {
+		return false, nil
+	}
+	if _, err := r.pool.Exec(ctx, fmt.Sprintf(`UPDATE %s SET done_at = now() WHERE change_id = $1 AND done_at IS NULL`,
+		jobsTable(r.schema)), r.changeID); err != nil {
+		return false, fmt.Errorf("backfill: %w", err)
+	}
+	if notVerified > 0 {
+		return false, nil
+	}
+	if _, err := r.pool.Exec(ctx, fmt.Sprintf(`UPDATE %s SET verified_at = now() WHERE change_id = $1 AND verified_at IS NULL`,
+		jobsTable(r.schema)), r.changeID); err != nil {
+		return false, fmt.Errorf("backfill: %w", err)
+	}
+	return true, nil
+}
+
+// retryable errors roll a batch back to be tried again, smaller.
+func retryable(err error) bool {
+	var pg *pgconn.PgError
+	if !errors.As(err, &pg) {
+		return false
+	}
+	switch pg.Code {
+	case "57014", // query_canceled: statement_timeout
+		"55P03", // lock_not_available: lock_timeout
+		"40001", // serialization_failure
+		"40P01": // deadlock_detected
+		return true
+	}
+	return false
+}
+
+// batch runs one batch transaction with at most size rows (0: the range's
+// own size). It returns the size for the worker's next batch.
+func (r *runner) batch(ctx context.Context, size int) (outcome, int, error) {
+	tx, err := r.pool.Begin(ctx)
+	if err != nil {
+		return 0, size, fmt.Errorf("backfill: %w", err)
+	}
+	defer tx.Rollback(ctx)
+	if err := r.settings(ctx, tx); err != nil {
+		return 0, size, err
+	}
+	c, ok, err := r.claim(ctx, tx)
+	if err != nil {
+		return 0, size, err
+	}
+	if !ok {
+		return nothingToClaim, size, nil
+	}
+	if c.paused {
+		return paused, size, nil
+	}
+	if size <= 0 {
+		size = c.size
+	}
+	size = min(r.opts.MaxBatch, max(r.opts.MinBatch, size))
+	start := time.Now()
+	res, err := r.apply(ctx, tx, c, size)
+	took := time.Since(start)
+	if err != nil {
+		if ctx.Err() == nil && retryable(err) {
+			next := max(r.opts.MinBatch, size/2)
+			if r.opts.OnBatch != nil {
+				r.opts.OnBatch(Batch{Range: c.no, Verify: c.verify, Size: size, Took: took, Next: next, Err: err})
+			}
+			return 0, next, &retryError{err}
+		}
+		return 0, size, fmt.Errorf("backfill %s: range %d: %w", r.changeID, c.no, err)
+	}
+	next := adapt(size, res.rows, took, r.opts)
+	if err := r.advance(ctx, tx, c, res, next); err != nil {
+		return 0, size, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		if ctx.Err() == nil && retryable(err) {
+			return 0, max(r.opts.MinBatch, size/2), &retryError{err}
+		}
+		return 0, size, fmt.Errorf("backfill %s: commit: %w", r.changeID, err)
+	}
+	if r.opts.OnBatch != nil {
+		r.opts.OnBatch(Batch{Range: c.no, Verify: c.verify, Size: size, Rows: res.rows, Updated: res.changed, Took: took, Next: next})
+	}
+	return worked, next, nil
+}
+
+// settings bound the batch's waits and pin the text form of key values.
+func (r *runner) settings(ctx context.Context, tx pgx.Tx) error {
+	syncCommit := "off"
+	if r.opts.SynchronousCommit {
+		syncCommit = "on"
+	}
+	_, err := tx.Exec(ctx, `SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true),
+  set_config('synchronous_commit', $3, true), `+pinTextFormsExprs,
+		fmt.Sprint(r.opts.LockTimeout.Milliseconds()), fmt.Sprint(r.opts.StatementTimeout.Milliseconds()), syncCommit)
+	if err != nil {
+		return fmt.Errorf("backfill: %w", err)
+	}
+	return nil
+}
+
+// claim locks one range with work left: backfill first; verification
+// once every range is backfilled (committed), so that it runs as late as
+// possible, just before the gate.
+func (r *runner) claim(ctx context.Context, tx pgx.Tx) (claim, bool, error) {
+	var c claim
+	err := tx.QueryRow(ctx, fmt.Sprintf(`
+SELECT r.range_no, false, r.cursor, r.upper_bound, r.batch_size, j.paused
+FROM %[1]s r JOIN %[2]s j USING (change_id)
+WHERE r.change_id = $1 AND r.done_at IS NULL
+ORDER BY r.range_no LIMIT 1
+FOR UPDATE OF r SKIP LOCKED`, rangesTable(r.schema), jobsTable(r.schema)), r.changeID).
+		Scan(&c.no, &c.verify, &c.cursor, &c.upper, &c.size, &c.paused)
+	if errors.Is(err, pgx.ErrNoRows) {
+		err = tx.QueryRow(ctx, fmt.Sprintf(`
+SELECT r.range_no, true, r.verify_cursor, r.upper_bound, r.batch_size, j.paused
+FROM %[1]s r JOIN %[2]s j USING (change_id)
+WHERE r.change_id = $1 AND r.verified_at IS NULL
+  AND NOT EXISTS (SELECT 1 FROM %[1]s x WHERE x.change_id = $1 AND x.done_at IS NULL)
+ORDER BY r.range_no LIMIT 1
+FOR UPDATE OF r SKIP LOCKED`, rangesTable(r.schema), jobsTable(r.schema)), r.changeID).
+			Scan(&c.no, &c.verify, &c.cursor, &c.upper, &c.size, &c.paused)
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
+		return c, false, nil
+	}
+	if err != nil {
+		return c, false, fmt.Errorf("backfill: claim a range: %w", err)
+	}
+	return c, true, nil
+}
+
+type result struct {
+	end     []string // new cursor; nil with last: the range is finished
+	last    bool
+	rows    int64
+	changed int64
+}
+
+// apply does the batch's work after the cursor of a claimed range.
+func (r *runner) apply(ctx context.Context, tx pgx.Tx, c claim, size int) (result, error) {
+	var res result
+	end := make([]string, len(r.t.key.cols))
+	ptrs := make([]any, len(end))
+	for i := range end {
+		ptrs[i] = &end[i]
+	}
+	sql, args := r.t.probeSQL(c.cursor, c.upper, size)
+	err := tx.QueryRow(ctx, sql, args...).Scan(ptrs...)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		// Fewer than size rows left: the batch runs to the range's end
+		// (open for the last range: rows inserted since Start included).
+		res.last = true
+		end = c.upper
+		sql, args := r.t.countSQL(c.cursor, end)
+		if err := tx.QueryRow(ctx, sql, args...).Scan(&res.rows); err != nil {
+			return res, err
+		}
+	case err != nil:
+		return res, err
+	default:
+		res.rows = int64(size)
+		res.last = c.upper != nil && slices.Equal(end, c.upper)
+	}
+	res.end = end
+	if !c.verify {
+		sql, args := r.t.updateSQL(c.cursor, end)
+		tag, err := tx.Exec(ctx, sql, args...)
+		if err != nil {
+			return res, err
+		}
+		res.changed = tag.RowsAffected()
+		return res, nil
+	}
+	// Verification: count rows that differ; fix and count again. Our row
+	// locks keep the fixed rows fixed until commit.
+	for attempt := 0; ; attempt++ {
+		var bad int64
+		sql, args := r.t.diffSQL(c.cursor, end)
+		if err := tx.QueryRow(ctx, sql, args...).Scan(&bad); err != nil {
+			return res, err
+		}
+		if bad == 0 {
+			return res, nil
+		}
+		if attempt == 3 {
+			return res, fmt.Errorf("verification: %d rows of %s still differ after %d fixes", bad, r.t.name, attempt)
+		}
+		sql, args = r.t.updateSQL(c.cursor, end)
+		tag, err := tx.Exec(ctx, sql, args...)
+		if err != nil {
+			return res, err
+		}
+		res.changed += tag.RowsAffected()
+	}
+}
+
+// advance records the batch in its range row, in the batch's transaction.
+func (r *runner) advance(ctx context.Context, tx pgx.Tx, c claim, res result, next int) error {
+	cursor := res.end
+	if cursor == nil {
+		cursor = c.cursor // finished open range: keep the last key seen
+	}
+	var sql string
+	if !c.verify {
+		sql = `UPDATE %s SET cursor = $3, rows_done = rows_done + $4, rows_updated = rows_updated + $5,
+  batch_size = $6, batches = batches + 1, updated_at = now(), done_at = CASE WHEN $7 THEN now() END
+WHERE change_id = $1 AND range_no = $2`
+	} else {
+		sql = `UPDATE %s SET verify_cursor = $3, rows_verified = rows_verified + $4, rows_fixed = rows_fixed + $5,
+  batch_size = $6, batches = batches + 1, updated_at = now(), verified_at = CASE WHEN $7 THEN now() END
+WHERE change_id = $1 AND range_no = $2`
+	}
+	if _, err := tx.Exec(ctx, fmt.Sprintf(sql, rangesTable(r.schema)),
+		r.changeID, c.no, cursor, res.rows, res.changed, next, res.last); err != nil {
+		return fmt.Errorf("backfill: advance range %d: %w", c.no, err)
+	}
+	return nil
+}

@@ -1,0 +1,184 @@
+package backfill
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgplanner/planner/phases"
+)
+
+// keySpec is the key the backfill paginates on: columns in index order and
+// their types (format_type), used to cast cursor values stored as text.
+type keySpec struct {
+	cols  []string
+	types []string
+}
+
+// target is a job's table, column and expression, with the SQL it needs.
+type target struct {
+	name       string // quoted, schema-qualified table
+	column     string // quoted column
+	columnType string
+	value      string // the expression, cast to the column's type
+	key        keySpec
+}
+
+func newTarget(schema, table, column, columnType, expr string, key keySpec) *target {
+	return &target{
+		name:       pgx.Identifier{schema, table}.Sanitize(),
+		column:     pgx.Identifier{column}.Sanitize(),
+		columnType: columnType,
+		// Cast once, the same way in SET and in IS DISTINCT FROM, so that a
+		// re-run finds rows already done equal and leaves them alone.
+		value: "CAST((" + expr + ") AS " + columnType + ")",
+		key:   key,
+	}
+}
+
+// describe resolves the table, the column's type and the key from the
+// catalogs. An empty key means the primary key, else the narrowest valid
+// unique index without predicate on NOT NULL columns.
+func describe(ctx context.Context, q Querier, work phases.Backfill, key []string) (*target, error) {
+	name := pgx.Identifier{work.Schema, work.Table}.Sanitize()
+	var oid *uint32
+	if err := q.QueryRow(ctx, `SELECT to_regclass($1)::oid`, name).Scan(&oid); err != nil {
+		return nil, err
+	}
+	if oid == nil {
+		return nil, fmt.Errorf("table %s does not exist", name)
+	}
+	columnType, err := columnTypes(ctx, q, *oid, []string{work.Column})
+	if err != nil {
+		return nil, err
+	}
+	if len(key) == 0 {
+		if key, err = findKey(ctx, q, *oid); err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	types, err := columnTypes(ctx, q, *oid, key)
+	if err != nil {
+		return nil, err
+	}
+	return newTarget(work.Schema, work.Table, work.Column, columnType[0], work.Expr, keySpec{cols: key, types: types}), nil
+}
+
+func columnTypes(ctx context.Context, q Querier, oid uint32, cols []string) ([]string, error) {
+	out := make([]string, len(cols))
+	for i, c := range cols {
+		err := q.QueryRow(ctx, `
+SELECT format_type(atttypid, atttypmod) FROM pg_catalog.pg_attribute
+WHERE attrelid = $1 AND attname = $2 AND attnum > 0 AND NOT attisdropped`, oid, c).Scan(&out[i])
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil, fmt.Errorf("column %s does not exist", pgx.Identifier{c}.Sanitize())
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func findKey(ctx context.Context, q Querier, oid uint32) ([]string, error) {
+	var key []string
+	err := q.QueryRow(ctx, `
+SELECT array_agg(a.attname ORDER BY k.ord)
+FROM pg_catalog.pg_index i
+CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
+LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+WHERE i.indrelid = $1 AND i.indisunique AND i.indisvalid AND i.indpred IS NULL
+  AND k.ord <= i.indnkeyatts
+GROUP BY i.indexrelid, i.indisprimary
+HAVING bool_and(a.attnotnull) AND bool_and(k.attnum > 0)
+ORDER BY i.indisprimary DESC, count(*), i.indexrelid
+LIMIT 1`, oid).Scan(&key)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, ErrNoKey
+	}
+	return key, err
+}
+
+// tuple is the key as a row expression: (a, b).
+func (t *target) tuple() string {
+	return "(" + t.keyList("") + ")"
+}
+
+func (t *target) keyList(suffix string) string {
+	parts := make([]string, len(t.key.cols))
+	for i, c := range t.key.cols {
+		parts[i] = pgx.Identifier{c}.Sanitize() + suffix
+	}
+	return strings.Join(parts, ", ")
+}
+
+// params is a row of parameters $n::text::<type>: cursor values are stored
+// as text and cast back to the key's types, so that comparisons use the
+// key index.
+func (t *target) params(first int) string {
+	parts := make([]string, len(t.key.types))
+	for i, typ := range t.key.types {
+		parts[i] = "$" + strconv.Itoa(first+i) + "::text::" + typ
+	}
+	return "(" + strings.Join(parts, ", ") + ")"
+}
+
+// cond restricts the key to (lower, upper]; nil bounds are open.
+func (t *target) cond(lower, upper []string) (string, []any) {
+	var where []string
+	var args []any
+	if lower != nil {
+		where = append(where, t.tuple()+" > "+t.params(len(args)+1))
+		for _, v := range lower {
+			args = append(args, v)
+		}
+	}
+	if upper != nil {
+		where = append(where, t.tuple()+" <= "+t.params(len(args)+1))
+		for _, v := range upper {
+			args = append(args, v)
+		}
+	}
+	if len(where) == 0 {
+		return "true", nil
+	}
+	return strings.Join(where, " AND "), args
+}
+
+// probeSQL finds the n-th key after lower (up to upper) as text: the end of
+// a batch. OFFSET here skips index entries of one batch only.
+func (t *target) probeSQL(lower, upper []string, n int) (string, []any) {
+	cond, args := t.cond(lower, upper)
+	args = append(args, n-1)
+	// ORDER BY names the columns qualified: a bare name would sort by the
+	// output column of the same name, the key as text.
+	order := make([]string, len(t.key.cols))
+	for i, c := range t.key.cols {
+		order[i] = t.name + "." + pgx.Identifier{c}.Sanitize()
+	}
+	return fmt.Sprintf("SELECT %s FROM %s WHERE %s ORDER BY %s LIMIT 1 OFFSET $%d",
+		t.keyList("::text"), t.name, cond, strings.Join(order, ", "), len(args)), args
+}
+
+func (t *target) countSQL(lower, upper []string) (string, []any) {
+	cond, args := t.cond(lower, upper)
+	return fmt.Sprintf("SELECT count(*) FROM %s WHERE %s", t.name, cond), args
+}
+
+// updateSQL sets the column for the rows of (lower, upper] that differ.
+func (t *target) updateSQL(lower, upper []string) (string, []any) {
+	cond, args := t.cond(lower, upper)
+	return fmt.Sprintf("UPDATE %s SET %s = %s WHERE %s AND %s IS DISTINCT FROM %s",
+		t.name, t.column, t.value, cond, t.column, t.value), args
+}
+
+// diffSQL counts the rows of (lower, upper] that still differ.
+func (t *target) diffSQL(lower, upper []string) (string, []any) {
+	cond, args := t.cond(lower, upper)
+	return fmt.Sprintf("SELECT count(*) FROM %s WHERE %s AND %s IS DISTINCT FROM %s",
+		t.name, cond, t.column, t.value), args
+}

@@ -1,0 +1,271 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/spf13/cobra"
+
+	"github.com/pgplanner/planner/backfill"
+	"github.com/pgplanner/planner/planner"
+)
+
+func init() { commands = append(commands, backfillCmd) }
+
+func backfillCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "backfill",
+		Short: "Run, pause, resume and watch backfills",
+		Long: `A backfill computes a new column for every existing row, in short batches.
+'planner next' starts it; 'planner backfill run' works on it as a process of its own,
+and may run on several machines at once: workers share the work through the state tables.`,
+	}
+	cmd.AddCommand(backfillRunCmd(), backfillPauseCmd(true), backfillPauseCmd(false), backfillStatusCmd())
+	return cmd
+}
+
+func backfillRunCmd() *cobra.Command {
+	var opts backfill.Options
+	cmd := &cobra.Command{
+		Use:   "run [CHANGE]",
+		Short: "Run or resume a backfill (every unfinished one without CHANGE) until verified",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if opts.Workers < 1 {
+				return usageErrorf("--workers must be at least 1")
+			}
+			ctx := cmd.Context()
+			pool, err := backfillPool(ctx, opts.Workers)
+			if err != nil {
+				return err
+			}
+			defer pool.Close()
+			var ids []string
+			if len(args) == 1 {
+				ids = args
+			} else {
+				all, err := backfill.List(ctx, pool, g.stateSchema)
+				if err != nil {
+					return err
+				}
+				for _, p := range all {
+					if !p.Verified {
+						ids = append(ids, p.ChangeID)
+					}
+				}
+				if len(ids) == 0 && g.output == "text" {
+					fmt.Fprintln(cmd.OutOrStdout(), "no unfinished backfill")
+				}
+			}
+			var results []backfill.Progress
+			for _, id := range ids {
+				p, err := runOne(ctx, cmd.OutOrStdout(), pool, id, opts)
+				results = append(results, p)
+				if err != nil {
+					return err
+				}
+			}
+			if g.output == "json" {
+				return printJSON(cmd.OutOrStdout(), results)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&opts.Workers, "workers", 1, "goroutines claiming key ranges (other processes may run too)")
+	f.DurationVar(&opts.TargetBatch, "batch-time", 150*time.Millisecond, "target duration of one batch; the batch size adapts to it")
+	f.IntVar(&opts.MinBatch, "min-batch", 100, "smallest batch, in rows")
+	f.IntVar(&opts.MaxBatch, "max-batch", 200_000, "largest batch, in rows")
+	f.DurationVar(&opts.Sleep, "sleep", 0, "pause between two batches of a worker")
+	f.DurationVar(&opts.MaxReplicaLag, "max-replica-lag", 10*time.Second, "wait while a replica lags more than this (negative: never check)")
+	f.BoolVar(&opts.StopWhenPaused, "stop-when-paused", false, "exit when the backfill is paused instead of waiting for resume")
+	return cmd
+}
+
+// backfillPool is a pool with a connection per worker, plus one for
+// progress.
+func backfillPool(ctx context.Context, workers int) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(databaseURL())
+	if err != nil {
+		return nil, usageErrorf("database URL: %v", err)
+	}
+	cfg.ConnConfig.RuntimeParams["application_name"] = "planner backfill"
+	cfg.MaxConns = int32(workers + 2)
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("connect to database: %w", err)
+	}
+	return pool, nil
+}
+
+func runOne(ctx context.Context, out io.Writer, pool *pgxpool.Pool, id string, opts backfill.Options) (backfill.Progress, error) {
+	show := g.output == "text"
+	tty := show && isTerminal(out)
+	if show {
+		if tty {
+			opts.ProgressEvery = 200 * time.Millisecond
+			opts.Progress = func(p backfill.Progress) { fmt.Fprint(out, "\r"+progressBar(p, 30)+"\033[K") }
+		} else {
+			// CI logs: a line every ten seconds, not a redrawn bar.
+			opts.ProgressEvery = 10 * time.Second
+			opts.Progress = func(p backfill.Progress) { fmt.Fprintln(out, progressLine(p)) }
+		}
+	}
+	p, err := backfill.Run(ctx, pool, g.stateSchema, id, opts)
+	if tty {
+		fmt.Fprintln(out)
+	}
+	switch {
+	case errors.Is(err, backfill.ErrNoJob):
+		return p, fmt.Errorf("%w: %w (is the change in its backfill phase?)", planner.ErrInput, err)
+	case errors.Is(err, context.Canceled):
+		return p, fmt.Errorf("backfill %s interrupted; run it again to resume", id)
+	case err != nil:
+		return p, err
+	}
+	if show {
+		fmt.Fprintf(out, "%s: %d rows backfilled (%d changed), verified", id, p.Rows, p.Updated)
+		if p.Fixed > 0 {
+			fmt.Fprintf(out, " (%d rows fixed by verification)", p.Fixed)
+		}
+		fmt.Fprintln(out)
+	}
+	return p, nil
+}
+
+// isTerminal tells a terminal from a pipe or file (no x/term dependency).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+func progressBar(p backfill.Progress, width int) string {
+	frac := p.Fraction()
+	filled := int(frac * float64(width))
+	bar := strings.Repeat("█", filled) + strings.Repeat("░", width-filled)
+	return fmt.Sprintf("%s %s %s", p.ChangeID, bar, progressDetail(p))
+}
+
+func progressLine(p backfill.Progress) string {
+	return p.ChangeID + ": " + progressDetail(p)
+}
+
+// progressDetail is e.g. "backfill 12.3% (36900/300000 rows, 51234 rows/s, ETA 5s)".
+func progressDetail(p backfill.Progress) string {
+	var b strings.Builder
+	switch p.Phase {
+	case "backfill":
+		fmt.Fprintf(&b, "backfill %5.1f%% (%d/%d rows", 100*p.Fraction(), p.Rows, p.Total)
+	case "verify":
+		fmt.Fprintf(&b, "verify %5.1f%% (%d/%d rows checked", 100*p.Fraction(), p.VerifiedRows, p.Total)
+	default:
+		fmt.Fprintf(&b, "verified (%d rows, %d changed, %d fixed by verification)", p.Rows, p.Updated, p.Fixed)
+		return b.String()
+	}
+	if p.RowsPerSec > 0 {
+		fmt.Fprintf(&b, ", %.0f rows/s", p.RowsPerSec)
+	}
+	if p.ETA > 0 {
+		fmt.Fprintf(&b, ", ETA %s", p.ETA)
+	}
+	b.WriteString(")")
+	if p.Paused {
+		b.WriteString(" paused (planner backfill resume " + p.ChangeID + ")")
+	}
+	if p.Throttled {
+		b.WriteString(" waiting for replicas to catch up")
+	}
+	return b.String()
+}
+
+func backfillPauseCmd(pause bool) *cobra.Command {
+	use, short := "resume CHANGE", "Let a paused backfill continue"
+	if pause {
+		use, short = "pause CHANGE", "Pause a backfill: its workers stop after their current batch"
+	}
+	return &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			pool, err := connect(ctx)
+			if err != nil {
+				return err
+			}
+			defer pool.Close()
+			set := backfill.Resume
+			if pause {
+				set = backfill.Pause
+			}
+			if err := set(ctx, pool, g.stateSchema, args[0]); err != nil {
+				if errors.Is(err, backfill.ErrNoJob) {
+					return fmt.Errorf("%w: %w", planner.ErrInput, err)
+				}
+				return err
+			}
+			if g.output == "json" {
+				return printJSON(cmd.OutOrStdout(), map[string]any{"change_id": args[0], "paused": pause})
+			}
+			state := "resumed"
+			if pause {
+				state = "paused"
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "backfill %s %s\n", args[0], state)
+			return nil
+		},
+	}
+}
+
+func backfillStatusCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "Show every backfill: rows done, rate, ETA, verification",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			pool, err := connect(ctx)
+			if err != nil {
+				return err
+			}
+			defer pool.Close()
+			all, err := backfill.List(ctx, pool, g.stateSchema)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if g.output == "json" {
+				if all == nil {
+					all = []backfill.Progress{}
+				}
+				return printJSON(out, all)
+			}
+			if len(all) == 0 {
+				fmt.Fprintln(out, "no backfills")
+				return nil
+			}
+			w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "CHANGE\tCOLUMN\tPROGRESS")
+			for _, p := range all {
+				fmt.Fprintf(w, "%s\t%s.%s\t%s\n", p.ChangeID, p.Table, pgx.Identifier{p.Column}.Sanitize(), progressDetail(p))
+			}
+			return w.Flush()
+		},
+	}
+}

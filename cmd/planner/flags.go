@@ -1,0 +1,116 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pgplanner/planner/flags"
+)
+
+func init() { commands = append(commands, flagsCmd) }
+
+func flagsCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "flags",
+		Short: "List the flags the planner publishes for applications (key, variant, change, phase, updated)",
+		Long: `List the flags the planner publishes for applications.
+
+Keys derive from the change id: <change>.read (old|new) and <change>.write
+(old|both|new), plus the boolean views <change>.read_new, <change>.write_old
+and <change>.write_new that the OpenFeature provider and the flagd export
+derive from them.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			list, err := loadFlags(cmd)
+			if err != nil {
+				return err
+			}
+			if g.output == "json" {
+				if list == nil {
+					list = []flags.Flag{}
+				}
+				return printJSON(cmd.OutOrStdout(), list)
+			}
+			w := cmd.OutOrStdout()
+			if len(list) == 0 {
+				fmt.Fprintln(w, "no flags")
+				return nil
+			}
+			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "KEY\tVARIANT\tCHANGE\tPHASE\tUPDATED")
+			for _, f := range list {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", f.Key, f.Variant, f.ChangeID, f.Phase, f.UpdatedAt.UTC().Format(time.RFC3339))
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.AddCommand(flagsExportCmd())
+	return cmd
+}
+
+func flagsExportCmd() *cobra.Command {
+	var format, file string
+	cmd := &cobra.Command{
+		Use:   "export --format flagd [-o FILE]",
+		Short: "Write the flags as a flagd flag-definition file, for services in other languages",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if format != "flagd" {
+				return usageErrorf("--format must be flagd, not %q", format)
+			}
+			list, err := loadFlags(cmd)
+			if err != nil {
+				return err
+			}
+			data, err := flags.ExportFlagd(list)
+			if err != nil {
+				return err
+			}
+			if file == "" || file == "-" {
+				_, err := cmd.OutOrStdout().Write(data)
+				return err
+			}
+			return writeAtomically(file, data)
+		},
+	}
+	cmd.Flags().StringVar(&format, "format", "flagd", "export format (flagd)")
+	// Shadows the global --output/-o (text|json): for export it names the file.
+	cmd.Flags().StringVarP(&file, "output", "o", "", "file to write (default standard output)")
+	return cmd
+}
+
+func loadFlags(cmd *cobra.Command) ([]flags.Flag, error) {
+	pool, err := connect(cmd.Context())
+	if err != nil {
+		return nil, err
+	}
+	defer pool.Close()
+	return flags.List(cmd.Context(), pool, g.stateSchema)
+}
+
+// writeAtomically replaces path in one rename, so a flagd file watcher never
+// reads a half-written file.
+func writeAtomically(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}

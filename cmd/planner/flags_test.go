@@ -1,0 +1,57 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+
+	"github.com/pgplanner/planner/flags"
+)
+
+func TestFlagsCommand(t *testing.T) {
+	c, _ := newCLI(t)
+	c.expect(c.run(nil, "flags"), 0, "no flags")
+	c.expect(c.run(nil, "next", "--dir="+c.dir, "--deploy-id=d1"), 0, "expand")
+
+	c.expect(c.run(nil, "flags"), 0, "KEY", "VARIANT", "users-email-rename.read", "users-email-rename.write", "expand")
+	r := c.run(nil, "flags", "-o", "json")
+	c.expect(r, 0)
+	var listed []flags.Flag
+	if err := json.Unmarshal([]byte(r.stdout), &listed); err != nil {
+		t.Fatalf("flags -o json: %v\n%s", err, r.stdout)
+	}
+	if len(listed) != 2 || listed[0].Key != "users-email-rename.read" || listed[0].Variant != "old" ||
+		listed[0].Metadata["new_column"] != "email_address" {
+		t.Fatalf("flags -o json: %+v", listed)
+	}
+
+	// export to stdout and to a file: the same document, round-tripping the state
+	r = c.run(nil, "flags", "export", "--format", "flagd")
+	c.expect(r, 0, `"$schema": "https://flagd.dev/schema/v0/flags.json"`, `"defaultVariant": "old"`)
+	file := filepath.Join(t.TempDir(), "flags.json")
+	c.expect(c.run(nil, "flags", "export", "--format=flagd", "-o", file), 0)
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(data) != r.stdout {
+		t.Errorf("file and stdout differ:\n%s\n---\n%s", data, r.stdout)
+	}
+	back, err := flags.ParseFlagd(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range back {
+		if i >= len(listed) || back[i].Key != listed[i].Key || back[i].Variant != listed[i].Variant ||
+			!back[i].UpdatedAt.Equal(listed[i].UpdatedAt) || !reflect.DeepEqual(back[i].Metadata, listed[i].Metadata) {
+			t.Fatalf("round trip:\n%+v\nwant\n%+v", back, listed)
+		}
+	}
+	if len(back) != len(listed) {
+		t.Fatalf("round trip: %d flags, want %d", len(back), len(listed))
+	}
+
+	c.expect(c.run(nil, "flags", "export", "--format", "yaml"), 2, "--format must be flagd")
+}

@@ -1,0 +1,273 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/spf13/cobra"
+
+	"github.com/pgplanner/planner/planner"
+)
+
+func init() { commands = append(commands, nextCmd) }
+
+// engineOptions are the flags of the commands that run phases.
+type engineOptions struct {
+	lockTimeout, statementTimeout, longStatementTimeout time.Duration
+	retries                                             int
+	wait                                                time.Duration
+	minSoak                                             time.Duration
+	async                                               bool
+	backfillWorkers                                     int
+	backfillTarget                                      time.Duration
+}
+
+func (o *engineOptions) register(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.DurationVar(&o.lockTimeout, "lock-timeout", 500*time.Millisecond, "longest wait for a lock that blocks application traffic, per try")
+	f.DurationVar(&o.statementTimeout, "statement-timeout", 30*time.Second, "statement_timeout of ordinary DDL")
+	f.DurationVar(&o.longStatementTimeout, "long-statement-timeout", 6*time.Hour, "statement_timeout of VALIDATE and CREATE INDEX CONCURRENTLY (0: none)")
+	f.IntVar(&o.retries, "retries", 8, "tries per transaction when a lock is not available (escalating backoff with jitter)")
+	f.DurationVar(&o.wait, "wait", 5*time.Minute, "how long to wait for another planner to finish (then exit 4)")
+}
+
+func (o *engineOptions) registerNext(cmd *cobra.Command) {
+	o.register(cmd)
+	f := cmd.Flags()
+	f.DurationVar(&o.minSoak, "min-soak", 0, "minimum time the previous phase's flags must be live before a contract phase")
+	f.BoolVar(&o.async, "async", false, "start backfills and return; the phase completes at a later deploy once the backfill is verified (run it with planner backfill run)")
+	f.IntVar(&o.backfillWorkers, "backfill-workers", 1, "workers of an inline backfill")
+	f.DurationVar(&o.backfillTarget, "backfill-batch-time", 0, "target duration of one backfill batch (default the backfill's own)")
+}
+
+// engine connects and builds a planner.Engine from the flags.
+func (o *engineOptions) engine(cmd *cobra.Command) (*planner.Engine, func(), error) {
+	if cmd.Flags().Lookup("backfill-workers") != nil && o.backfillWorkers < 1 {
+		return nil, nil, usageErrorf("--backfill-workers must be at least 1")
+	}
+	o.backfillWorkers = max(o.backfillWorkers, 1)
+	if o.retries < 1 {
+		return nil, nil, usageErrorf("--retries must be at least 1")
+	}
+	if o.lockTimeout <= 0 {
+		return nil, nil, usageErrorf("--lock-timeout must be positive: without it a DDL statement waiting for its lock queues all application traffic behind it")
+	}
+	cfg, err := pgxpool.ParseConfig(databaseURL())
+	if err != nil {
+		return nil, nil, usageErrorf("database URL: %v", err)
+	}
+	cfg.ConnConfig.RuntimeParams["application_name"] = "planner"
+	// One connection holds the planner's lock, one runs statements, the
+	// rest serve backfill workers and progress.
+	cfg.MaxConns = int32(max(4, o.backfillWorkers+3))
+	pool, err := pgxpool.NewWithConfig(cmd.Context(), cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := pool.Ping(cmd.Context()); err != nil {
+		pool.Close()
+		return nil, nil, fmt.Errorf("connect to database: %w", err)
+	}
+	e := &planner.Engine{
+		Pool: pool, Schema: g.stateSchema,
+		LockTimeout: o.lockTimeout, StatementTimeout: o.statementTimeout, LongStatementTimeout: o.longStatementTimeout,
+		Retries: o.retries, Wait: o.wait, MinSoak: o.minSoak, Async: o.async,
+		Log: cmd.ErrOrStderr(), Verbose: g.verbose,
+	}
+	e.Backfill.Workers = o.backfillWorkers
+	e.Backfill.TargetBatch = o.backfillTarget
+	return e, pool.Close, nil
+}
+
+// deployIDSources are the environment variables a deploy id is taken from,
+// in order, when --deploy-id is not given. CI ids stay the same when a job
+// of the same run is retried, so a retry advances nothing more.
+var deployIDSources = []struct{ env, prefix string }{
+	{"PLANNER_DEPLOY_ID", ""},
+	{"GITHUB_RUN_ID", "github:"},         // not GITHUB_RUN_ATTEMPT: a re-run must not advance again
+	{"CI_PIPELINE_ID", "gitlab:"},        // GitLab: one per pipeline, kept on job retry
+	{"BUILDKITE_BUILD_ID", "buildkite:"}, // kept on job retry
+	{"CIRCLE_WORKFLOW_ID", "circleci:"},  // note: "rerun workflow" gets a new id
+}
+
+// deployID resolves the deploy id and says where it came from.
+func deployID(flag string) (id, source string) {
+	if strings.TrimSpace(flag) != "" {
+		return strings.TrimSpace(flag), "--deploy-id"
+	}
+	for _, s := range deployIDSources {
+		if v := strings.TrimSpace(os.Getenv(s.env)); v != "" {
+			return s.prefix + v, "$" + s.env
+		}
+	}
+	return "", ""
+}
+
+func noDeployIDError() error {
+	var envs []string
+	for _, s := range deployIDSources {
+		envs = append(envs, s.env)
+	}
+	return usageErrorf("no deploy id: pass --deploy-id ID (e.g. your release or pipeline id) or set one of %s; "+
+		"the id makes a retried deploy advance nothing more, so the planner does not make one up", strings.Join(envs, ", "))
+}
+
+// loadSpecs reads the specs of dir. A missing default directory means no
+// specs (for status); a missing directory given explicitly is an error.
+func loadSpecs(cmd *cobra.Command, dir string, required bool) ([]planner.Spec, error) {
+	if !cmd.Flags().Changed("dir") && !required {
+		if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+			return nil, nil
+		}
+	}
+	return planner.Load(dir)
+}
+
+func nextCmd() *cobra.Command {
+	var opts engineOptions
+	var dir, id string
+	var dryRun bool
+	cmd := &cobra.Command{
+		Use:   "next",
+		Short: "Advance every active change by one phase (run once per deploy)",
+		Long: `Registers new specs and advances every active change by exactly one phase.
+Changes on the same table advance one at a time, in spec order; changes on
+different tables advance together. A deploy id advances each change at most
+once: a retried deploy advances nothing more.
+
+The deploy id is --deploy-id, else $PLANNER_DEPLOY_ID, else the CI's run id:
+$GITHUB_RUN_ID, $CI_PIPELINE_ID (GitLab), $BUILDKITE_BUILD_ID,
+$CIRCLE_WORKFLOW_ID. Without one the command refuses to run (exit 2).
+
+Exit codes: 0 advanced or nothing to do, 1 failure (rerun resumes),
+2 bad input (nothing changed), 3 waiting on a gate (rerun at a later deploy),
+4 another planner is running (after --wait).
+
+The planner holds a session advisory lock while it runs: connect directly
+or through PgBouncer in session mode, not transaction mode.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			deploy, source := deployID(id)
+			if deploy == "" {
+				return noDeployIDError()
+			}
+			specs, err := loadSpecs(cmd, dir, true)
+			if err != nil {
+				return err
+			}
+			e, closePool, err := opts.engine(cmd)
+			if err != nil {
+				return err
+			}
+			defer closePool()
+			if !dryRun && g.output == "text" {
+				fmt.Fprintf(cmd.ErrOrStderr(), "planner next: deploy %s (from %s), %d spec(s) in %s\n", deploy, source, len(specs), dir)
+			}
+			report, err := e.Next(cmd.Context(), specs, deploy, dryRun)
+			if report != nil {
+				if g.output == "json" {
+					if perr := printJSON(cmd.OutOrStdout(), report); perr != nil {
+						return perr
+					}
+				} else {
+					printReport(cmd.OutOrStdout(), report)
+				}
+			}
+			if err != nil {
+				return err
+			}
+			if report.Waiting() {
+				return &waitingError{}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&dir, "dir", "plans", "directory (or file) of change specs")
+	f.StringVar(&id, "deploy-id", "", "id of this deploy (default $PLANNER_DEPLOY_ID, then the CI's run id)")
+	f.BoolVar(&dryRun, "dry-run", false, "print what would run against the live database, without running it")
+	opts.registerNext(cmd)
+	return cmd
+}
+
+// printReport writes a human summary of a Next report.
+func printReport(w io.Writer, r *planner.Report) {
+	counts := map[planner.Action]int{}
+	for _, c := range r.Changes {
+		counts[c.Action]++
+	}
+	if r.DryRun {
+		fmt.Fprintf(w, "dry run for deploy %s: nothing was changed\n", r.DeployID)
+	} else {
+		fmt.Fprintf(w, "deploy %s: %d advanced, %d waiting, %d failed, %d done\n", r.DeployID,
+			counts[planner.Advanced], counts[planner.Waiting], counts[planner.Failed], counts[planner.Done])
+		if counts[planner.Advanced] == 0 && counts[planner.Failed] == 0 && counts[planner.Waiting] == 0 && len(r.Changes) > 0 {
+			fmt.Fprintln(w, "nothing advanced")
+		}
+	}
+	if len(r.Changes) == 0 {
+		fmt.Fprintln(w, "no changes")
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, c := range r.Changes {
+		phase := ""
+		if c.Phase != "" {
+			phase = fmt.Sprintf("phase %d/%d %s", c.PhaseIndex+1, c.Total, c.Phase)
+		} else {
+			phase = fmt.Sprintf("%d/%d applied", c.Applied, c.Total)
+		}
+		detail := c.Reason
+		switch c.Action {
+		case planner.Advanced:
+			detail = "in " + c.Duration.Round(time.Millisecond).String()
+		case planner.Failed:
+			detail = c.Error
+		}
+		if c.Registered && !r.DryRun {
+			detail = strings.TrimSpace("registered; " + detail)
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", c.ID, c.Table, c.Action, phase, detail)
+	}
+	tw.Flush()
+	if !r.DryRun {
+		return
+	}
+	for _, c := range r.Changes {
+		if c.Action != planner.WouldApply {
+			continue
+		}
+		fmt.Fprintf(w, "\n%s: phase %d/%d %s\n", c.ID, c.PhaseIndex+1, c.Total, c.Phase)
+		if c.Gate != "" {
+			fmt.Fprintf(w, "  gate %s: met\n", c.Gate)
+		}
+		for i, s := range c.Statements {
+			lock := ""
+			if s.Lock != "" {
+				lock = fmt.Sprintf("  -- %s (blocks %s)", s.Lock, s.Lock.Blocks())
+			}
+			fmt.Fprintf(w, "  %d. %s;%s\n", i+1, strings.TrimSpace(s.SQL), lock)
+		}
+		if b := c.BackfillWork; b != nil {
+			fmt.Fprintf(w, "  backfill %s.%s: SET %s = %s, in batches\n", b.Schema, b.Table, b.Column, b.Expr)
+		}
+		keys := make([]string, 0, len(c.Flags))
+		for k := range c.Flags {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			fmt.Fprintf(w, "  flag %s = %s\n", k, c.Flags[k])
+		}
+		if c.Reason != "" {
+			fmt.Fprintf(w, "  %s\n", c.Reason)
+		}
+	}
+}

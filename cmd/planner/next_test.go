@@ -1,0 +1,244 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/pgplanner/planner/internal/pgtest"
+)
+
+// The engine commands are tested through the real binary, so exit codes,
+// flags and environment variables are what a pipeline sees.
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+func plannerBinary(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "planner-bin-")
+		if err != nil {
+			binErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "planner")
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			binErr = errors.New(string(out))
+		}
+	})
+	if binErr != nil {
+		t.Fatalf("build planner: %v", binErr)
+	}
+	return binPath
+}
+
+type cli struct {
+	t   *testing.T
+	bin string
+	env []string
+	dir string
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+func newCLI(t *testing.T) (*cli, *pgtest.DB) {
+	db := pgtest.NewDB(t)
+	db.Exec(t, `CREATE TABLE users (id bigserial PRIMARY KEY, email text NOT NULL, name text)`)
+	db.Exec(t, `INSERT INTO users (email) SELECT 'u' || g || '@example.com' FROM generate_series(1, 500) g`)
+	dir := t.TempDir()
+	spec := `changes:
+  - id: users-email-rename
+    kind: rename_column
+    table: users
+    column: email
+    to: email_address
+`
+	if err := os.WriteFile(filepath.Join(dir, "01.yaml"), []byte(spec), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var env []string
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		switch name {
+		case "PLANNER_DEPLOY_ID", "GITHUB_RUN_ID", "CI_PIPELINE_ID", "BUILDKITE_BUILD_ID", "CIRCLE_WORKFLOW_ID", "DATABASE_URL":
+			continue
+		}
+		env = append(env, kv)
+	}
+	env = append(env, "DATABASE_URL="+db.URL)
+	return &cli{t: t, bin: plannerBinary(t), env: env, dir: dir}, db
+}
+
+func (c *cli) run(extraEnv []string, args ...string) result {
+	c.t.Helper()
+	cmd := exec.Command(c.bin, args...)
+	cmd.Env = append(append([]string{}, c.env...), extraEnv...)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	r := result{stdout: out.String(), stderr: errOut.String()}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		r.code = ee.ExitCode()
+	} else if err != nil {
+		c.t.Fatal(err)
+	}
+	return r
+}
+
+func (c *cli) expect(r result, code int, contains ...string) {
+	c.t.Helper()
+	if r.code != code {
+		c.t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", r.code, code, r.stdout, r.stderr)
+	}
+	for _, s := range contains {
+		if !strings.Contains(r.stdout+r.stderr, s) {
+			c.t.Fatalf("output does not contain %q\nstdout:\n%s\nstderr:\n%s", s, r.stdout, r.stderr)
+		}
+	}
+}
+
+func TestNextCommand(t *testing.T) {
+	c, _ := newCLI(t)
+	dir := "--dir=" + c.dir
+
+	// No deploy id: refused, nothing done.
+	c.expect(c.run(nil, "next", dir), 2, "no deploy id", "--deploy-id", "GITHUB_RUN_ID")
+	c.expect(c.run(nil, "status", dir), 0, "unregistered")
+
+	// The deploy id from CI: a retried run advances nothing more.
+	gh := []string{"GITHUB_RUN_ID=4242", "GITHUB_RUN_ATTEMPT=1"}
+	c.expect(c.run(gh, "next", dir), 0, "deploy github:4242", "1 advanced", "expand")
+	gh[1] = "GITHUB_RUN_ATTEMPT=2"
+	c.expect(c.run(gh, "next", dir), 0, "nothing advanced", "already advanced in deploy github:4242")
+
+	// Dry run: the backfill it would run, nothing done.
+	c.expect(c.run(nil, "next", dir, "--deploy-id=d2", "--dry-run"), 0, "dry run", "would_apply", "backfill public.users: SET email_address")
+
+	// --async: the backfill starts, the pipeline is told to come back (3).
+	r := c.run(nil, "next", dir, "--deploy-id=d2", "--async", "-o", "json")
+	c.expect(r, 3)
+	var rep struct {
+		DeployID string `json:"deploy_id"`
+		Changes  []struct {
+			ID, Action, Phase, Reason string
+		} `json:"changes"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+		t.Fatalf("next -o json: %v\n%s", err, r.stdout)
+	}
+	if len(rep.Changes) != 1 || rep.Changes[0].Action != "waiting" || rep.Changes[0].Phase != "backfill" {
+		t.Fatalf("report %+v", rep)
+	}
+
+	// Status in JSON shows the phase and the backfill.
+	r = c.run(nil, "status", dir, "-o", "json")
+	c.expect(r, 0)
+	var status []struct {
+		ID, Status string
+		Applied    int
+		Total      int
+		Next       string `json:"next_phase"`
+		Flags      map[string]string
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &status); err != nil {
+		t.Fatalf("status -o json: %v\n%s", err, r.stdout)
+	}
+	if len(status) != 1 || status[0].Applied != 1 || status[0].Total != 5 || status[0].Next != "backfill" ||
+		status[0].Flags["users-email-rename.read"] != "old" {
+		t.Fatalf("status %+v", status)
+	}
+	c.expect(c.run(nil, "status", dir), 0, "phase 1 of 5 applied", "next: backfill", "users-email-rename.read=old")
+
+	// Inline: the backfill runs and the phase completes.
+	c.expect(c.run(nil, "next", dir, "--deploy-id=d3"), 0, "1 advanced", "backfill")
+	c.expect(c.run(nil, "history"), 0, "github:4242", "d3", "expand", "backfill")
+
+	// Rollback, and its retry with the same deploy id.
+	c.expect(c.run(nil, "rollback", "users-email-rename", "--deploy-id=r1"), 0, "rolled back phase 2 backfill; 1 of 5")
+	c.expect(c.run(nil, "rollback", "users-email-rename", "--deploy-id=r1"), 0, "nothing rolled back")
+	c.expect(c.run(nil, "rollback", "nope"), 2, "no change \"nope\"")
+
+	// Editing the in-flight spec: refused with exit 2.
+	edited := filepath.Join(c.dir, "01.yaml")
+	data, _ := os.ReadFile(edited)
+	os.WriteFile(edited, []byte(strings.Replace(string(data), "email_address", "mail", 1)), 0o644)
+	c.expect(c.run(nil, "next", dir, "--deploy-id=d4"), 2, "was edited after it started")
+	os.WriteFile(edited, data, 0o644)
+}
+
+func TestNextCommandBusy(t *testing.T) {
+	c, db := newCLI(t)
+	ctx := context.Background()
+	conn, err := db.Pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock(x'706c6e72'::int, hashtext('planner'))`); err != nil {
+		t.Fatal(err)
+	}
+	c.expect(c.run(nil, "next", "--dir="+c.dir, "--deploy-id=d1", "--wait=200ms"), 4, "another planner is running", "held by pid")
+}
+
+func TestValidateCommand(t *testing.T) {
+	c, _ := newCLI(t)
+	c.expect(c.run(nil, "validate", "--dir="+c.dir), 0, "ok", "users-email-rename", "1 spec(s) fit")
+	bad := filepath.Join(c.dir, "02.yaml")
+	os.WriteFile(bad, []byte(`changes:
+  - id: bad
+    kind: add_column
+    table: users
+    column: age
+    type: integr
+    backfill: "0"
+`), 0o644)
+	c.expect(c.run(nil, "validate", "--dir="+c.dir), 2, "FAIL", "integr", "safe alternative")
+	r := c.run(nil, "validate", "--dir="+c.dir, "-o", "json")
+	c.expect(r, 2)
+	var results []struct {
+		ID       string
+		Problems []struct{ Field, Message, Hint string }
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &results); err != nil || len(results) != 2 || len(results[1].Problems) == 0 {
+		t.Fatalf("validate -o json: %v %+v\n%s", err, results, r.stdout)
+	}
+}
+
+// kill -9 of the real binary in the middle of a phase (test hook), then a
+// rerun of the same deploy completes it exactly once.
+func TestNextCommandKilledMidPhase(t *testing.T) {
+	c, db := newCLI(t)
+	dir := "--dir=" + c.dir
+	r := c.run([]string{"PLANNER_TEST_CRASH_AFTER=1"}, "next", dir, "--deploy-id=d1")
+	if r.code != -1 {
+		t.Fatalf("exit %d, want killed by a signal\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	c.expect(c.run(nil, "status", dir), 0, "phase 0 of 5 applied")
+	c.expect(c.run(nil, "next", dir, "--deploy-id=d1"), 0, "1 advanced", "expand")
+	// Killed after the backfill phase committed: the rerun has nothing to do.
+	r = c.run([]string{"PLANNER_TEST_CRASH_AFTER_COMMIT=1"}, "next", dir, "--deploy-id=d2")
+	if r.code != -1 {
+		t.Fatalf("exit %d, want killed by a signal\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	c.expect(c.run(nil, "next", dir, "--deploy-id=d2"), 0, "nothing advanced", "already advanced in deploy d2")
+	var wrong int
+	if err := db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM users WHERE email_address IS DISTINCT FROM email`).Scan(&wrong); err != nil || wrong != 0 {
+		t.Fatalf("%d rows not backfilled (%v)", wrong, err)
+	}
+}

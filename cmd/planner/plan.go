@@ -1,0 +1,105 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pgplanner/planner/planner"
+)
+
+func init() { commands = append(commands, planCmd) }
+
+func planCmd() *cobra.Command {
+	var pgVersion int
+	cmd := &cobra.Command{
+		Use:   "plan FILE|DIR",
+		Short: "Print each change's phases: SQL, locks, gates, flags and rollback",
+		Long: `Print each change's phases with their SQL, the lock every statement takes and
+for how long, the gate before each phase, the flags it publishes and how it is
+rolled back. Works offline (no database); with --database-url or DATABASE_URL
+the live catalog makes the SQL exact (column types, NOT NULL, indexes and
+constraints to copy) and the server's version is used.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if pgVersion < 12 {
+				// SET NOT NULL proved by a validated CHECK needs 12+.
+				return usageErrorf("--pg-version %d: PostgreSQL 12 or later is required", pgVersion)
+			}
+			specs, err := planner.Load(args[0])
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			offline := databaseURL() == ""
+			var plans []planner.Plan
+			if offline {
+				plans, err = compileOffline(specs, pgVersion)
+			} else {
+				plans, err = compileLive(ctx, specs, pgVersion, cmd.Flags().Changed("pg-version"))
+			}
+			if err != nil {
+				return err
+			}
+			if g.output == "json" {
+				return planner.RenderJSON(cmd.OutOrStdout(), plans, offline)
+			}
+			return planner.RenderText(cmd.OutOrStdout(), plans, offline)
+		},
+	}
+	cmd.Flags().IntVar(&pgVersion, "pg-version", planner.DefaultVersion, "PostgreSQL major version to plan for (default: the server's when connected)")
+	return cmd
+}
+
+func compileOffline(specs []planner.Spec, version int) ([]planner.Plan, error) {
+	var plans []planner.Plan
+	var errs []error
+	for _, s := range specs {
+		p, err := planner.Compile(s, planner.Target{Version: version})
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		plans = append(plans, p)
+	}
+	return plans, errors.Join(errs...)
+}
+
+func compileLive(ctx context.Context, specs []planner.Spec, version int, versionSet bool) ([]planner.Plan, error) {
+	pool, err := connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer pool.Close()
+	if !versionSet {
+		if version, err = planner.ServerVersion(ctx, pool); err != nil {
+			return nil, err
+		}
+	}
+	var plans []planner.Plan
+	var errs []error
+	for _, s := range specs {
+		table, err := planner.LoadTable(ctx, pool, s.Change.Table())
+		if err != nil {
+			errs = append(errs, fmt.Errorf("change %s: %w", s.ID, err))
+			continue
+		}
+		ps, err := planner.CheckTypes(ctx, pool, s.Change)
+		if err != nil {
+			return nil, err
+		}
+		if len(ps) > 0 {
+			errs = append(errs, &planner.ChangeError{ID: s.ID, File: s.File, Line: s.Line, Problems: ps})
+			continue
+		}
+		p, err := planner.Compile(s, planner.Target{Version: version, Table: table})
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		plans = append(plans, p)
+	}
+	return plans, errors.Join(errs...)
+}

@@ -1,0 +1,55 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+)
+
+func init() { commands = append(commands, rollbackCmd) }
+
+func rollbackCmd() *cobra.Command {
+	var opts engineOptions
+	var id string
+	cmd := &cobra.Command{
+		Use:   "rollback CHANGE",
+		Short: "Reverse the last applied phase of a change (contract phases are refused)",
+		Long: `Reverses the change's last applied phase: its rollback statements run under
+the same lock timeout and retries as planner next, its flags go back to the
+previous phase's values, and a backfill phase forgets its job. A phase that
+failed or was killed midway is the one rolled back. Repeat to roll back
+further; rolling back every phase restores the original schema and data.
+
+With a deploy id (--deploy-id, or the same variables as planner next) a
+retried rollback does not roll back a second phase.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			deploy, _ := deployID(id)
+			e, closePool, err := opts.engine(cmd)
+			if err != nil {
+				return err
+			}
+			defer closePool()
+			res, err := e.Rollback(cmd.Context(), args[0], deploy)
+			if err != nil {
+				return err
+			}
+			if g.output == "json" {
+				return printJSON(cmd.OutOrStdout(), res)
+			}
+			w := cmd.OutOrStdout()
+			switch {
+			case res.NothingToDo:
+				fmt.Fprintf(w, "%s: nothing rolled back: %s\n", res.ID, res.Reason)
+			case res.Partial:
+				fmt.Fprintf(w, "%s: rolled back the unfinished phase %d %s; %d of %d phases applied\n", res.ID, res.PhaseIndex+1, res.Phase, res.Applied, res.Total)
+			default:
+				fmt.Fprintf(w, "%s: rolled back phase %d %s; %d of %d phases applied\n", res.ID, res.PhaseIndex+1, res.Phase, res.Applied, res.Total)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&id, "deploy-id", "", "id of this deploy (default $PLANNER_DEPLOY_ID, then the CI's run id; none: \"manual\")")
+	opts.register(cmd)
+	return cmd
+}

@@ -1,0 +1,118 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pgplanner/planner/planner"
+)
+
+func init() { commands = append(commands, statusCmd) }
+
+func statusCmd() *cobra.Command {
+	var dir string
+	var minSoak = new(engineOptions)
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show every change: phase k of N, the next phase and its gate, backfill progress, flags",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			specs, err := loadSpecs(cmd, dir, false)
+			if err != nil {
+				return err
+			}
+			pool, err := connect(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer pool.Close()
+			e := &planner.Engine{Pool: pool, Schema: g.stateSchema, MinSoak: minSoak.minSoak}
+			list, err := e.Status(cmd.Context(), specs)
+			if err != nil {
+				return err
+			}
+			if g.output == "json" {
+				if list == nil {
+					list = []planner.ChangeStatus{}
+				}
+				return printJSON(cmd.OutOrStdout(), list)
+			}
+			printStatus(cmd.OutOrStdout(), list)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", "plans", "directory (or file) of change specs, to show unregistered and edited ones too")
+	cmd.Flags().DurationVar(&minSoak.minSoak, "min-soak", 0, "minimum soak time to evaluate contract gates with (as given to planner next)")
+	return cmd
+}
+
+func printStatus(w io.Writer, list []planner.ChangeStatus) {
+	if len(list) == 0 {
+		fmt.Fprintln(w, "no changes")
+		return
+	}
+	for i, s := range list {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		fmt.Fprintf(w, "%s (%s on %s): %s, phase %d of %d applied\n", s.ID, s.Kind, s.Table, s.Status, s.Applied, s.Total)
+		if len(s.Phases) > 0 {
+			marks := make([]string, len(s.Phases))
+			for j, p := range s.Phases {
+				switch {
+				case j < s.Applied:
+					marks[j] = "[x] " + p
+				case j == s.Applied:
+					marks[j] = "[>] " + p
+				default:
+					marks[j] = "[ ] " + p
+				}
+			}
+			fmt.Fprintf(w, "  phases: %s\n", strings.Join(marks, "  "))
+		}
+		if s.Next != "" {
+			gate := "no gate"
+			if s.Gate != "" {
+				gate = "gate " + s.Gate
+				if s.GateMet != nil && *s.GateMet {
+					gate += " (met)"
+				} else if s.GateMet != nil {
+					gate += " (not met: " + s.GateReason + ")"
+				}
+			}
+			fmt.Fprintf(w, "  next: %s, %s\n", s.Next, gate)
+		}
+		if b := s.Backfill; b != nil {
+			fmt.Fprintf(w, "  backfill: %s, %d of %d rows (%.0f%%), %d updated", b.Phase, b.Rows, b.Total, 100*b.Fraction(), b.Updated)
+			if b.Paused {
+				fmt.Fprint(w, ", PAUSED")
+			}
+			fmt.Fprintln(w)
+		}
+		if len(s.Flags) > 0 {
+			keys := make([]string, 0, len(s.Flags))
+			for k := range s.Flags {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			var parts []string
+			for _, k := range keys {
+				parts = append(parts, k+"="+s.Flags[k])
+			}
+			fmt.Fprintf(w, "  flags: %s\n", strings.Join(parts, " "))
+		}
+		if s.Edited {
+			fmt.Fprintln(w, "  EDITED: the spec file differs from the spec this change started with; planner next refuses until the edit is reverted or the change rolled back")
+		}
+		if !s.InFiles && s.Status != planner.StatusDone {
+			fmt.Fprintln(w, "  its spec is not in the spec files")
+		}
+		if s.LastError != "" {
+			fmt.Fprintf(w, "  last error: %s\n", s.LastError)
+		}
+	}
+}

@@ -1,0 +1,68 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pgplanner/planner/planner"
+)
+
+func init() { commands = append(commands, validateCmd) }
+
+func validateCmd() *cobra.Command {
+	var dir string
+	cmd := &cobra.Command{
+		Use:   "validate",
+		Short: "Check specs against the live schema without changing anything",
+		Long: `Checks every spec against the live database: the table and columns exist, the
+table has a key to paginate backfills on, types are known, expressions are
+valid for the table (planned, never run, in a transaction rolled back), and
+each kind's own checks. Problems come with a safe alternative. Exit 2 when
+any spec has a problem.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			specs, err := loadSpecs(cmd, dir, true)
+			if err != nil {
+				return err
+			}
+			pool, err := connect(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer pool.Close()
+			e := &planner.Engine{Pool: pool, Schema: g.stateSchema}
+			results, err := e.Validate(cmd.Context(), specs)
+			if err != nil {
+				return err
+			}
+			bad := 0
+			for _, v := range results {
+				if !v.OK() {
+					bad++
+				}
+			}
+			if g.output == "json" {
+				if results == nil {
+					results = []planner.Validation{}
+				}
+				if err := printJSON(cmd.OutOrStdout(), results); err != nil {
+					return err
+				}
+			} else {
+				for _, v := range results {
+					fmt.Fprintln(cmd.OutOrStdout(), v.String())
+				}
+			}
+			if bad > 0 {
+				return fmt.Errorf("%d of %d spec(s) do not fit the live schema: %w", bad, len(results), planner.ErrInput)
+			}
+			if g.output == "text" {
+				fmt.Fprintf(cmd.OutOrStdout(), "%d spec(s) fit the live schema\n", len(results))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", "plans", "directory (or file) of change specs")
+	return cmd
+}

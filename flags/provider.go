@@ -1,0 +1,531 @@
+package flags
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"maps"
+	"math/rand/v2"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/open-feature/go-sdk/openfeature"
+)
+
+// Derived boolean keys: views of the stored string flags.
+const (
+	ReadNewSuffix  = ".read_new"
+	WriteOldSuffix = ".write_old"
+	WriteNewSuffix = ".write_new"
+)
+
+// Boolean variants of the derived flags.
+const (
+	On  = "on"
+	Off = "off"
+)
+
+// derived are the boolean flags computed from a stored flag: for
+// <change>.read, <change>.read_new; for <change>.write, .write_old and
+// .write_new.
+func derived(f Flag) map[string]bool {
+	switch {
+	case strings.HasSuffix(f.Key, ReadSuffix):
+		id := strings.TrimSuffix(f.Key, ReadSuffix)
+		return map[string]bool{id + ReadNewSuffix: f.Variant == New}
+	case strings.HasSuffix(f.Key, WriteSuffix):
+		id := strings.TrimSuffix(f.Key, WriteSuffix)
+		return map[string]bool{
+			id + WriteOldSuffix: f.Variant == Old || f.Variant == Both,
+			id + WriteNewSuffix: f.Variant == Both || f.Variant == New,
+		}
+	}
+	return nil
+}
+
+// boolFlag is a derived boolean flag and the stored flag it comes from.
+type boolFlag struct {
+	value  bool
+	source Flag
+}
+
+// snapshot is an immutable view of the flags table.
+type snapshot struct {
+	strings  map[string]Flag
+	booleans map[string]boolFlag
+}
+
+func newSnapshot(list []Flag) *snapshot {
+	s := &snapshot{strings: map[string]Flag{}, booleans: map[string]boolFlag{}}
+	for _, f := range list {
+		s.strings[f.Key] = f
+		for k, v := range derived(f) {
+			s.booleans[k] = boolFlag{value: v, source: f}
+		}
+	}
+	return s
+}
+
+// changed lists the keys (stored and derived) whose value or metadata differ.
+func (s *snapshot) changed(next *snapshot) []string {
+	var keys []string
+	for k, f := range next.strings {
+		if old, ok := s.strings[k]; !ok || !sameFlag(old, f) {
+			keys = append(keys, k)
+		}
+	}
+	for k := range s.strings {
+		if _, ok := next.strings[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	for k, b := range next.booleans {
+		if old, ok := s.booleans[k]; !ok || old.value != b.value || !sameFlag(old.source, b.source) {
+			keys = append(keys, k)
+		}
+	}
+	for k := range s.booleans {
+		if _, ok := next.booleans[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func sameFlag(a, b Flag) bool {
+	return a.Variant == b.Variant && a.ChangeID == b.ChangeID && a.Phase == b.Phase &&
+		a.UpdatedAt.Equal(b.UpdatedAt) && maps.Equal(a.Metadata, b.Metadata)
+}
+
+// Option configures a Provider.
+type Option func(*Provider)
+
+// WithSchema sets the planner's state schema (default "planner").
+func WithSchema(schema string) Option { return func(p *Provider) { p.schema = schema } }
+
+// WithPollInterval sets how often the provider reloads without a
+// notification (default 5s). Notifications make changes visible at once;
+// polling covers connections that cannot LISTEN.
+func WithPollInterval(d time.Duration) Option {
+	return func(p *Provider) {
+		if d > 0 {
+			p.poll = d
+		}
+	}
+}
+
+// WithoutListen makes the provider poll only, e.g. behind PgBouncer in
+// transaction mode, where LISTEN does not work.
+func WithoutListen() Option { return func(p *Provider) { p.listen = false } }
+
+// WithLogger sets where the provider logs connection trouble (default
+// slog.Default()).
+func WithLogger(l *slog.Logger) Option {
+	return func(p *Provider) {
+		if l != nil {
+			p.log = l
+		}
+	}
+}
+
+// Provider is an OpenFeature provider serving the planner's flags from a
+// snapshot of the flags table. It reloads the snapshot when the engine
+// publishes (LISTEN/NOTIFY on a dedicated connection) and every poll
+// interval, reconnects with backoff when the connection drops, and keeps
+// serving the last snapshot while the database is unreachable.
+//
+// Reasons: STATIC while the snapshot is current (a flag has one value for
+// every evaluation context), CACHED while the provider is stale (the
+// database is unreachable and the value may be out of date), ERROR with
+// FLAG_NOT_FOUND or TYPE_MISMATCH otherwise.
+//
+// Events: PROVIDER_CONFIGURATION_CHANGED (FlagChanges lists the keys) after a
+// reload that changed something, PROVIDER_STALE when the connection is lost,
+// PROVIDER_READY when it is back.
+type Provider struct {
+	connString string
+	schema     string
+	poll       time.Duration
+	listen     bool
+	log        *slog.Logger
+
+	events chan openfeature.Event
+
+	mu      sync.RWMutex
+	current *snapshot // nil until the first load
+	stale   bool
+	cancel  context.CancelFunc
+	done    chan struct{}
+}
+
+var (
+	_ openfeature.FeatureProvider = (*Provider)(nil)
+	_ openfeature.StateHandler    = (*Provider)(nil)
+	_ openfeature.EventHandler    = (*Provider)(nil)
+)
+
+// ProviderName is the provider's name in OpenFeature metadata.
+const ProviderName = "planner"
+
+// DefaultPollInterval is how often the provider reloads without a NOTIFY.
+const DefaultPollInterval = 5 * time.Second
+
+// NewProvider returns a provider reading the flags through connString (a
+// PostgreSQL URL or DSN; a direct connection, not PgBouncer in transaction
+// mode, unless WithoutListen is given). Nothing connects before Init.
+func NewProvider(connString string, opts ...Option) *Provider {
+	p := &Provider{
+		connString: connString,
+		schema:     "planner",
+		poll:       DefaultPollInterval,
+		listen:     true,
+		log:        slog.Default(),
+		events:     make(chan openfeature.Event, 64),
+	}
+	for _, o := range opts {
+		o(p)
+	}
+	return p
+}
+
+// Metadata names the provider.
+func (p *Provider) Metadata() openfeature.Metadata { return openfeature.Metadata{Name: ProviderName} }
+
+// Hooks returns none.
+func (p *Provider) Hooks() []openfeature.Hook { return nil }
+
+// EventChannel is where the provider emits events for the SDK.
+func (p *Provider) EventChannel() <-chan openfeature.Event { return p.events }
+
+// initTimeout bounds how long Init waits for the first snapshot.
+const initTimeout = 10 * time.Second
+
+// Init loads the first snapshot and starts the goroutine that keeps it
+// current. When the database is unreachable Init fails (the SDK marks the
+// provider in error and applications get their defaults) but the goroutine
+// keeps trying and emits PROVIDER_READY once it has loaded the flags.
+func (p *Provider) Init(openfeature.EvaluationContext) error {
+	p.mu.Lock()
+	if p.cancel != nil {
+		p.mu.Unlock()
+		return nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p.cancel = cancel
+	p.done = make(chan struct{})
+	p.current = nil
+	p.stale = false
+	done := p.done
+	p.mu.Unlock()
+
+	first := make(chan error, 1)
+	go func() {
+		defer close(done)
+		p.run(ctx, first)
+	}()
+	select {
+	case err := <-first:
+		return err
+	case <-time.After(initTimeout):
+		p.mu.Lock()
+		p.stale = true // the first good load announces PROVIDER_READY
+		p.mu.Unlock()
+		return fmt.Errorf("flags: no snapshot after %s", initTimeout)
+	}
+}
+
+// Shutdown stops the goroutine and closes its connection.
+func (p *Provider) Shutdown() {
+	p.mu.Lock()
+	cancel, done := p.cancel, p.done
+	p.cancel = nil
+	p.mu.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done
+	}
+}
+
+// Snapshot returns the flags the provider currently serves, ordered by key.
+func (p *Provider) Snapshot() []Flag {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.current == nil {
+		return nil
+	}
+	out := slices.Collect(maps.Values(p.current.strings))
+	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	return out
+}
+
+// run keeps the snapshot current until ctx ends. The first load's outcome
+// goes to first (once).
+func (p *Provider) run(ctx context.Context, first chan<- error) {
+	backoff := newBackoff(100*time.Millisecond, 5*time.Second)
+	reportFirst := func(err error) {
+		if first != nil {
+			first <- err
+			first = nil
+		}
+	}
+	for ctx.Err() == nil {
+		err := p.session(ctx, func() { reportFirst(nil); backoff.reset() })
+		if ctx.Err() != nil {
+			break
+		}
+		reportFirst(err)
+		p.markStale(err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff.next()):
+		}
+	}
+	reportFirst(ctx.Err())
+}
+
+// session connects, LISTENs, loads, and then reloads on every notification
+// or poll tick until the connection fails. loaded runs after each load.
+func (p *Provider) session(ctx context.Context, loaded func()) error {
+	cfg, err := pgx.ParseConfig(p.connString)
+	if err != nil {
+		return err
+	}
+	if cfg.ConnectTimeout == 0 || cfg.ConnectTimeout > 5*time.Second {
+		cfg.ConnectTimeout = 5 * time.Second
+	}
+	if cfg.RuntimeParams["application_name"] == "" {
+		cfg.RuntimeParams["application_name"] = "planner-flags"
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		closeCtx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		conn.Close(closeCtx)
+	}()
+	if p.listen {
+		if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{Channel(p.schema)}.Sanitize()); err != nil {
+			return err
+		}
+	}
+	for {
+		// Load after LISTEN so that no publish falls between the two.
+		if err := p.reload(ctx, conn); err != nil {
+			return err
+		}
+		loaded()
+		if err := p.wait(ctx, conn); err != nil {
+			return err
+		}
+	}
+}
+
+// wait returns after a notification or the poll interval; an error means
+// the connection is unusable or ctx ended.
+func (p *Provider) wait(ctx context.Context, conn *pgx.Conn) error {
+	waitCtx, cancel := context.WithTimeout(ctx, p.poll)
+	defer cancel()
+	if !p.listen {
+		<-waitCtx.Done()
+		return ctx.Err()
+	}
+	_, err := conn.WaitForNotification(waitCtx)
+	if err != nil && ctx.Err() == nil && waitCtx.Err() != nil {
+		return nil // poll interval elapsed: reload anyway
+	}
+	return err
+}
+
+func (p *Provider) reload(ctx context.Context, conn *pgx.Conn) error {
+	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	list, err := List(qctx, conn, p.schema)
+	if err != nil {
+		return err
+	}
+	next := newSnapshot(list)
+	p.mu.Lock()
+	prev, wasStale := p.current, p.stale
+	p.current, p.stale = next, false
+	p.mu.Unlock()
+	if wasStale {
+		p.log.Info("flags: connection back, serving current flags")
+		p.emit(openfeature.ProviderReady, "flags reloaded after the connection came back", nil)
+	}
+	if prev != nil {
+		if keys := prev.changed(next); len(keys) > 0 {
+			p.emit(openfeature.ProviderConfigChange, "flags changed", keys)
+		}
+	}
+	return nil
+}
+
+// markStale records a failed connection. The first failure after a good
+// session emits PROVIDER_STALE; before the first snapshot there is nothing
+// to be stale about (Init reports the error instead), but the next good
+// load still announces PROVIDER_READY.
+func (p *Provider) markStale(err error) {
+	p.mu.Lock()
+	emit := p.current != nil && !p.stale
+	p.stale = true
+	p.mu.Unlock()
+	p.log.Warn("flags: database unreachable, serving the last snapshot", "error", err)
+	if emit {
+		p.emit(openfeature.ProviderStale, "database unreachable: "+err.Error(), nil)
+	}
+}
+
+// emit sends an event without blocking: the loop must go on even when no
+// SDK reads the channel (values are what matters; events are hints).
+func (p *Provider) emit(t openfeature.EventType, msg string, keys []string) {
+	ev := openfeature.Event{ProviderName: ProviderName, EventType: t,
+		ProviderEventDetails: openfeature.ProviderEventDetails{Message: msg, FlagChanges: keys}}
+	select {
+	case p.events <- ev:
+	default:
+		p.log.Warn("flags: event dropped, nobody reads the event channel", "event", t)
+	}
+}
+
+// lookup returns the snapshot and whether it is stale.
+func (p *Provider) lookup() (*snapshot, bool) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.current, p.stale
+}
+
+func reason(stale bool) openfeature.Reason {
+	if stale {
+		return openfeature.CachedReason
+	}
+	return openfeature.StaticReason
+}
+
+func metadata(f Flag) openfeature.FlagMetadata {
+	m := openfeature.FlagMetadata{}
+	for k, v := range f.Metadata {
+		m[k] = v
+	}
+	m["key"] = f.Key
+	m["change_id"] = f.ChangeID
+	m["phase"] = f.Phase
+	m["updated_at"] = f.UpdatedAt.UTC().Format(time.RFC3339Nano)
+	return m
+}
+
+// resolve finds key and says what it is: a string flag, a boolean flag, or
+// an error detail.
+func (p *Provider) resolve(key string) (stale bool, str *Flag, b *boolFlag, fail *openfeature.ProviderResolutionDetail) {
+	s, stale := p.lookup()
+	if s == nil {
+		return false, nil, nil, &openfeature.ProviderResolutionDetail{
+			ResolutionError: openfeature.NewProviderNotReadyResolutionError("flags not loaded yet"),
+			Reason:          openfeature.ErrorReason}
+	}
+	if f, ok := s.strings[key]; ok {
+		return stale, &f, nil, nil
+	}
+	if bf, ok := s.booleans[key]; ok {
+		return stale, nil, &bf, nil
+	}
+	return stale, nil, nil, &openfeature.ProviderResolutionDetail{
+		ResolutionError: openfeature.NewFlagNotFoundResolutionError(fmt.Sprintf("no flag %q in %s.flags", key, p.schema)),
+		Reason:          openfeature.ErrorReason}
+}
+
+func mismatch(key, is, want string) openfeature.ProviderResolutionDetail {
+	return openfeature.ProviderResolutionDetail{
+		ResolutionError: openfeature.NewTypeMismatchResolutionError(fmt.Sprintf("flag %q is a %s flag, not %s", key, is, want)),
+		Reason:          openfeature.ErrorReason}
+}
+
+// kindOf names the type of a found flag for mismatch messages.
+func kindOf(str *Flag) string {
+	if str != nil {
+		return "string"
+	}
+	return "boolean"
+}
+
+// StringEvaluation resolves <change>.read and <change>.write: the value is
+// the variant.
+func (p *Provider) StringEvaluation(_ context.Context, flag string, defaultValue string, _ openfeature.FlattenedContext) openfeature.StringResolutionDetail {
+	stale, str, _, fail := p.resolve(flag)
+	if fail != nil {
+		return openfeature.StringResolutionDetail{Value: defaultValue, ProviderResolutionDetail: *fail}
+	}
+	if str == nil {
+		return openfeature.StringResolutionDetail{Value: defaultValue, ProviderResolutionDetail: mismatch(flag, "boolean", "string")}
+	}
+	return openfeature.StringResolutionDetail{Value: str.Variant, ProviderResolutionDetail: openfeature.ProviderResolutionDetail{
+		Reason: reason(stale), Variant: str.Variant, FlagMetadata: metadata(*str)}}
+}
+
+// BooleanEvaluation resolves the derived boolean flags (<change>.read_new,
+// .write_old, .write_new); the string flags give TYPE_MISMATCH.
+func (p *Provider) BooleanEvaluation(_ context.Context, flag string, defaultValue bool, _ openfeature.FlattenedContext) openfeature.BoolResolutionDetail {
+	stale, _, b, fail := p.resolve(flag)
+	if fail != nil {
+		return openfeature.BoolResolutionDetail{Value: defaultValue, ProviderResolutionDetail: *fail}
+	}
+	if b == nil {
+		return openfeature.BoolResolutionDetail{Value: defaultValue, ProviderResolutionDetail: mismatch(flag, "string", "boolean")}
+	}
+	variant := Off
+	if b.value {
+		variant = On
+	}
+	m := metadata(b.source)
+	m["key"] = flag
+	m["derived_from"] = b.source.Key
+	return openfeature.BoolResolutionDetail{Value: b.value, ProviderResolutionDetail: openfeature.ProviderResolutionDetail{
+		Reason: reason(stale), Variant: variant, FlagMetadata: m}}
+}
+
+// FloatEvaluation: the planner has no numeric flags.
+func (p *Provider) FloatEvaluation(_ context.Context, flag string, defaultValue float64, _ openfeature.FlattenedContext) openfeature.FloatResolutionDetail {
+	return openfeature.FloatResolutionDetail{Value: defaultValue, ProviderResolutionDetail: p.noSuchType(flag, "float")}
+}
+
+// IntEvaluation: the planner has no numeric flags.
+func (p *Provider) IntEvaluation(_ context.Context, flag string, defaultValue int64, _ openfeature.FlattenedContext) openfeature.IntResolutionDetail {
+	return openfeature.IntResolutionDetail{Value: defaultValue, ProviderResolutionDetail: p.noSuchType(flag, "integer")}
+}
+
+// ObjectEvaluation: the planner has no object flags.
+func (p *Provider) ObjectEvaluation(_ context.Context, flag string, defaultValue any, _ openfeature.FlattenedContext) openfeature.InterfaceResolutionDetail {
+	return openfeature.InterfaceResolutionDetail{Value: defaultValue, ProviderResolutionDetail: p.noSuchType(flag, "object")}
+}
+
+func (p *Provider) noSuchType(flag, want string) openfeature.ProviderResolutionDetail {
+	_, str, _, fail := p.resolve(flag)
+	if fail != nil {
+		return *fail
+	}
+	return mismatch(flag, kindOf(str), want)
+}
+
+// backoff grows a delay exponentially with jitter, up to a cap.
+type backoff struct {
+	min, max, cur time.Duration
+}
+
+func newBackoff(minDelay, maxDelay time.Duration) *backoff {
+	return &backoff{min: minDelay, max: maxDelay, cur: minDelay}
+}
+
+func (b *backoff) next() time.Duration {
+	d := b.cur
+	b.cur = min(b.cur*2, b.max)
+	// jitter: between d/2 and d, so many app instances do not reconnect in step
+	return d/2 + rand.N(d/2+1)
+}
+
+func (b *backoff) reset() { b.cur = b.min }

@@ -1,0 +1,467 @@
+// Command bench measures the batched backfill against the physical floor
+// (one set-based UPDATE of the same rows), the latency an application sees
+// while it runs, and the planner's memory as the table grows. It starts a
+// throwaway PostgreSQL of its own (make bench).
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgplanner/planner/backfill"
+	"github.com/pgplanner/planner/internal/pgtest"
+	"github.com/pgplanner/planner/phases"
+)
+
+const state = "planner"
+
+type config struct {
+	rows, scale     int
+	repeat          int
+	workers         int
+	clients, rate   int
+	workload        time.Duration
+	batchTime       time.Duration
+	sleep           time.Duration
+	explain, verbose bool
+}
+
+func main() {
+	var c config
+	flag.IntVar(&c.rows, "rows", 1_000_000, "rows in the benchmark table")
+	flag.IntVar(&c.scale, "scale", 4, "also backfill rows×scale rows to compare the planner's memory (1: skip)")
+	flag.IntVar(&c.repeat, "repeat", 3, "times to measure the UPDATE and the backfill (medians are compared)")
+	flag.IntVar(&c.workers, "workers", 1, "backfill workers")
+	flag.IntVar(&c.clients, "clients", 8, "application workload goroutines")
+	flag.IntVar(&c.rate, "rate", 2000, "application operations per second, over all clients")
+	flag.DurationVar(&c.workload, "workload", 10*time.Second, "duration of the baseline workload")
+	flag.DurationVar(&c.batchTime, "batch-time", 0, "backfill target batch duration (0: the default)")
+	flag.DurationVar(&c.sleep, "sleep", 0, "backfill pause between batches")
+	flag.BoolVar(&c.explain, "explain", false, "print EXPLAIN ANALYZE of one batch UPDATE")
+	flag.BoolVar(&c.verbose, "v", false, "print every batch")
+	flag.Parse()
+	if err := run(context.Background(), c); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, c config) error {
+	cluster, err := pgtest.Start(pgtest.Options{Settings: []string{
+		// Room for a 4M-row table and its new versions in memory, and no
+		// checkpoint in the middle of a timed step.
+		"shared_buffers=2GB", "max_wal_size=20GB", "checkpoint_timeout=1h",
+		"work_mem=64MB", "maintenance_work_mem=512MB",
+	}})
+	if err != nil {
+		return err
+	}
+	defer cluster.Stop()
+	cfg, err := pgxpool.ParseConfig(cluster.URL("postgres"))
+	if err != nil {
+		return err
+	}
+	cfg.MaxConns = int32(c.clients + c.workers + 4)
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	fmt.Printf("PostgreSQL %d, %d CPUs, %d rows; backfill workers %d\n\n", cluster.Version, runtime.NumCPU(), c.rows, c.workers)
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	if err := backfill.Migrate(ctx, tx, state); err != nil {
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return err
+	}
+	opts := backfill.Options{Workers: c.workers, TargetBatch: c.batchTime, Sleep: c.sleep}
+	if c.verbose {
+		opts.OnBatch = func(b backfill.Batch) {
+			fmt.Printf("   batch range %d verify=%v size %d rows %d changed %d took %s next %d err %v\n",
+				b.Range, b.Verify, b.Size, b.Rows, b.Updated, b.Took.Round(time.Millisecond), b.Next, b.Err)
+		}
+	}
+
+	// 1 and 2, alternated on fresh tables `repeat` times (the machine may
+	// be shared): the physical floor, one UPDATE of every row; and the
+	// planner's backfill of a rename on the same data, with the sync
+	// trigger installed as in real use.
+	var floors, writes, totals []time.Duration
+	var r result
+	for i := range c.repeat {
+		if err := makeTable(ctx, pool, "floor", c.rows); err != nil {
+			return err
+		}
+		if _, err := pool.Exec(ctx, `ALTER TABLE floor ADD COLUMN email_address text`); err != nil {
+			return err
+		}
+		if _, err := pool.Exec(ctx, `CHECKPOINT`); err != nil {
+			return err
+		}
+		if c.explain && i == 0 {
+			if err := explain(ctx, pool, "the single UPDATE", `UPDATE floor SET email_address = email`); err != nil {
+				return err
+			}
+			if _, err := pool.Exec(ctx, `CHECKPOINT`); err != nil {
+				return err
+			}
+		}
+		t0 := time.Now()
+		if _, err := pool.Exec(ctx, `UPDATE floor SET email_address = email`); err != nil {
+			return err
+		}
+		floor := time.Since(t0)
+		if _, err := pool.Exec(ctx, `DROP TABLE floor`); err != nil {
+			return err
+		}
+		if err := makeTable(ctx, pool, "items", c.rows); err != nil {
+			return err
+		}
+		if err := expand(ctx, pool, "items"); err != nil {
+			return err
+		}
+		if c.explain && i == 0 {
+			if err := explainBatch(ctx, pool, "items"); err != nil {
+				return err
+			}
+		}
+		if r, err = timedBackfill(ctx, pool, "items", opts, nil); err != nil {
+			return err
+		}
+		if _, err := pool.Exec(ctx, `DROP TABLE items`); err != nil {
+			return err
+		}
+		if err := backfill.Reset(ctx, pool, state, "items-email-rename"); err != nil {
+			return err
+		}
+		fmt.Printf("   run %d: UPDATE %s, backfill %s (start %s, %d batches, max size %d) + verification %s: %.2f×\n",
+			i+1, floor.Round(time.Millisecond), r.write.Round(time.Millisecond), r.start.Round(time.Millisecond),
+			r.batches, r.maxSize, r.verify.Round(time.Millisecond), r.write.Seconds()/floor.Seconds())
+		floors, writes, totals = append(floors, floor), append(writes, r.write), append(totals, r.write+r.verify)
+	}
+	floor, write, total := median(floors), median(writes), median(totals)
+	fmt.Printf("1. single UPDATE t SET new = old:        %8s (median of %d)\n", floor.Round(time.Millisecond), c.repeat)
+	fmt.Printf("2. planner backfill (start + batches):   %8s  = %.2f× the UPDATE (target ≤ 1.5×)\n",
+		write.Round(time.Millisecond), write.Seconds()/floor.Seconds())
+	fmt.Printf("   with the verification pass:           %8s  = %.2f×\n", total.Round(time.Millisecond), total.Seconds()/floor.Seconds())
+	fmt.Printf("   Go heap in use (max during the run):  %8s\n", mib(r.heap))
+
+	// 3. An application workload with no backfill, then during one.
+	if err := makeTable(ctx, pool, "live", c.rows); err != nil {
+		return err
+	}
+	base, err := workload(ctx, pool, c, "live", func(ctx context.Context) error { return sleepCtx(ctx, c.workload) })
+	if err != nil {
+		return err
+	}
+	if err := expand(ctx, pool, "live"); err != nil {
+		return err
+	}
+	var during3 result
+	during, err := workload(ctx, pool, c, "live", func(ctx context.Context) error {
+		var err error
+		during3, err = timedBackfill(ctx, pool, "live", opts, nil)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if bad, err := count(ctx, pool, `SELECT count(*) FROM live WHERE email_address IS DISTINCT FROM email`); err != nil || bad != 0 {
+		return fmt.Errorf("after the backfill under load: %d rows differ (%v)", bad, err)
+	}
+	fmt.Printf("3. workload, %d clients at %d ops/s (50%% reads, 25%% writes of the column, 25%% of another):\n", c.clients, c.rate)
+	fmt.Printf("   no backfill:     %s\n", base)
+	fmt.Printf("   during backfill: %s  (backfill took %s)\n", during, (during3.write + during3.verify).Round(time.Millisecond))
+	fmt.Printf("   p99 during/baseline: %.2f× (target ≤ 2×), p50 %.2f×, errors %d (target 0)\n",
+		during.p99.Seconds()/base.p99.Seconds(), during.p50.Seconds()/base.p50.Seconds(), during.errors+base.errors)
+	if _, err := pool.Exec(ctx, `DROP TABLE live`); err != nil {
+		return err
+	}
+
+	// 4. Memory as the table grows: the planner never holds keys.
+	if c.scale > 1 {
+		big := c.rows * c.scale
+		if err := makeTable(ctx, pool, "big", big); err != nil {
+			return err
+		}
+		if err := expand(ctx, pool, "big"); err != nil {
+			return err
+		}
+		rb, err := timedBackfill(ctx, pool, "big", opts, nil)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("4. memory: Go heap in use %s at %d rows, %s at %d rows (%.2f×); backfill %s at %d rows (%.2f× the time at %d)\n",
+			mib(r.heap), c.rows, mib(rb.heap), big, float64(rb.heap)/float64(r.heap),
+			(rb.write + rb.verify).Round(time.Millisecond), big, (rb.write+rb.verify).Seconds()/total.Seconds(), c.rows)
+	}
+	return nil
+}
+
+func median(d []time.Duration) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func mib(b uint64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
+
+// makeTable builds the benchmark table: bigint key, an email of about 30
+// bytes, and two more columns.
+func makeTable(ctx context.Context, pool *pgxpool.Pool, name string, rows int) error {
+	t := pgx.Identifier{name}.Sanitize()
+	for _, sql := range []string{
+		`CREATE TABLE %[1]s (id bigint PRIMARY KEY, email text NOT NULL, visits int NOT NULL, updated_at timestamptz NOT NULL)`,
+		`INSERT INTO %[1]s SELECT g, 'user' || lpad(g::text, 9, '0') || '@example-mail.com', g % 1000, now() FROM generate_series(1, $1::bigint) g`,
+		`VACUUM ANALYZE %[1]s`,
+		`CHECKPOINT`,
+	} {
+		var args []any
+		if strings.Contains(sql, "$1") {
+			args = append(args, rows)
+		}
+		if _, err := pool.Exec(ctx, strings.ReplaceAll(sql, "%[1]s", t), args...); err != nil {
+			return fmt.Errorf("create %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// expand is the rename's expand phase: the new column and the sync trigger.
+func expand(ctx context.Context, pool *pgxpool.Pool, table string) error {
+	s := phases.Sync{ID: table + "-email-rename", Table: table, Old: "email", New: "email_address"}
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, fmt.Sprintf(`ALTER TABLE %s ADD COLUMN email_address text`, pgx.Identifier{table}.Sanitize())); err != nil {
+		return err
+	}
+	for _, st := range s.Install() {
+		if _, err := tx.Exec(ctx, st.SQL); err != nil {
+			return fmt.Errorf("sync trigger: %w", err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return err
+	}
+	_, err = pool.Exec(ctx, `CHECKPOINT`)
+	return err
+}
+
+type result struct {
+	start         time.Duration
+	write, verify time.Duration
+	batches       int
+	maxSize       int
+	heap          uint64
+}
+
+// timedBackfill starts and runs the rename's backfill on table, timing the
+// write pass and the verification pass, and sampling the Go heap.
+func timedBackfill(ctx context.Context, pool *pgxpool.Pool, table string, opts backfill.Options, _ any) (result, error) {
+	var r result
+	runtime.GC()
+	var heap atomic.Uint64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		var ms runtime.MemStats
+		for {
+			runtime.ReadMemStats(&ms)
+			if ms.HeapInuse > heap.Load() {
+				heap.Store(ms.HeapInuse)
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	})
+	var mu sync.Mutex
+	var verifyStart time.Time
+	verbose := opts.OnBatch
+	opts.OnBatch = func(b backfill.Batch) {
+		if verbose != nil {
+			verbose(b)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if b.Verify && verifyStart.IsZero() {
+			verifyStart = time.Now()
+		}
+		if !b.Verify && b.Err == nil {
+			r.batches++
+			r.maxSize = max(r.maxSize, b.Size)
+		}
+	}
+	change := table + "-email-rename"
+	t0 := time.Now()
+	err := backfill.Start(ctx, pool, state, change, phases.Backfill{Table: table, Column: "email_address", Expr: `"email"`}, nil)
+	r.start = time.Since(t0)
+	if err == nil {
+		var p backfill.Progress
+		p, err = backfill.Run(ctx, pool, state, change, opts)
+		if err == nil && !p.Verified {
+			err = fmt.Errorf("not verified: %+v", p)
+		}
+	}
+	end := time.Now()
+	close(stop)
+	wg.Wait()
+	if err != nil {
+		return r, err
+	}
+	if verifyStart.IsZero() {
+		verifyStart = end
+	}
+	r.write, r.verify, r.heap = verifyStart.Sub(t0), end.Sub(verifyStart), heap.Load()
+	return r, nil
+}
+
+type latencies struct {
+	ops, errors int64
+	p50, p99    time.Duration
+	max         time.Duration
+}
+
+func (l latencies) String() string {
+	return fmt.Sprintf("%6d ops, p50 %7s, p99 %7s, max %7s, errors %d", l.ops,
+		l.p50.Round(time.Microsecond), l.p99.Round(time.Microsecond), l.max.Round(time.Microsecond), l.errors)
+}
+
+// workload runs paced single-row reads and writes against table while
+// during runs, and returns their latencies.
+func workload(ctx context.Context, pool *pgxpool.Pool, c config, table string, during func(context.Context) error) (latencies, error) {
+	n, err := count(ctx, pool, fmt.Sprintf(`SELECT max(id) FROM %s`, pgx.Identifier{table}.Sanitize()))
+	if err != nil {
+		return latencies{}, err
+	}
+	t := pgx.Identifier{table}.Sanitize()
+	read := fmt.Sprintf(`SELECT id, email, visits FROM %s WHERE id = $1`, t)
+	writeColumn := fmt.Sprintf(`UPDATE %s SET email = 'changed' || $1::bigint || '@example-mail.com', updated_at = now() WHERE id = $1`, t)
+	writeOther := fmt.Sprintf(`UPDATE %s SET visits = visits + 1, updated_at = now() WHERE id = $1`, t)
+	stop := make(chan struct{})
+	var mu sync.Mutex
+	var all []time.Duration
+	var errs atomic.Int64
+	var wg sync.WaitGroup
+	interval := time.Duration(float64(time.Second) * float64(c.clients) / float64(c.rate))
+	for w := range c.clients {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(w), 42))
+			var mine []time.Duration
+			next := time.Now()
+			for {
+				next = next.Add(interval)
+				select {
+				case <-stop:
+					mu.Lock()
+					all = append(all, mine...)
+					mu.Unlock()
+					return
+				case <-time.After(time.Until(next)):
+				}
+				id := rng.Int64N(n) + 1
+				sql := read
+				switch p := rng.IntN(4); p {
+				case 0:
+					sql = writeColumn
+				case 1:
+					sql = writeOther
+				}
+				start := time.Now()
+				var err error
+				if sql == read {
+					var e string
+					var v, k int64
+					err = pool.QueryRow(ctx, sql, id).Scan(&k, &e, &v)
+				} else {
+					_, err = pool.Exec(ctx, sql, id)
+				}
+				mine = append(mine, time.Since(start))
+				if err != nil {
+					if errs.Add(1) <= 3 {
+						fmt.Fprintln(os.Stderr, "workload error:", err)
+					}
+				}
+			}
+		})
+	}
+	err = during(ctx)
+	close(stop)
+	wg.Wait()
+	if err != nil {
+		return latencies{}, err
+	}
+	slices.Sort(all)
+	l := latencies{ops: int64(len(all)), errors: errs.Load()}
+	if len(all) > 0 {
+		l.p50 = all[len(all)/2]
+		l.p99 = all[len(all)*99/100]
+		l.max = all[len(all)-1]
+	}
+	return l, nil
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
+		return nil
+	}
+}
+
+func count(ctx context.Context, pool *pgxpool.Pool, sql string) (int64, error) {
+	var n int64
+	err := pool.QueryRow(ctx, sql).Scan(&n)
+	return n, err
+}
+
+// explainBatch shows the plan of one batch UPDATE as the backfill runs it.
+func explainBatch(ctx context.Context, pool *pgxpool.Pool, table string) error {
+	return explain(ctx, pool, "a 50,000-row batch", fmt.Sprintf(`UPDATE %s SET email_address = CAST(("email") AS text)
+WHERE (id) > ($1::text::bigint) AND (id) <= ($2::text::bigint) AND email_address IS DISTINCT FROM CAST(("email") AS text)`,
+		pgx.Identifier{table}.Sanitize()), "0", "50000")
+}
+
+// explain prints EXPLAIN ANALYZE of sql, rolled back.
+func explain(ctx context.Context, pool *pgxpool.Pool, what, sql string, args ...any) error {
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(ctx)
+	rows, err := tx.Query(ctx, "EXPLAIN (ANALYZE, BUFFERS, WAL) "+sql, args...)
+	if err != nil {
+		return err
+	}
+	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return err
+	}
+	fmt.Printf("EXPLAIN of %s:\n", what)
+	for _, l := range lines {
+		fmt.Println("   ", l)
+	}
+	return nil
+}

@@ -1,0 +1,289 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/open-feature/go-sdk/openfeature"
+
+	"github.com/pgplanner/planner/flags"
+	"github.com/pgplanner/planner/internal/pgtest"
+	"github.com/pgplanner/planner/internal/workload"
+	"github.com/pgplanner/planner/planner"
+)
+
+const (
+	rows        = 10_000
+	stateSchema = "planner"
+	// flagsTimeout bounds how long new instances may take to see flags the
+	// planner published (NOTIFY normally delivers them in milliseconds).
+	flagsTimeout = 10 * time.Second
+)
+
+// scenario is one change kind exercised end to end.
+type scenario struct {
+	name   string
+	setup  string // table DDL and rows (with $1 = rows)
+	spec   string // YAML
+	change string // change id
+	fleet  workload.Config
+	// after checks the schema once the change is done.
+	after func(t *testing.T, db *pgtest.DB)
+}
+
+func scenarios() []scenario {
+	users := `CREATE TABLE users (id bigserial PRIMARY KEY, email text NOT NULL, name text, created_at timestamptz DEFAULT now());
+		INSERT INTO users (email, name) SELECT 'user' || g || '@example.com', 'name ' || g FROM generate_series(1, $1::int) g`
+	return []scenario{
+		{
+			name:  "rename_column",
+			setup: users,
+			spec: `changes:
+  - id: users-email-rename
+    kind: rename_column
+    table: users
+    column: email
+    to: email_address
+`,
+			change: "users-email-rename",
+			fleet:  workload.Config{Table: "users", Old: "email", New: "email_address", Kind: workload.Synced},
+			after: func(t *testing.T, db *pgtest.DB) {
+				requireColumns(t, db, "users", map[string]string{"email": "", "email_address": "NOT NULL"})
+			},
+		},
+		{
+			name:  "add_column",
+			setup: users,
+			spec: `changes:
+  - id: users-status-add
+    kind: add_column
+    table: users
+    column: status
+    type: text
+    not_null: true
+    backfill: "'active'"
+    default: "'active'"
+`,
+			change: "users-status-add",
+			fleet: workload.Config{Table: "users", Old: "email", New: "status", Kind: workload.Added, Fill: "active",
+				Up: func(v string) string { return "status of " + v }},
+			after: func(t *testing.T, db *pgtest.DB) {
+				requireColumns(t, db, "users", map[string]string{"email": "NOT NULL", "status": "NOT NULL"})
+			},
+		},
+		{
+			name: "change_column_type",
+			setup: `CREATE TABLE orders (id bigserial PRIMARY KEY, total numeric(12,2) NOT NULL, note text);
+				INSERT INTO orders (total) SELECT (g % 100000) / 100.0 FROM generate_series(1, $1::int) g`,
+			spec: `changes:
+  - id: orders-total-cents
+    kind: change_column_type
+    table: orders
+    column: total
+    type: bigint
+    up: "round(total * 100)::bigint"
+    down: "(total_cents / 100.0)::numeric(12,2)"
+    new_column: total_cents
+`,
+			change: "orders-total-cents",
+			fleet: workload.Config{Table: "orders", Old: "total", New: "total_cents", Kind: workload.Synced,
+				// Dollars with cents, as numeric(12,2) prints them; the new
+				// column holds the same amount in cents.
+				Value: func(r *rand.Rand) string {
+					c := r.Int64N(10_000_000)
+					return fmt.Sprintf("%d.%02d", c/100, c%100)
+				},
+				Up: func(v string) string {
+					dollars, cents, _ := strings.Cut(v, ".")
+					d, _ := strconv.ParseInt(dollars, 10, 64)
+					c, _ := strconv.ParseInt(cents, 10, 64)
+					return strconv.FormatInt(d*100+c, 10)
+				}},
+			after: func(t *testing.T, db *pgtest.DB) {
+				requireColumns(t, db, "orders", map[string]string{"total": "", "total_cents": "NOT NULL"})
+			},
+		},
+	}
+}
+
+// env is a database with a populated table, a provider-backed flags client
+// and a fleet pool.
+type env struct {
+	db     *pgtest.DB
+	specs  []planner.Spec
+	client *openfeature.Client
+	pool   *pgxpool.Pool // the fleet's own pool, sized for its workers
+}
+
+func newEnv(t *testing.T, sc scenario) *env {
+	t.Helper()
+	db := pgtest.NewDB(t)
+	ctx := context.Background()
+	for _, stmt := range strings.Split(sc.setup, ";") {
+		var args []any
+		if strings.Contains(stmt, "$1") {
+			args = append(args, rows)
+		}
+		if _, err := db.Pool.Exec(ctx, stmt, args...); err != nil {
+			t.Fatalf("setup %q: %v", stmt, err)
+		}
+	}
+	db.Exec(t, "ANALYZE")
+	specs, err := planner.Parse(sc.name+".yaml", []byte(sc.spec))
+	if err != nil {
+		t.Fatalf("spec: %v", err)
+	}
+	cfg, err := pgxpool.ParseConfig(db.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.MaxConns = 8
+	cfg.ConnConfig.RuntimeParams["application_name"] = "fleet"
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return &env{db: db, specs: specs, client: flagsClient(t, db.URL), pool: pool}
+}
+
+// flagsClient registers the planner's OpenFeature provider for the test's
+// database under a domain of the test's own: the new instances' flags.
+func flagsClient(t *testing.T, url string) *openfeature.Client {
+	t.Helper()
+	domain := "e2e/" + t.Name()
+	p := flags.NewProvider(url, flags.WithPollInterval(time.Second))
+	t.Cleanup(func() {
+		_ = openfeature.SetNamedProviderAndWait(domain, openfeature.NoopProvider{})
+		p.Shutdown()
+	})
+	if err := openfeature.SetNamedProviderAndWait(domain, p); err != nil {
+		t.Fatal(err)
+	}
+	return openfeature.NewClient(domain)
+}
+
+// startFleet starts old and new application instances against the table.
+func (e *env) startFleet(t *testing.T, sc scenario, seed uint64) *workload.Workload {
+	t.Helper()
+	cfg := sc.fleet
+	cfg.Pool = e.pool
+	cfg.Chooser = workload.FlagsChooser{Client: e.client, ChangeID: sc.change, Old: cfg.Old, New: cfg.New}
+	cfg.OldShare = 0.5
+	cfg.Workers = 4
+	cfg.Rate = 300
+	cfg.Seed = seed
+	cfg.Trace = true
+	w, err := workload.Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Stop() })
+	return w
+}
+
+// deploy rolls the fleet forward to the flags the planner has published.
+func (e *env) deploy(t *testing.T, w *workload.Workload, change string) workload.Choice {
+	t.Helper()
+	c, err := w.Deploy(context.Background(), e.db.Pool, stateSchema, change, flagsTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// engine is a planner engine with a short lock timeout, logging to t.
+func (e *env) engine(t *testing.T, lockTimeout time.Duration) *planner.Engine {
+	return &planner.Engine{
+		Pool: e.db.Pool, Schema: stateSchema, LockTimeout: lockTimeout,
+		Wait: 30 * time.Second, Log: testLog{t},
+	}
+}
+
+type testLog struct{ t *testing.T }
+
+func (l testLog) Write(p []byte) (int, error) {
+	l.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// finish stops the fleet and requires zero failed requests and zero lost
+// or divergent writes.
+func finish(t *testing.T, ctx context.Context, w *workload.Workload) (workload.Report, workload.Verification) {
+	t.Helper()
+	r := w.Stop()
+	v, err := w.Verify(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("fleet: %s", r)
+	t.Logf("verification: %s", v)
+	if r.Failed != 0 || r.ReadMismatches != 0 || r.Unknown != 0 {
+		t.Errorf("application: %d failed requests, %d wrong reads, %d unknown outcomes; want none", r.Failed, r.ReadMismatches, r.Unknown)
+	}
+	if !v.OK() {
+		t.Errorf("rows: %d divergent, %d missing, %d resurrected, %d unexpected; want none", v.Divergent, v.Missing, v.Resurrected, v.Unexpected)
+	}
+	if v.RowsChecked < rows {
+		t.Errorf("checked %d rows, want at least %d", v.RowsChecked, rows)
+	}
+	if r.OldOps == 0 || r.NewOps == 0 {
+		t.Errorf("old instances served %d requests, new ones %d: want both", r.OldOps, r.NewOps)
+	}
+	return r, v
+}
+
+// requireColumns checks which columns exist and their nullability: want
+// maps a column to "NOT NULL", "NULL", or "" for "must not exist".
+func requireColumns(t *testing.T, db *pgtest.DB, table string, want map[string]string) {
+	t.Helper()
+	for col, w := range want {
+		var notNull *bool
+		err := db.Pool.QueryRow(context.Background(), `
+			SELECT (SELECT attnotnull FROM pg_attribute WHERE attrelid = $1::regclass AND attname = $2 AND NOT attisdropped)`,
+			table, col).Scan(&notNull)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := ""
+		if notNull != nil {
+			got = map[bool]string{true: "NOT NULL", false: "NULL"}[*notNull]
+		}
+		if got != w {
+			t.Errorf("%s.%s: %q, want %q", table, col, got, w)
+		}
+	}
+}
+
+// requireFinalFlags checks the application ends reading and writing the new column.
+func requireFinalFlags(t *testing.T, db *pgtest.DB, change string) {
+	t.Helper()
+	c, err := workload.Published(context.Background(), db.Pool, stateSchema, change)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c != (workload.Choice{Read: workload.New, Write: workload.New}) {
+		t.Errorf("final flags read=%s write=%s, want new/new", c.Read, c.Write)
+	}
+}
+
+func changeStatus(t *testing.T, ctx context.Context, e *planner.Engine, specs []planner.Spec, id string) planner.ChangeStatus {
+	t.Helper()
+	st, err := e.Status(ctx, specs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range st {
+		if s.ID == id {
+			return s
+		}
+	}
+	t.Fatalf("change %s not in status", id)
+	return planner.ChangeStatus{}
+}

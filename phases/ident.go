@@ -1,0 +1,131 @@
+package phases
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// TableRef names a table, unquoted; Schema "" means public.
+type TableRef struct {
+	Schema string `json:"schema"`
+	Name   string `json:"name"`
+}
+
+func (t TableRef) schema() string {
+	if t.Schema == "" {
+		return "public"
+	}
+	return t.Schema
+}
+
+// Quoted is the schema-qualified, quoted SQL identifier.
+func (t TableRef) Quoted() string { return pgx.Identifier{t.schema(), t.Name}.Sanitize() }
+
+// Label is the table as statements list it: schema.table, unquoted.
+func (t TableRef) Label() string { return t.schema() + "." + t.Name }
+
+// regclass is an expression for the table's oid in a probe (NULL when the
+// table does not exist, so probes answer false instead of failing).
+func (t TableRef) regclass() string { return "to_regclass(" + literal(t.Quoted()) + ")" }
+
+// Ident quotes one identifier.
+func Ident(name string) string { return pgx.Identifier{name}.Sanitize() }
+
+// IdentList quotes and joins column names: "a", "b".
+func IdentList(names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = Ident(n)
+	}
+	return strings.Join(q, ", ")
+}
+
+// DerivedName builds a name like PostgreSQL's own (<table>_<middle>_<suffix>),
+// cut to 63 bytes deterministically: when too long, the parts are shortened
+// and a hash of the full name keeps distinct names distinct.
+func DerivedName(table, middle, suffix string) string {
+	parts := []string{table}
+	if middle != "" {
+		parts = append(parts, middle)
+	}
+	full := strings.Join(append(parts, suffix), "_")
+	if len(full) <= maxName {
+		return full
+	}
+	sum := sha256.Sum256([]byte(full))
+	tail := "_" + hex.EncodeToString(sum[:])[:8] + "_" + suffix
+	return cutUTF8(strings.Join(parts, "_"), maxName-len(tail)) + tail
+}
+
+// FitName returns name when it fits in 63 bytes, else a deterministic
+// shortening with a hash of the full name.
+func FitName(name string) string {
+	if len(name) <= maxName {
+		return name
+	}
+	sum := sha256.Sum256([]byte(name))
+	tail := "_" + hex.EncodeToString(sum[:])[:8]
+	return cutUTF8(name, maxName-len(tail)) + tail
+}
+
+const maxName = 63
+
+// cutUTF8 cuts s to at most n bytes without splitting a character.
+func cutUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+// Probes: queries returning one boolean, true when an effect is in place.
+// Names are inlined as literals because a probe is a fixed query string.
+
+func probeColumnExists(t TableRef, column string) string {
+	return fmt.Sprintf("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = %s AND attname = %s AND attnum > 0 AND NOT attisdropped)",
+		t.regclass(), literal(column))
+}
+
+func probeNotNull(t TableRef, column string) string {
+	return fmt.Sprintf("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = %s AND attname = %s AND attnotnull AND NOT attisdropped)",
+		t.regclass(), literal(column))
+}
+
+func probeConstraint(t TableRef, name string, validated bool) string {
+	cond := ""
+	if validated {
+		cond = " AND convalidated"
+	}
+	return fmt.Sprintf("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint WHERE conrelid = %s AND conname = %s%s)",
+		t.regclass(), literal(name), cond)
+}
+
+func probeValidIndex(schema, name string) string {
+	return fmt.Sprintf("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s AND i.indisvalid)",
+		literal(schema), literal(name))
+}
+
+func probeDefault(t TableRef, column string) string {
+	return fmt.Sprintf("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_attrdef d JOIN pg_catalog.pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum WHERE d.adrelid = %s AND a.attname = %s)",
+		t.regclass(), literal(column))
+}
+
+func not(probe string) string { return "SELECT NOT (" + probe + ")" }
+
+func or(a, b string) string { return "SELECT (" + a + ") OR (" + b + ")" }
+
+// Held descriptions, shared so the plan reads consistently.
+const (
+	HeldInstant = "instant (catalog only)"
+	HeldScan    = "while scanning the table"
+	HeldBuild   = "while building the index"
+	HeldNone    = "no table lock"
+)

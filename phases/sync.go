@@ -1,0 +1,244 @@
+package phases
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Sync is the trigger that keeps an old and a new column equal while two
+// versions of an application run at once (rename_column, change_column_type).
+//
+// Direction is decided from the values a statement writes, never from
+// search_path or session settings, so it works through PgBouncer and any ORM:
+//
+//   - INSERT: new NULL → new := up(old); otherwise old := down(new) (new wins
+//     when both are set and disagree; old NULL is filled from new).
+//   - UPDATE: new changed → old := down(new) (new wins when both changed and
+//     disagree); otherwise (only old changed, or neither changed but they
+//     differ) → new := up(old).
+//
+// A WHEN clause skips the trigger function for rows already in agreement
+// (new IS NOT DISTINCT FROM up(old)), which includes the backfill's own
+// updates and the writes of an application that writes both columns.
+//
+// The trigger fires on UPDATE OF old, new only: updates touching neither
+// column leave a not-yet-backfilled row to the backfill.
+//
+// While the trigger is installed the new column must have no DEFAULT: an
+// old-app INSERT would carry the default in new, and new would win over the
+// value the app wrote in old. Set the default after Remove (contract).
+type Sync struct {
+	// ID is the change id; object names derive from it.
+	ID string
+	// Schema ("" means public) and Table name the table, unquoted.
+	Schema, Table string
+	// Old and New are the column names, unquoted.
+	Old, New string
+	// OldType and NewType are the column types as SQL (format_type), needed
+	// when Up/Down are set or the types differ.
+	OldType, NewType string
+	// Up computes the new value from the old one, written with the old
+	// column's name (e.g. `price * 100`); Down computes the old value from
+	// the new one, written with the new column's name. Empty means identity
+	// (a rename), with a cast when the types differ.
+	Up, Down string
+}
+
+// TriggerName is the name of the trigger (and of its function).
+func (s Sync) TriggerName() string { return objectName("planner_sync_", s.ID) }
+
+// UpFunction and DownFunction name the conversion functions (created only
+// when a conversion is needed, see NeedsUp/NeedsDown).
+func (s Sync) UpFunction() string   { return objectName("planner_up_", s.ID) }
+func (s Sync) DownFunction() string { return objectName("planner_down_", s.ID) }
+
+// NeedsUp says whether computing new from old needs a conversion function.
+func (s Sync) NeedsUp() bool { return s.Up != "" || s.typesDiffer() }
+
+// NeedsDown says whether computing old from new needs a conversion function.
+func (s Sync) NeedsDown() bool { return s.Down != "" || s.typesDiffer() }
+
+func (s Sync) typesDiffer() bool {
+	return s.OldType != "" && s.NewType != "" && !strings.EqualFold(s.OldType, s.NewType)
+}
+
+func (s Sync) schema() string {
+	if s.Schema == "" {
+		return "public"
+	}
+	return s.Schema
+}
+
+func (s Sync) quotedTable() string { return pgx.Identifier{s.schema(), s.Table}.Sanitize() }
+
+// tableLabel is the table as statements list it (schema.table, unquoted).
+func (s Sync) tableLabel() string { return s.schema() + "." + s.Table }
+
+func (s Sync) qualified(name string) string { return pgx.Identifier{s.schema(), name}.Sanitize() }
+
+// UpExpr is the SQL expression computing the new column's value from arg
+// (an SQL expression of the old column's type, e.g. a quoted column name).
+// The backfill uses UpExpr(quoted old column) so that it converts exactly as
+// the trigger does; it stays valid until Remove runs.
+func (s Sync) UpExpr(arg string) string {
+	if !s.NeedsUp() {
+		return arg
+	}
+	return s.qualified(s.UpFunction()) + "(" + arg + ")"
+}
+
+// DownExpr is the SQL expression computing the old column's value from arg.
+func (s Sync) DownExpr(arg string) string {
+	if !s.NeedsDown() {
+		return arg
+	}
+	return s.qualified(s.DownFunction()) + "(" + arg + ")"
+}
+
+// conversion builds a SQL-standard function body (RETURN expr): it is parsed
+// when created, so later search_path changes cannot alter it, and the
+// planner can inline it into the trigger's WHEN clause and the backfill's
+// queries. IMMUTABLE: it is only ever called on column values, so nothing
+// is folded at plan time even when an expression depends on settings (such
+// a body is then simply not inlined). PARALLEL SAFE lets the backfill's
+// verification scan in parallel; up/down expressions are casts and
+// arithmetic, not functions with side effects.
+func conversion(name, param, from, to, expr string) string {
+	if expr == "" {
+		expr = pgx.Identifier{param}.Sanitize()
+	}
+	return fmt.Sprintf("CREATE OR REPLACE FUNCTION %s(%s %s) RETURNS %s LANGUAGE sql IMMUTABLE PARALLEL SAFE\nRETURN CAST((%s) AS %s)",
+		name, pgx.Identifier{param}.Sanitize(), from, to, expr, to)
+}
+
+func (s Sync) triggerFunction() string {
+	o := "NEW." + pgx.Identifier{s.Old}.Sanitize()
+	n := "NEW." + pgx.Identifier{s.New}.Sanitize()
+	oldN := "OLD." + pgx.Identifier{s.New}.Sanitize()
+	body := fmt.Sprintf(`
+BEGIN
+  IF TG_OP = 'INSERT' THEN
+    IF %[1]s IS NULL THEN
+      %[1]s := %[3]s;
+    ELSE
+      -- new is set: it wins (old NULL, a DEFAULT, or a disagreeing value)
+      %[2]s := %[4]s;
+    END IF;
+  ELSIF %[1]s IS DISTINCT FROM %[5]s THEN
+    -- new changed (alone, or with old and they disagree): new wins
+    %[2]s := %[4]s;
+  ELSE
+    -- only old changed, or neither changed but they differ
+    %[1]s := %[3]s;
+  END IF;
+  RETURN NEW;
+END
+`, n, o, s.UpExpr(o), s.DownExpr(n), oldN)
+	tag := dollarTag(body)
+	return fmt.Sprintf("CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql AS %s%s%s",
+		s.qualified(s.TriggerName()), tag, body, tag)
+}
+
+// dollarTag returns a dollar-quote tag that does not occur in body (quoted
+// identifiers may contain anything, "$sync$" included).
+func dollarTag(body string) string {
+	for i := 0; ; i++ {
+		tag := "$sync$"
+		if i > 0 {
+			tag = fmt.Sprintf("$sync%d$", i)
+		}
+		if !strings.Contains(body, tag) {
+			return tag
+		}
+	}
+}
+
+func (s Sync) triggerExists() string {
+	return fmt.Sprintf("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = to_regclass(%s) AND tgname = %s)",
+		literal(s.quotedTable()), literal(s.TriggerName()))
+}
+
+// Install creates the conversion functions, the trigger function and the
+// trigger. Run it in the same transaction as the ADD COLUMN of the new
+// column, so no write slips between the two.
+func (s Sync) Install() []Statement {
+	var out []Statement
+	if s.NeedsUp() {
+		out = append(out, Statement{
+			SQL:  conversion(s.qualified(s.UpFunction()), s.Old, s.OldType, s.NewType, s.Up),
+			Held: "no table lock",
+		})
+	}
+	if s.NeedsDown() {
+		out = append(out, Statement{
+			SQL:  conversion(s.qualified(s.DownFunction()), s.New, s.NewType, s.OldType, s.Down),
+			Held: "no table lock",
+		})
+	}
+	o := "NEW." + pgx.Identifier{s.Old}.Sanitize()
+	n := "NEW." + pgx.Identifier{s.New}.Sanitize()
+	out = append(out,
+		Statement{SQL: s.triggerFunction(), Held: "no table lock"},
+		Statement{
+			SQL: fmt.Sprintf("CREATE OR REPLACE TRIGGER %s\nBEFORE INSERT OR UPDATE OF %s, %s ON %s\nFOR EACH ROW WHEN (%s IS DISTINCT FROM %s)\nEXECUTE FUNCTION %s()",
+				pgx.Identifier{s.TriggerName()}.Sanitize(),
+				pgx.Identifier{s.Old}.Sanitize(), pgx.Identifier{s.New}.Sanitize(),
+				s.quotedTable(), n, s.UpExpr(o), s.qualified(s.TriggerName())),
+			Lock:   ShareRowExclusive,
+			Tables: []string{s.tableLabel()},
+			Held:   "instant (catalog only)",
+			Done:   s.triggerExists(),
+		},
+	)
+	return out
+}
+
+// Remove drops the trigger and its functions (contract, or rollback of
+// expand). It must run before the old column is dropped: the trigger
+// depends on both columns.
+func (s Sync) Remove() []Statement {
+	out := []Statement{
+		{
+			SQL:    fmt.Sprintf("DROP TRIGGER IF EXISTS %s ON %s", pgx.Identifier{s.TriggerName()}.Sanitize(), s.quotedTable()),
+			Lock:   AccessExclusive,
+			Tables: []string{s.tableLabel()},
+			Held:   "instant (catalog only)",
+			Done:   "SELECT NOT (" + s.triggerExists() + ")",
+		},
+		{SQL: fmt.Sprintf("DROP FUNCTION IF EXISTS %s()", s.qualified(s.TriggerName())), Held: "no table lock"},
+	}
+	// Drop the conversion functions whatever the types: a spec edited
+	// between install and remove must not leave one behind.
+	out = append(out,
+		Statement{SQL: fmt.Sprintf("DROP FUNCTION IF EXISTS %s", s.qualified(s.UpFunction())), Held: "no table lock"},
+		Statement{SQL: fmt.Sprintf("DROP FUNCTION IF EXISTS %s", s.qualified(s.DownFunction())), Held: "no table lock"},
+	)
+	return out
+}
+
+// objectName is prefix+id, cut to PostgreSQL's 63-byte identifier limit with
+// a hash of the full name so that two long ids never collide.
+func objectName(prefix, id string) string {
+	name := prefix + id
+	if len(name) <= 63 {
+		return name
+	}
+	sum := sha256.Sum256([]byte(name))
+	suffix := "_" + hex.EncodeToString(sum[:])[:8]
+	cut := 63 - len(suffix)
+	for cut > 0 && !utf8.RuneStart(name[cut]) {
+		cut--
+	}
+	return name[:cut] + suffix
+}
+
+// literal quotes s as an SQL string literal (standard_conforming_strings).
+// Only for probes, which are fixed query strings without parameters.
+func literal(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
+}

@@ -1,0 +1,1146 @@
+package planner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgplanner/planner/backfill"
+	"github.com/pgplanner/planner/flags"
+	"github.com/pgplanner/planner/phases"
+)
+
+// Engine advances changes against one database, one phase per change per
+// deploy, and keeps its state in the database (schema Schema).
+//
+// Next and Rollback hold a session advisory lock for their whole run, on a
+// connection of their own: the planner needs a direct connection (or
+// PgBouncer in session mode), not PgBouncer's transaction mode.
+type Engine struct {
+	Pool *pgxpool.Pool
+	// Schema holds the planner's state and flags; default "planner".
+	Schema string
+	// LockTimeout bounds each wait for a lock that blocks traffic (default
+	// 500ms); StatementTimeout bounds ordinary DDL (default 30s);
+	// LongStatementTimeout bounds VALIDATE and CREATE INDEX CONCURRENTLY
+	// (0: no limit).
+	LockTimeout, StatementTimeout, LongStatementTimeout time.Duration
+	// Retries is the number of tries per transaction on lock timeouts
+	// (default 8).
+	Retries int
+	// Wait is how long Next and Rollback wait for another planner to finish
+	// before failing with ErrBusy (0: fail at once).
+	Wait time.Duration
+	// MinSoak is the minimum time the previous phase's flags must have been
+	// live before a FlagsSoaked gate opens.
+	MinSoak time.Duration
+	// Async starts backfills and lets their gate wait instead of running
+	// them inside `planner next`.
+	Async bool
+	// Backfill configures inline backfills.
+	Backfill backfill.Options
+	// Log receives progress lines (nil: silent); Verbose adds every statement.
+	Log     io.Writer
+	Verbose bool
+
+	// sleep replaces the retry pause in tests.
+	sleep func(ctx context.Context, d time.Duration) error
+}
+
+// lockClass is the first key of the planner's advisory locks ("plnr").
+const lockClass = 0x706c6e72
+
+// Action says what Next did (or would do) with a change.
+type Action string
+
+const (
+	Advanced    Action = "advanced"      // applied one phase
+	Waiting     Action = "waiting"       // the next phase's gate is not met
+	NothingToDo Action = "nothing_to_do" // already advanced in this deploy, or queued behind another change
+	Done        Action = "done"          // every phase applied
+	Failed      Action = "failed"        // the phase failed; rerun resumes it
+	WouldApply  Action = "would_apply"   // dry run: this phase would run
+	Missing     Action = "missing"       // in flight, but its spec is no longer in the files
+)
+
+// Report is what Next did, per change.
+type Report struct {
+	DeployID string         `json:"deploy_id"`
+	DryRun   bool           `json:"dry_run"`
+	Changes  []ChangeReport `json:"changes"`
+}
+
+// ChangeReport is what happened to one change.
+type ChangeReport struct {
+	ID     string `json:"id"`
+	Kind   string `json:"kind"`
+	Table  string `json:"table"`
+	Action Action `json:"action"`
+	// Phase is the phase concerned (applied, waiting, failed, would apply),
+	// PhaseIndex its 0-based position, Total the number of phases.
+	Phase      string `json:"phase,omitempty"`
+	PhaseIndex int    `json:"phase_index"`
+	Applied    int    `json:"applied"`
+	Total      int    `json:"total"`
+	Gate       string `json:"gate,omitempty"`
+	// Reason explains waiting and nothing-to-do; Error a failure.
+	Reason   string             `json:"reason,omitempty"`
+	Error    string             `json:"error,omitempty"`
+	Backfill *backfill.Progress `json:"backfill,omitempty"`
+	// Registered is set when this run registered the change.
+	Registered bool `json:"registered,omitempty"`
+	// Statements are the phase's statements (dry run).
+	Statements   []phases.Statement `json:"statements,omitempty"`
+	BackfillWork *phases.Backfill   `json:"backfill_work,omitempty"`
+	Flags        phases.Flags       `json:"flags,omitempty"`
+	Duration     time.Duration      `json:"duration_ns,omitempty"`
+}
+
+// Waiting reports whether any change waits on a gate.
+func (r *Report) Waiting() bool {
+	for _, c := range r.Changes {
+		if c.Action == Waiting {
+			return true
+		}
+	}
+	return false
+}
+
+// AdvancedCount is the number of phases applied.
+func (r *Report) AdvancedCount() int {
+	n := 0
+	for _, c := range r.Changes {
+		if c.Action == Advanced {
+			n++
+		}
+	}
+	return n
+}
+
+func (e *Engine) schema() string {
+	if e.Schema == "" {
+		return "planner"
+	}
+	return e.Schema
+}
+
+func (e *Engine) state() state { return state{schema: e.schema()} }
+
+func (e *Engine) runner() *Runner {
+	r := &Runner{
+		Pool:                 e.Pool,
+		LockTimeout:          e.LockTimeout,
+		StatementTimeout:     e.StatementTimeout,
+		LongStatementTimeout: e.LongStatementTimeout,
+		Tries:                e.Retries,
+		Sleep:                e.sleep,
+	}
+	if r.LockTimeout <= 0 {
+		r.LockTimeout = 500 * time.Millisecond
+	}
+	if r.StatementTimeout <= 0 {
+		r.StatementTimeout = 30 * time.Second
+	}
+	if r.Tries <= 0 {
+		r.Tries = 8
+	}
+	if e.Verbose {
+		r.Log = e.Log
+	}
+	return r
+}
+
+func (e *Engine) logf(format string, args ...any) {
+	if e.Log != nil {
+		fmt.Fprintf(e.Log, format, args...)
+	}
+}
+
+// lock takes the planner's session advisory lock on a dedicated connection,
+// waiting up to Wait. The key derives from the state schema, so planners
+// with different state schemas do not serialize.
+func (e *Engine) lock(ctx context.Context) (release func(), err error) {
+	conn, err := e.Pool.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	got := false
+	if e.Wait <= 0 {
+		err = conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1, hashtext($2))`, lockClass, e.schema()).Scan(&got)
+	} else {
+		_, err = conn.Exec(ctx, `SELECT set_config('lock_timeout', $1, false)`, pgDuration(e.Wait))
+		if err == nil {
+			_, err = conn.Exec(ctx, `SELECT pg_advisory_lock($1, hashtext($2))`, lockClass, e.schema())
+			got = err == nil
+			var pe *pgconn.PgError
+			if errors.As(err, &pe) && pe.Code == "55P03" {
+				err = nil
+			}
+		}
+		if err == nil {
+			_, err = conn.Exec(ctx, `RESET lock_timeout`)
+		}
+	}
+	if err != nil {
+		conn.Release()
+		return nil, fmt.Errorf("take the planner lock: %w", err)
+	}
+	if !got {
+		holder := e.lockHolder(ctx, conn)
+		conn.Release()
+		return nil, fmt.Errorf("%w (state schema %q%s): waited %s; rerun when it has finished, or raise --wait", ErrBusy, e.schema(), holder, e.Wait)
+	}
+	return func() {
+		bg := context.WithoutCancel(ctx)
+		if _, err := conn.Exec(bg, `SELECT pg_advisory_unlock($1, hashtext($2))`, lockClass, e.schema()); err != nil {
+			// Closing the session releases the lock for sure.
+			conn.Conn().Close(bg)
+		}
+		conn.Release()
+	}, nil
+}
+
+func (e *Engine) lockHolder(ctx context.Context, conn *pgxpool.Conn) string {
+	var pid int
+	var app, client string
+	var since time.Time
+	err := conn.QueryRow(ctx, `
+		SELECT a.pid, coalesce(a.application_name, ''), coalesce(host(a.client_addr), 'local'), a.backend_start
+		FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+		WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1::int::oid AND l.objid = hashtext($2)::oid AND l.objsubid = 2
+		LIMIT 1`, lockClass, e.schema()).Scan(&pid, &app, &client, &since)
+	if err != nil {
+		return ""
+	}
+	return fmt.Sprintf(", held by pid %d, application %q from %s, connected since %s", pid, app, client, since.UTC().Format(time.RFC3339))
+}
+
+func serverVersion(ctx context.Context, q dbtx) (int, error) {
+	var num int
+	err := q.QueryRow(ctx, `SELECT current_setting('server_version_num')::int`).Scan(&num)
+	return num / 10000, err
+}
+
+// entry is a change with its decoded spec and compiled phases.
+type entry struct {
+	state   *ChangeState
+	spec    Spec
+	plan    Plan
+	inFiles bool
+	// registered: this run registered it (or, dry run, would).
+	registered bool
+	// edited: the spec file differs from the stored spec (Status only).
+	edited bool
+}
+
+func (en *entry) tableKey() string { return en.state.Table.String() }
+
+// Next registers new specs and advances every active change by one phase.
+// Changes on one table advance one at a time, in spec order; changes on
+// different tables advance in the same call. A deploy id advances each change
+// (and each table) at most once, so a retried deploy advances nothing more.
+// dryRun reports what would run without changing anything (nor taking the
+// lock).
+func (e *Engine) Next(ctx context.Context, specs []Spec, deployID string, dryRun bool) (*Report, error) {
+	deployID = strings.TrimSpace(deployID)
+	if deployID == "" {
+		return nil, fmt.Errorf("no deploy id: pass --deploy-id or set PLANNER_DEPLOY_ID, so a retried deploy cannot advance twice: %w", ErrInput)
+	}
+	if err := checkUniqueIDs(specs); err != nil {
+		return nil, err
+	}
+	report := &Report{DeployID: deployID, DryRun: dryRun}
+	st := e.state()
+	if !dryRun {
+		release, err := e.lock(ctx)
+		if err != nil {
+			return nil, err
+		}
+		defer release()
+		if err := st.migrate(ctx, e.Pool); err != nil {
+			return nil, err
+		}
+	} else if _, err := st.version(ctx, e.Pool); err != nil {
+		return nil, err
+	}
+	version, err := serverVersion(ctx, e.Pool)
+	if err != nil {
+		return nil, err
+	}
+	entries, err := e.load(ctx, specs, version, dryRun, false)
+	if err != nil {
+		return nil, err
+	}
+	var advanced map[string]HistoryEntry
+	if ok, err := st.exists(ctx, e.Pool); err != nil {
+		return nil, err
+	} else if ok {
+		if advanced, err = st.advancedIn(ctx, e.Pool, deployID); err != nil {
+			return nil, err
+		}
+	}
+	var failures []error
+	for _, group := range byTable(entries) {
+		reports, err := e.advanceTable(ctx, group, deployID, advanced, version, dryRun)
+		report.Changes = append(report.Changes, reports...)
+		if err != nil {
+			failures = append(failures, err)
+		}
+	}
+	if len(failures) > 0 {
+		return report, fmt.Errorf("%d change(s) failed: %w", len(failures), errors.Join(failures...))
+	}
+	return report, nil
+}
+
+func checkUniqueIDs(specs []Spec) error {
+	seen := map[string]string{}
+	for _, s := range specs {
+		if prev, dup := seen[s.ID]; dup {
+			return fmt.Errorf("change id %q is declared twice (%s and %s:%d): ids must be unique: %w", s.ID, prev, s.File, s.Line, ErrInput)
+		}
+		seen[s.ID] = fmt.Sprintf("%s:%d", s.File, s.Line)
+	}
+	return nil
+}
+
+// load reads the state, refuses edited in-flight specs, and registers new
+// ones (in dry run: pretends to).
+//
+// Status passes lenient: edited specs are then shown as stored, marked edited.
+func (e *Engine) load(ctx context.Context, specs []Spec, version int, dryRun, lenient bool) ([]*entry, error) {
+	st := e.state()
+	var stored []*ChangeState
+	if ok, err := st.exists(ctx, e.Pool); err != nil {
+		return nil, err
+	} else if ok {
+		if stored, err = st.changes(ctx, e.Pool); err != nil {
+			return nil, err
+		}
+	}
+	byID := map[string]*ChangeState{}
+	for _, c := range stored {
+		byID[c.ID] = c
+	}
+	// Refuse edits first, all of them at once, before anything changes.
+	var edited []string
+	isEdited := map[string]bool{}
+	for _, s := range specs {
+		c := byID[s.ID]
+		if c == nil || c.Checksum == s.Checksum || c.Status == StatusPending && c.Applied == 0 {
+			continue
+		}
+		isEdited[s.ID] = true
+		what := fmt.Sprintf("phase %d of %d applied", c.Applied, c.Total)
+		if c.Status == StatusDone {
+			what = "complete"
+		}
+		edited = append(edited, fmt.Sprintf("change %q (%s:%d) was edited after it started (%s): revert the edit, or roll the change back (planner rollback %s, repeated until no phase is applied) before editing it, or leave it and declare a new change with a new id",
+			s.ID, s.File, s.Line, what, s.ID))
+	}
+	if len(edited) > 0 && !lenient {
+		return nil, fmt.Errorf("%s: %w", strings.Join(edited, "; "), ErrInput)
+	}
+	var entries []*entry
+	var fresh []Spec
+	inFiles := map[string]bool{}
+	for _, s := range specs {
+		inFiles[s.ID] = true
+		c := byID[s.ID]
+		if isEdited[s.ID] {
+			en, err := e.compileStored(c)
+			if err != nil {
+				return nil, err
+			}
+			en.inFiles, en.edited = true, true
+			entries = append(entries, en)
+			continue
+		}
+		if c != nil && c.Checksum == s.Checksum {
+			if !dryRun && (c.File != s.File || c.Order != s.Order) {
+				if err := st.setPosition(ctx, e.Pool, c.ID, s.File, s.Order); err != nil {
+					return nil, err
+				}
+			}
+			c.File, c.Order = s.File, s.Order
+			en, err := e.compileStored(c)
+			if err != nil {
+				return nil, err
+			}
+			en.inFiles = true
+			entries = append(entries, en)
+			continue
+		}
+		fresh = append(fresh, s)
+	}
+	// New specs, or pending ones edited: (re-)register with a snapshot of
+	// the table as it is now.
+	for _, s := range fresh {
+		en, err := e.register(ctx, s, version, entries, dryRun)
+		if err != nil && lenient {
+			// Status shows what it can of a spec that would be refused.
+			en, err = unregistered(s, err), nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		entries = append(entries, en)
+	}
+	for _, c := range stored {
+		if inFiles[c.ID] {
+			continue
+		}
+		en, err := e.compileStored(c)
+		if err != nil {
+			return nil, err
+		}
+		entries = append(entries, en)
+	}
+	return entries, nil
+}
+
+// register records a new spec. A spec that does not fit the live schema is
+// refused (ErrInput), unless an earlier change on the same table is still to
+// finish (it may add the column this one needs): then the spec is checked
+// when it starts.
+func (e *Engine) register(ctx context.Context, s Spec, version int, earlier []*entry, dryRun bool) (*entry, error) {
+	c, err := e.newChangeState(ctx, e.Pool, s, version)
+	if err != nil {
+		return nil, err
+	}
+	plan, err := Compile(s, Target{Version: c.ServerVersion, Table: c.Catalog})
+	if err != nil {
+		var pending *entry
+		for _, en := range earlier {
+			if en.state.Table.String() == c.Table.String() && en.state.Status != StatusDone && en.state.Order < s.Order {
+				pending = en
+			}
+		}
+		if pending == nil || !errors.Is(err, ErrInput) {
+			return nil, err
+		}
+		// Checked against the live schema when it starts.
+		c.Catalog = nil
+		if plan, err = Compile(s, Target{Version: c.ServerVersion}); err != nil {
+			return nil, err
+		}
+	}
+	c.Total = len(plan.Phases)
+	if !dryRun {
+		if err := e.state().register(ctx, e.Pool, c); err != nil {
+			return nil, fmt.Errorf("register change %q: %w", s.ID, err)
+		}
+	}
+	return &entry{state: c, spec: s, plan: plan, inFiles: true, registered: true}, nil
+}
+
+// unregistered describes a spec that cannot be registered, for Status.
+func unregistered(s Spec, err error) *entry {
+	c := &ChangeState{ID: s.ID, File: s.File, Order: s.Order, Kind: s.Kind, Checksum: s.Checksum,
+		Status: StatusPending, LastError: err.Error()}
+	if s.Change != nil {
+		c.Table = s.Change.Table()
+	}
+	plan, cerr := Compile(s, Target{})
+	if cerr != nil {
+		plan = Plan{Spec: s}
+	}
+	c.Total = len(plan.Phases)
+	return &entry{state: c, spec: s, plan: plan, inFiles: true, registered: true}
+}
+
+// newChangeState builds the state row of a spec, with the table's catalog
+// snapshot.
+func (e *Engine) newChangeState(ctx context.Context, q dbtx, s Spec, version int) (*ChangeState, error) {
+	if s.Change == nil {
+		return nil, fmt.Errorf("change %q has no fields: %w", s.ID, ErrInput)
+	}
+	enc, err := EncodeSpec(s)
+	if err != nil {
+		return nil, err
+	}
+	name := s.Change.Table()
+	table, err := loadTable(ctx, q, name)
+	if err != nil {
+		return nil, fmt.Errorf("change %q (%s:%d): %w", s.ID, s.File, s.Line, err)
+	}
+	return &ChangeState{
+		ID: s.ID, File: s.File, Order: s.Order, Kind: s.Kind, Table: name, Checksum: s.Checksum,
+		Spec: enc, Catalog: table, ServerVersion: version, Status: StatusPending,
+	}, nil
+}
+
+// loadTable snapshots a table; a missing table is an ErrInput.
+func loadTable(ctx context.Context, q dbtx, name TableName) (*Table, error) {
+	t, err := LoadTable(ctx, q, name)
+	if errors.Is(err, ErrInput) {
+		return nil, fmt.Errorf("%w (check the spec's table; schema-qualify it when it is not in public)", err)
+	}
+	return t, err
+}
+
+// compileStored decodes a stored change and compiles it against its
+// snapshot, so every deploy runs the phases it was registered with.
+func (e *Engine) compileStored(c *ChangeState) (*entry, error) {
+	spec, err := DecodeSpec(c.Spec)
+	if err != nil {
+		return nil, fmt.Errorf("stored change %q: %w", c.ID, err)
+	}
+	spec.File, spec.Order = c.File, c.Order
+	plan, err := Compile(spec, Target{Version: c.ServerVersion, Table: c.Catalog})
+	if err != nil {
+		return nil, fmt.Errorf("stored change %q: %w", c.ID, err)
+	}
+	if c.Total != len(plan.Phases) && c.Total != 0 {
+		return nil, fmt.Errorf("stored change %q has %d phases but this planner compiles %d: finish it with the planner version that started it", c.ID, c.Total, len(plan.Phases))
+	}
+	c.Total = len(plan.Phases)
+	return &entry{state: c, spec: spec, plan: plan}, nil
+}
+
+// byTable groups entries per table, each group in spec order, groups in
+// the order of their first change.
+func byTable(entries []*entry) [][]*entry {
+	sort.SliceStable(entries, func(i, j int) bool {
+		a, b := entries[i].state, entries[j].state
+		if a.Order != b.Order {
+			return a.Order < b.Order
+		}
+		return a.ID < b.ID
+	})
+	var groups [][]*entry
+	index := map[string]int{}
+	for _, en := range entries {
+		k := en.tableKey()
+		i, ok := index[k]
+		if !ok {
+			i = len(groups)
+			index[k] = i
+			groups = append(groups, nil)
+		}
+		groups[i] = append(groups[i], en)
+	}
+	return groups
+}
+
+func baseReport(en *entry) ChangeReport {
+	c := en.state
+	return ChangeReport{ID: c.ID, Kind: c.Kind, Table: c.Table.String(), Applied: c.Applied, Total: c.Total,
+		PhaseIndex: c.Applied, Registered: en.registered}
+}
+
+// inFlight: some phase applied or started, not every phase done.
+func inFlight(c *ChangeState) bool {
+	return c.Status != StatusDone && (c.Applied > 0 || c.Status == StatusApplying || c.Status == StatusFailed)
+}
+
+// advanceTable advances at most one change of one table.
+func (e *Engine) advanceTable(ctx context.Context, group []*entry, deployID string, advanced map[string]HistoryEntry, version int, dryRun bool) ([]ChangeReport, error) {
+	var reports []ChangeReport
+	// The active change: one already in flight, else the first not done.
+	var active *entry
+	for _, en := range group {
+		if inFlight(en.state) {
+			active = en
+			break
+		}
+	}
+	if active == nil {
+		for _, en := range group {
+			if en.inFiles && en.state.Status != StatusDone {
+				active = en
+				break
+			}
+		}
+	}
+	var advancedHere *HistoryEntry
+	for _, en := range group {
+		if h, ok := advanced[en.state.ID]; ok {
+			advancedHere = &h
+		}
+	}
+	var err error
+	for _, en := range group {
+		r := baseReport(en)
+		switch {
+		case en == active && !en.inFiles:
+			r.Action, r.Reason = Missing, "in flight, but its spec is no longer in the spec files: restore the file to continue, or roll it back with planner rollback "+en.state.ID
+		case en == active && advancedHere != nil:
+			r.Action = NothingToDo
+			if advancedHere.Change == en.state.ID {
+				r.Reason = fmt.Sprintf("already advanced in deploy %s (phase %s); one phase per deploy", deployID, advancedHere.Phase)
+			} else {
+				r.Reason = fmt.Sprintf("change %s on the same table already advanced in deploy %s; one phase per table per deploy", advancedHere.Change, deployID)
+			}
+		case en == active:
+			r, err = e.advance(ctx, en, deployID, version, dryRun)
+		case en.state.Status == StatusDone:
+			if !en.inFiles {
+				continue
+			}
+			r.Action, r.Reason = Done, "every phase applied"
+		case !en.inFiles:
+			continue
+		default:
+			r.Action = NothingToDo
+			r.Reason = fmt.Sprintf("queued behind change %s on the same table", active.state.ID)
+		}
+		reports = append(reports, r)
+	}
+	return reports, err
+}
+
+// advance runs the next phase of a change, if its gate is met.
+func (e *Engine) advance(ctx context.Context, en *entry, deployID string, version int, dryRun bool) (ChangeReport, error) {
+	c := en.state
+	st := e.state()
+	if c.Applied >= len(en.plan.Phases) {
+		r := baseReport(en)
+		r.Action, r.Reason = Done, "every phase applied"
+		if !dryRun && c.Status != StatusDone {
+			return r, st.setStatus(ctx, e.Pool, c.ID, c.Applied, StatusDone, "")
+		}
+		return r, nil
+	}
+	// A change that has not started compiles against the table as it is now
+	// (an earlier change on the same table may have changed it since
+	// registration); from then on, against that snapshot.
+	if c.Applied == 0 && c.Status == StatusPending && (!en.registered || c.Catalog == nil) {
+		fresh, err := e.newChangeState(ctx, e.Pool, en.spec, version)
+		if err != nil {
+			return failedReport(en, err), err
+		}
+		plan, err := Compile(en.spec, Target{Version: fresh.ServerVersion, Table: fresh.Catalog})
+		if err != nil {
+			err = fmt.Errorf("change %q: %w", c.ID, err)
+			return failedReport(en, err), err
+		}
+		fresh.Total, fresh.File, fresh.Order = len(plan.Phases), c.File, c.Order
+		if !dryRun {
+			if err := st.register(ctx, e.Pool, fresh); err != nil {
+				return failedReport(en, err), err
+			}
+		}
+		en.state, en.plan, c = fresh, plan, fresh
+	}
+	if c.Applied == 0 && c.Status == StatusPending {
+		if problems, err := e.liveProblems(ctx, en.spec, en.plan, c.Catalog); err != nil {
+			return failedReport(en, err), err
+		} else if len(problems) > 0 {
+			err := fmt.Errorf("change %q does not fit the live schema: %s: %w", c.ID, describeProblems(problems), ErrInput)
+			return failedReport(en, err), err
+		}
+	}
+	idx := c.Applied
+	p := en.plan.Phases[idx]
+	r := baseReport(en)
+	r.Phase, r.PhaseIndex, r.Gate = p.Name, idx, string(p.Gate)
+	met, reason, progress, err := e.gateMet(ctx, e.Pool, en, idx, deployID)
+	r.Backfill = progress
+	if err != nil {
+		return failedReport(en, err), err
+	}
+	if !met {
+		r.Action, r.Reason = Waiting, reason
+		return r, nil
+	}
+	if dryRun {
+		r.Action = WouldApply
+		r.Statements, r.BackfillWork, r.Flags = p.Statements, p.Backfill, p.Flags
+		if p.Backfill != nil && e.Async {
+			r.Reason = "the backfill would start in the background (--async); the phase completes at a later deploy once it is verified"
+		}
+		return r, nil
+	}
+	return e.apply(ctx, en, idx, deployID)
+}
+
+func failedReport(en *entry, err error) ChangeReport {
+	r := baseReport(en)
+	r.Action, r.Error = Failed, err.Error()
+	if en.state.Applied < len(en.plan.Phases) {
+		r.Phase = en.plan.Phases[en.state.Applied].Name
+	}
+	return r
+}
+
+// gateMet checks the gate of phase idx.
+func (e *Engine) gateMet(ctx context.Context, q dbtx, en *entry, idx int, deployID string) (bool, string, *backfill.Progress, error) {
+	p := en.plan.Phases[idx]
+	switch p.Gate {
+	case phases.NoGate:
+		return true, "", nil, nil
+	case phases.BackfillVerified:
+		hasBackfill := false
+		for _, ph := range en.plan.Phases[:idx] {
+			hasBackfill = hasBackfill || ph.Backfill != nil
+		}
+		if !hasBackfill {
+			return true, "", nil, nil
+		}
+		prog, err := backfill.Get(ctx, q, e.schema(), en.state.ID)
+		if errors.Is(err, backfill.ErrNoJob) {
+			return false, "no backfill job: the backfill phase has not run", nil, nil
+		}
+		if err != nil {
+			return false, "", nil, err
+		}
+		if !prog.Verified {
+			return false, "backfill not verified yet: " + describeProgress(prog), &prog, nil
+		}
+		return true, "", &prog, nil
+	case phases.FlagsSoaked:
+		if idx == 0 {
+			return true, "", nil, nil
+		}
+		var h HistoryEntry
+		var age time.Duration
+		err := q.QueryRow(ctx, `SELECT deploy_id, finished, clock_timestamp() - finished
+			FROM `+e.state().table("history")+` WHERE change = $1 AND phase_index = $2 AND direction = 'up' AND error = ''
+			ORDER BY id DESC LIMIT 1`, en.state.ID, idx-1).Scan(&h.DeployID, &h.Finished, &age)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return false, "no record of the previous phase being applied", nil, nil
+		}
+		if err != nil {
+			return false, "", nil, err
+		}
+		prev := en.plan.Phases[idx-1].Name
+		if h.DeployID == deployID {
+			return false, fmt.Sprintf("phase %s was applied in this deploy (%s); its flags must be live for at least one earlier deploy", prev, deployID), nil, nil
+		}
+		if age < e.MinSoak {
+			return false, fmt.Sprintf("flags of phase %s live for %s; minimum soak %s (%s left)", prev, age.Round(time.Second), e.MinSoak, (e.MinSoak - age).Round(time.Second)), nil, nil
+		}
+		return true, "", nil, nil
+	}
+	return false, "", nil, fmt.Errorf("change %q phase %s: unknown gate %q (a newer planner wrote this plan?)", en.state.ID, p.Name, p.Gate)
+}
+
+func describeProgress(p backfill.Progress) string {
+	s := fmt.Sprintf("%s: %d of %d rows (%.0f%%)", p.Phase, p.Rows, p.Total, 100*p.Fraction())
+	if p.Done {
+		s = fmt.Sprintf("%s: %d of %d rows checked", p.Phase, p.VerifiedRows, p.Total)
+	}
+	if p.RowsPerSec > 0 {
+		s += fmt.Sprintf(", %.0f rows/s", p.RowsPerSec)
+	}
+	if p.ETA > 0 {
+		s += ", ETA " + p.ETA.Round(time.Second).String()
+	}
+	if p.Paused {
+		s += ", paused by an operator (planner backfill resume)"
+	}
+	return s
+}
+
+// apply runs phase idx of a change and records it.
+func (e *Engine) apply(ctx context.Context, en *entry, idx int, deployID string) (ChangeReport, error) {
+	c := en.state
+	st := e.state()
+	p := en.plan.Phases[idx]
+	r := baseReport(en)
+	r.Phase, r.PhaseIndex, r.Gate = p.Name, idx, string(p.Gate)
+	var started time.Time
+	if err := e.Pool.QueryRow(ctx, `SELECT clock_timestamp()`).Scan(&started); err != nil {
+		return failedReport(en, err), err
+	}
+	e.logf("%s: phase %d/%d %s (%s)\n", c.ID, idx+1, len(en.plan.Phases), p.Name, p.Purpose)
+	// partial: the phase may be partly in effect (status applying), which
+	// rollback must undo before anything else.
+	partial := c.Status == StatusApplying
+	fail := func(err error) (ChangeReport, error) {
+		err = fmt.Errorf("change %q phase %s: %w", c.ID, p.Name, err)
+		bg := context.WithoutCancel(ctx)
+		status := StatusFailed
+		if partial {
+			status = StatusApplying
+		}
+		if serr := st.setStatus(bg, e.Pool, c.ID, c.Applied, status, err.Error()); serr == nil {
+			st.addHistory(bg, e.Pool, HistoryEntry{Change: c.ID, PhaseIndex: idx, Phase: p.Name, Direction: Up,
+				DeployID: deployID, Started: started, Error: err.Error()})
+		}
+		r.Action, r.Error = Failed, err.Error()
+		return r, err
+	}
+	// A phase that cannot commit in one transaction is marked first, so a
+	// crash midway leaves a record that rollback and status can read.
+	units := GroupStatements(p.Statements)
+	if len(units) > 1 || (len(units) == 1 && !units[0].Tx) || p.Backfill != nil {
+		if !partial {
+			if err := st.setStatus(ctx, e.Pool, c.ID, c.Applied, StatusApplying, ""); err != nil {
+				return fail(err)
+			}
+			partial = true
+		}
+	}
+	finish := func(ctx context.Context, tx pgx.Tx) error {
+		status := StatusActive
+		if idx+1 == len(en.plan.Phases) {
+			status = StatusDone
+		}
+		if err := st.setStatus(ctx, tx, c.ID, idx+1, status, ""); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO `+st.table("history")+` (change, phase_index, phase, direction, deploy_id, started, finished)
+			VALUES ($1, $2, $3, 'up', $4, $5, clock_timestamp())`, c.ID, idx, p.Name, deployID, started); err != nil {
+			return err
+		}
+		if len(p.Flags) > 0 {
+			if err := flags.Publish(ctx, tx, e.schema(), c.ID, p.Name, p.Flags, flagMeta(en)); err != nil {
+				return fmt.Errorf("publish flags: %w", err)
+			}
+		}
+		return nil
+	}
+	run := e.runner()
+	if p.Backfill == nil {
+		if err := run.Run(ctx, p.Statements, finish); err != nil {
+			return fail(err)
+		}
+	} else {
+		if err := run.Run(ctx, p.Statements, nil); err != nil {
+			return fail(err)
+		}
+		prog, complete, err := e.backfill(ctx, en, *p.Backfill)
+		r.Backfill = prog
+		if err != nil {
+			return fail(err)
+		}
+		if !complete {
+			r.Action = Waiting
+			r.Reason = "backfill running in the background (--async): " + describeProgress(*prog) + "; the phase completes at a later deploy once it is verified"
+			return r, nil
+		}
+		if err := run.Run(ctx, nil, finish); err != nil {
+			return fail(err)
+		}
+	}
+	var finished time.Time
+	e.Pool.QueryRow(ctx, `SELECT clock_timestamp()`).Scan(&finished)
+	r.Action, r.Applied, r.Duration = Advanced, idx+1, finished.Sub(started)
+	e.logf("%s: phase %s applied in %s\n", c.ID, p.Name, r.Duration.Round(time.Millisecond))
+	return r, nil
+}
+
+// backfill starts the change's backfill job (idempotent) and either runs it
+// to verified completion here or, with Async, only reports its progress.
+func (e *Engine) backfill(ctx context.Context, en *entry, work phases.Backfill) (*backfill.Progress, bool, error) {
+	var key []string
+	if en.state.Catalog != nil {
+		key = en.state.Catalog.Key
+	}
+	if err := backfill.Start(ctx, e.Pool, e.schema(), en.state.ID, work, key); err != nil {
+		return nil, false, fmt.Errorf("start backfill: %w", err)
+	}
+	if e.Async {
+		prog, err := backfill.Get(ctx, e.Pool, e.schema(), en.state.ID)
+		if err != nil {
+			return nil, false, err
+		}
+		return &prog, prog.Verified, nil
+	}
+	opts := e.Backfill
+	if opts.Progress == nil && e.Log != nil {
+		opts.Progress = func(p backfill.Progress) { e.logf("%s: backfill %s\n", en.state.ID, describeProgress(p)) }
+		if opts.ProgressEvery == 0 {
+			opts.ProgressEvery = 2 * time.Second
+		}
+	}
+	prog, err := backfill.Run(ctx, e.Pool, e.schema(), en.state.ID, opts)
+	if err != nil {
+		return &prog, false, fmt.Errorf("backfill: %w", err)
+	}
+	if !prog.Verified {
+		return &prog, false, fmt.Errorf("backfill finished but is not verified: %s", describeProgress(prog))
+	}
+	return &prog, true, nil
+}
+
+// flagMeta is the metadata published with a change's flags.
+func flagMeta(en *entry) map[string]string {
+	meta := map[string]string{"change_id": en.state.ID, "table": en.state.Table.String()}
+	if fm, ok := en.spec.Change.(interface{ FlagMeta() map[string]string }); ok {
+		for k, v := range fm.FlagMeta() {
+			meta[k] = v
+		}
+	}
+	return meta
+}
+
+func describeProblems(ps []Problem) string {
+	var parts []string
+	for _, p := range ps {
+		s := p.Message
+		if p.Field != "" {
+			s = p.Field + ": " + s
+		}
+		if p.Hint != "" {
+			s += " (" + p.Hint + ")"
+		}
+		parts = append(parts, s)
+	}
+	return strings.Join(parts, "; ")
+}
+
+// RollbackResult says what Rollback did.
+type RollbackResult struct {
+	ID         string `json:"id"`
+	Phase      string `json:"phase,omitempty"`
+	PhaseIndex int    `json:"phase_index"`
+	// Partial: the phase had not finished (failed or killed midway).
+	Partial bool `json:"partial,omitempty"`
+	Applied int  `json:"applied"` // phases applied after the rollback
+	Total   int  `json:"total"`
+	// NothingToDo is set, with Reason, when this deploy already rolled it back.
+	NothingToDo bool   `json:"nothing_to_do,omitempty"`
+	Reason      string `json:"reason,omitempty"`
+}
+
+// Rollback reverses the last applied phase of a change (or the phase that
+// failed or was killed midway), publishing its rollback flags and forgetting
+// its backfill. Irreversible phases are refused with their reason. A
+// non-empty deployID makes it idempotent: the same deploy does not roll the
+// same change back twice.
+func (e *Engine) Rollback(ctx context.Context, changeID, deployID string) (*RollbackResult, error) {
+	release, err := e.lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	st := e.state()
+	if err := st.migrate(ctx, e.Pool); err != nil {
+		return nil, err
+	}
+	c, err := st.change(ctx, e.Pool, changeID)
+	if err != nil {
+		return nil, err
+	}
+	if c == nil {
+		return nil, fmt.Errorf("no change %q in the planner's state (schema %q): see planner status: %w", changeID, e.schema(), ErrInput)
+	}
+	en, err := e.compileStored(c)
+	if err != nil {
+		return nil, err
+	}
+	res := &RollbackResult{ID: c.ID, Total: len(en.plan.Phases), Applied: c.Applied}
+	if deployID != "" {
+		last, err := st.lastSuccess(ctx, e.Pool, c.ID)
+		if err != nil {
+			return nil, err
+		}
+		if last != nil && last.Direction == Down && last.DeployID == deployID {
+			res.NothingToDo = true
+			res.Phase, res.PhaseIndex = last.Phase, last.PhaseIndex
+			res.Reason = fmt.Sprintf("already rolled back phase %s in deploy %s", last.Phase, deployID)
+			return res, nil
+		}
+	} else {
+		deployID = "manual"
+	}
+	partial := c.Status == StatusApplying
+	idx := c.Applied - 1
+	if partial && c.Applied < len(en.plan.Phases) {
+		idx = c.Applied
+	} else {
+		partial = false
+	}
+	if idx < 0 {
+		return nil, fmt.Errorf("change %q has no phase applied: nothing to roll back: %w", c.ID, ErrInput)
+	}
+	p := en.plan.Phases[idx]
+	res.Phase, res.PhaseIndex, res.Partial = p.Name, idx, partial
+	if p.Irreversible != "" {
+		if partial {
+			return nil, fmt.Errorf("change %q: phase %s started but did not finish, and it cannot be rolled back: %s; rerun planner next to finish it: %w", c.ID, p.Name, p.Irreversible, ErrInput)
+		}
+		return nil, fmt.Errorf("change %q: phase %s cannot be rolled back: %s: %w", c.ID, p.Name, p.Irreversible, ErrInput)
+	}
+	var started time.Time
+	if err := e.Pool.QueryRow(ctx, `SELECT clock_timestamp()`).Scan(&started); err != nil {
+		return nil, err
+	}
+	e.logf("%s: rolling back phase %d/%d %s\n", c.ID, idx+1, len(en.plan.Phases), p.Name)
+	finish := func(ctx context.Context, tx pgx.Tx) error {
+		status := StatusActive
+		if idx == 0 {
+			status = StatusPending
+		}
+		if err := st.setStatus(ctx, tx, c.ID, idx, status, ""); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO `+st.table("history")+` (change, phase_index, phase, direction, deploy_id, started, finished)
+			VALUES ($1, $2, $3, 'down', $4, $5, clock_timestamp())`, c.ID, idx, p.Name, deployID, started); err != nil {
+			return err
+		}
+		if p.Backfill != nil {
+			if err := backfill.Reset(ctx, tx, e.schema(), c.ID); err != nil && !errors.Is(err, backfill.ErrNoJob) {
+				return fmt.Errorf("forget the backfill job: %w", err)
+			}
+		}
+		return e.restoreFlags(ctx, tx, en, idx)
+	}
+	if err := e.runner().Run(ctx, p.Rollback, finish); err != nil {
+		err = fmt.Errorf("change %q: roll back phase %s: %w (rerun planner rollback %s to retry; rollback steps are idempotent)", c.ID, p.Name, err, c.ID)
+		bg := context.WithoutCancel(ctx)
+		st.addHistory(bg, e.Pool, HistoryEntry{Change: c.ID, PhaseIndex: idx, Phase: p.Name, Direction: Down,
+			DeployID: deployID, Started: started, Error: err.Error()})
+		return nil, err
+	}
+	res.Applied = idx
+	return res, nil
+}
+
+// restoreFlags puts the change's flags back to what they were before phase
+// idx: none when no earlier phase published flags (applications then get
+// their defaults, as before the change started); else the phase's
+// RollbackFlags when it declares them, or those of the last earlier phase
+// that published flags.
+func (e *Engine) restoreFlags(ctx context.Context, tx pgx.Tx, en *entry, idx int) error {
+	p := en.plan.Phases[idx]
+	if len(p.Flags) == 0 && len(p.RollbackFlags) == 0 {
+		return nil
+	}
+	prev := -1
+	for j := idx - 1; j >= 0; j-- {
+		if len(en.plan.Phases[j].Flags) > 0 {
+			prev = j
+			break
+		}
+	}
+	if prev < 0 {
+		if err := flags.Forget(ctx, tx, e.schema(), en.state.ID); err != nil {
+			return fmt.Errorf("remove flags: %w", err)
+		}
+		return nil
+	}
+	values, phase := en.plan.Phases[prev].Flags, en.plan.Phases[prev].Name
+	if len(p.RollbackFlags) > 0 {
+		values = p.RollbackFlags
+	}
+	if err := flags.Publish(ctx, tx, e.schema(), en.state.ID, phase, values, flagMeta(en)); err != nil {
+		return fmt.Errorf("publish flags: %w", err)
+	}
+	return nil
+}
+
+// ChangeStatus is one change as `planner status` shows it.
+type ChangeStatus struct {
+	ID      string   `json:"id"`
+	Kind    string   `json:"kind"`
+	Table   string   `json:"table"`
+	File    string   `json:"file,omitempty"`
+	Status  string   `json:"status"` // a Status* value, or "unregistered"
+	Applied int      `json:"applied"`
+	Total   int      `json:"total"`
+	Phases  []string `json:"phases"`
+	Next    string   `json:"next_phase,omitempty"`
+	Gate    string   `json:"gate,omitempty"`
+	GateMet *bool    `json:"gate_met,omitempty"`
+	// GateReason says why the gate is not met.
+	GateReason string             `json:"gate_reason,omitempty"`
+	Backfill   *backfill.Progress `json:"backfill,omitempty"`
+	Flags      map[string]string  `json:"flags,omitempty"`
+	LastError  string             `json:"last_error,omitempty"`
+	InFiles    bool               `json:"in_files"`
+	// Edited: the spec file no longer matches the spec the change started
+	// with (planner next refuses to run until that is resolved).
+	Edited  bool       `json:"edited,omitempty"`
+	Updated *time.Time `json:"updated,omitempty"`
+}
+
+// Status describes every registered change and every spec not registered
+// yet. It changes nothing and takes no lock.
+func (e *Engine) Status(ctx context.Context, specs []Spec) ([]ChangeStatus, error) {
+	st := e.state()
+	version, err := serverVersion(ctx, e.Pool)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := st.version(ctx, e.Pool); err != nil {
+		return nil, err
+	}
+	entries, err := e.load(ctx, specs, version, true, true)
+	if err != nil {
+		return nil, err
+	}
+	flagValues, err := e.flagValues(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []ChangeStatus
+	for _, group := range byTable(entries) {
+		for _, en := range group {
+			c := en.state
+			s := ChangeStatus{ID: c.ID, Kind: c.Kind, Table: c.Table.String(), File: c.File, Status: c.Status,
+				Applied: c.Applied, Total: len(en.plan.Phases), LastError: c.LastError, InFiles: en.inFiles, Edited: en.edited}
+			if en.registered {
+				s.Status = "unregistered"
+			} else {
+				u := c.Updated
+				s.Updated = &u
+			}
+			for _, p := range en.plan.Phases {
+				s.Phases = append(s.Phases, p.Name)
+			}
+			if c.Applied < len(en.plan.Phases) {
+				p := en.plan.Phases[c.Applied]
+				s.Next, s.Gate = p.Name, string(p.Gate)
+				if !en.registered {
+					met, reason, prog, err := e.gateMet(ctx, e.Pool, en, c.Applied, "")
+					if err != nil {
+						return nil, err
+					}
+					s.GateMet, s.GateReason, s.Backfill = &met, reason, prog
+				}
+			}
+			if s.Backfill == nil && !en.registered {
+				if prog, err := backfill.Get(ctx, e.Pool, e.schema(), c.ID); err == nil {
+					s.Backfill = &prog
+				}
+			}
+			s.Flags = flagValues[c.ID]
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+// flagValues reads the published flags per change id.
+func (e *Engine) flagValues(ctx context.Context) (map[string]map[string]string, error) {
+	out := map[string]map[string]string{}
+	if ok, err := e.state().exists(ctx, e.Pool); err != nil || !ok {
+		return out, err
+	}
+	list, err := flags.List(ctx, e.Pool, e.schema())
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range list {
+		if out[f.ChangeID] == nil {
+			out[f.ChangeID] = map[string]string{}
+		}
+		out[f.ChangeID][f.Key] = f.Variant
+	}
+	return out, nil
+}
+
+// History lists the phases applied, rolled back and failed, oldest first;
+// change "" means every change.
+func (e *Engine) History(ctx context.Context, change string) ([]HistoryEntry, error) {
+	st := e.state()
+	if ok, err := st.exists(ctx, e.Pool); err != nil || !ok {
+		return nil, err
+	}
+	if _, err := st.version(ctx, e.Pool); err != nil {
+		return nil, err
+	}
+	return st.history(ctx, e.Pool, change)
+}

@@ -1,0 +1,42 @@
+package planner
+
+import (
+	"github.com/pgplanner/planner/phases"
+)
+
+func init() { Register("add_check", func() Kind { return &AddCheck{} }) }
+
+// AddCheck adds a CHECK constraint NOT VALID, then validates it in a later
+// transaction without blocking writes.
+type AddCheck struct {
+	TableName string `yaml:"table" json:"table"`
+	// Name defaults to <table>_<change id>_check.
+	Name string `yaml:"name,omitempty" json:"name,omitempty"`
+	// Expr is the boolean expression (yaml key `check`).
+	Expr string `yaml:"check" json:"check"`
+}
+
+func (k *AddCheck) Table() TableName { return ParseTableName(k.TableName) }
+
+func (k *AddCheck) constraintName(id string) string {
+	if k.Name != "" {
+		return k.Name
+	}
+	return phases.DerivedName(k.Table().Name, id, "check")
+}
+
+func (k *AddCheck) Check() []Problem {
+	ps := tableProblems(k.TableName)
+	ps = append(ps, identifier("name", k.Name)...)
+	ps = append(ps, required("check", k.Expr)...)
+	return append(ps, exprProblems("check", k.Expr)...)
+}
+
+func (k *AddCheck) CheckLive(t *Table) []Problem { return constraintNameLive(t, k.Name) }
+
+func (k *AddCheck) Compile(id string, target Target) ([]phases.Phase, error) {
+	t := k.Table()
+	c := phases.Constraint{Schema: t.SchemaOrPublic(), Table: t.Name, Name: k.constraintName(id),
+		Definition: "CHECK (" + k.Expr + ")"}
+	return notValidThenValidate(c, "check "+k.Expr), nil
+}

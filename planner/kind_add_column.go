@@ -1,0 +1,112 @@
+package planner
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/pgplanner/planner/phases"
+)
+
+func init() { Register("add_column", func() Kind { return &AddColumn{} }) }
+
+// AddColumn adds a column; with not_null, existing rows are filled in by a
+// batched backfill before NOT NULL is enforced without a long lock.
+type AddColumn struct {
+	TableName string `yaml:"table" json:"table"`
+	Column    string `yaml:"column" json:"column"`
+	Type      string `yaml:"type" json:"type"`
+	NotNull   bool   `yaml:"not_null,omitempty" json:"not_null,omitempty"`
+	// Backfill computes the value for existing rows (may use other columns).
+	Backfill string `yaml:"backfill,omitempty" json:"backfill,omitempty"`
+	// Default is the column default for rows inserted from now on.
+	Default string `yaml:"default,omitempty" json:"default,omitempty"`
+}
+
+func (k *AddColumn) Table() TableName { return ParseTableName(k.TableName) }
+
+func (k *AddColumn) Check() []Problem {
+	ps := tableProblems(k.TableName)
+	ps = append(ps, columnProblems("column", k.Column)...)
+	ps = append(ps, typeProblems("type", k.Type)...)
+	ps = append(ps, exprProblems("backfill", k.Backfill)...)
+	ps = append(ps, exprProblems("default", k.Default)...)
+	if t := strings.ToLower(strings.TrimSpace(k.Type)); t == "serial" || t == "bigserial" || t == "smallserial" ||
+		t == "serial4" || t == "serial8" || t == "serial2" {
+		ps = append(ps, Problem{Field: "type", Message: fmt.Sprintf("%s adds a sequence default, which rewrites the table under an ACCESS EXCLUSIVE lock", k.Type),
+			Hint: "add a bigint column (type: bigint), create the sequence yourself, then backfill: nextval('seq') and default: nextval('seq')"})
+	}
+	if k.NotNull && k.Backfill == "" && k.Default == "" {
+		ps = append(ps, Problem{Field: "not_null",
+			Message: "a NOT NULL column needs a value for the existing rows",
+			Hint:    fmt.Sprintf("add `backfill: <expression>` (computed per existing row, e.g. backfill: \"''\") and usually `default: <expression>` for rows inserted by applications that do not write %s yet; the planner adds the column nullable, backfills in batches, then enforces NOT NULL without a long lock", k.Column)})
+	}
+	return ps
+}
+
+func (k *AddColumn) CheckLive(t *Table) []Problem {
+	if t.Column(k.Column) != nil {
+		return []Problem{{Field: "column", Message: fmt.Sprintf("column %q already exists on %s", k.Column, t.Name), Hint: "pick a new name, or use set_not_null / change_column_type for an existing column"}}
+	}
+	return nil
+}
+
+func (k *AddColumn) FlagMeta() map[string]string {
+	return map[string]string{"table": k.Table().String(), "old_column": "", "new_column": k.Column}
+}
+
+// TypeNames lists the types the spec names, for the live regtype check.
+func (k *AddColumn) TypeNames() map[string]string { return map[string]string{"type": k.Type} }
+
+func (k *AddColumn) Compile(id string, target Target) ([]phases.Phase, error) {
+	return compileAddColumn(k, id, target)
+}
+
+func compileAddColumn(k *AddColumn, id string, target Target) ([]phases.Phase, error) {
+	t := k.Table()
+	col := phases.Column{Schema: t.SchemaOrPublic(), Table: t.Name, Name: k.Column}
+	expand := phases.Phase{
+		Name:       "expand",
+		Purpose:    fmt.Sprintf("add %s.%s %s, nullable (catalog only, no rewrite)", t, k.Column, k.Type),
+		Statements: []phases.Statement{col.Add(k.Type)},
+		Flags:      flagVariants(id, "old", "old"),
+		Rollback:   []phases.Statement{col.Drop()},
+	}
+	if k.Default != "" {
+		// A default set apart from ADD COLUMN never rewrites the table,
+		// even when volatile; it covers rows inserted from now on by
+		// applications that do not write the column yet.
+		expand.Statements = append(expand.Statements, col.SetDefault(k.Default))
+		expand.Purpose += fmt.Sprintf(", with default %s for new rows", k.Default)
+	}
+	out := []phases.Phase{expand}
+	fill := k.Backfill
+	if fill == "" {
+		fill = k.Default
+	}
+	gate := phases.NoGate
+	if fill != "" {
+		out = append(out, phases.Phase{
+			Name:     "backfill",
+			Purpose:  fmt.Sprintf("fill %s for existing rows with %s, in batches", k.Column, fill),
+			Backfill: &phases.Backfill{Schema: t.SchemaOrPublic(), Table: t.Name, Column: k.Column, Expr: fmt.Sprintf("COALESCE(%s, %s)", phases.Ident(k.Column), fill)},
+		})
+		gate = phases.BackfillVerified
+	}
+	out = append(out, phases.Phase{
+		Name:          "dual_write",
+		Purpose:       fmt.Sprintf("applications start reading and writing %s", k.Column),
+		Gate:          gate,
+		Flags:         flagVariants(id, "new", "new"),
+		RollbackFlags: flagVariants(id, "old", "old"),
+	})
+	if k.NotNull {
+		nn := phases.NotNull{Column: col, Version: target.Version}
+		out = append(out, phases.Phase{
+			Name:       "enforce",
+			Purpose:    fmt.Sprintf("make %s NOT NULL without a long lock", k.Column),
+			Statements: nn.Statements(),
+			Rollback:   nn.Rollback(),
+		})
+	}
+	return out, nil
+}

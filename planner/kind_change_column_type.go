@@ -1,0 +1,74 @@
+package planner
+
+import (
+	"fmt"
+
+	"github.com/pgplanner/planner/phases"
+)
+
+func init() { Register("change_column_type", func() Kind { return &ChangeColumnType{} }) }
+
+// ChangeColumnType moves a column's data to a new column of another type,
+// converting both ways while old and new application versions run side by
+// side, without the table rewrite an ALTER COLUMN TYPE would take.
+type ChangeColumnType struct {
+	TableName string `yaml:"table" json:"table"`
+	Column    string `yaml:"column" json:"column"`
+	Type      string `yaml:"type" json:"type"`
+	// Up computes the new value from the old column (named as Column).
+	Up string `yaml:"up,omitempty" json:"up,omitempty"`
+	// Down computes the old value from the new column (named as NewColumn).
+	Down string `yaml:"down,omitempty" json:"down,omitempty"`
+	// NewColumn names the new column; default "<column>_new".
+	NewColumn string `yaml:"new_column,omitempty" json:"new_column,omitempty"`
+}
+
+func (k *ChangeColumnType) Table() TableName { return ParseTableName(k.TableName) }
+
+// New is the new column's name.
+func (k *ChangeColumnType) New() string {
+	if k.NewColumn != "" {
+		return k.NewColumn
+	}
+	return k.Column + "_new"
+}
+
+func (k *ChangeColumnType) Check() []Problem {
+	ps := tableProblems(k.TableName)
+	ps = append(ps, columnProblems("column", k.Column)...)
+	ps = append(ps, typeProblems("type", k.Type)...)
+	ps = append(ps, identifier("new_column", k.NewColumn)...)
+	if k.Column != "" && len(k.Column+"_new") > maxIdentifier && k.NewColumn == "" {
+		ps = append(ps, Problem{Field: "new_column", Message: fmt.Sprintf("the default new column name %q is longer than 63 bytes", k.Column+"_new"), Hint: "set new_column"})
+	}
+	if k.NewColumn != "" && k.NewColumn == k.Column {
+		ps = append(ps, Problem{Field: "new_column", Message: "is the same as column", Hint: "the new column must have a name of its own while both exist; rename it afterwards with a rename_column change"})
+	}
+	if k.Up == "" {
+		ps = append(ps, Problem{Field: "up", Message: "is required: how to compute the new value from the old one",
+			Hint: fmt.Sprintf("write it with the old column's name, e.g. up: %q (an ALTER COLUMN TYPE instead would rewrite the table under an ACCESS EXCLUSIVE lock)", fmt.Sprintf("%s::%s", quoteIfNeeded(k.Column), k.Type))})
+	}
+	if k.Down == "" {
+		ps = append(ps, Problem{Field: "down", Message: "is required: how to compute the old value from the new one, for applications still writing the old column",
+			Hint: fmt.Sprintf("write it with the new column's name, e.g. down: %q", fmt.Sprintf("%s::<old type>", quoteIfNeeded(k.New())))})
+	}
+	ps = append(ps, exprProblems("up", k.Up)...)
+	ps = append(ps, exprProblems("down", k.Down)...)
+	return ps
+}
+
+func (k *ChangeColumnType) CheckLive(t *Table) []Problem {
+	return copyColumnLive(t, "column", k.Column, "new_column", k.New())
+}
+
+func (k *ChangeColumnType) TypeNames() map[string]string { return map[string]string{"type": k.Type} }
+
+func (k *ChangeColumnType) FlagMeta() map[string]string {
+	return map[string]string{"table": k.Table().String(), "old_column": k.Column, "new_column": k.New()}
+}
+
+func (k *ChangeColumnType) Compile(id string, target Target) ([]phases.Phase, error) {
+	return compileCopyColumn(id, target, copyColumn{
+		table: k.Table(), old: k.Column, new: k.New(), newType: k.Type, up: k.Up, down: k.Down,
+	})
+}

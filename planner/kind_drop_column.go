@@ -1,0 +1,85 @@
+package planner
+
+import (
+	"fmt"
+
+	"github.com/pgplanner/planner/phases"
+)
+
+func init() { Register("drop_column", func() Kind { return &DropColumn{} }) }
+
+// DropColumn drops a column once applications have stopped using it.
+type DropColumn struct {
+	TableName string `yaml:"table" json:"table"`
+	Column    string `yaml:"column" json:"column"`
+}
+
+func (k *DropColumn) Table() TableName { return ParseTableName(k.TableName) }
+
+func (k *DropColumn) Check() []Problem {
+	return append(tableProblems(k.TableName), columnProblems("column", k.Column)...)
+}
+
+func (k *DropColumn) CheckLive(t *Table) []Problem { return dropColumnLive(k, t) }
+
+func (k *DropColumn) FlagMeta() map[string]string {
+	return map[string]string{"table": k.Table().String(), "old_column": k.Column, "new_column": ""}
+}
+
+func (k *DropColumn) Compile(id string, target Target) ([]phases.Phase, error) {
+	return compileDropColumn(k, id, target)
+}
+
+func dropColumnLive(k *DropColumn, t *Table) []Problem {
+	if t.Column(k.Column) == nil {
+		return []Problem{{Field: "column", Message: fmt.Sprintf("column %q does not exist on %s", k.Column, t.Name), Hint: "check the column name" + nearest(k.Column, columnNames(t))}}
+	}
+	if primaryKeyHas(t, k.Column) {
+		return []Problem{{Field: "column", Message: fmt.Sprintf("%s.%s is part of the primary key", t.Name, k.Column),
+			Hint: "make another column set the primary key first (a unique index built concurrently, then ALTER TABLE ... ADD PRIMARY KEY USING INDEX in a maintenance window)"}}
+	}
+	return nil
+}
+
+func compileDropColumn(k *DropColumn, id string, target Target) ([]phases.Phase, error) {
+	t := k.Table()
+	col := phases.Column{Schema: t.SchemaOrPublic(), Table: t.Name, Name: k.Column}
+	notNull := true // offline: assumed, so that the plan shows the step
+	var dropFirst []phases.Statement
+	if target.Table != nil {
+		if ps := dropColumnLive(k, target.Table); len(ps) > 0 {
+			return nil, problemsError(ps)
+		}
+		c := target.Table.Column(k.Column)
+		notNull = c.NotNull && c.Default == ""
+		for _, r := range target.Table.Referencing {
+			if contains(r.Columns, k.Column) {
+				fk := phases.Constraint{Schema: r.Table.SchemaOrPublic(), Table: r.Table.Name, Name: r.Name,
+					References: &phases.TableRef{Schema: t.SchemaOrPublic(), Name: t.Name}}
+				dropFirst = append(dropFirst, fk.Drop())
+			}
+		}
+	}
+	stop := phases.Phase{
+		Name:          "stop_using",
+		Purpose:       fmt.Sprintf("applications stop reading and writing %s.%s", t, k.Column),
+		Flags:         flagVariants(id, "new", "new"),
+		RollbackFlags: flagVariants(id, "old", "old"),
+	}
+	if notNull {
+		// Applications that no longer write the column must still be able
+		// to insert: NOT NULL without a default would refuse their rows.
+		nn := phases.NotNull{Column: col, Version: target.Version}
+		stop.Purpose += " (NOT NULL is dropped first so that inserts without it succeed)"
+		stop.Statements = []phases.Statement{col.DropNotNull()}
+		stop.Rollback = nn.Statements()
+	}
+	contract := phases.Phase{
+		Name:         "contract",
+		Purpose:      fmt.Sprintf("drop %s.%s", t, k.Column),
+		Gate:         phases.FlagsSoaked,
+		Statements:   append(dropFirst, col.Drop()),
+		Irreversible: fmt.Sprintf("drops %s.%s and its data", t, k.Column),
+	}
+	return []phases.Phase{stop, contract}, nil
+}

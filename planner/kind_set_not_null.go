@@ -1,0 +1,65 @@
+package planner
+
+import (
+	"fmt"
+
+	"github.com/pgplanner/planner/phases"
+)
+
+func init() { Register("set_not_null", func() Kind { return &SetNotNull{} }) }
+
+// SetNotNull makes an existing column NOT NULL without holding an ACCESS
+// EXCLUSIVE lock during the scan, after filling NULL rows in batches.
+type SetNotNull struct {
+	TableName string `yaml:"table" json:"table"`
+	Column    string `yaml:"column" json:"column"`
+	// Backfill is the value given to rows where the column is NULL.
+	Backfill string `yaml:"backfill,omitempty" json:"backfill,omitempty"`
+}
+
+func (k *SetNotNull) Table() TableName { return ParseTableName(k.TableName) }
+
+func (k *SetNotNull) Check() []Problem {
+	ps := tableProblems(k.TableName)
+	ps = append(ps, columnProblems("column", k.Column)...)
+	return append(ps, exprProblems("backfill", k.Backfill)...)
+}
+
+func (k *SetNotNull) CheckLive(t *Table) []Problem {
+	c := t.Column(k.Column)
+	if c == nil {
+		return nil // the common live check reports missing columns
+	}
+	if c.NotNull {
+		return []Problem{{Field: "column", Message: fmt.Sprintf("%s.%s is already NOT NULL", t.Name, k.Column), Hint: "remove this change"}}
+	}
+	return nil
+}
+
+func (k *SetNotNull) Compile(id string, target Target) ([]phases.Phase, error) {
+	return compileSetNotNull(k, id, target)
+}
+
+func compileSetNotNull(k *SetNotNull, id string, target Target) ([]phases.Phase, error) {
+	t := k.Table()
+	col := phases.Column{Schema: t.SchemaOrPublic(), Table: t.Name, Name: k.Column}
+	var out []phases.Phase
+	if k.Backfill != "" {
+		out = append(out, phases.Phase{
+			Name:     "backfill",
+			Purpose:  fmt.Sprintf("give rows where %s IS NULL the value %s, in batches (rolling back keeps the filled values)", k.Column, k.Backfill),
+			Backfill: &phases.Backfill{Schema: t.SchemaOrPublic(), Table: t.Name, Column: k.Column, Expr: fmt.Sprintf("COALESCE(%s, %s)", phases.Ident(k.Column), k.Backfill)},
+		})
+	}
+	nn := phases.NotNull{Column: col, Version: target.Version}
+	enforce := phases.Phase{
+		Name:       "enforce",
+		Purpose:    fmt.Sprintf("make %s.%s NOT NULL without a long lock", t, k.Column),
+		Statements: nn.Statements(),
+		Rollback:   nn.Rollback(),
+	}
+	if k.Backfill != "" {
+		enforce.Gate = phases.BackfillVerified
+	}
+	return append(out, enforce), nil
+}

@@ -1,0 +1,291 @@
+package planner
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+
+	"github.com/pgplanner/planner/phases"
+)
+
+// OfflineNote heads plans compiled without a database.
+const OfflineNote = "offline: column facts assumed (types shown as /* type of ... */ placeholders, " +
+	"existing columns assumed NOT NULL, no indexes, constraints or defaults copied); pass --database-url for exact SQL"
+
+// RenderText writes plans for a terminal or a PR comment (Markdown): a
+// heading per change, a table of its phases, then each phase's statements
+// with their locks, its gate, the flags it publishes and its rollback.
+func RenderText(w io.Writer, plans []Plan, offline bool) error {
+	r := &textRenderer{w: w}
+	noun := "changes"
+	if len(plans) == 1 {
+		noun = "change"
+	}
+	r.printf("# planner plan: %d %s\n\n", len(plans), noun)
+	if offline {
+		r.printf("> **%s**\n\n", OfflineNote)
+	}
+	for _, p := range plans {
+		r.plan(p)
+	}
+	return r.err
+}
+
+type textRenderer struct {
+	w   io.Writer
+	err error
+}
+
+func (r *textRenderer) printf(format string, args ...any) {
+	if r.err == nil {
+		_, r.err = fmt.Fprintf(r.w, format, args...)
+	}
+}
+
+func (r *textRenderer) plan(p Plan) {
+	s := p.Spec
+	r.printf("## %s (%s)\n\n", s.ID, s.Kind)
+	if s.File != "" {
+		loc := s.File
+		if s.Line > 0 {
+			loc = fmt.Sprintf("%s:%d", s.File, s.Line)
+		}
+		r.printf("Declared in `%s`", loc)
+		if fields := describeFields(s.Change); fields != "" {
+			r.printf(": `%s`", fields)
+		}
+		r.printf("\n\n")
+	} else if fields := describeFields(s.Change); fields != "" {
+		r.printf("`%s`\n\n", fields)
+	}
+	r.printf("| # | phase | gate | strongest lock | flags after | rollback |\n|---|---|---|---|---|---|\n")
+	for i, ph := range p.Phases {
+		r.printf("| %d | %s | %s | %s | %s | %s |\n", i+1, ph.Name, gateShort(ph.Gate), strongestLock(ph), flagsInline(ph.Flags, "unchanged"), rollbackShort(ph))
+	}
+	r.printf("\n")
+	for i, ph := range p.Phases {
+		r.phase(i+1, ph)
+	}
+}
+
+func (r *textRenderer) phase(n int, ph phases.Phase) {
+	r.printf("### %d. %s\n\n%s.\n\n", n, ph.Name, capitalize(ph.Purpose))
+	r.printf("- **Gate:** %s\n", ph.Gate.Describe())
+	if ph.Backfill != nil {
+		b := ph.Backfill
+		t := TableName{Schema: b.Schema, Name: b.Table}
+		col := phases.Ident(b.Column)
+		r.printf("- **Backfill:** batches of `UPDATE %s SET %s = %s WHERE %s IS DISTINCT FROM %s`, keyset-paginated on the table's key, one short transaction each (row locks only)\n",
+			t.Quoted(), col, b.Expr, col, b.Expr)
+	}
+	r.printf("- **Flags after:** %s\n\n", flagsInline(ph.Flags, "unchanged"))
+	if len(ph.Statements) > 0 {
+		r.statements(ph.Statements)
+	} else if ph.Backfill == nil {
+		r.printf("No SQL: only the flags change.\n\n")
+	}
+	switch {
+	case ph.Irreversible != "":
+		r.printf("**Rollback:** irreversible: %s.\n\n", ph.Irreversible)
+	case len(ph.Rollback) > 0:
+		r.printf("**Rollback** (flags after: %s):\n\n", flagsInline(ph.RollbackFlags, "unchanged"))
+		r.statements(ph.Rollback)
+	case ph.Backfill != nil:
+		r.printf("**Rollback:** forget the backfill job (values already written stay; the column is dropped by rolling back earlier phases)")
+		if ph.RollbackFlags != nil {
+			r.printf("; flags after: %s", flagsInline(ph.RollbackFlags, ""))
+		}
+		r.printf(".\n\n")
+	case ph.RollbackFlags != nil:
+		r.printf("**Rollback:** flags back to %s.\n\n", flagsInline(ph.RollbackFlags, ""))
+	default:
+		r.printf("**Rollback:** nothing to undo (rolling back the earlier phases removes what this one checked).\n\n")
+	}
+}
+
+func (r *textRenderer) statements(sts []phases.Statement) {
+	for i, st := range sts {
+		r.printf("%d. %s\n\n```sql\n%s;\n```\n\n", i+1, describeStatement(st), st.SQL)
+	}
+}
+
+// describeStatement says what a statement does to traffic, in one line.
+func describeStatement(st phases.Statement) string {
+	var parts []string
+	if st.Lock == phases.NoLock {
+		parts = append(parts, "no table lock")
+	} else {
+		parts = append(parts, fmt.Sprintf("`%s` on %s: blocks %s", st.Lock, strings.Join(st.Tables, ", "), st.Lock.Blocks()))
+		if st.Held != "" {
+			parts = append(parts, "held "+st.Held)
+		}
+	}
+	if st.NoTransaction {
+		parts = append(parts, "runs outside a transaction")
+	}
+	if st.Rewrites {
+		parts = append(parts, "rewrites table")
+	} else if st.Scans {
+		parts = append(parts, "scans table")
+	}
+	if st.CommitAfter {
+		parts = append(parts, "commits after")
+	}
+	if st.Done != "" {
+		parts = append(parts, "skipped when already done")
+	}
+	return strings.Join(parts, "; ")
+}
+
+var lockStrength = map[phases.Lock]int{
+	phases.NoLock: 0, phases.AccessShare: 1, phases.RowExclusive: 2, phases.ShareUpdateExclusive: 3,
+	phases.Share: 4, phases.ShareRowExclusive: 5, phases.AccessExclusive: 6,
+}
+
+func strongestLock(ph phases.Phase) string {
+	best := phases.NoLock
+	for _, st := range ph.Statements {
+		if lockStrength[st.Lock] > lockStrength[best] {
+			best = st.Lock
+		}
+	}
+	if best == phases.NoLock {
+		if ph.Backfill != nil {
+			return "row locks (batches)"
+		}
+		return "none"
+	}
+	return string(best)
+}
+
+func gateShort(g phases.Gate) string {
+	if g == phases.NoGate {
+		return "none"
+	}
+	return string(g)
+}
+
+func rollbackShort(ph phases.Phase) string {
+	switch {
+	case ph.Irreversible != "":
+		return "irreversible"
+	case len(ph.Rollback) > 0:
+		return fmt.Sprintf("%d statements", len(ph.Rollback))
+	case ph.RollbackFlags != nil:
+		return "flags only"
+	}
+	return "nothing to undo"
+}
+
+func flagsInline(f phases.Flags, none string) string {
+	if len(f) == 0 {
+		return none
+	}
+	keys := make([]string, 0, len(f))
+	for k := range f {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("`%s=%s`", k, f[k])
+	}
+	return strings.Join(parts, ", ")
+}
+
+// describeFields renders a kind's fields as "key: value, ..." in their
+// declaration order.
+func describeFields(k Kind) string {
+	if k == nil {
+		return ""
+	}
+	data, err := json.Marshal(k)
+	if err != nil {
+		return ""
+	}
+	dec := json.NewDecoder(strings.NewReader(string(data)))
+	var parts []string
+	// Walk the object's tokens to keep field order.
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return ""
+	}
+	for dec.More() {
+		key, err := dec.Token()
+		if err != nil {
+			return ""
+		}
+		var v any
+		if err := dec.Decode(&v); err != nil {
+			return ""
+		}
+		parts = append(parts, fmt.Sprintf("%s: %s", key, compactValue(v)))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func compactValue(v any) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	case []any:
+		s := make([]string, len(x))
+		for i, e := range x {
+			s[i] = compactValue(e)
+		}
+		return "[" + strings.Join(s, ", ") + "]"
+	case map[string]any:
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		s := make([]string, len(keys))
+		for i, k := range keys {
+			s[i] = k + ": " + compactValue(x[k])
+		}
+		return "{" + strings.Join(s, ", ") + "}"
+	}
+	return fmt.Sprint(v)
+}
+
+func capitalize(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+// JSONPlan is one plan in `planner plan --output json`.
+type JSONPlan struct {
+	ID       string         `json:"id"`
+	Kind     string         `json:"kind"`
+	File     string         `json:"file,omitempty"`
+	Line     int            `json:"line,omitempty"`
+	Checksum string         `json:"checksum,omitempty"`
+	Change   Kind           `json:"change"`
+	Phases   []phases.Phase `json:"phases"`
+}
+
+// JSONPlans is the document `planner plan --output json` writes.
+type JSONPlans struct {
+	Offline bool       `json:"offline"`
+	Note    string     `json:"note,omitempty"`
+	Plans   []JSONPlan `json:"plans"`
+}
+
+// RenderJSON writes plans as one indented JSON document (JSONPlans).
+func RenderJSON(w io.Writer, plans []Plan, offline bool) error {
+	doc := JSONPlans{Offline: offline, Plans: make([]JSONPlan, len(plans))}
+	if offline {
+		doc.Note = OfflineNote
+	}
+	for i, p := range plans {
+		doc.Plans[i] = JSONPlan{ID: p.Spec.ID, Kind: p.Spec.Kind, File: p.Spec.File, Line: p.Spec.Line,
+			Checksum: p.Spec.Checksum, Change: p.Spec.Change, Phases: p.Phases}
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(doc)
+}

@@ -1,0 +1,312 @@
+package planner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"strings"
+	"testing"
+)
+
+// The stairway test, for every change kind on a populated table: for each
+// phase, next → check schema, data and flags → rollback → check that schema
+// (from the catalogs) and data (checksums) are exactly as before the phase
+// → next again → check that the phase's result is the same as the first
+// time. Irreversible phases must refuse the rollback with their reason.
+// At the end each kind's final result is checked.
+func TestStairway(t *testing.T) {
+	cases := []struct {
+		kind   string
+		spec   string
+		tables []string
+		// final queries must each return true once every phase is applied.
+		final []string
+	}{
+		{
+			kind: "rename_column", tables: []string{"users"},
+			spec: `kind: rename_column
+    table: users
+    column: email
+    to: email_address`,
+			final: []string{
+				`SELECT NOT EXISTS (SELECT FROM pg_attribute WHERE attrelid = 'users'::regclass AND attname = 'email' AND NOT attisdropped)`,
+				`SELECT attnotnull FROM pg_attribute WHERE attrelid = 'users'::regclass AND attname = 'email_address'`,
+				`SELECT count(*) = 2000 FROM users WHERE email_address = 'user' || id || '@example.com'`,
+				`SELECT NOT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = 'users'::regclass AND NOT tgisinternal)`,
+			},
+		},
+		{
+			kind: "add_column", tables: []string{"users"},
+			spec: `kind: add_column
+    table: users
+    column: status
+    type: text
+    not_null: true
+    backfill: "'active'"
+    default: "'active'"`,
+			final: []string{
+				`SELECT attnotnull FROM pg_attribute WHERE attrelid = 'users'::regclass AND attname = 'status'`,
+				`SELECT count(*) = 2000 FROM users WHERE status = 'active'`,
+				`SELECT pg_get_expr(adbin, adrelid) = '''active''::text' FROM pg_attrdef WHERE adrelid = 'users'::regclass AND adnum = (SELECT attnum FROM pg_attribute WHERE attrelid = 'users'::regclass AND attname = 'status')`,
+			},
+		},
+		{
+			kind: "change_column_type", tables: []string{"orders"},
+			spec: `kind: change_column_type
+    table: orders
+    column: total
+    type: bigint
+    up: "round(total * 100)::bigint"
+    down: "(total_cents / 100.0)::numeric(12,2)"
+    new_column: total_cents`,
+			final: []string{
+				`SELECT format_type(atttypid, atttypmod) = 'bigint' AND attnotnull FROM pg_attribute WHERE attrelid = 'orders'::regclass AND attname = 'total_cents'`,
+				`SELECT NOT EXISTS (SELECT FROM pg_attribute WHERE attrelid = 'orders'::regclass AND attname = 'total' AND NOT attisdropped)`,
+				`SELECT count(*) = 2000 FROM orders WHERE total_cents = (id % 500) * 125`,
+			},
+		},
+		{
+			kind: "set_not_null", tables: []string{"users"},
+			spec: `kind: set_not_null
+    table: users
+    column: name
+    backfill: "'(none)'"`,
+			final: []string{
+				`SELECT attnotnull FROM pg_attribute WHERE attrelid = 'users'::regclass AND attname = 'name'`,
+				`SELECT count(*) = 2000 / 7 FROM users WHERE name = '(none)'`,
+			},
+		},
+		{
+			kind: "drop_column", tables: []string{"users"},
+			spec: `kind: drop_column
+    table: users
+    column: legacy_flags`,
+			final: []string{
+				`SELECT NOT EXISTS (SELECT FROM pg_attribute WHERE attrelid = 'users'::regclass AND attname = 'legacy_flags' AND NOT attisdropped)`,
+			},
+		},
+		{
+			kind: "add_index", tables: []string{"orders"},
+			spec: `kind: add_index
+    table: orders
+    name: orders_open_created_at_idx
+    columns: [created_at]
+    where: "status = 'open'"`,
+			final: []string{
+				`SELECT indisvalid FROM pg_index WHERE indexrelid = 'orders_open_created_at_idx'::regclass`,
+			},
+		},
+		{
+			kind: "add_foreign_key", tables: []string{"orders", "users"},
+			spec: `kind: add_foreign_key
+    table: orders
+    name: orders_user_id_fkey
+    columns: [user_id]
+    references:
+      table: users
+      columns: [id]
+    on_delete: cascade`,
+			final: []string{
+				`SELECT convalidated FROM pg_constraint WHERE conname = 'orders_user_id_fkey' AND contype = 'f'`,
+			},
+		},
+		{
+			kind: "add_check", tables: []string{"orders"},
+			spec: `kind: add_check
+    table: orders
+    name: orders_total_positive
+    check: "total >= 0"`,
+			final: []string{
+				`SELECT convalidated FROM pg_constraint WHERE conname = 'orders_total_positive' AND contype = 'c'`,
+			},
+		},
+		{
+			kind: "add_unique", tables: []string{`app."User Accounts"`},
+			spec: `kind: add_unique
+    table: app."User Accounts"
+    name: user_accounts_login_key
+    columns: [login]`,
+			final: []string{
+				`SELECT convalidated FROM pg_constraint WHERE conname = 'user_accounts_login_key' AND contype = 'u'`,
+			},
+		},
+	}
+	covered := map[string]bool{}
+	for _, c := range cases {
+		covered[c.kind] = true
+	}
+	for _, k := range KindNames() {
+		if !covered[k] {
+			t.Errorf("kind %s has no stairway case", k)
+		}
+	}
+	for _, c := range cases {
+		t.Run(c.kind, func(t *testing.T) {
+			t.Parallel()
+			stairway(t, c.spec, c.tables, c.final)
+		})
+	}
+}
+
+func stairway(t *testing.T, spec string, tables []string, final []string) {
+	ctx := context.Background()
+	f := newEngineFixture(t)
+	id := "stair"
+	specs := f.specs(t, "changes:\n  - id: "+id+"\n    "+spec+"\n")
+	type snapshot struct{ schema, data string }
+	snap := func() snapshot {
+		var s snapshot
+		s.schema = schemaOf(t, f.db, tables...)
+		for _, table := range tables {
+			s.data += dataOf(t, f.db, table) + " "
+		}
+		return s
+	}
+	// dataExcept checksums the rows without the columns a backfill
+	// computed: rolling a backfill back keeps the computed values (see
+	// below).
+	dataExcept := func(table string, skip string) string {
+		var cols []string
+		rows, err := f.db.Pool.Query(ctx, `SELECT quote_ident(attname) FROM pg_attribute WHERE attrelid = $1::regclass
+			AND attnum > 0 AND NOT attisdropped AND attname <> $2 ORDER BY attnum`, table, skip)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var c string
+			rows.Scan(&c)
+			cols = append(cols, c)
+		}
+		return dataOf(t, f.db, table, cols...)
+	}
+	// The plan the engine will run: compiled here against the same live
+	// table it snapshots at registration.
+	table, err := LoadTable(ctx, f.db.Pool, specs[0].Change.Table())
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := Compile(specs[0], Target{Version: f.db.ServerVersion(t), Table: table})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range plan.Phases {
+		step := fmt.Sprintf("phase %d/%d %s", i+1, len(plan.Phases), p.Name)
+		before := snap()
+		var beforeOthers []string
+		if p.Backfill != nil {
+			for _, tb := range tables {
+				beforeOthers = append(beforeOthers, dataExcept(tb, p.Backfill.Column))
+			}
+		}
+		r := f.next(t, specs, fmt.Sprintf("up-%d", i))
+		if cr := reportOf(t, r, id); cr.Action != Advanced || cr.PhaseIndex != i || cr.Total != len(plan.Phases) {
+			t.Fatalf("%s: %+v", step, cr)
+		}
+		after := snap()
+		checkPhaseResult(t, f, step, plan, i)
+		if p.Irreversible != "" {
+			_, err := f.e.Rollback(ctx, id, fmt.Sprintf("down-%d", i))
+			if !errors.Is(err, ErrInput) || !strings.Contains(err.Error(), p.Irreversible) {
+				t.Fatalf("%s: rollback of an irreversible phase: %v", step, err)
+			}
+			continue
+		}
+		res, err := f.e.Rollback(ctx, id, fmt.Sprintf("down-%d", i))
+		if err != nil || res.Applied != i {
+			t.Fatalf("%s: rollback: %+v %v", step, res, err)
+		}
+		got := snap()
+		if p.Backfill != nil {
+			// A rolled-back backfill keeps the values it computed in its
+			// target column (undoing them would take a second backfill;
+			// redoing them is idempotent); every other column of every
+			// row must be as before.
+			for k, tb := range tables {
+				if dataExcept(tb, p.Backfill.Column) != beforeOthers[k] {
+					t.Fatalf("%s: rollback changed data of %s outside the backfilled column", step, tb)
+				}
+			}
+		}
+		if got.schema != before.schema {
+			t.Fatalf("%s: rollback did not restore the schema:\n%s", step, diffLines(before.schema, got.schema))
+		}
+		if p.Backfill == nil && got.data != before.data {
+			t.Fatalf("%s: rollback did not restore the data", step)
+		}
+		wantFlags := flagsAfter(plan, i-1)
+		if got := flagsOf(t, f.db, id); !maps.Equal(got, wantFlags) {
+			t.Fatalf("%s: flags after rollback %v, want %v", step, got, wantFlags)
+		}
+		r = f.next(t, specs, fmt.Sprintf("up-%d-again", i))
+		if cr := reportOf(t, r, id); cr.Action != Advanced || cr.PhaseIndex != i {
+			t.Fatalf("%s: next after rollback: %+v", step, cr)
+		}
+		if again := snap(); again != after {
+			t.Fatalf("%s: applying again gave a different result:\n%s", step, diffLines(after.schema, again.schema))
+		}
+		checkPhaseResult(t, f, step+" (again)", plan, i)
+	}
+	if c := f.change(t, id); c.Status != StatusDone {
+		t.Fatalf("status %s after every phase", c.Status)
+	}
+	for _, q := range final {
+		var ok bool
+		if err := f.db.Pool.QueryRow(ctx, q).Scan(&ok); err != nil || !ok {
+			t.Errorf("final check failed (%v): %s", err, q)
+		}
+	}
+	r := f.next(t, specs, "after")
+	if cr := reportOf(t, r, id); cr.Action != Done {
+		t.Fatalf("after the last phase: %+v", cr)
+	}
+}
+
+// checkPhaseResult checks what every phase must leave behind: flags as
+// declared, and for a backfill no row where the column differs from its
+// expression.
+func checkPhaseResult(t *testing.T, f *engineFixture, step string, plan Plan, i int) {
+	t.Helper()
+	if got, want := flagsOf(t, f.db, plan.Spec.ID), flagsAfter(plan, i); !maps.Equal(got, want) {
+		t.Fatalf("%s: flags %v, want %v", step, got, want)
+	}
+	if b := plan.Phases[i].Backfill; b != nil {
+		table := TableName{Schema: b.Schema, Name: b.Table}.Quoted()
+		col := `"` + strings.ReplaceAll(b.Column, `"`, `""`) + `"`
+		if n := engCount(t, f.db, `SELECT count(*) FROM `+table+` WHERE `+col+` IS DISTINCT FROM (`+b.Expr+`)`); n != 0 {
+			t.Fatalf("%s: %d rows differ from the backfill expression", step, n)
+		}
+	}
+}
+
+// flagsAfter is what the flags must be once phases 0..i are applied.
+func flagsAfter(plan Plan, i int) map[string]string {
+	out := map[string]string{}
+	for j := 0; j <= i && j < len(plan.Phases); j++ {
+		maps.Copy(out, plan.Phases[j].Flags)
+	}
+	return out
+}
+
+func diffLines(a, b string) string {
+	in := func(s, line string) bool {
+		for _, l := range strings.Split(s, "\n") {
+			if l == line {
+				return true
+			}
+		}
+		return false
+	}
+	var out []string
+	for _, l := range strings.Split(a, "\n") {
+		if !in(b, l) {
+			out = append(out, "- "+l)
+		}
+	}
+	for _, l := range strings.Split(b, "\n") {
+		if !in(a, l) {
+			out = append(out, "+ "+l)
+		}
+	}
+	return strings.Join(out, "\n")
+}

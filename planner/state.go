@@ -1,0 +1,333 @@
+package planner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgplanner/planner/backfill"
+	"github.com/pgplanner/planner/flags"
+)
+
+// The planner's state lives in the target database, in a schema of its own:
+//
+//	meta     one row: the state version, so an older binary refuses newer state
+//	changes  one row per registered change: its spec and the catalog snapshot
+//	         it compiles against, how many phases are applied, its status
+//	history  one row per phase applied, rolled back, or failed
+//
+// plus the flags and backfill packages' tables, created in the same
+// transaction.
+
+// Change statuses.
+const (
+	StatusPending  = "pending"  // registered, no phase applied
+	StatusApplying = "applying" // a phase started and did not finish (killed or failed midway)
+	StatusActive   = "active"   // some phases applied, more to come
+	StatusDone     = "done"     // every phase applied
+	StatusFailed   = "failed"   // the last attempt failed; rerun resumes it
+)
+
+// Directions of a history row.
+const (
+	Up   = "up"
+	Down = "down"
+)
+
+// ChangeState is a change as recorded in the state schema.
+type ChangeState struct {
+	ID       string    `json:"id"`
+	File     string    `json:"file"`
+	Order    int       `json:"order"`
+	Kind     string    `json:"kind"`
+	Table    TableName `json:"table"`
+	Checksum string    `json:"checksum"`
+	// Spec is EncodeSpec's output; Catalog the table as it was when the
+	// change started (or was registered); ServerVersion the major version
+	// it compiles for. Together they make every deploy compile the same
+	// phases.
+	Spec          json.RawMessage `json:"spec"`
+	Catalog       *Table          `json:"catalog,omitempty"`
+	ServerVersion int             `json:"server_version"`
+	Applied       int             `json:"applied"` // phases applied
+	Total         int             `json:"total"`
+	Status        string          `json:"status"`
+	LastError     string          `json:"last_error,omitempty"`
+	Registered    time.Time       `json:"registered"`
+	Updated       time.Time       `json:"updated"`
+}
+
+// HistoryEntry is one phase applied, rolled back, or failed.
+type HistoryEntry struct {
+	ID         int64      `json:"id"`
+	Change     string     `json:"change"`
+	PhaseIndex int        `json:"phase_index"` // 0-based
+	Phase      string     `json:"phase"`
+	Direction  string     `json:"direction"`
+	DeployID   string     `json:"deploy_id"`
+	Started    time.Time  `json:"started"`
+	Finished   *time.Time `json:"finished,omitempty"`
+	Error      string     `json:"error,omitempty"`
+}
+
+// state reads and writes the state tables of one schema.
+type state struct{ schema string }
+
+func (s state) table(name string) string { return pgx.Identifier{s.schema, name}.Sanitize() }
+
+// dbtx is what state queries need: a pool, a connection or a transaction.
+type dbtx interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// exists says whether the state schema has been created.
+func (s state) exists(ctx context.Context, q dbtx) (bool, error) {
+	var ok bool
+	err := q.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, s.table("meta")).Scan(&ok)
+	return ok, err
+}
+
+// checkVersion refuses state written by a newer binary. It returns 0 when
+// the schema does not exist yet.
+func (s state) version(ctx context.Context, q dbtx) (int, error) {
+	ok, err := s.exists(ctx, q)
+	if err != nil || !ok {
+		return 0, err
+	}
+	var v int
+	err = q.QueryRow(ctx, `SELECT version FROM `+s.table("meta")).Scan(&v)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read state version: %w", err)
+	}
+	if v > StateVersion {
+		return v, fmt.Errorf("the state in schema %q was written by a newer planner (state version %d; this binary understands up to %d): upgrade planner", s.schema, v, StateVersion)
+	}
+	return v, nil
+}
+
+// migrate creates or upgrades the state schema, and the flags and backfill
+// tables, in one transaction. Idempotent; a transaction-scoped advisory lock
+// keeps two first runs from racing on CREATE.
+func (s state) migrate(ctx context.Context, q interface {
+	Begin(ctx context.Context) (pgx.Tx, error)
+}) error {
+	tx, err := q.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, hashtext($2))`, lockClass, "migrate:"+s.schema); err != nil {
+		return err
+	}
+	v, err := s.version(ctx, tx)
+	if err != nil {
+		return err
+	}
+	if v < StateVersion {
+		for _, stmt := range s.ddl() {
+			if _, err := tx.Exec(ctx, stmt); err != nil {
+				return fmt.Errorf("create state schema %q: %w (the planner's role needs CREATE on the database, or an existing schema it owns)", s.schema, err)
+			}
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO `+s.table("meta")+` (version) VALUES ($1)
+			ON CONFLICT (singleton) DO UPDATE SET version = EXCLUDED.version`, StateVersion); err != nil {
+			return err
+		}
+	}
+	// The other packages' migrations are idempotent and cheap; running them
+	// every time lets them add tables without a state version bump.
+	if err := flags.Migrate(ctx, tx, s.schema); err != nil {
+		return fmt.Errorf("create flag tables: %w", err)
+	}
+	if err := backfill.Migrate(ctx, tx, s.schema); err != nil {
+		return fmt.Errorf("create backfill tables: %w", err)
+	}
+	return tx.Commit(ctx)
+}
+
+func (s state) ddl() []string {
+	return []string{
+		`CREATE SCHEMA IF NOT EXISTS ` + pgx.Identifier{s.schema}.Sanitize(),
+		`CREATE TABLE IF NOT EXISTS ` + s.table("meta") + ` (
+			singleton bool PRIMARY KEY DEFAULT true CHECK (singleton),
+			version int NOT NULL)`,
+		`CREATE TABLE IF NOT EXISTS ` + s.table("changes") + ` (
+			id text PRIMARY KEY,
+			file text NOT NULL DEFAULT '',
+			ord int NOT NULL DEFAULT 0,
+			kind text NOT NULL,
+			table_schema text NOT NULL,
+			table_name text NOT NULL,
+			checksum text NOT NULL,
+			spec jsonb NOT NULL,
+			catalog jsonb,
+			server_version int NOT NULL DEFAULT 0,
+			applied int NOT NULL DEFAULT 0,
+			total int NOT NULL DEFAULT 0,
+			status text NOT NULL DEFAULT 'pending',
+			last_error text NOT NULL DEFAULT '',
+			registered timestamptz NOT NULL DEFAULT now(),
+			updated timestamptz NOT NULL DEFAULT now())`,
+		`CREATE TABLE IF NOT EXISTS ` + s.table("history") + ` (
+			id bigserial PRIMARY KEY,
+			change text NOT NULL REFERENCES ` + s.table("changes") + ` (id) ON DELETE CASCADE,
+			phase_index int NOT NULL,
+			phase text NOT NULL,
+			direction text NOT NULL CHECK (direction IN ('up', 'down')),
+			deploy_id text NOT NULL,
+			started timestamptz NOT NULL,
+			finished timestamptz,
+			error text NOT NULL DEFAULT '')`,
+		`CREATE INDEX IF NOT EXISTS history_change_idx ON ` + s.table("history") + ` (change, id)`,
+	}
+}
+
+const changeColumns = `id, file, ord, kind, table_schema, table_name, checksum, spec, catalog,
+	server_version, applied, total, status, last_error, registered, updated`
+
+func scanChange(row pgx.Row) (*ChangeState, error) {
+	var c ChangeState
+	var catalog []byte
+	err := row.Scan(&c.ID, &c.File, &c.Order, &c.Kind, &c.Table.Schema, &c.Table.Name, &c.Checksum, &c.Spec,
+		&catalog, &c.ServerVersion, &c.Applied, &c.Total, &c.Status, &c.LastError, &c.Registered, &c.Updated)
+	if err != nil {
+		return nil, err
+	}
+	if len(catalog) > 0 && string(catalog) != "null" {
+		c.Catalog = new(Table)
+		if err := json.Unmarshal(catalog, c.Catalog); err != nil {
+			return nil, fmt.Errorf("change %s: stored catalog: %w", c.ID, err)
+		}
+	}
+	return &c, nil
+}
+
+// changes lists every registered change in registration order.
+func (s state) changes(ctx context.Context, q dbtx) ([]*ChangeState, error) {
+	rows, err := q.Query(ctx, `SELECT `+changeColumns+` FROM `+s.table("changes")+` ORDER BY ord, id`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*ChangeState
+	for rows.Next() {
+		c, err := scanChange(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// change reads one change; nil when it is not registered.
+func (s state) change(ctx context.Context, q dbtx, id string) (*ChangeState, error) {
+	c, err := scanChange(q.QueryRow(ctx, `SELECT `+changeColumns+` FROM `+s.table("changes")+` WHERE id = $1`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	return c, err
+}
+
+// register inserts a new change, or replaces a pending one's spec.
+func (s state) register(ctx context.Context, q dbtx, c *ChangeState) error {
+	catalog, err := json.Marshal(c.Catalog)
+	if err != nil {
+		return err
+	}
+	_, err = q.Exec(ctx, `INSERT INTO `+s.table("changes")+` (id, file, ord, kind, table_schema, table_name,
+			checksum, spec, catalog, server_version, total, status)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'pending')
+		ON CONFLICT (id) DO UPDATE SET file = EXCLUDED.file, ord = EXCLUDED.ord, kind = EXCLUDED.kind,
+			table_schema = EXCLUDED.table_schema, table_name = EXCLUDED.table_name,
+			checksum = EXCLUDED.checksum, spec = EXCLUDED.spec, catalog = EXCLUDED.catalog,
+			server_version = EXCLUDED.server_version, total = EXCLUDED.total, updated = now()`,
+		c.ID, c.File, c.Order, c.Kind, c.Table.SchemaOrPublic(), c.Table.Name, c.Checksum, string(c.Spec),
+		string(catalog), c.ServerVersion, c.Total)
+	return err
+}
+
+// setPosition records the file and order of an unchanged spec (files may be
+// renamed or reordered without changing the spec's meaning).
+func (s state) setPosition(ctx context.Context, q dbtx, id, file string, ord int) error {
+	_, err := q.Exec(ctx, `UPDATE `+s.table("changes")+` SET file = $2, ord = $3 WHERE id = $1 AND (file, ord) IS DISTINCT FROM ($2, $3)`, id, file, ord)
+	return err
+}
+
+// setStatus updates a change's progress.
+func (s state) setStatus(ctx context.Context, q dbtx, id string, applied int, status, lastError string) error {
+	_, err := q.Exec(ctx, `UPDATE `+s.table("changes")+` SET applied = $2, status = $3, last_error = $4, updated = now() WHERE id = $1`,
+		id, applied, status, lastError)
+	return err
+}
+
+// addHistory appends a history row.
+func (s state) addHistory(ctx context.Context, q dbtx, h HistoryEntry) error {
+	_, err := q.Exec(ctx, `INSERT INTO `+s.table("history")+` (change, phase_index, phase, direction, deploy_id, started, finished, error)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+		h.Change, h.PhaseIndex, h.Phase, h.Direction, h.DeployID, h.Started, h.Finished, h.Error)
+	return err
+}
+
+// history lists history rows, oldest first; change "" means every change.
+func (s state) history(ctx context.Context, q dbtx, change string) ([]HistoryEntry, error) {
+	rows, err := q.Query(ctx, `SELECT id, change, phase_index, phase, direction, deploy_id, started, finished, error
+		FROM `+s.table("history")+` WHERE $1 = '' OR change = $1 ORDER BY id`, change)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []HistoryEntry
+	for rows.Next() {
+		var h HistoryEntry
+		if err := rows.Scan(&h.ID, &h.Change, &h.PhaseIndex, &h.Phase, &h.Direction, &h.DeployID, &h.Started, &h.Finished, &h.Error); err != nil {
+			return nil, err
+		}
+		out = append(out, h)
+	}
+	return out, rows.Err()
+}
+
+// lastSuccess returns the latest successful history row of a change (nil if none).
+func (s state) lastSuccess(ctx context.Context, q dbtx, change string) (*HistoryEntry, error) {
+	var h HistoryEntry
+	err := q.QueryRow(ctx, `SELECT id, change, phase_index, phase, direction, deploy_id, started, finished, error
+		FROM `+s.table("history")+` WHERE change = $1 AND error = '' ORDER BY id DESC LIMIT 1`, change).
+		Scan(&h.ID, &h.Change, &h.PhaseIndex, &h.Phase, &h.Direction, &h.DeployID, &h.Started, &h.Finished, &h.Error)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &h, nil
+}
+
+// advancedIn returns the ids of changes that completed a phase in deploy.
+func (s state) advancedIn(ctx context.Context, q dbtx, deploy string) (map[string]HistoryEntry, error) {
+	rows, err := q.Query(ctx, `SELECT id, change, phase_index, phase, direction, deploy_id, started, finished, error
+		FROM `+s.table("history")+` WHERE deploy_id = $1 AND direction = 'up' AND error = '' ORDER BY id`, deploy)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]HistoryEntry{}
+	for rows.Next() {
+		var h HistoryEntry
+		if err := rows.Scan(&h.ID, &h.Change, &h.PhaseIndex, &h.Phase, &h.Direction, &h.DeployID, &h.Started, &h.Finished, &h.Error); err != nil {
+			return nil, err
+		}
+		out[h.Change] = h
+	}
+	return out, rows.Err()
+}
