@@ -198,6 +198,17 @@ func applyCases() []applyCase {
 			phaseNames: []string{"build_index"},
 		},
 		{
+			name:   "add_index_expression_quoted_table",
+			setup:  usersSetup("users", "email"),
+			tables: []TableName{accounts},
+			spec: Spec{ID: "accounts-lower-login", Kind: "add_index",
+				Change: &AddIndex{TableName: `app."User Accounts"`, Columns: []string{"lower(login)"}, Unique: true}},
+			final: []string{
+				`SELECT indisvalid AND indisunique FROM pg_index WHERE indexrelid = to_regclass('app."User Accounts_lower_login_key"')`,
+			},
+			phaseNames: []string{"build_index"},
+		},
+		{
 			name:   "add_foreign_key",
 			setup:  usersSetup("users", "email"),
 			tables: []TableName{orders, users},

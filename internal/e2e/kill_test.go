@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -23,7 +24,7 @@ import (
 // right, and no application request may fail.
 func TestKillDashNine(t *testing.T) {
 	bin := plannerBinary(t)
-	for _, seed := range []uint64{1, 2, 3} {
+	for _, seed := range []uint64{1, 2, 3, 4, 5} {
 		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
 			sc := scenarios()[0]
 			ctx := context.Background()
@@ -48,18 +49,20 @@ func TestKillDashNine(t *testing.T) {
 					t.Logf("done after %d runs, %d of them killed, %d failed", run-1, kills, failures)
 					break
 				}
-				// Most runs are killed, at a random point of their work: the
-				// delay spans startup, each phase's DDL and the backfill.
-				var killAfter time.Duration
+				// Most runs are killed at a random point of their work: after
+				// a random number of output lines (startup, each statement,
+				// backfill progress) and a random few milliseconds more.
+				killAt, extra := 0, time.Duration(0)
 				if rng.IntN(4) != 0 {
-					killAfter = time.Duration(rng.Int64N(int64(400 * time.Millisecond)))
+					killAt = 1 + rng.IntN(12)
+					extra = time.Duration(rng.Int64N(int64(30 * time.Millisecond)))
 				}
 				id := fmt.Sprintf("deploy-%d", deploy)
-				code, killed, out := runNext(t, bin, env.db.URL, specFile, id, killAfter)
+				code, killed, out := runNext(t, bin, env.db.URL, specFile, id, killAt, extra)
 				switch {
 				case killed:
 					kills++
-					t.Logf("run %d (%s): killed after %s", run, id, killAfter.Round(time.Millisecond))
+					t.Logf("run %d (%s): killed %s after output line %d: %s", run, id, extra.Round(time.Millisecond), killAt, lastLine(out))
 					if rng.IntN(2) == 0 {
 						deploy++ // the next deploy, rather than a retry of this one
 					}
@@ -87,46 +90,70 @@ func TestKillDashNine(t *testing.T) {
 	}
 }
 
-// runNext runs `planner next` and, when killAfter > 0, SIGKILLs it after
-// that delay if it is still running.
-func runNext(t *testing.T, bin, url, dir, deployID string, killAfter time.Duration) (code int, killed bool, out []byte) {
+// runNext runs `planner next -v` and, when killAt > 0, SIGKILLs it once it
+// has printed killAt lines (it prints one per step and statement, so the
+// kill lands between or inside any of them) plus a short random delay.
+func runNext(t *testing.T, bin, url, dir, deployID string, killAt int, extra time.Duration) (code int, killed bool, out []byte) {
 	t.Helper()
-	var buf bytes.Buffer
-	cmd := exec.Command(bin, "next", "--dir", dir, "--deploy-id", deployID, "--database-url", url,
-		"--wait", "60s", "--lock-timeout", "500ms")
-	cmd.Stdout, cmd.Stderr = &buf, &buf
-	if err := cmd.Start(); err != nil {
+	pr, pw, err := os.Pipe()
+	if err != nil {
 		t.Fatal(err)
 	}
+	defer pr.Close()
+	cmd := exec.Command(bin, "next", "-v", "--dir", dir, "--deploy-id", deployID, "--database-url", url,
+		"--wait", "60s", "--lock-timeout", "500ms", "--backfill-batch-time", "10ms")
+	cmd.Stdout, cmd.Stderr = pw, pw
+	if err := cmd.Start(); err != nil {
+		pw.Close()
+		t.Fatal(err)
+	}
+	pw.Close()
+	var buf bytes.Buffer
+	reached := make(chan struct{})
+	copied := make(chan struct{})
+	go func() {
+		defer close(copied)
+		sc := bufio.NewScanner(pr)
+		lines := 0
+		for sc.Scan() {
+			buf.Write(sc.Bytes())
+			buf.WriteByte('\n')
+			if lines++; lines == killAt {
+				close(reached)
+			}
+		}
+	}()
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
-	var timeout <-chan time.Time
-	if killAfter > 0 {
-		timeout = time.After(killAfter)
-	}
-	var err error
 	select {
 	case err = <-done:
-	case <-timeout:
+	case <-reached:
+		time.Sleep(extra)
 		cmd.Process.Kill() // SIGKILL: no deferred cleanup runs
 		err = <-done
 		killed = true
 	case <-time.After(2 * time.Minute):
 		cmd.Process.Kill()
 		<-done
+		<-copied
 		t.Fatalf("planner next %s hung:\n%s", deployID, buf.Bytes())
 	}
+	<-copied
 	var exit *exec.ExitError
 	switch {
 	case err == nil:
 		return 0, false, buf.Bytes()
 	case errors.As(err, &exit):
 		if killed && exit.ExitCode() != -1 {
-			// It finished before the signal landed.
-			killed = false
+			killed = false // it finished before the signal landed
 		}
 		return exit.ExitCode(), killed, buf.Bytes()
 	}
 	t.Fatalf("planner next: %v", err)
 	return 0, false, nil
+}
+
+func lastLine(out []byte) string {
+	lines := bytes.Split(bytes.TrimSpace(out), []byte("\n"))
+	return string(bytes.TrimSpace(lines[len(lines)-1]))
 }
