@@ -65,7 +65,10 @@ type Batch struct {
 	Size    int  // rows asked for
 	Rows    int64
 	Updated int64 // rows changed (verification: rows fixed)
+	// Took is the time of the batch's work statement(s), the duration the
+	// size adapts to; Elapsed is the whole transaction's, commit included.
 	Took    time.Duration
+	Elapsed time.Duration
 	Next    int   // size of the worker's next batch
 	Err     error // a retryable error: the batch rolled back
 }
@@ -269,16 +272,6 @@ func (r *runner) rate(p Progress) (float64, time.Duration) {
 	return p.RowsPerSec, eta(p)
 }
 
-// claim is a range locked by this worker's batch transaction.
-type claim struct {
-	no     int
-	verify bool
-	cursor []string
-	upper  []string
-	size   int
-	paused bool
-}
-
 // retryError is a batch that failed in a way worth retrying, smaller.
 type retryError struct{ err error }
 
@@ -427,193 +420,4 @@ func retryable(err error) bool {
 		return true
 	}
 	return false
-}
-
-// batch runs one batch transaction with at most size rows (0: the range's
-// own size). It returns the size for the worker's next batch.
-func (r *runner) batch(ctx context.Context, size int) (outcome, int, error) {
-	tx, err := r.pool.Begin(ctx)
-	if err != nil {
-		return 0, size, fmt.Errorf("backfill: %w", err)
-	}
-	defer tx.Rollback(ctx)
-	if err := r.settings(ctx, tx); err != nil {
-		return 0, size, err
-	}
-	c, ok, err := r.claim(ctx, tx)
-	if err != nil {
-		return 0, size, err
-	}
-	if !ok {
-		return nothingToClaim, size, nil
-	}
-	if c.paused {
-		return paused, size, nil
-	}
-	if size <= 0 {
-		size = c.size
-	}
-	size = min(r.opts.MaxBatch, max(r.opts.MinBatch, size))
-	start := time.Now()
-	res, err := r.apply(ctx, tx, c, size)
-	took := time.Since(start)
-	if err != nil {
-		if ctx.Err() == nil && retryable(err) {
-			next := max(r.opts.MinBatch, size/2)
-			if r.opts.OnBatch != nil {
-				r.opts.OnBatch(Batch{Range: c.no, Verify: c.verify, Size: size, Took: took, Next: next, Err: err})
-			}
-			return 0, next, &retryError{err}
-		}
-		return 0, size, fmt.Errorf("backfill %s: range %d: %w", r.changeID, c.no, err)
-	}
-	next := adapt(size, res.rows, took, r.opts)
-	if err := r.advance(ctx, tx, c, res, next); err != nil {
-		return 0, size, err
-	}
-	if err := tx.Commit(ctx); err != nil {
-		if ctx.Err() == nil && retryable(err) {
-			return 0, max(r.opts.MinBatch, size/2), &retryError{err}
-		}
-		return 0, size, fmt.Errorf("backfill %s: commit: %w", r.changeID, err)
-	}
-	if r.opts.OnBatch != nil {
-		r.opts.OnBatch(Batch{Range: c.no, Verify: c.verify, Size: size, Rows: res.rows, Updated: res.changed, Took: took, Next: next})
-	}
-	return worked, next, nil
-}
-
-// settings bound the batch's waits and pin the text form of key values.
-func (r *runner) settings(ctx context.Context, tx pgx.Tx) error {
-	syncCommit := "off"
-	if r.opts.SynchronousCommit {
-		syncCommit = "on"
-	}
-	_, err := tx.Exec(ctx, `SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true),
-  set_config('synchronous_commit', $3, true), `+pinTextFormsExprs,
-		fmt.Sprint(r.opts.LockTimeout.Milliseconds()), fmt.Sprint(r.opts.StatementTimeout.Milliseconds()), syncCommit)
-	if err != nil {
-		return fmt.Errorf("backfill: %w", err)
-	}
-	return nil
-}
-
-// claim locks one range with work left: backfill first; verification
-// once every range is backfilled (committed), so that it runs as late as
-// possible, just before the gate.
-func (r *runner) claim(ctx context.Context, tx pgx.Tx) (claim, bool, error) {
-	var c claim
-	err := tx.QueryRow(ctx, fmt.Sprintf(`
-SELECT r.range_no, false, r.cursor, r.upper_bound, r.batch_size, j.paused
-FROM %[1]s r JOIN %[2]s j USING (change_id)
-WHERE r.change_id = $1 AND r.done_at IS NULL
-ORDER BY r.range_no LIMIT 1
-FOR UPDATE OF r SKIP LOCKED`, rangesTable(r.schema), jobsTable(r.schema)), r.changeID).
-		Scan(&c.no, &c.verify, &c.cursor, &c.upper, &c.size, &c.paused)
-	if errors.Is(err, pgx.ErrNoRows) {
-		err = tx.QueryRow(ctx, fmt.Sprintf(`
-SELECT r.range_no, true, r.verify_cursor, r.upper_bound, r.batch_size, j.paused
-FROM %[1]s r JOIN %[2]s j USING (change_id)
-WHERE r.change_id = $1 AND r.verified_at IS NULL
-  AND NOT EXISTS (SELECT 1 FROM %[1]s x WHERE x.change_id = $1 AND x.done_at IS NULL)
-ORDER BY r.range_no LIMIT 1
-FOR UPDATE OF r SKIP LOCKED`, rangesTable(r.schema), jobsTable(r.schema)), r.changeID).
-			Scan(&c.no, &c.verify, &c.cursor, &c.upper, &c.size, &c.paused)
-	}
-	if errors.Is(err, pgx.ErrNoRows) {
-		return c, false, nil
-	}
-	if err != nil {
-		return c, false, fmt.Errorf("backfill: claim a range: %w", err)
-	}
-	return c, true, nil
-}
-
-type result struct {
-	end     []string // new cursor; nil with last: the range is finished
-	last    bool
-	rows    int64
-	changed int64
-}
-
-// apply does the batch's work after the cursor of a claimed range.
-func (r *runner) apply(ctx context.Context, tx pgx.Tx, c claim, size int) (result, error) {
-	var res result
-	end := make([]string, len(r.t.key.cols))
-	ptrs := make([]any, len(end))
-	for i := range end {
-		ptrs[i] = &end[i]
-	}
-	sql, args := r.t.probeSQL(c.cursor, c.upper, size)
-	err := tx.QueryRow(ctx, sql, args...).Scan(ptrs...)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		// Fewer than size rows left: the batch runs to the range's end
-		// (open for the last range: rows inserted since Start included).
-		res.last = true
-		end = c.upper
-		sql, args := r.t.countSQL(c.cursor, end)
-		if err := tx.QueryRow(ctx, sql, args...).Scan(&res.rows); err != nil {
-			return res, err
-		}
-	case err != nil:
-		return res, err
-	default:
-		res.rows = int64(size)
-		res.last = c.upper != nil && slices.Equal(end, c.upper)
-	}
-	res.end = end
-	if !c.verify {
-		sql, args := r.t.updateSQL(c.cursor, end)
-		tag, err := tx.Exec(ctx, sql, args...)
-		if err != nil {
-			return res, err
-		}
-		res.changed = tag.RowsAffected()
-		return res, nil
-	}
-	// Verification: count rows that differ; fix and count again. Our row
-	// locks keep the fixed rows fixed until commit.
-	for attempt := 0; ; attempt++ {
-		var bad int64
-		sql, args := r.t.diffSQL(c.cursor, end)
-		if err := tx.QueryRow(ctx, sql, args...).Scan(&bad); err != nil {
-			return res, err
-		}
-		if bad == 0 {
-			return res, nil
-		}
-		if attempt == 3 {
-			return res, fmt.Errorf("verification: %d rows of %s still differ after %d fixes", bad, r.t.name, attempt)
-		}
-		sql, args = r.t.updateSQL(c.cursor, end)
-		tag, err := tx.Exec(ctx, sql, args...)
-		if err != nil {
-			return res, err
-		}
-		res.changed += tag.RowsAffected()
-	}
-}
-
-// advance records the batch in its range row, in the batch's transaction.
-func (r *runner) advance(ctx context.Context, tx pgx.Tx, c claim, res result, next int) error {
-	cursor := res.end
-	if cursor == nil {
-		cursor = c.cursor // finished open range: keep the last key seen
-	}
-	var sql string
-	if !c.verify {
-		sql = `UPDATE %s SET cursor = $3, rows_done = rows_done + $4, rows_updated = rows_updated + $5,
-  batch_size = $6, batches = batches + 1, updated_at = now(), done_at = CASE WHEN $7 THEN now() END
-WHERE change_id = $1 AND range_no = $2`
-	} else {
-		sql = `UPDATE %s SET verify_cursor = $3, rows_verified = rows_verified + $4, rows_fixed = rows_fixed + $5,
-  batch_size = $6, batches = batches + 1, updated_at = now(), verified_at = CASE WHEN $7 THEN now() END
-WHERE change_id = $1 AND range_no = $2`
-	}
-	if _, err := tx.Exec(ctx, fmt.Sprintf(sql, rangesTable(r.schema)),
-		r.changeID, c.no, cursor, res.rows, res.changed, next, res.last); err != nil {
-		return fmt.Errorf("backfill: advance range %d: %w", c.no, err)
-	}
-	return nil
 }

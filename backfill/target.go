@@ -108,10 +108,14 @@ func (t *target) tuple() string {
 	return "(" + t.keyList("") + ")"
 }
 
-func (t *target) keyList(suffix string) string {
+func (t *target) keyList(suffix string) string { return t.keyListOf("", suffix) }
+
+// keyListOf lists the key columns, each qualified by prefix (e.g.
+// "bound.") and followed by suffix (e.g. "::text").
+func (t *target) keyListOf(prefix, suffix string) string {
 	parts := make([]string, len(t.key.cols))
 	for i, c := range t.key.cols {
-		parts[i] = pgx.Identifier{c}.Sanitize() + suffix
+		parts[i] = prefix + pgx.Identifier{c}.Sanitize() + suffix
 	}
 	return strings.Join(parts, ", ")
 }
@@ -129,16 +133,21 @@ func (t *target) params(first int) string {
 
 // cond restricts the key to (lower, upper]; nil bounds are open.
 func (t *target) cond(lower, upper []string) (string, []any) {
+	return t.condFrom(1, lower, upper)
+}
+
+// condFrom is cond with parameters numbered from first.
+func (t *target) condFrom(first int, lower, upper []string) (string, []any) {
 	var where []string
 	var args []any
 	if lower != nil {
-		where = append(where, t.tuple()+" > "+t.params(len(args)+1))
+		where = append(where, t.tuple()+" > "+t.params(first+len(args)))
 		for _, v := range lower {
 			args = append(args, v)
 		}
 	}
 	if upper != nil {
-		where = append(where, t.tuple()+" <= "+t.params(len(args)+1))
+		where = append(where, t.tuple()+" <= "+t.params(first+len(args)))
 		for _, v := range upper {
 			args = append(args, v)
 		}
@@ -149,19 +158,59 @@ func (t *target) cond(lower, upper []string) (string, []any) {
 	return strings.Join(where, " AND "), args
 }
 
+// orderBy names the key columns qualified: a bare name would sort by an
+// output column of the same name, the key as text.
+func (t *target) orderBy() string {
+	order := make([]string, len(t.key.cols))
+	for i, c := range t.key.cols {
+		order[i] = t.name + "." + pgx.Identifier{c}.Sanitize()
+	}
+	return strings.Join(order, ", ")
+}
+
+// stepSQL is one batch in one statement: find the size-th key after
+// lower (up to upper) and, for a backfill, update the rows up to it that
+// differ, or, for a verification, count them. It returns one row: the
+// count, then the end key as text, all NULL when fewer than size rows are
+// left (nothing was done: see tailSQL).
+func (t *target) stepSQL(lower, upper []string, size int, verify bool) (string, []any) {
+	boundCond, args := t.cond(lower, upper)
+	args = append(args, size-1)
+	// The same parameters serve the lower bound below.
+	lowerCond, _ := t.cond(lower, nil)
+	bound := fmt.Sprintf("SELECT %s FROM %s WHERE %s ORDER BY %s LIMIT 1 OFFSET $%d",
+		t.keyList(""), t.name, boundCond, t.orderBy(), len(args))
+	upTo := fmt.Sprintf("%s AND %s <= (SELECT %s FROM bound) AND %s IS DISTINCT FROM %s",
+		lowerCond, t.tuple(), t.keyListOf("bound.", ""), t.column, t.value)
+	work := fmt.Sprintf("WITH bound AS (%s), done AS (UPDATE %s SET %s = %s WHERE %s RETURNING 1)\nSELECT (SELECT count(*) FROM done)",
+		bound, t.name, t.column, t.value, upTo)
+	if verify {
+		work = fmt.Sprintf("WITH bound AS (%s)\nSELECT (SELECT count(*) FROM %s WHERE %s)", bound, t.name, upTo)
+	}
+	return fmt.Sprintf("%s, %s FROM (VALUES (1)) AS one (x) LEFT JOIN bound ON true", work, t.keyListOf("bound.", "::text")), args
+}
+
+// tailSQL finishes a range with fewer rows left than a batch: for a
+// backfill, it updates the rows that differ and counts all rows; for a
+// verification, it counts all rows and those that differ.
+func (t *target) tailSQL(lower, upper []string, verify bool) (string, []any) {
+	cond, args := t.cond(lower, upper)
+	if verify {
+		return fmt.Sprintf("SELECT count(*), count(*) FILTER (WHERE %s IS DISTINCT FROM %s) FROM %s WHERE %s",
+			t.column, t.value, t.name, cond), args
+	}
+	return fmt.Sprintf(`WITH done AS (UPDATE %s SET %s = %s WHERE %s AND %s IS DISTINCT FROM %s RETURNING 1)
+SELECT (SELECT count(*) FROM %s WHERE %s), (SELECT count(*) FROM done)`,
+		t.name, t.column, t.value, cond, t.column, t.value, t.name, cond), args
+}
+
 // probeSQL finds the n-th key after lower (up to upper) as text: the end of
 // a batch. OFFSET here skips index entries of one batch only.
 func (t *target) probeSQL(lower, upper []string, n int) (string, []any) {
 	cond, args := t.cond(lower, upper)
 	args = append(args, n-1)
-	// ORDER BY names the columns qualified: a bare name would sort by the
-	// output column of the same name, the key as text.
-	order := make([]string, len(t.key.cols))
-	for i, c := range t.key.cols {
-		order[i] = t.name + "." + pgx.Identifier{c}.Sanitize()
-	}
 	return fmt.Sprintf("SELECT %s FROM %s WHERE %s ORDER BY %s LIMIT 1 OFFSET $%d",
-		t.keyList("::text"), t.name, cond, strings.Join(order, ", "), len(args)), args
+		t.keyList("::text"), t.name, cond, t.orderBy(), len(args)), args
 }
 
 func (t *target) countSQL(lower, upper []string) (string, []any) {

@@ -164,9 +164,10 @@ type Provider struct {
 }
 
 var (
-	_ openfeature.FeatureProvider = (*Provider)(nil)
-	_ openfeature.StateHandler    = (*Provider)(nil)
-	_ openfeature.EventHandler    = (*Provider)(nil)
+	_ openfeature.FeatureProvider          = (*Provider)(nil)
+	_ openfeature.StateHandler             = (*Provider)(nil)
+	_ openfeature.ContextAwareStateHandler = (*Provider)(nil)
+	_ openfeature.EventHandler             = (*Provider)(nil)
 )
 
 // ProviderName is the provider's name in OpenFeature metadata.
@@ -209,13 +210,19 @@ const initTimeout = 10 * time.Second
 // current. When the database is unreachable Init fails (the SDK marks the
 // provider in error and applications get their defaults) but the goroutine
 // keeps trying and emits PROVIDER_READY once it has loaded the flags.
-func (p *Provider) Init(openfeature.EvaluationContext) error {
+func (p *Provider) Init(evalCtx openfeature.EvaluationContext) error {
+	return p.InitWithContext(context.Background(), evalCtx)
+}
+
+// InitWithContext is Init bounded by ctx (and by 10s when ctx has no
+// deadline); the SDK calls it from SetProviderWithContextAndWait.
+func (p *Provider) InitWithContext(ctx context.Context, _ openfeature.EvaluationContext) error {
 	p.mu.Lock()
 	if p.cancel != nil {
 		p.mu.Unlock()
 		return nil
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	runCtx, cancel := context.WithCancel(context.Background())
 	p.cancel = cancel
 	p.done = make(chan struct{})
 	p.current = nil
@@ -226,28 +233,42 @@ func (p *Provider) Init(openfeature.EvaluationContext) error {
 	first := make(chan error, 1)
 	go func() {
 		defer close(done)
-		p.run(ctx, first)
+		p.run(runCtx, first)
 	}()
+	if _, ok := ctx.Deadline(); !ok {
+		var stop context.CancelFunc
+		ctx, stop = context.WithTimeout(ctx, initTimeout)
+		defer stop()
+	}
 	select {
 	case err := <-first:
 		return err
-	case <-time.After(initTimeout):
+	case <-ctx.Done():
 		p.mu.Lock()
 		p.stale = true // the first good load announces PROVIDER_READY
 		p.mu.Unlock()
-		return fmt.Errorf("flags: no snapshot after %s", initTimeout)
+		return fmt.Errorf("flags: no snapshot yet: %w", ctx.Err())
 	}
 }
 
 // Shutdown stops the goroutine and closes its connection.
-func (p *Provider) Shutdown() {
+func (p *Provider) Shutdown() { _ = p.ShutdownWithContext(context.Background()) }
+
+// ShutdownWithContext is Shutdown bounded by ctx.
+func (p *Provider) ShutdownWithContext(ctx context.Context) error {
 	p.mu.Lock()
 	cancel, done := p.cancel, p.done
 	p.cancel = nil
 	p.mu.Unlock()
-	if cancel != nil {
-		cancel()
-		<-done
+	if cancel == nil {
+		return nil
+	}
+	cancel()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

@@ -29,6 +29,10 @@ import (
 // The trigger fires on UPDATE OF old, new only: updates touching neither
 // column leave a not-yet-backfilled row to the backfill.
 //
+// BEFORE ROW triggers fire in name order: a user trigger that changes
+// either column and sorts after planner_sync_<id> would act after the sync
+// and could leave the columns apart.
+//
 // While the trigger is installed the new column must have no DEFAULT: an
 // old-app INSERT would carry the default in new, and new would win over the
 // value the app wrote in old. Set the default after Remove (contract).

@@ -801,6 +801,7 @@ func (e *Engine) apply(ctx context.Context, en *entry, idx int, deployID string)
 		return nil
 	}
 	run := e.runner()
+	run.Tables = []string{c.Table.String()}
 	if p.Backfill == nil {
 		if err := run.Run(ctx, p.Statements, finish); err != nil {
 			return fail(err)
@@ -987,7 +988,9 @@ func (e *Engine) Rollback(ctx context.Context, changeID, deployID string) (*Roll
 		}
 		return e.restoreFlags(ctx, tx, en, idx)
 	}
-	if err := e.runner().Run(ctx, p.Rollback, finish); err != nil {
+	run := e.runner()
+	run.Tables = []string{c.Table.String()}
+	if err := run.Run(ctx, p.Rollback, finish); err != nil {
 		err = fmt.Errorf("change %q: roll back phase %s: %w (rerun planner rollback %s to retry; rollback steps are idempotent)", c.ID, p.Name, err, c.ID)
 		bg := context.WithoutCancel(ctx)
 		st.addHistory(bg, e.Pool, HistoryEntry{Change: c.ID, PhaseIndex: idx, Phase: p.Name, Direction: Down,

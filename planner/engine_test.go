@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -873,4 +874,150 @@ func TestKilledDuringBackfillResumes(t *testing.T) {
 		t.Fatalf("%d rows wrong after the resumed backfill", n)
 	}
 	t.Logf("killed with %d of 10000 rows backfilled", partial)
+}
+
+// A phase killed midway is what rollback undoes first: the schema goes
+// back to what it was before that phase, and the phase can run again.
+func TestRollbackOfKilledPhase(t *testing.T) {
+	f := newEngineFixture(t)
+	ctx := context.Background()
+	specs := f.specs(t, renameSpec)
+	for _, d := range []string{"d1", "d2", "d3"} {
+		f.next(t, specs, d)
+	}
+	before := schemaOf(t, f.db, "users")
+	flagsBefore := flagsOf(t, f.db, "users-email-rename")
+	cmd, out := f.helper(t, "d4", "PLANNER_TEST_CRASH_AFTER_COMMIT=1") // enforce: after CHECK NOT VALID commits
+	if err := cmd.Wait(); err == nil {
+		t.Fatalf("helper was not killed:\n%s", out)
+	}
+	if schemaOf(t, f.db, "users") == before {
+		t.Fatal("the killed phase left nothing behind; the test does not test anything")
+	}
+	if st := f.change(t, "users-email-rename"); st.Status != StatusApplying || st.Applied != 3 {
+		t.Fatalf("after the kill: %s %d", st.Status, st.Applied)
+	}
+	res, err := f.e.Rollback(ctx, "users-email-rename", "r1")
+	if err != nil || !res.Partial || res.Phase != "enforce" || res.Applied != 3 {
+		t.Fatalf("rollback: %+v %v", res, err)
+	}
+	if got := schemaOf(t, f.db, "users"); got != before {
+		t.Fatalf("rollback of the killed phase:\n%s", diffLines(before, got))
+	}
+	if got := flagsOf(t, f.db, "users-email-rename"); !maps.Equal(got, flagsBefore) {
+		t.Fatalf("flags %v, want %v", got, flagsBefore)
+	}
+	if st := f.change(t, "users-email-rename"); st.Status != StatusActive || st.Applied != 3 {
+		t.Fatalf("after the rollback: %s %d", st.Status, st.Applied)
+	}
+	r := f.next(t, specs, "d5")
+	if c := reportOf(t, r, "users-email-rename"); c.Action != Advanced || c.Phase != "enforce" {
+		t.Fatalf("enforce after rollback: %+v", c)
+	}
+}
+
+// Retries exhausted: a clear error naming the statement, the table and the
+// blocker; the change stays resumable and the same deploy completes it.
+func TestLockFailureLeavesChangeResumable(t *testing.T) {
+	f := newEngineFixture(t)
+	ctx := context.Background()
+	f.e.LockTimeout, f.e.Retries = 50*time.Millisecond, 2
+	specs := f.specs(t, renameSpec)
+	blocker, err := f.db.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := blocker.Exec(ctx, `SELECT count(*) FROM users`); err != nil {
+		t.Fatal(err)
+	}
+	r, err := f.e.Next(ctx, specs, "d1", false)
+	blocker.Rollback(ctx)
+	var le *LockError
+	if !errors.As(err, &le) {
+		t.Fatalf("err = %v, want a LockError", err)
+	}
+	for _, want := range []string{"users-email-rename", "expand", "ADD COLUMN", "public.users", "AccessShareLock", "2 tries"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not mention %q: %v", want, err)
+		}
+	}
+	if c := reportOf(t, r, "users-email-rename"); c.Action != Failed || c.Error == "" {
+		t.Fatalf("report: %+v", c)
+	}
+	if st := f.change(t, "users-email-rename"); st.Status != StatusFailed || st.Applied != 0 || !strings.Contains(st.LastError, "lock") {
+		t.Fatalf("state: %+v", st)
+	}
+	if engHasColumn(t, f.db, "users", "email_address") {
+		t.Fatal("the failed phase left its column behind")
+	}
+	r = f.next(t, specs, "d1")
+	if c := reportOf(t, r, "users-email-rename"); c.Action != Advanced || c.Phase != "expand" {
+		t.Fatalf("rerun: %+v", c)
+	}
+}
+
+// The planner needs no superuser: a role that owns the tables it changes,
+// with CREATE on the database (for its state schema, once) and on the
+// tables' schema (for trigger functions), runs every phase.
+func TestRunsWithoutSuperuser(t *testing.T) {
+	f := newEngineFixture(t)
+	ctx := context.Background()
+	role := "planner_role_" + f.db.Name
+	f.db.Exec(t, `CREATE ROLE `+role+` LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT`)
+	t.Cleanup(func() {
+		// The database is dropped after this cleanup runs; drop what the
+		// role owns first so the role can go.
+		f.db.Pool.Exec(context.Background(), `REASSIGN OWNED BY `+role+` TO CURRENT_USER; DROP OWNED BY `+role)
+		f.db.Pool.Exec(context.Background(), `DROP ROLE IF EXISTS `+role)
+	})
+	f.db.Exec(t, `GRANT CREATE ON DATABASE `+f.db.Name+` TO `+role)
+	f.db.Exec(t, `GRANT CREATE ON SCHEMA public TO `+role)
+	f.db.Exec(t, `ALTER TABLE users OWNER TO `+role)
+	f.db.Exec(t, `ALTER TABLE orders OWNER TO `+role)
+	var super bool
+	cfg, err := pgxpool.ParseConfig(f.db.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ConnConfig.User = role
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	if err := pool.QueryRow(ctx, `SELECT rolsuper FROM pg_roles WHERE rolname = current_user`).Scan(&super); err != nil || super {
+		t.Fatalf("not connected as an unprivileged role: %v %v", super, err)
+	}
+	e := testEngine(pool)
+	specs := f.specs(t, renameSpec+`
+  - id: orders-idx
+    kind: add_index
+    table: orders
+    name: orders_created_idx
+    columns: [created_at]
+  - id: orders-fk
+    kind: add_foreign_key
+    table: orders
+    name: orders_user_fk
+    columns: [user_id]
+    references:
+      table: users
+      columns: [id]
+`)
+	if vs, err := e.Validate(ctx, specs); err != nil || !vs[0].OK() {
+		t.Fatalf("validate as %s: %+v %v", role, vs, err)
+	}
+	for i := 1; i <= 8; i++ {
+		if _, err := e.Next(ctx, specs, fmt.Sprintf("d%d", i), false); err != nil {
+			t.Fatalf("deploy %d as %s: %v", i, role, err)
+		}
+	}
+	for _, id := range []string{"users-email-rename", "orders-idx", "orders-fk"} {
+		if c := f.change(t, id); c.Status != StatusDone {
+			t.Errorf("%s: %s after 8 deploys", id, c.Status)
+		}
+	}
+	if _, err := e.Status(ctx, specs); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -48,6 +48,9 @@ type Runner struct {
 	// Log receives one line per statement run or skipped (nil: silent), and
 	// one per retry.
 	Log io.Writer
+	// Tables ("schema.name") are named in a LockError, with the sessions
+	// holding locks on them, when the failing statement declares none.
+	Tables []string
 	// Sleep waits between tries; tests replace it.
 	Sleep func(ctx context.Context, d time.Duration) error
 }
@@ -171,9 +174,13 @@ func (r *Runner) retry(ctx context.Context, u Unit, attempt func() error) error 
 			return err
 		}
 		if try >= tries {
+			tables := le.stmt.Tables
+			if len(tables) == 0 {
+				tables = r.Tables
+			}
 			return &LockError{
-				Statement: le.stmt.SQL, Tables: le.stmt.Tables, Tries: tries, Timeout: r.LockTimeout,
-				Holders: r.lockHolders(ctx, le.stmt.Tables), Err: le.err,
+				Statement: le.stmt.SQL, Tables: tables, Tries: tries, Timeout: r.LockTimeout,
+				Holders: r.lockHolders(ctx, tables), Err: le.err,
 			}
 		}
 		// Full doubling with jitter in [d/2, d): concurrent planners and
@@ -378,7 +385,8 @@ func (r *Runner) lockHolders(ctx context.Context, tables []string) []string {
 		       coalesce(extract(epoch FROM now() - a.xact_start)::int, 0), left(coalesce(a.query, ''), 80)
 		FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
 		WHERE l.granted AND l.locktype = 'relation' AND a.pid <> pg_backend_pid()
-		  AND l.relation = ANY (SELECT to_regclass(t) FROM unnest($1::text[]) t)
+		  AND l.relation IN (SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		                     WHERE n.nspname || '.' || c.relname = ANY ($1::text[]))
 		ORDER BY a.pid LIMIT 5`, tables)
 	if err != nil {
 		return nil

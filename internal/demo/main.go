@@ -16,12 +16,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -48,8 +50,13 @@ const (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx)
+	interrupted := ctx.Err() != nil // before stop, which cancels ctx too
 	stop()
-	if err != nil {
+	switch {
+	case err != nil && interrupted:
+		fmt.Fprintln(os.Stderr, "\ndemo interrupted; the throwaway PostgreSQL was stopped and removed")
+		os.Exit(130)
+	case err != nil:
 		fmt.Fprintln(os.Stderr, "\ndemo failed:", err)
 		os.Exit(1)
 	}
@@ -311,12 +318,13 @@ func firstLine(sql string, n int) string {
 
 // next runs the real CLI for one deploy and shows its output.
 func next(ctx context.Context, bin, root, url, deployID string) (int, error) {
-	var out bytes.Buffer
+	// Streamed as it comes, so the backfill's progress lines show live.
+	out := &indenter{w: os.Stdout, prefix: "   | "}
 	cmd := exec.CommandContext(ctx, bin, "next", "--dir", specPath, "--deploy-id", deployID, "--database-url", url)
 	cmd.Dir = root
-	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.Stdout, cmd.Stderr = out, out
 	err := cmd.Run()
-	fmt.Print(indent(out.String()))
+	out.flush()
 	var exit *exec.ExitError
 	switch {
 	case err == nil:
@@ -365,4 +373,35 @@ func flagsClient(url string) (*openfeature.Client, func(), error) {
 		_ = openfeature.SetNamedProviderAndWait(domain, openfeature.NoopProvider{})
 		p.Shutdown()
 	}, nil
+}
+
+// indenter writes whole lines with a prefix.
+type indenter struct {
+	mu      sync.Mutex
+	w       io.Writer
+	prefix  string
+	partial []byte
+}
+
+func (d *indenter) Write(p []byte) (int, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.partial = append(d.partial, p...)
+	for {
+		i := bytes.IndexByte(d.partial, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		fmt.Fprintf(d.w, "%s%s\n", d.prefix, d.partial[:i])
+		d.partial = d.partial[i+1:]
+	}
+}
+
+func (d *indenter) flush() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.partial) > 0 {
+		fmt.Fprintf(d.w, "%s%s\n", d.prefix, d.partial)
+		d.partial = nil
+	}
 }

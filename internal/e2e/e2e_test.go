@@ -1,9 +1,13 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -108,9 +112,11 @@ func TestBlockingTransactionDuringExpand(t *testing.T) {
 	fleet := env.startFleet(t, sc, 11)
 	eng := env.engine(t, lockTimeout)
 	eng.Verbose = true
+	var engineLog lockedBuffer
+	eng.Log = io.MultiWriter(eng.Log, &engineLog)
 
-	var released, expandDone time.Time
-	blocked := false
+	var expandDone time.Time
+	releasedAt := make(chan time.Time, 1)
 	applied := advance(t, ctx, env, eng, fleet, sc.change, hooks{before: func(deploy int) {
 		if deploy != 1 {
 			return
@@ -126,10 +132,9 @@ func TestBlockingTransactionDuringExpand(t *testing.T) {
 		if _, err := tx.Exec(ctx, "LOCK TABLE users IN ACCESS SHARE MODE"); err != nil {
 			t.Fatal(err)
 		}
-		blocked = true
 		go func() {
 			time.Sleep(hold)
-			released = time.Now()
+			releasedAt <- time.Now()
 			tx.Rollback(ctx)
 		}()
 	}, after: func(deploy int, c planner.ChangeReport) {
@@ -137,11 +142,17 @@ func TestBlockingTransactionDuringExpand(t *testing.T) {
 			expandDone = time.Now()
 		}
 	}})
-	if !blocked || released.IsZero() {
-		t.Fatal("the blocker never ran")
+	var released time.Time
+	select {
+	case released = <-releasedAt:
+	default:
+		t.Fatal("the blocker never ran, or was still held when expand completed")
 	}
 	if expandDone.IsZero() || expandDone.Before(released) {
 		t.Errorf("expand finished at %v, blocker released at %v: want after", expandDone, released)
+	}
+	if !strings.Contains(engineLog.String(), "lock not available") {
+		t.Error("the engine never waited for the lock: the blocker did not block")
 	}
 	r, _ := finish(t, ctx, fleet)
 	if limit := lockTimeout + margin; r.LongestStall > limit {
@@ -151,4 +162,22 @@ func TestBlockingTransactionDuringExpand(t *testing.T) {
 		t.Errorf("phases applied %v", applied)
 	}
 	sc.after(t, env.db)
+}
+
+// lockedBuffer collects log output written from several goroutines.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -1,0 +1,241 @@
+package backfill
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// A batch is one transaction in three round trips, so that a busy server
+// or a distant one costs little per batch:
+//
+//  1. BEGIN, the transaction's settings, and the claim of a range
+//     (FOR UPDATE SKIP LOCKED), pipelined;
+//  2. one statement that finds the batch's end key and updates the rows
+//     up to it that differ (or, verifying, counts them);
+//  3. the range's new cursor and COMMIT, pipelined.
+
+// claim is a range locked by this worker's batch transaction.
+type claim struct {
+	no     int
+	verify bool
+	cursor []string
+	upper  []string
+	size   int
+	paused bool
+}
+
+type result struct {
+	end     []string // new cursor; nil with last: the open range is finished
+	last    bool
+	rows    int64
+	changed int64 // rows updated (verification: rows fixed)
+}
+
+// batch runs one batch transaction of at most size rows (0: the range's
+// persisted size) and returns the size for the worker's next batch.
+func (r *runner) batch(ctx context.Context, size int) (outcome, int, error) {
+	begun := time.Now()
+	conn, err := r.pool.Acquire(ctx)
+	if err != nil {
+		return 0, size, fmt.Errorf("backfill: %w", err)
+	}
+	defer conn.Release()
+	open := true
+	defer func() {
+		if open {
+			rollback(conn)
+		}
+	}()
+	c, ok, err := r.begin(ctx, conn)
+	if err != nil {
+		return 0, size, err
+	}
+	if !ok {
+		return nothingToClaim, size, nil
+	}
+	if c.paused {
+		return paused, size, nil
+	}
+	if size <= 0 {
+		size = c.size
+	}
+	size = min(r.opts.MaxBatch, max(r.opts.MinBatch, size))
+	start := time.Now()
+	res, err := r.apply(ctx, conn, c, size)
+	took := time.Since(start)
+	if err != nil {
+		if ctx.Err() == nil && retryable(err) {
+			next := max(r.opts.MinBatch, size/2)
+			if r.opts.OnBatch != nil {
+				r.opts.OnBatch(Batch{Range: c.no, Verify: c.verify, Size: size, Took: took, Elapsed: time.Since(begun), Next: next, Err: err})
+			}
+			return 0, next, &retryError{err}
+		}
+		return 0, size, fmt.Errorf("backfill %s: range %d: %w", r.changeID, c.no, err)
+	}
+	next := adapt(size, res.rows, took, r.opts)
+	open = false
+	if err := r.commit(ctx, conn, c, res, next); err != nil {
+		rollback(conn)
+		if ctx.Err() == nil && retryable(err) {
+			return 0, max(r.opts.MinBatch, size/2), &retryError{err}
+		}
+		return 0, size, fmt.Errorf("backfill %s: range %d: commit: %w", r.changeID, c.no, err)
+	}
+	if r.opts.OnBatch != nil {
+		r.opts.OnBatch(Batch{Range: c.no, Verify: c.verify, Size: size, Rows: res.rows, Updated: res.changed,
+			Took: took, Elapsed: time.Since(begun), Next: next})
+	}
+	return worked, next, nil
+}
+
+// rollback ends a failed batch; a connection that cannot roll back is
+// closed rather than handed back to the pool mid-transaction.
+func rollback(conn *pgxpool.Conn) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := conn.Exec(ctx, "ROLLBACK"); err != nil {
+		conn.Conn().Close(ctx)
+	}
+}
+
+// begin opens the transaction and claims a range with work left: backfill
+// first; verification once every range is backfilled (committed), as late
+// as possible, just before the gate.
+func (r *runner) begin(ctx context.Context, conn *pgxpool.Conn) (claim, bool, error) {
+	syncCommit := "off"
+	if r.opts.SynchronousCommit {
+		syncCommit = "on"
+	}
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue(`SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true),
+  set_config('synchronous_commit', $3, true), `+pinTextFormsExprs,
+		fmt.Sprint(r.opts.LockTimeout.Milliseconds()), fmt.Sprint(r.opts.StatementTimeout.Milliseconds()), syncCommit)
+	b.Queue(fmt.Sprintf(`
+SELECT r.range_no, false, r.cursor, r.upper_bound, r.batch_size, j.paused
+FROM %[1]s r JOIN %[2]s j USING (change_id)
+WHERE r.change_id = $1 AND r.done_at IS NULL
+ORDER BY r.range_no LIMIT 1
+FOR UPDATE OF r SKIP LOCKED`, rangesTable(r.schema), jobsTable(r.schema)), r.changeID)
+	br := conn.SendBatch(ctx, b)
+	var c claim
+	_, err := br.Exec()
+	if err == nil {
+		_, err = br.Exec()
+	}
+	if err == nil {
+		err = br.QueryRow().Scan(&c.no, &c.verify, &c.cursor, &c.upper, &c.size, &c.paused)
+	}
+	if cerr := br.Close(); err == nil || errors.Is(err, pgx.ErrNoRows) && cerr != nil {
+		err = cerr
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
+		err = conn.QueryRow(ctx, fmt.Sprintf(`
+SELECT r.range_no, true, r.verify_cursor, r.upper_bound, r.batch_size, j.paused
+FROM %[1]s r JOIN %[2]s j USING (change_id)
+WHERE r.change_id = $1 AND r.verified_at IS NULL
+  AND NOT EXISTS (SELECT 1 FROM %[1]s x WHERE x.change_id = $1 AND x.done_at IS NULL)
+ORDER BY r.range_no LIMIT 1
+FOR UPDATE OF r SKIP LOCKED`, rangesTable(r.schema), jobsTable(r.schema)), r.changeID).
+			Scan(&c.no, &c.verify, &c.cursor, &c.upper, &c.size, &c.paused)
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
+		return c, false, nil
+	}
+	if err != nil {
+		return c, false, fmt.Errorf("backfill: claim a range: %w", err)
+	}
+	return c, true, nil
+}
+
+// apply does the batch's work after the cursor of a claimed range.
+func (r *runner) apply(ctx context.Context, conn *pgxpool.Conn, c claim, size int) (result, error) {
+	res := result{rows: int64(size)}
+	end := make([]*string, len(r.t.key.cols))
+	dest := []any{&res.changed}
+	for i := range end {
+		dest = append(dest, &end[i])
+	}
+	sql, args := r.t.stepSQL(c.cursor, c.upper, size, c.verify)
+	if err := conn.QueryRow(ctx, sql, args...).Scan(dest...); err != nil {
+		return res, err
+	}
+	if end[0] == nil {
+		// Fewer than size rows left: the batch runs to the range's end
+		// (open for the last range: rows inserted since Start included).
+		res.last, res.end, res.changed = true, c.upper, 0
+		sql, args := r.t.tailSQL(c.cursor, c.upper, c.verify)
+		if err := conn.QueryRow(ctx, sql, args...).Scan(&res.rows, &res.changed); err != nil {
+			return res, err
+		}
+	} else {
+		res.end = make([]string, len(end))
+		for i, v := range end {
+			res.end[i] = *v
+		}
+		res.last = c.upper != nil && slices.Equal(res.end, c.upper)
+	}
+	if !c.verify || res.changed == 0 {
+		return res, nil
+	}
+	// Verification found rows that differ: fix them and count again. The
+	// fix's row locks keep them fixed until commit.
+	bad := res.changed
+	res.changed = 0
+	for attempt := 0; bad > 0; attempt++ {
+		if attempt == 3 {
+			return res, fmt.Errorf("verification: %d rows of %s still differ after %d fixes", bad, r.t.name, attempt)
+		}
+		sql, args := r.t.updateSQL(c.cursor, res.end)
+		tag, err := conn.Exec(ctx, sql, args...)
+		if err != nil {
+			return res, err
+		}
+		res.changed += tag.RowsAffected()
+		sql, args = r.t.diffSQL(c.cursor, res.end)
+		if err := conn.QueryRow(ctx, sql, args...).Scan(&bad); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+// commit records the batch in its range row and commits, pipelined.
+func (r *runner) commit(ctx context.Context, conn *pgxpool.Conn, c claim, res result, next int) error {
+	cursor := res.end
+	if cursor == nil {
+		cursor = c.cursor // finished open range: keep the last key seen
+	}
+	sql := `UPDATE %s SET cursor = $3, rows_done = rows_done + $4, rows_updated = rows_updated + $5,
+  batch_size = $6, batches = batches + 1, updated_at = now(), done_at = CASE WHEN $7 THEN now() END
+WHERE change_id = $1 AND range_no = $2`
+	if c.verify {
+		sql = `UPDATE %s SET verify_cursor = $3, rows_verified = rows_verified + $4, rows_fixed = rows_fixed + $5,
+  batch_size = $6, batches = batches + 1, updated_at = now(), verified_at = CASE WHEN $7 THEN now() END
+WHERE change_id = $1 AND range_no = $2`
+	}
+	b := &pgx.Batch{}
+	b.Queue(fmt.Sprintf(sql, rangesTable(r.schema)), r.changeID, c.no, cursor, res.rows, res.changed, next, res.last)
+	b.Queue("COMMIT")
+	br := conn.SendBatch(ctx, b)
+	_, err := br.Exec()
+	if err == nil {
+		var tag interface{ String() string }
+		tag, err = br.Exec()
+		// A COMMIT of a failed transaction reports ROLLBACK, not an error.
+		if err == nil && tag.String() != "COMMIT" {
+			err = fmt.Errorf("transaction rolled back (%s)", tag)
+		}
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
