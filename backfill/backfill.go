@@ -297,9 +297,10 @@ type StartOptions struct {
 }
 
 // Start creates the job for a change: it resolves the key columns (the
-// primary key when key is empty, else a unique NOT NULL index), counts the
-// rows while walking the key index in steps to split the key space into
-// ranges, and stores the job and its ranges. Idempotent: when the job
+// primary key when key is empty, else a unique NOT NULL index), splits the
+// key space into ranges (walking the key index in steps, which also counts
+// the rows, or at quantiles of a sample for big tables), and stores the job
+// and its ranges. Idempotent: when the job
 // exists already, Start does nothing.
 func Start(ctx context.Context, pool *pgxpool.Pool, schema, changeID string, work phases.Backfill, key []string) error {
 	return StartWith(ctx, pool, schema, changeID, work, key, StartOptions{})
@@ -366,14 +367,22 @@ VALUES ($1, $2, $3, $4, $3, $3, $5)`, rangesTable(schema)), changeID, i, lower, 
 	return nil
 }
 
-// split walks the key index in steps of RangeRows keys and returns the
-// inclusive upper bound of every range but the last, and the row count.
-// Only index entries are read; no key is held in memory beyond the step.
+// exactSplitUpTo: tables estimated below this many rows are counted
+// exactly by walking their key index; larger ones are split at quantiles
+// of a sample, so that Start stays quick on any table.
+var exactSplitUpTo = 500_000.0
+
+// split returns the inclusive upper bound of every range but the last, and
+// the number of rows (exact, or the planner's estimate for big tables).
+// With step > 0 it walks the key index in steps of that many rows.
 func split(ctx context.Context, pool *pgxpool.Pool, t *target, step int) ([][]string, int64, error) {
 	if step <= 0 {
 		var est float64
 		if err := pool.QueryRow(ctx, `SELECT reltuples FROM pg_catalog.pg_class WHERE oid = to_regclass($1)`, t.name).Scan(&est); err != nil {
 			return nil, 0, err
+		}
+		if est >= exactSplitUpTo {
+			return sampleSplit(ctx, pool, t, est, 16)
 		}
 		step = int(min(max(est/16, 10_000), 10_000_000))
 	}
@@ -418,4 +427,43 @@ func split(ctx context.Context, pool *pgxpool.Pool, t *target, step int) ([][]st
 		bounds = bounds[:len(bounds)-1]
 	}
 	return bounds, total + rest, nil
+}
+
+// sampleSplit picks range bounds at quantiles of about 30,000 keys sampled
+// by whole pages (TABLESAMPLE SYSTEM): a few pages read, whatever the
+// table's size. The total is the planner's estimate.
+func sampleSplit(ctx context.Context, pool *pgxpool.Pool, t *target, est float64, ranges int) ([][]string, int64, error) {
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, pinTextForms); err != nil {
+		return nil, 0, err
+	}
+	percent := min(100, max(0.0001, 100*30_000/est))
+	rows, err := tx.Query(ctx, fmt.Sprintf(`
+SELECT %s FROM (
+  SELECT %s, row_number() OVER (ORDER BY %s) AS "planner sample row", count(*) OVER () AS "planner sample size"
+  FROM %s TABLESAMPLE SYSTEM ($1)
+) s
+WHERE "planner sample row" %% greatest(1, "planner sample size" / $2) = 0 AND "planner sample row" < "planner sample size"
+ORDER BY "planner sample row"`, t.keyListOf("s.", "::text"), t.keyList(""), t.orderBy(), t.name), percent, ranges)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer rows.Close()
+	var bounds [][]string
+	for rows.Next() {
+		key := make([]string, len(t.key.cols))
+		ptrs := make([]any, len(key))
+		for i := range key {
+			ptrs[i] = &key[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			return nil, 0, err
+		}
+		bounds = append(bounds, key)
+	}
+	return bounds, int64(est), rows.Err()
 }

@@ -278,6 +278,31 @@ func TestKeys(t *testing.T) {
 	}
 }
 
+// TestSampledSplit splits a table (big for Start: the threshold is
+// lowered) at quantiles of a sample instead of walking its index.
+func TestSampledSplit(t *testing.T) {
+	db := newDB(t)
+	ctx := context.Background()
+	db.Exec(t, `CREATE TABLE t (a int, b text, old text, new text, PRIMARY KEY (a, b));
+INSERT INTO t SELECT g % 13, 'k' || g, 'v' || g FROM generate_series(1, 20000) g;
+ANALYZE t`)
+	countUpdates(t, db, "t", "new")
+	defer func(was float64) { exactSplitUpTo = was }(exactSplitUpTo)
+	exactSplitUpTo = 1000
+	if err := Start(ctx, db.Pool, state, "c1", phases.Backfill{Table: "t", Column: "new", Expr: "old"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	p, err := Get(ctx, db.Pool, state, "c1")
+	if err != nil || p.Ranges < 8 || p.Ranges > 17 || p.Total != 20000 {
+		t.Fatalf("Get = %+v, %v; want about 16 ranges and the estimate of 20000 rows", p, err)
+	}
+	p, err = Run(ctx, db.Pool, state, "c1", Options{Workers: 2})
+	if err != nil || !p.Verified || p.Rows != 20000 {
+		t.Fatalf("Run = %+v, %v", p, err)
+	}
+	assertAllRight(t, db, "t", "new = old AND n_updates = 1")
+}
+
 func TestNoKeyIsRefused(t *testing.T) {
 	db := newDB(t)
 	db.Exec(t, `CREATE TABLE t (id int, old text, new text); CREATE UNIQUE INDEX ON t (id)`) // nullable: no key

@@ -86,8 +86,16 @@ func table(schema string) string { return pgx.Identifier{schema, "flags"}.Saniti
 // Migrate creates the flags table in schema. Idempotent; the engine runs it
 // inside its state migration transaction.
 func Migrate(ctx context.Context, tx pgx.Tx, schema string) error {
-	if _, err := tx.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+pgx.Identifier{schema}.Sanitize()); err != nil {
+	// CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even when
+	// the schema exists: skip it for a schema made beforehand.
+	var exists bool
+	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1)`, schema).Scan(&exists); err != nil {
 		return fmt.Errorf("flags: migrate: %w", err)
+	}
+	if !exists {
+		if _, err := tx.Exec(ctx, `CREATE SCHEMA `+pgx.Identifier{schema}.Sanitize()); err != nil {
+			return fmt.Errorf("flags: migrate: %w", err)
+		}
 	}
 	_, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+table(schema)+` (
 	key        text PRIMARY KEY,

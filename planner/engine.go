@@ -33,8 +33,8 @@ type Engine struct {
 	// LongStatementTimeout bounds VALIDATE and CREATE INDEX CONCURRENTLY
 	// (0: no limit).
 	LockTimeout, StatementTimeout, LongStatementTimeout time.Duration
-	// Retries is the number of tries per transaction on lock timeouts
-	// (default 8).
+	// Retries is the number of tries per phase on lock timeouts (default
+	// 8), with escalating, jittered pauses in between.
 	Retries int
 	// Wait is how long Next and Rollback wait for another planner to finish
 	// before failing with ErrBusy (0: fail at once).
@@ -50,9 +50,6 @@ type Engine struct {
 	// Log receives progress lines (nil: silent); Verbose adds every statement.
 	Log     io.Writer
 	Verbose bool
-
-	// sleep replaces the retry pause in tests.
-	sleep func(ctx context.Context, d time.Duration) error
 }
 
 // lockClass is the first key of the planner's advisory locks ("plnr").
@@ -141,7 +138,6 @@ func (e *Engine) runner() *Runner {
 		StatementTimeout:     e.StatementTimeout,
 		LongStatementTimeout: e.LongStatementTimeout,
 		Tries:                e.Retries,
-		Sleep:                e.sleep,
 	}
 	if r.LockTimeout <= 0 {
 		r.LockTimeout = 500 * time.Millisecond
@@ -164,18 +160,25 @@ func (e *Engine) logf(format string, args ...any) {
 	}
 }
 
+// plannerLock is the planner's session advisory lock, held on a connection
+// of its own for the whole run.
+type plannerLock struct {
+	conn   *pgxpool.Conn
+	schema string
+}
+
 // lock takes the planner's session advisory lock on a dedicated connection,
 // waiting up to Wait. The key derives from the state schema, so planners
 // with different state schemas do not serialize.
-func (e *Engine) lock(ctx context.Context) (release func(), err error) {
+func (e *Engine) lock(ctx context.Context) (*plannerLock, error) {
 	conn, err := e.Pool.Acquire(ctx)
 	if err != nil {
 		return nil, err
 	}
 	got := false
-	if e.Wait <= 0 {
-		err = conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1, hashtext($2))`, lockClass, e.schema()).Scan(&got)
-	} else {
+	err = conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1, hashtext($2))`, lockClass, e.schema()).Scan(&got)
+	if err == nil && !got && e.Wait > 0 {
+		e.logf("another planner is running%s; waiting up to %s\n", e.lockHolder(ctx, conn), e.Wait)
 		_, err = conn.Exec(ctx, `SELECT set_config('lock_timeout', $1, false)`, pgDuration(e.Wait))
 		if err == nil {
 			_, err = conn.Exec(ctx, `SELECT pg_advisory_lock($1, hashtext($2))`, lockClass, e.schema())
@@ -198,14 +201,29 @@ func (e *Engine) lock(ctx context.Context) (release func(), err error) {
 		conn.Release()
 		return nil, fmt.Errorf("%w (state schema %q%s): waited %s; rerun when it has finished, or raise --wait", ErrBusy, e.schema(), holder, e.Wait)
 	}
-	return func() {
-		bg := context.WithoutCancel(ctx)
-		if _, err := conn.Exec(bg, `SELECT pg_advisory_unlock($1, hashtext($2))`, lockClass, e.schema()); err != nil {
-			// Closing the session releases the lock for sure.
-			conn.Conn().Close(bg)
-		}
-		conn.Release()
-	}, nil
+	return &plannerLock{conn: conn, schema: e.schema()}, nil
+}
+
+// check fails when the lock's session is gone (the server then released
+// the lock, and another planner may have taken it): stop before the next
+// phase rather than run unserialized.
+func (l *plannerLock) check(ctx context.Context) error {
+	var held bool
+	err := l.conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()
+		AND granted AND classid = $1::int::oid AND objid = hashtext($2)::oid AND objsubid = 2)`, lockClass, l.schema).Scan(&held)
+	if err != nil || !held {
+		return fmt.Errorf("lost the planner lock (its connection failed: %v); stopped before the next phase: rerun planner next", err)
+	}
+	return nil
+}
+
+func (l *plannerLock) release(ctx context.Context) {
+	bg := context.WithoutCancel(ctx)
+	if _, err := l.conn.Exec(bg, `SELECT pg_advisory_unlock($1, hashtext($2))`, lockClass, l.schema); err != nil {
+		// Closing the session releases the lock for sure.
+		l.conn.Conn().Close(bg)
+	}
+	l.conn.Release()
 }
 
 func (e *Engine) lockHolder(ctx context.Context, conn *pgxpool.Conn) string {
@@ -259,12 +277,13 @@ func (e *Engine) Next(ctx context.Context, specs []Spec, deployID string, dryRun
 	}
 	report := &Report{DeployID: deployID, DryRun: dryRun}
 	st := e.state()
+	var lock *plannerLock
 	if !dryRun {
-		release, err := e.lock(ctx)
-		if err != nil {
+		var err error
+		if lock, err = e.lock(ctx); err != nil {
 			return nil, err
 		}
-		defer release()
+		defer lock.release(ctx)
 		if err := st.migrate(ctx, e.Pool); err != nil {
 			return nil, err
 		}
@@ -289,6 +308,11 @@ func (e *Engine) Next(ctx context.Context, specs []Spec, deployID string, dryRun
 	}
 	var failures []error
 	for _, group := range byTable(entries) {
+		if lock != nil {
+			if err := lock.check(ctx); err != nil {
+				return report, err
+			}
+		}
 		reports, err := e.advanceTable(ctx, group, deployID, advanced, version, dryRun)
 		report.Changes = append(report.Changes, reports...)
 		if err != nil {
@@ -296,9 +320,23 @@ func (e *Engine) Next(ctx context.Context, specs []Spec, deployID string, dryRun
 		}
 	}
 	if len(failures) > 0 {
-		return report, fmt.Errorf("%d change(s) failed: %w", len(failures), errors.Join(failures...))
+		return report, failed(failures)
 	}
 	return report, nil
+}
+
+// failed summarizes per-change failures. It is an ErrInput only when every
+// failure is one: a pipeline must see a real failure (exit 1) first.
+func failed(failures []error) error {
+	allInput := true
+	for _, err := range failures {
+		allInput = allInput && errors.Is(err, ErrInput)
+	}
+	joined := errors.Join(failures...)
+	if allInput || len(failures) == 1 {
+		return fmt.Errorf("%d change(s) failed: %w", len(failures), joined)
+	}
+	return fmt.Errorf("%d change(s) failed: %s", len(failures), joined)
 }
 
 func checkUniqueIDs(specs []Spec) error {
@@ -383,8 +421,9 @@ func (e *Engine) load(ctx context.Context, specs []Spec, version int, dryRun, le
 	}
 	// New specs, or pending ones edited: (re-)register with a snapshot of
 	// the table as it is now.
+	var registered []*entry
 	for _, s := range fresh {
-		en, err := e.register(ctx, s, version, entries, dryRun)
+		en, err := e.register(ctx, s, version, entries)
 		if err != nil && lenient {
 			// Status shows what it can of a spec that would be refused.
 			en, err = unregistered(s, err), nil
@@ -393,6 +432,21 @@ func (e *Engine) load(ctx context.Context, specs []Spec, version int, dryRun, le
 			return nil, err
 		}
 		entries = append(entries, en)
+		registered = append(registered, en)
+	}
+	// All or none: a refused spec leaves nothing registered.
+	if !dryRun && len(registered) > 0 {
+		err := pgx.BeginFunc(ctx, e.Pool, func(tx pgx.Tx) error {
+			for _, en := range registered {
+				if err := st.register(ctx, tx, en.state); err != nil {
+					return fmt.Errorf("register change %q: %w", en.state.ID, err)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
 	}
 	for _, c := range stored {
 		if inFiles[c.ID] {
@@ -407,11 +461,11 @@ func (e *Engine) load(ctx context.Context, specs []Spec, version int, dryRun, le
 	return entries, nil
 }
 
-// register records a new spec. A spec that does not fit the live schema is
+// register prepares the state row of a new spec. A spec that does not fit the live schema is
 // refused (ErrInput), unless an earlier change on the same table is still to
 // finish (it may add the column this one needs): then the spec is checked
 // when it starts.
-func (e *Engine) register(ctx context.Context, s Spec, version int, earlier []*entry, dryRun bool) (*entry, error) {
+func (e *Engine) register(ctx context.Context, s Spec, version int, earlier []*entry) (*entry, error) {
 	c, err := e.newChangeState(ctx, e.Pool, s, version)
 	if err != nil {
 		return nil, err
@@ -434,11 +488,6 @@ func (e *Engine) register(ctx context.Context, s Spec, version int, earlier []*e
 		}
 	}
 	c.Total = len(plan.Phases)
-	if !dryRun {
-		if err := e.state().register(ctx, e.Pool, c); err != nil {
-			return nil, fmt.Errorf("register change %q: %w", s.ID, err)
-		}
-	}
 	return &entry{state: c, spec: s, plan: plan, inFiles: true, registered: true}, nil
 }
 
@@ -815,9 +864,14 @@ func (e *Engine) apply(ctx context.Context, en *entry, idx int, deployID string)
 		if err != nil {
 			return fail(err)
 		}
+		if !complete && prog.Paused {
+			r.Action = Waiting
+			r.Reason = fmt.Sprintf("backfill paused by an operator: %s; resume it with `planner backfill resume %s`", describeProgress(*prog), c.ID)
+			return r, nil
+		}
 		if !complete {
 			r.Action = Waiting
-			r.Reason = "backfill running in the background (--async): " + describeProgress(*prog) + "; the phase completes at a later deploy once it is verified"
+			r.Reason = fmt.Sprintf("backfill started for the background (--async): %s; run it with `planner backfill run %s` (any number of processes), and a later planner next completes the phase once it is verified", describeProgress(*prog), c.ID)
 			return r, nil
 		}
 		if err := run.Run(ctx, nil, finish); err != nil {
@@ -850,12 +904,22 @@ func (e *Engine) backfill(ctx context.Context, en *entry, work phases.Backfill) 
 	}
 	opts := e.Backfill
 	if opts.Progress == nil && e.Log != nil {
-		opts.Progress = func(p backfill.Progress) { e.logf("%s: backfill %s\n", en.state.ID, describeProgress(p)) }
+		opts.Progress = func(p backfill.Progress) { e.logf("%s: %s\n", en.state.ID, describeProgress(p)) }
 		if opts.ProgressEvery == 0 {
 			opts.ProgressEvery = 2 * time.Second
 		}
 	}
+	// A job an operator paused must not hold the deploy (and the planner's
+	// lock) hostage: report it as waiting instead.
+	opts.StopWhenPaused = true
 	prog, err := backfill.Run(ctx, e.Pool, e.schema(), en.state.ID, opts)
+	if errors.Is(err, backfill.ErrPaused) {
+		if p, gerr := backfill.Get(ctx, e.Pool, e.schema(), en.state.ID); gerr == nil {
+			prog = p
+		}
+		prog.Paused = true
+		return &prog, false, nil
+	}
 	if err != nil {
 		return &prog, false, fmt.Errorf("backfill: %w", err)
 	}
@@ -911,11 +975,11 @@ type RollbackResult struct {
 // non-empty deployID makes it idempotent: the same deploy does not roll the
 // same change back twice.
 func (e *Engine) Rollback(ctx context.Context, changeID, deployID string) (*RollbackResult, error) {
-	release, err := e.lock(ctx)
+	lock, err := e.lock(ctx)
 	if err != nil {
 		return nil, err
 	}
-	defer release()
+	defer lock.release(ctx)
 	st := e.state()
 	if err := st.migrate(ctx, e.Pool); err != nil {
 		return nil, err

@@ -584,8 +584,8 @@ func TestDDLPhaseWaitsForBlockerUnderLockTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	reader := startReader(f.db.Pool, `SELECT email FROM users WHERE id = $1`, 2000)
-	time.AfterFunc(time.Second, func() { blocker.Rollback(ctx) })
 	start := time.Now()
+	time.AfterFunc(time.Second, func() { blocker.Rollback(ctx) })
 	r := f.next(t, specs, "d1")
 	readerMax, readerErrs := reader.stop()
 	if c := reportOf(t, r, "users-email-rename"); c.Action != Advanced {
@@ -956,9 +956,9 @@ func TestLockFailureLeavesChangeResumable(t *testing.T) {
 	}
 }
 
-// The planner needs no superuser: a role that owns the tables it changes,
-// with CREATE on the database (for its state schema, once) and on the
-// tables' schema (for trigger functions), runs every phase.
+// The planner needs no superuser: a role that owns the tables it changes
+// and its state schema (or has CREATE on the database to make it), with
+// CREATE on the tables' schema (for trigger functions), runs every phase.
 func TestRunsWithoutSuperuser(t *testing.T) {
 	f := newEngineFixture(t)
 	ctx := context.Background()
@@ -970,7 +970,9 @@ func TestRunsWithoutSuperuser(t *testing.T) {
 		f.db.Pool.Exec(context.Background(), `REASSIGN OWNED BY `+role+` TO CURRENT_USER; DROP OWNED BY `+role)
 		f.db.Pool.Exec(context.Background(), `DROP ROLE IF EXISTS `+role)
 	})
-	f.db.Exec(t, `GRANT CREATE ON DATABASE `+f.db.Name+` TO `+role)
+	// The state schema made beforehand and given to the role, so the role
+	// needs no CREATE on the database (the other way to run it).
+	f.db.Exec(t, `CREATE SCHEMA planner AUTHORIZATION `+role)
 	f.db.Exec(t, `GRANT CREATE ON SCHEMA public TO `+role)
 	f.db.Exec(t, `ALTER TABLE users OWNER TO `+role)
 	f.db.Exec(t, `ALTER TABLE orders OWNER TO `+role)
@@ -1020,4 +1022,142 @@ func TestRunsWithoutSuperuser(t *testing.T) {
 	if _, err := e.Status(ctx, specs); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func TestRefusedSpecRegistersNothing(t *testing.T) {
+	f := newEngineFixture(t)
+	specs := f.specs(t, renameSpec+`
+  - id: missing
+    kind: add_check
+    table: nope
+    name: c
+    check: "x > 0"
+`)
+	_, err := f.e.Next(context.Background(), specs, "d1", false)
+	if !errors.Is(err, ErrInput) || !strings.Contains(err.Error(), "nope") {
+		t.Fatalf("err = %v, want ErrInput naming the missing table", err)
+	}
+	if n := engCount(t, f.db, `SELECT count(*) FROM planner.changes`); n != 0 {
+		t.Fatalf("%d changes registered by a refused run", n)
+	}
+	if engHasColumn(t, f.db, "users", "email_address") {
+		t.Fatal("a refused run advanced a change")
+	}
+}
+
+// A change that needs what an earlier change on the same table adds (an
+// index on a column being added) is checked against the live schema when
+// it starts, not when it is registered.
+func TestQueuedChangeIsCheckedWhenItStarts(t *testing.T) {
+	f := newEngineFixture(t)
+	specs := f.specs(t, `
+changes:
+  - id: status-add
+    kind: add_column
+    table: users
+    column: status
+    type: text
+    backfill: "'active'"
+  - id: status-index
+    kind: add_index
+    table: users
+    name: users_status_idx
+    columns: [status]
+`)
+	var deploys int
+	for deploys = 1; deploys <= 10; deploys++ {
+		f.next(t, specs, fmt.Sprintf("d%d", deploys))
+		if f.change(t, "status-index").Status == StatusDone {
+			break
+		}
+	}
+	if f.change(t, "status-add").Status != StatusDone || f.change(t, "status-index").Status != StatusDone {
+		t.Fatal("changes not done after 10 deploys")
+	}
+	if engCount(t, f.db, `SELECT count(*) FROM pg_index WHERE indexrelid = to_regclass('users_status_idx') AND indisvalid`) != 1 {
+		t.Fatal("index missing")
+	}
+	if c := f.change(t, "status-index"); c.Catalog == nil || c.Catalog.Column("status") == nil {
+		t.Fatal("the index's catalog snapshot was not taken when it started")
+	}
+	t.Logf("done in %d deploys", deploys)
+}
+
+func TestInFlightChangeWithoutSpecIsNotAdvanced(t *testing.T) {
+	f := newEngineFixture(t)
+	f.next(t, f.specs(t, renameSpec), "d1")
+	other := f.specs(t, `
+changes:
+  - id: users-check
+    kind: add_check
+    table: users
+    name: users_email_at
+    check: "email LIKE '%@%'"
+`)
+	r := f.next(t, other, "d2")
+	if c := reportOf(t, r, "users-email-rename"); c.Action != Missing || !strings.Contains(c.Reason, "no longer in the spec files") {
+		t.Fatalf("%+v", c)
+	}
+	if c := reportOf(t, r, "users-check"); c.Action != NothingToDo || !strings.Contains(c.Reason, "queued behind change users-email-rename") {
+		t.Fatalf("%+v", c)
+	}
+	if f.change(t, "users-email-rename").Applied != 1 {
+		t.Fatal("a change without its spec advanced")
+	}
+	// Rollback works from the stored spec.
+	if _, err := f.e.Rollback(context.Background(), "users-email-rename", "r1"); err != nil {
+		t.Fatal(err)
+	}
+	r = f.next(t, other, "d3")
+	if c := reportOf(t, r, "users-check"); c.Action != Advanced {
+		t.Fatalf("after rolling the orphan back: %+v", c)
+	}
+}
+
+// An operator's pause makes an inline backfill report waiting instead of
+// holding the deploy; after resume the same deploy completes the phase.
+func TestPausedBackfillWaits(t *testing.T) {
+	f := newEngineFixture(t)
+	ctx := context.Background()
+	specs := f.specs(t, renameSpec)
+	f.next(t, specs, "d1")
+	f.e.Async = true
+	f.next(t, specs, "d2") // starts the job
+	if err := backfill.Pause(ctx, f.db.Pool, "planner", "users-email-rename"); err != nil {
+		t.Fatal(err)
+	}
+	f.e.Async = false
+	r := f.next(t, specs, "d2")
+	if c := reportOf(t, r, "users-email-rename"); c.Action != Waiting || !strings.Contains(c.Reason, "paused") {
+		t.Fatalf("paused backfill: %+v", c)
+	}
+	if err := backfill.Resume(ctx, f.db.Pool, "planner", "users-email-rename"); err != nil {
+		t.Fatal(err)
+	}
+	r = f.next(t, specs, "d2")
+	if c := reportOf(t, r, "users-email-rename"); c.Action != Advanced || c.Phase != "backfill" {
+		t.Fatalf("after resume: %+v", c)
+	}
+}
+
+// The planner stops before the next phase when its lock's session is gone.
+func TestLostLockStopsBeforeNextPhase(t *testing.T) {
+	f := newEngineFixture(t)
+	ctx := context.Background()
+	l, err := f.e.lock(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.check(ctx); err != nil {
+		t.Fatalf("fresh lock: %v", err)
+	}
+	var pid int
+	l.conn.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid)
+	f.db.Exec(t, `SELECT pg_terminate_backend($1)`, pid)
+	if err := l.check(ctx); err == nil || !strings.Contains(err.Error(), "lost the planner lock") {
+		t.Fatalf("check after the session died: %v", err)
+	}
+	l.release(ctx)
+	// And the lock is free again for the next planner.
+	f.next(t, f.specs(t, renameSpec), "d1")
 }

@@ -31,7 +31,11 @@ import (
 //   - a statement whose Done probe says it already took effect is skipped,
 //     so a phase killed between transactions resumes where it stopped;
 //   - a lock timeout (or deadlock) aborts the transaction, which is retried
-//     whole after an escalating, jittered pause, a bounded number of times.
+//     whole after an escalating, jittered pause, a bounded number of times
+//     per phase; a statement that cannot run in a transaction (a concurrent
+//     index build, which may leave an INVALID index when it times out)
+//     restarts the phase from its first statement instead, so the phase's
+//     probed cleanup runs again.
 type Runner struct {
 	Pool *pgxpool.Pool
 	// LockTimeout bounds each wait for a lock that blocks reads or writes.
@@ -40,7 +44,7 @@ type Runner struct {
 	// statements (VALIDATE, CREATE INDEX CONCURRENTLY); 0 means no limit.
 	StatementTimeout     time.Duration
 	LongStatementTimeout time.Duration
-	// Tries is the number of attempts per transaction on lock timeouts.
+	// Tries is the number of attempts per phase on lock timeouts.
 	Tries int
 	// Backoff is the first pause between tries; it doubles each try, up to
 	// MaxBackoff, with jitter.
@@ -134,27 +138,44 @@ func (e *StatementError) Unwrap() error { return e.Err }
 // finish may be retried with its transaction on lock timeouts.
 func (r *Runner) Run(ctx context.Context, stmts []phases.Statement, finish func(ctx context.Context, tx pgx.Tx) error) error {
 	units := GroupStatements(stmts)
-	for i, u := range units {
-		var fin func(context.Context, pgx.Tx) error
-		if i == len(units)-1 && u.Tx {
-			fin = finish
-		}
-		if err := r.retry(ctx, u, func() error {
+	finishAlone := finish != nil && (len(units) == 0 || !units[len(units)-1].Tx)
+	from := 0 // the unit a try starts with; units before it are committed
+	return r.retry(ctx, func() error {
+		for i := from; i < len(units); i++ {
+			u := units[i]
+			var err error
 			if u.Tx {
-				return r.runTx(ctx, u, fin)
+				var fin func(context.Context, pgx.Tx) error
+				if i == len(units)-1 {
+					fin = finish
+				}
+				err = r.runTx(ctx, u, fin)
+			} else {
+				err = r.runAlone(ctx, u)
 			}
-			return r.runAlone(ctx, u)
-		}); err != nil {
-			return err
+			if err != nil {
+				from = i
+				var le *lockAttemptError
+				if !u.Tx && errors.As(err, &le) {
+					// A concurrent build that timed out may leave an
+					// INVALID index behind, which the phase's earlier
+					// statements (probed, idempotent) clean up: start over.
+					from = 0
+				}
+				return err
+			}
 		}
-	}
-	if finish != nil && (len(units) == 0 || !units[len(units)-1].Tx) {
-		return r.retry(ctx, Unit{}, func() error { return r.runTx(ctx, Unit{Tx: true}, finish) })
-	}
-	return nil
+		from = len(units)
+		if finishAlone {
+			return r.runTx(ctx, Unit{Tx: true}, finish)
+		}
+		return nil
+	})
 }
 
-func (r *Runner) retry(ctx context.Context, u Unit, attempt func() error) error {
+// retry runs attempt until it succeeds, fails for another reason than a
+// lock, or has been tried Tries times.
+func (r *Runner) retry(ctx context.Context, attempt func() error) error {
 	tries := max(r.Tries, 1)
 	backoff := r.Backoff
 	if backoff <= 0 {

@@ -85,6 +85,15 @@ func TestRunnerCommitsStatementsWithFinishAtomically(t *testing.T) {
 	if engHasColumn(t, db, "t", "a") || engCount(t, db, `SELECT count(*) FROM marks`) != 0 {
 		t.Fatal("a failed transaction left changes behind")
 	}
+	// The state update fails: the DDL must roll back with it.
+	err = r.Run(ctx, []phases.Statement{{SQL: `ALTER TABLE t ADD COLUMN a int`, Lock: phases.AccessExclusive}},
+		func(ctx context.Context, tx pgx.Tx) error {
+			_, err := tx.Exec(ctx, `INSERT INTO no_such_table VALUES (1)`)
+			return err
+		})
+	if err == nil || engHasColumn(t, db, "t", "a") {
+		t.Fatalf("err = %v; the DDL must not commit without its state update", err)
+	}
 	// Success: DDL and finish commit together.
 	if err := r.Run(ctx, []phases.Statement{
 		{SQL: `ALTER TABLE t ADD COLUMN a int`, Lock: phases.AccessExclusive},
@@ -316,4 +325,49 @@ func engCount(t *testing.T, db *pgtest.DB, sql string, args ...any) int {
 		t.Fatalf("%s: %v", sql, err)
 	}
 	return n
+}
+
+// A concurrent index build that times out waiting for a writer leaves an
+// INVALID index; the retry starts the phase over, so its first (probed)
+// statement drops the leftover before the build runs again.
+func TestRunnerRestartsPhaseAfterConcurrentBuildTimesOut(t *testing.T) {
+	db := pgtest.NewDB(t)
+	ctx := context.Background()
+	db.Exec(t, `CREATE TABLE big (id int PRIMARY KEY, v int)`)
+	db.Exec(t, `INSERT INTO big SELECT g, g FROM generate_series(1, 1000) g`)
+	writer, err := db.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := writer.Exec(ctx, `UPDATE big SET v = v + 1 WHERE id = 1`); err != nil {
+		t.Fatal(err)
+	}
+	time.AfterFunc(700*time.Millisecond, func() { writer.Rollback(ctx) })
+	r := testRunner(db)
+	r.LockTimeout, r.Tries, r.Backoff, r.MaxBackoff = 100*time.Millisecond, 30, 20*time.Millisecond, 100*time.Millisecond
+	var invalidSeen atomic.Bool
+	r.Sleep = func(ctx context.Context, d time.Duration) error {
+		var n int
+		db.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_index WHERE indexrelid = to_regclass('big_v') AND NOT indisvalid`).Scan(&n)
+		if n > 0 {
+			invalidSeen.Store(true)
+		}
+		return sleepCtx(ctx, d)
+	}
+	// Declared ACCESS EXCLUSIVE so that the short lock timeout applies.
+	stmts := []phases.Statement{
+		{SQL: `DROP INDEX CONCURRENTLY IF EXISTS big_v`, NoTransaction: true, Lock: phases.AccessExclusive,
+			Done: `SELECT NOT EXISTS (SELECT FROM pg_index WHERE indexrelid = to_regclass('big_v') AND NOT indisvalid)`},
+		{SQL: `CREATE INDEX CONCURRENTLY big_v ON big (v)`, NoTransaction: true, Lock: phases.AccessExclusive,
+			Done: `SELECT EXISTS (SELECT FROM pg_index WHERE indexrelid = to_regclass('big_v') AND indisvalid)`},
+	}
+	if err := r.Run(ctx, stmts, nil); err != nil {
+		t.Fatalf("phase did not complete after the writer ended: %v", err)
+	}
+	if !invalidSeen.Load() {
+		t.Fatal("no INVALID index was left by a timed-out build: the test did not exercise the restart")
+	}
+	if engCount(t, db, `SELECT count(*) FROM pg_index WHERE indexrelid = to_regclass('big_v') AND indisvalid`) != 1 {
+		t.Fatal("index not valid at the end")
+	}
 }

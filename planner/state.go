@@ -94,8 +94,8 @@ func (s state) exists(ctx context.Context, q dbtx) (bool, error) {
 	return ok, err
 }
 
-// checkVersion refuses state written by a newer binary. It returns 0 when
-// the schema does not exist yet.
+// version reads the state version, refusing state written by a newer
+// binary. It returns 0 when the schema does not exist yet.
 func (s state) version(ctx context.Context, q dbtx) (int, error) {
 	ok, err := s.exists(ctx, q)
 	if err != nil || !ok {
@@ -134,9 +134,19 @@ func (s state) migrate(ctx context.Context, q interface {
 		return err
 	}
 	if v < StateVersion {
-		for _, stmt := range s.ddl() {
+		var schemaExists bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = $1)`, s.schema).Scan(&schemaExists); err != nil {
+			return err
+		}
+		ddl := s.ddl()
+		if schemaExists {
+			// A schema created beforehand (e.g. by a DBA, owned by the
+			// planner's role) needs no CREATE privilege on the database.
+			ddl = ddl[1:]
+		}
+		for _, stmt := range ddl {
 			if _, err := tx.Exec(ctx, stmt); err != nil {
-				return fmt.Errorf("create state schema %q: %w (the planner's role needs CREATE on the database, or an existing schema it owns)", s.schema, err)
+				return fmt.Errorf("create state schema %q: %w (the planner's role needs CREATE on the database, or a schema of that name it owns)", s.schema, err)
 			}
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO `+s.table("meta")+` (version) VALUES ($1)

@@ -24,6 +24,26 @@ type Validation struct {
 	Phases []string `json:"phases,omitempty"`
 }
 
+// MarshalJSON writes problems with lower-case keys, like the rest of the
+// JSON output.
+func (v Validation) MarshalJSON() ([]byte, error) {
+	type problem struct {
+		Field   string `json:"field,omitempty"`
+		Message string `json:"message"`
+		Hint    string `json:"hint,omitempty"`
+	}
+	type validation Validation
+	out := struct {
+		validation
+		Problems []problem `json:"problems,omitempty"`
+		OK       bool      `json:"ok"`
+	}{validation: validation(v), OK: v.OK()}
+	for _, p := range v.Problems {
+		out.Problems = append(out.Problems, problem(p))
+	}
+	return json.Marshal(out)
+}
+
 // OK reports whether no problem was found.
 func (v Validation) OK() bool { return len(v.Problems) == 0 }
 

@@ -251,9 +251,16 @@ func printReport(w io.Writer, r *planner.Report) {
 		for i, s := range c.Statements {
 			lock := ""
 			if s.Lock != "" {
-				lock = fmt.Sprintf("  -- %s (blocks %s)", s.Lock, s.Lock.Blocks())
+				lock = fmt.Sprintf("  -- %s lock (blocks %s)", s.Lock, s.Lock.Blocks())
+				if s.Held != "" {
+					lock += ", held " + s.Held
+				}
 			}
-			fmt.Fprintf(w, "  %d. %s;%s\n", i+1, strings.TrimSpace(s.SQL), lock)
+			if s.NoTransaction {
+				lock += " [outside a transaction]"
+			}
+			sql := strings.ReplaceAll(strings.TrimSpace(s.SQL), "\n", "\n     ")
+			fmt.Fprintf(w, "  %d. %s;%s\n", i+1, sql, lock)
 		}
 		if b := c.BackfillWork; b != nil {
 			fmt.Fprintf(w, "  backfill %s.%s: SET %s = %s, in batches\n", b.Schema, b.Table, b.Column, b.Expr)

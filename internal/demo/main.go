@@ -42,14 +42,19 @@ const (
 	specPath    = "plans/01_rename_users_email.yaml"
 	changeID    = "users-email-rename"
 	stateSchema = "planner"
-	userRows    = 100_000
-	// dwell is how long the fleet runs on each deploy's flags.
-	dwell = 1500 * time.Millisecond
 )
+
+// options size the demo; main uses the full size, the test a small one.
+type options struct {
+	rows int
+	// dwell is how long the fleet runs on each deploy's flags.
+	dwell time.Duration
+	out   io.Writer
+}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx)
+	err := run(ctx, options{rows: 100_000, dwell: 1500 * time.Millisecond, out: os.Stdout})
 	interrupted := ctx.Err() != nil // before stop, which cancels ctx too
 	stop()
 	switch {
@@ -65,7 +70,8 @@ func main() {
 // errVerdict marks a run that completed but found failed requests or lost writes.
 var errVerdict = errors.New("the application saw failures or lost writes")
 
-func run(ctx context.Context) error {
+func run(ctx context.Context, o options) error {
+	w := o.out
 	began := time.Now()
 	root, err := moduleRoot()
 	if err != nil {
@@ -77,7 +83,7 @@ func run(ctx context.Context) error {
 	}
 	defer os.RemoveAll(tmp)
 
-	step("Building the planner CLI (go build ./cmd/planner)")
+	step(w, "Building the planner CLI (go build ./cmd/planner)")
 	bin := filepath.Join(tmp, "planner")
 	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/planner")
 	build.Dir = root
@@ -85,22 +91,22 @@ func run(ctx context.Context) error {
 		return fmt.Errorf("go build: %v\n%s", err, out)
 	}
 
-	step("Starting a throwaway PostgreSQL")
+	step(w, "Starting a throwaway PostgreSQL")
 	cluster, err := pgtest.Start(pgtest.Options{})
 	if err != nil {
 		return err
 	}
 	defer cluster.Stop()
 	url := cluster.URL("postgres")
-	fmt.Printf("   PostgreSQL %d, data in %s (removed at exit)\n", cluster.Version, cluster.Dir)
+	fmt.Fprintf(w, "   PostgreSQL %d, data in %s (removed at exit)\n", cluster.Version, cluster.Dir)
 
 	pool, err := newPool(ctx, url, "demo", 4)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	step(fmt.Sprintf("Creating users with %d rows", userRows))
-	if err := createUsers(ctx, pool); err != nil {
+	step(w, fmt.Sprintf("Creating users with %d rows", o.rows))
+	if err := createUsers(ctx, pool, o.rows); err != nil {
 		return err
 	}
 
@@ -113,7 +119,7 @@ func run(ctx context.Context) error {
 		return err
 	}
 
-	step("Starting the application fleet: old instances use email only, new ones ask the flags")
+	step(w, "Starting the application fleet: old instances use email only, new ones ask the flags")
 	client, closeFlags, err := flagsClient(url)
 	if err != nil {
 		return err
@@ -134,8 +140,8 @@ func run(ctx context.Context) error {
 		return err
 	}
 	defer fleet.Stop()
-	fmt.Printf("   4 workers, 200 requests/s (inserts, updates, deletes, reads), half served by old instances\n")
-	sleep(ctx, dwell)
+	fmt.Fprintf(w, "   4 workers, 200 requests/s (inserts, updates, deletes, reads), half served by old instances\n")
+	sleep(ctx, o.dwell)
 
 	eng := &planner.Engine{Pool: pool, Schema: stateSchema}
 	for deploy := 1; ; deploy++ {
@@ -152,20 +158,20 @@ func run(ctx context.Context) error {
 		if st.Status == planner.StatusDone {
 			break
 		}
-		step(fmt.Sprintf("Deploy %d: planner next", deploy))
+		step(w, fmt.Sprintf("Deploy %d: planner next", deploy))
 		if st.Applied < len(plan.Phases) {
-			describe(st.Applied, plan)
+			describe(w, st.Applied, plan)
 		}
 		id := fmt.Sprintf("demo-%d", deploy)
-		fmt.Printf("   $ planner next --dir %s --deploy-id %s\n", specPath, id)
-		code, err := next(ctx, bin, root, url, id)
+		fmt.Fprintf(w, "   $ planner next --dir %s --deploy-id %s\n", specPath, id)
+		code, err := next(ctx, w, bin, root, url, id)
 		if err != nil {
 			return err
 		}
 		if code != 0 && code != 3 {
 			return fmt.Errorf("planner next exited %d", code)
 		}
-		if err := showBackfill(ctx, pool); err != nil {
+		if err := showBackfill(ctx, w, pool); err != nil {
 			return err
 		}
 		// The application rollout that follows the migration step.
@@ -174,46 +180,46 @@ func run(ctx context.Context) error {
 			return err
 		}
 		cols := flags.Columns(ctx, client, changeID, "email", "email_address")
-		fmt.Printf("   flags the application sees: read=%s write=%s (reads %s, writes %s)\n",
+		fmt.Fprintf(w, "   flags the application sees: read=%s write=%s (reads %s, writes %s)\n",
 			choice.Read, choice.Write, cols.Read, strings.Join(cols.Write, " and "))
 		if fleet.Retired() {
-			fmt.Printf("   rollout: write=new is live, every instance now runs the new code (no one touches email any more)\n")
+			fmt.Fprintf(w, "   rollout: write=new is live, every instance now runs the new code (no one touches email any more)\n")
 		} else {
-			fmt.Printf("   rollout: old and new instances both serving\n")
+			fmt.Fprintf(w, "   rollout: old and new instances both serving\n")
 		}
-		sleep(ctx, dwell)
+		sleep(ctx, o.dwell)
 		s := fleet.Stats()
-		fmt.Printf("   application so far: %d requests (%d old, %d new), %d failed, %d wrong reads, longest stall %s\n",
+		fmt.Fprintf(w, "   application so far: %d requests (%d old, %d new), %d failed, %d wrong reads, longest stall %s\n",
 			s.Ops, s.OldOps, s.NewOps, s.Failed, s.ReadMismatches, s.LongestStall.Round(time.Millisecond))
 	}
 
-	step("Status")
+	step(w, "Status")
 	out, _ := exec.CommandContext(ctx, bin, "status", "--dir", specPath, "--database-url", url).CombinedOutput()
-	fmt.Print(indent(string(out)))
+	fmt.Fprint(w, indent(string(out)))
 
-	step("Verdict")
+	step(w, "Verdict")
 	report := fleet.Stop()
 	v, err := fleet.Verify(ctx)
 	if err != nil {
 		return err
 	}
-	fmt.Print(indent(report.String() + "\n"))
-	fmt.Printf("   rows checked: %d (column %s)\n", v.RowsChecked, strings.Join(v.Columns, ", "))
-	fmt.Printf("   writes lost: %d\n", v.Lost()+v.Unexpected)
-	fmt.Printf("   failed operations: %d\n", report.Failed)
-	fmt.Printf("   wrong reads: %d\n", report.ReadMismatches)
-	fmt.Printf("   longest stall: %s\n", report.LongestStall.Round(time.Millisecond))
-	fmt.Printf("   demo took %s\n", time.Since(began).Round(time.Second))
+	fmt.Fprint(w, indent(report.String()+"\n"))
+	fmt.Fprintf(w, "   rows checked: %d (column %s)\n", v.RowsChecked, strings.Join(v.Columns, ", "))
+	fmt.Fprintf(w, "   writes lost: %d\n", v.Lost()+v.Unexpected)
+	fmt.Fprintf(w, "   failed operations: %d\n", report.Failed)
+	fmt.Fprintf(w, "   wrong reads: %d\n", report.ReadMismatches)
+	fmt.Fprintf(w, "   longest stall: %s\n", report.LongestStall.Round(time.Millisecond))
+	fmt.Fprintf(w, "   demo took %s\n", time.Since(began).Round(time.Second))
 	if !v.OK() || report.Failed != 0 || report.ReadMismatches != 0 || report.Unknown != 0 {
-		fmt.Print(indent(v.String() + "\n"))
-		fmt.Println("\n   FAIL")
+		fmt.Fprint(w, indent(v.String()+"\n"))
+		fmt.Fprintln(w, "\n   FAIL")
 		return errVerdict
 	}
-	fmt.Println("\n   PASS: zero downtime, zero lost writes")
+	fmt.Fprintln(w, "\n   PASS: zero downtime, zero lost writes")
 	return nil
 }
 
-func step(s string) { fmt.Printf("\n== %s\n", s) }
+func step(w io.Writer, s string) { fmt.Fprintf(w, "\n== %s\n", s) }
 
 func indent(s string) string {
 	s = strings.TrimRight(s, "\n")
@@ -253,10 +259,10 @@ func newPool(ctx context.Context, url, name string, conns int32) (*pgxpool.Pool,
 	return pgxpool.NewWithConfig(ctx, cfg)
 }
 
-func createUsers(ctx context.Context, pool *pgxpool.Pool) error {
+func createUsers(ctx context.Context, pool *pgxpool.Pool, rows int) error {
 	for _, sql := range []string{
 		`CREATE TABLE users (id bigserial PRIMARY KEY, email text NOT NULL, name text, created_at timestamptz DEFAULT now())`,
-		fmt.Sprintf(`INSERT INTO users (email, name) SELECT 'user' || g || '@example.com', 'User ' || g FROM generate_series(1, %d) g`, userRows),
+		fmt.Sprintf(`INSERT INTO users (email, name) SELECT 'user' || g || '@example.com', 'User ' || g FROM generate_series(1, %d) g`, rows),
 		`ANALYZE users`,
 	} {
 		if _, err := pool.Exec(ctx, sql); err != nil {
@@ -283,11 +289,11 @@ func compile(ctx context.Context, pool *pgxpool.Pool, specs []planner.Spec) (pla
 }
 
 // describe prints the phase about to run: its statements and their locks.
-func describe(i int, plan planner.Plan) {
+func describe(w io.Writer, i int, plan planner.Plan) {
 	p := plan.Phases[i]
-	fmt.Printf("   phase %d/%d %s: %s\n", i+1, len(plan.Phases), p.Name, p.Purpose)
+	fmt.Fprintf(w, "   phase %d/%d %s: %s\n", i+1, len(plan.Phases), p.Name, p.Purpose)
 	if p.Gate != phases.NoGate {
-		fmt.Printf("   gate: %s\n", p.Gate.Describe())
+		fmt.Fprintf(w, "   gate: %s\n", p.Gate.Describe())
 	}
 	for _, s := range p.Statements {
 		lock := "no table lock"
@@ -298,13 +304,13 @@ func describe(i int, plan planner.Plan) {
 			}
 			lock += ")"
 		}
-		fmt.Printf("     %-60s  %s\n", firstLine(s.SQL, 60), lock)
+		fmt.Fprintf(w, "     %-60s  %s\n", firstLine(s.SQL, 60), lock)
 	}
 	if p.Backfill != nil {
-		fmt.Printf("     backfill: %s = %s in keyset batches (row locks only)\n", p.Backfill.Column, p.Backfill.Expr)
+		fmt.Fprintf(w, "     backfill: %s = %s in keyset batches (row locks only)\n", p.Backfill.Column, p.Backfill.Expr)
 	}
 	if len(p.Statements) == 0 && p.Backfill == nil {
-		fmt.Printf("     no SQL: only the flags change\n")
+		fmt.Fprintf(w, "     no SQL: only the flags change\n")
 	}
 }
 
@@ -317,9 +323,9 @@ func firstLine(sql string, n int) string {
 }
 
 // next runs the real CLI for one deploy and shows its output.
-func next(ctx context.Context, bin, root, url, deployID string) (int, error) {
+func next(ctx context.Context, w io.Writer, bin, root, url, deployID string) (int, error) {
 	// Streamed as it comes, so the backfill's progress lines show live.
-	out := &indenter{w: os.Stdout, prefix: "   | "}
+	out := &indenter{w: w, prefix: "   | "}
 	cmd := exec.CommandContext(ctx, bin, "next", "--dir", specPath, "--deploy-id", deployID, "--database-url", url)
 	cmd.Dir = root
 	cmd.Stdout, cmd.Stderr = out, out
@@ -348,7 +354,7 @@ func status(ctx context.Context, eng *planner.Engine, specs []planner.Spec) (pla
 	return planner.ChangeStatus{}, fmt.Errorf("change %s missing from status", changeID)
 }
 
-func showBackfill(ctx context.Context, pool *pgxpool.Pool) error {
+func showBackfill(ctx context.Context, w io.Writer, pool *pgxpool.Pool) error {
 	p, err := backfill.Get(ctx, pool, stateSchema, changeID)
 	if errors.Is(err, backfill.ErrNoJob) {
 		return nil
@@ -356,7 +362,7 @@ func showBackfill(ctx context.Context, pool *pgxpool.Pool) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("   backfill: %d of %d rows (%d updated), verified: %v (%d rows checked, %d fixed)\n",
+	fmt.Fprintf(w, "   backfill: %d of %d rows (%d updated), verified: %v (%d rows checked, %d fixed)\n",
 		p.Rows, p.Total, p.Updated, p.Verified, p.VerifiedRows, p.Fixed)
 	return nil
 }

@@ -65,8 +65,9 @@ func Published(ctx context.Context, q flags.Querier, schema, changeID string) (C
 // Deploy is the application rollout that follows a `planner next`: it
 // waits until the new instances see the flags the planner published for
 // changeID (through their provider), and once those say write=new it
-// retires the old instances, as a rolling deploy would before the old
-// column can be dropped. It returns the published choice.
+// retires the old instances (unless Config.KeepOld), as a rolling deploy
+// would before the old column can be dropped. It returns the published
+// choice.
 func (w *Workload) Deploy(ctx context.Context, q flags.Querier, schema, changeID string, timeout time.Duration) (Choice, error) {
 	want, err := Published(ctx, q, schema, changeID)
 	if err != nil {
@@ -88,7 +89,7 @@ func (w *Workload) Deploy(ctx context.Context, q flags.Querier, schema, changeID
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	if want.Write == New {
+	if want.Write == New && !w.cfg.KeepOld {
 		w.RetireOld()
 	}
 	return want, nil

@@ -67,6 +67,10 @@ type Config struct {
 	// OldShare is the fraction of requests old instances serve until
 	// RetireOld; 0 sends every request to a new instance.
 	OldShare float64
+	// KeepOld stops Deploy from retiring the old instances when write=new
+	// is published: for changes that never take away what old instances
+	// use (add_column), so they keep running through every phase.
+	KeepOld bool
 	// Workers run requests concurrently (default 4). The pool needs at least
 	// this many connections.
 	Workers int

@@ -10,7 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/open-feature/go-sdk/openfeature"
+
+	"github.com/pgplanner/planner/flags"
 	"github.com/pgplanner/planner/internal/pgtest"
+	"github.com/pgplanner/planner/phases"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
@@ -302,4 +306,70 @@ func TestVerifyRefusesWhileRunning(t *testing.T) {
 	if _, err := w.Verify(context.Background()); err == nil {
 		t.Error("Verify succeeded while the fleet runs")
 	}
+}
+
+// TestDeployFollowsPublishedFlags publishes flags the way the engine does
+// and checks that new instances, through the real OpenFeature provider, see
+// each state, and that write=new retires the old instances.
+func TestDeployFollowsPublishedFlags(t *testing.T) {
+	db := newTable(t, "email_address text")
+	syncTrigger(t, db, "email_address", "NEW.email", "NEW.email_address")
+	ctx := context.Background()
+	const change, schema = "items-email", "planner"
+	domain := "workload/" + t.Name()
+	p := flags.NewProvider(db.URL, flags.WithSchema(schema))
+	t.Cleanup(func() {
+		_ = openfeature.SetNamedProviderAndWait(domain, openfeature.NoopProvider{})
+		p.Shutdown()
+	})
+	if err := openfeature.SetNamedProviderAndWait(domain, p); err != nil {
+		t.Fatal(err)
+	}
+	chooser := FlagsChooser{Client: openfeature.NewClient(domain), ChangeID: change, Old: "email", New: "email_address"}
+	w := start(t, Config{Pool: db.Pool, Table: "items", Old: "email", New: "email_address", Chooser: chooser, OldShare: 0.5, Seed: 9})
+
+	publish := func(phase, read, write string) {
+		t.Helper()
+		tx, err := db.Pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback(ctx)
+		if err := flags.Migrate(ctx, tx, schema); err != nil {
+			t.Fatal(err)
+		}
+		if err := flags.Publish(ctx, tx, schema, change, phase, phases.Flags{flags.ReadKey(change): read, flags.WriteKey(change): write}, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	steps := []struct {
+		phase       string
+		read, write string
+		retired     bool
+	}{
+		{"", Old, Old, false}, // nothing published yet: the old column
+		{"expand", Old, Old, false},
+		{"dual_write", New, Both, false},
+		{"enforce", New, New, true},
+	}
+	for _, s := range steps {
+		if s.phase != "" {
+			publish(s.phase, s.read, s.write)
+		}
+		got, err := w.Deploy(ctx, db.Pool, schema, change, 10*time.Second)
+		if err != nil {
+			t.Fatalf("%s: %v", s.phase, err)
+		}
+		if want := (Choice{Read: s.read, Write: s.write}); got != want {
+			t.Errorf("%s: published %+v, want %+v", s.phase, got, want)
+		}
+		if w.Retired() != s.retired {
+			t.Errorf("%s: old instances retired = %v, want %v", s.phase, w.Retired(), s.retired)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	requireClean(t, w.Stop(), verify(t, w))
 }
