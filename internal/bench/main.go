@@ -28,13 +28,13 @@ import (
 const state = "planner"
 
 type config struct {
-	rows, scale     int
-	repeat          int
-	workers         int
-	clients, rate   int
-	workload        time.Duration
-	batchTime       time.Duration
-	sleep           time.Duration
+	rows, scale      int
+	repeat           int
+	workers          int
+	clients, rate    int
+	workload         time.Duration
+	batchTime        time.Duration
+	sleep            time.Duration
 	explain, verbose bool
 	sync             bool
 }

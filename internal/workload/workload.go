@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -532,7 +533,7 @@ func (w *Workload) do(ctx context.Context, wk *worker, op Op, c Choice) error {
 		}
 		var id int64
 		err := pool.QueryRow(ctx, fmt.Sprintf("INSERT INTO %s (%s) VALUES (%s) RETURNING %s",
-			w.table, join(cols), join(params), w.key), args...).Scan(&id)
+			w.table, strings.Join(cols, ", "), strings.Join(params, ", "), w.key), args...).Scan(&id)
 		if err != nil {
 			if !serverError(err) {
 				w.unknown.Add(1) // a row may exist that the fleet cannot account for
@@ -541,7 +542,7 @@ func (w *Workload) do(ctx context.Context, wk *worker, op Op, c Choice) error {
 		}
 		r := &row{}
 		apply(r)
-		w.trace(r, begin, op, c, fmt.Sprintf("id %d: %s = %q", id, join(cols), v), nil)
+		w.trace(r, begin, op, c, fmt.Sprintf("id %d: %s = %q", id, strings.Join(cols, ", "), v), nil)
 		wk.add(id, r)
 		return nil
 	}
@@ -552,8 +553,8 @@ func (w *Workload) do(ctx context.Context, wk *worker, op Op, c Choice) error {
 		set[i] = fmt.Sprintf("%s = $%d", c, i+1)
 	}
 	tag, err := pool.Exec(ctx, fmt.Sprintf("UPDATE %s SET %s WHERE %s = $%d",
-		w.table, join(set), w.key, len(cols)+1), append(args, id)...)
-	w.trace(r, begin, op, c, fmt.Sprintf("%s = %q", join(cols), v), err)
+		w.table, strings.Join(set, ", "), w.key, len(cols)+1), append(args, id)...)
+	w.trace(r, begin, op, c, fmt.Sprintf("%s = %q", strings.Join(cols, ", "), v), err)
 	if err != nil {
 		w.markIfAmbiguous(r, err)
 		return err
@@ -618,20 +619,5 @@ func show(s *string) string {
 	return fmt.Sprintf("%q", *s)
 }
 
-func join(s []string) string {
-	out := ""
-	for i, x := range s {
-		if i > 0 {
-			out += ", "
-		}
-		out += x
-	}
-	return out
-}
-
 // Retired says whether RetireOld has run.
 func (w *Workload) Retired() bool { return w.retired.Load() }
-
-// Sees is what a new instance would choose now: the flags as the
-// application sees them.
-func (w *Workload) Sees(ctx context.Context) (Choice, error) { return w.cfg.Chooser.Choose(ctx) }
