@@ -575,6 +575,50 @@ INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 5000) g`)
 	assertAllRight(t, db, "t", "new = old")
 }
 
+// TestReplicaLagThrottles stands a table in for pg_stat_replication: while
+// the lag exceeds the limit, no batch runs and progress says why.
+func TestReplicaLagThrottles(t *testing.T) {
+	db := newDB(t)
+	ctx := context.Background()
+	db.Exec(t, `CREATE TABLE t (id int PRIMARY KEY, old text, new text);
+INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 1000) g;
+CREATE TABLE replica_lag (seconds float8); INSERT INTO replica_lag VALUES (30)`)
+	defer func(was string) { replicaLagQuery = was }(replicaLagQuery)
+	replicaLagQuery = `SELECT seconds FROM replica_lag`
+	if err := Start(ctx, db.Pool, state, "c1", phases.Backfill{Table: "t", Column: "new", Expr: "old"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	throttled := make(chan struct{})
+	var once sync.Once
+	done := make(chan error, 1)
+	go func() {
+		_, err := Run(ctx, db.Pool, state, "c1", Options{MaxReplicaLag: 5 * time.Second, Poll: 10 * time.Millisecond,
+			ProgressEvery: 10 * time.Millisecond,
+			Progress: func(p Progress) {
+				if p.Throttled && p.Rows == 0 {
+					once.Do(func() { close(throttled) })
+				}
+			}})
+		done <- err
+	}()
+	select {
+	case <-throttled:
+	case err := <-done:
+		t.Fatalf("Run ended while replicas lag: %v", err)
+	case <-time.After(time.Minute):
+		t.Fatal("never reported waiting for replicas")
+	}
+	time.Sleep(300 * time.Millisecond)
+	if p, _ := Get(ctx, db.Pool, state, "c1"); p.Rows != 0 {
+		t.Fatalf("backfilled %d rows while replicas lag", p.Rows)
+	}
+	db.Exec(t, `UPDATE replica_lag SET seconds = 1`)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	assertAllRight(t, db, "t", "new = old")
+}
+
 // TestBatchSizeAdapts starts tiny batches with a generous target: sizes
 // grow, by at most 1.5× a step.
 func TestBatchSizeAdapts(t *testing.T) {
@@ -690,6 +734,61 @@ INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 2000) g`)
 		t.Fatalf("progress %+v; failed batches %+v", p, failed)
 	}
 	assertAllRight(t, db, "t", "new = old")
+}
+
+// TestLostConnectionsAreRetried terminates the backends of batches in
+// flight (as a failover or an administrator would): the batches roll back,
+// are retried, and every row is changed exactly once.
+func TestLostConnectionsAreRetried(t *testing.T) {
+	db := newDB(t)
+	ctx := context.Background()
+	db.Exec(t, `CREATE TABLE t (id int PRIMARY KEY, old text, new text);
+INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 10000) g`)
+	countUpdates(t, db, "t", "new")
+	// Slow batches (50ms each), so that there is one in flight to terminate.
+	db.Exec(t, `CREATE FUNCTION slow(id int, v text) RETURNS text LANGUAGE sql VOLATILE AS $$
+SELECT CASE WHEN id % 500 = 0 THEN v || left(pg_sleep(0.05)::text, 0) ELSE v END $$`)
+	if err := StartWith(ctx, db.Pool, state, "c1", phases.Backfill{Table: "t", Column: "new", Expr: "slow(id, old)"}, nil,
+		StartOptions{BatchSize: 500}); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var killed atomic.Int32
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for killed.Load() < 2 {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			var n int32
+			err := db.Pool.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid))::int FROM pg_stat_activity
+WHERE datname = current_database() AND pid <> pg_backend_pid() AND state = 'active' AND query LIKE '%WITH bound AS%'`).Scan(&n)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			killed.Add(n)
+		}
+	})
+	var failed atomic.Int32
+	p, err := Run(ctx, db.Pool, state, "c1", Options{Workers: 2, MinBatch: 500, MaxBatch: 500, Poll: 10 * time.Millisecond,
+		OnBatch: func(b Batch) {
+			if b.Err != nil {
+				failed.Add(1)
+			}
+		}})
+	close(stop)
+	wg.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if killed.Load() == 0 || failed.Load() == 0 || !p.Verified {
+		t.Fatalf("terminated %d backends, %d batches failed; progress %+v", killed.Load(), failed.Load(), p)
+	}
+	assertAllRight(t, db, "t", "new = old AND n_updates = 1")
+	t.Logf("terminated %d backends, %d batches retried", killed.Load(), failed.Load())
 }
 
 // TestRetriesGiveUp: a lock held for good makes Run fail after MaxRetries.

@@ -43,6 +43,9 @@ func (r *runner) batch(ctx context.Context, size int) (outcome, int, error) {
 	begun := time.Now()
 	conn, err := r.pool.Acquire(ctx)
 	if err != nil {
+		if ctx.Err() == nil && retryable(err) {
+			return 0, size, &retryError{err}
+		}
 		return 0, size, fmt.Errorf("backfill: %w", err)
 	}
 	defer conn.Release()
@@ -54,6 +57,9 @@ func (r *runner) batch(ctx context.Context, size int) (outcome, int, error) {
 	}()
 	c, ok, err := r.begin(ctx, conn)
 	if err != nil {
+		if ctx.Err() == nil && retryable(err) {
+			return 0, size, &retryError{err}
+		}
 		return 0, size, err
 	}
 	if !ok {
@@ -115,9 +121,14 @@ func (r *runner) begin(ctx context.Context, conn *pgxpool.Conn) (claim, bool, er
 	}
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
+	// A worker whose machine vanishes mid-batch leaves its backend idle in
+	// the transaction, holding its range: the idle timeout ends it, so that
+	// another worker takes the range over.
+	idle := max(30*time.Second, 2*r.opts.StatementTimeout)
 	b.Queue(`SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true),
-  set_config('synchronous_commit', $3, true), `+pinTextFormsExprs,
-		fmt.Sprint(r.opts.LockTimeout.Milliseconds()), fmt.Sprint(r.opts.StatementTimeout.Milliseconds()), syncCommit)
+  set_config('synchronous_commit', $3, true), set_config('idle_in_transaction_session_timeout', $4, true), `+pinTextFormsExprs,
+		fmt.Sprint(r.opts.LockTimeout.Milliseconds()), fmt.Sprint(r.opts.StatementTimeout.Milliseconds()), syncCommit,
+		fmt.Sprint(idle.Milliseconds()))
 	b.Queue(fmt.Sprintf(`
 SELECT r.range_no, false, r.cursor, r.upper_bound, r.batch_size, j.paused
 FROM %[1]s r JOIN %[2]s j USING (change_id)

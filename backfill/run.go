@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -332,8 +335,9 @@ func (r *runner) work(ctx context.Context) error {
 				return err
 			}
 			// Other workers hold the remaining ranges; if one dies, its
-			// lock goes with it and we take the range over.
-			if err := sleep(ctx, r.opts.Poll); err != nil {
+			// lock goes with it and we take the range over. Look again
+			// soon: a range is held for one batch at a time.
+			if err := sleep(ctx, min(r.opts.Poll, 50*time.Millisecond)); err != nil {
 				return err
 			}
 		}
@@ -359,13 +363,16 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
+// replicaLagQuery returns the largest replay lag in seconds. replay_lag is
+// NULL for idle replicas that caught up; roles without pg_monitor see NULL
+// too, which reads as no lag. (A variable: tests stand in for replicas.)
+var replicaLagQuery = `SELECT coalesce(max(extract(epoch FROM replay_lag)), 0)::float8 FROM pg_catalog.pg_stat_replication`
+
 // waitForReplicas blocks while a replica's replay lag exceeds the limit.
 func (r *runner) waitForReplicas(ctx context.Context) error {
 	for {
 		var lag float64
-		// replay_lag is NULL for idle replicas that caught up; roles
-		// without pg_monitor see NULL too, which reads as no lag.
-		if err := r.pool.QueryRow(ctx, `SELECT coalesce(max(extract(epoch FROM replay_lag)), 0)::float8 FROM pg_catalog.pg_stat_replication`).Scan(&lag); err != nil {
+		if err := r.pool.QueryRow(ctx, replicaLagQuery).Scan(&lag); err != nil {
 			return fmt.Errorf("backfill: replica lag: %w", err)
 		}
 		if time.Duration(lag*float64(time.Second)) <= r.opts.MaxReplicaLag {
@@ -406,18 +413,36 @@ FROM %s WHERE change_id = $1`, rangesTable(r.schema)), r.changeID).Scan(&notDone
 	return true, nil
 }
 
-// retryable errors roll a batch back to be tried again, smaller.
+// retryable errors roll a batch back to be tried again, smaller: timeouts,
+// lock and serialization conflicts, and a lost connection (failover, an
+// administrator's pg_terminate_backend, a network blip). A batch is one
+// transaction, so trying it again is always safe; errors in the SQL itself
+// (the expression, a constraint) fail at once.
 func retryable(err error) bool {
 	var pg *pgconn.PgError
 	if !errors.As(err, &pg) {
-		return false
+		// No answer from the server: the connection broke.
+		return pgconn.SafeToRetry(err) || pgconn.Timeout(err) || isConnectionError(err)
 	}
 	switch pg.Code {
 	case "57014", // query_canceled: statement_timeout
 		"55P03", // lock_not_available: lock_timeout
 		"40001", // serialization_failure
-		"40P01": // deadlock_detected
+		"40P01", // deadlock_detected
+		"57P01", // admin_shutdown: pg_terminate_backend, fast shutdown
+		"57P02", // crash_shutdown
+		"57P03", // cannot_connect_now: the server is starting
+		"25P03": // idle_in_transaction_session_timeout
 		return true
 	}
-	return false
+	return strings.HasPrefix(pg.Code, "08") // connection_exception
+}
+
+// isConnectionError recognizes a connection that broke under a query.
+func isConnectionError(err error) bool {
+	var netErr net.Error
+	var connect *pgconn.ConnectError
+	return errors.As(err, &netErr) || errors.As(err, &connect) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
+		strings.Contains(err.Error(), "conn closed")
 }

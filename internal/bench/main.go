@@ -37,6 +37,9 @@ type config struct {
 	sleep            time.Duration
 	explain, verbose bool
 	sync             bool
+	parts            string
+	autovacuum       bool
+	gentle           time.Duration
 }
 
 func main() {
@@ -52,6 +55,9 @@ func main() {
 	flag.DurationVar(&c.sleep, "sleep", 0, "backfill pause between batches")
 	flag.BoolVar(&c.explain, "explain", false, "print EXPLAIN ANALYZE of one batch UPDATE")
 	flag.BoolVar(&c.verbose, "v", false, "print every batch")
+	flag.StringVar(&c.parts, "parts", "1234", "which measurements to run: 1-2 (UPDATE vs backfill), 3 (workload), 4 (memory at 1 and -scale times the rows)")
+	flag.DurationVar(&c.gentle, "gentle-sleep", 150*time.Millisecond, "workload measurement: also backfill with this pause between batches (0: skip)")
+	flag.BoolVar(&c.autovacuum, "autovacuum", true, "leave autovacuum on for the workload table")
 	flag.BoolVar(&c.sync, "sync", true, "install the sync trigger before backfilling, as a rename does")
 	flag.Parse()
 	if err := run(context.Background(), c); err != nil {
@@ -108,6 +114,12 @@ func run(ctx context.Context, c config) error {
 	// trigger installed as in real use.
 	var floors, trigFloors, writes, totals []time.Duration
 	var r result
+	if !strings.ContainsAny(c.parts, "12") {
+		c.repeat = 0
+	}
+	if !strings.Contains(c.parts, "4") {
+		c.scale = 1
+	}
 	for i := range c.repeat {
 		floor, err := timedUpdate(ctx, pool, c, false, c.explain && i == 0)
 		if err != nil {
@@ -128,7 +140,7 @@ func run(ctx context.Context, c config) error {
 				return err
 			}
 		}
-		if r, err = timedBackfill(ctx, pool, "items", opts, nil); err != nil {
+		if r, err = timedBackfill(ctx, pool, "items", opts, true); err != nil {
 			return err
 		}
 		if c.verbose {
@@ -149,6 +161,53 @@ func run(ctx context.Context, c config) error {
 		floors, trigFloors = append(floors, floor), append(trigFloors, trigFloor)
 		writes, totals = append(writes, r.write), append(totals, r.write+r.verify)
 	}
+	if c.repeat > 0 {
+		if err := summary(c, floors, trigFloors, writes, totals, r); err != nil {
+			return err
+		}
+	}
+	if strings.Contains(c.parts, "3") {
+		if err := part3(ctx, pool, c, opts); err != nil {
+			return err
+		}
+	}
+	// 4. Memory as the table grows: the planner never holds keys. Both
+	// sizes run on a fresh pool of their own, so that connections opened
+	// by the workload do not count.
+	if c.scale > 1 {
+		var heaps [2]uint64
+		var took [2]time.Duration
+		for i, rows := range []int{c.rows, c.rows * c.scale} {
+			p, err := pgxpool.New(ctx, cluster.URL("postgres")+"&pool_max_conns="+fmt.Sprint(c.workers+2))
+			if err != nil {
+				return err
+			}
+			table := fmt.Sprintf("big%d", i)
+			err = makeTable(ctx, p, table, rows)
+			if err == nil {
+				err = expand(ctx, p, table, c.sync)
+			}
+			var rb result
+			if err == nil {
+				rb, err = timedBackfill(ctx, p, table, opts, true)
+			}
+			if err == nil {
+				_, err = p.Exec(ctx, `DROP TABLE `+table)
+			}
+			p.Close()
+			if err != nil {
+				return err
+			}
+			heaps[i], took[i] = rb.heap, rb.write+rb.verify
+		}
+		fmt.Printf("4. memory (Go heap in use, max after GC): %s at %d rows, %s at %d rows (%.2f×);\n   backfill with verification %s and %s (%.2f× the time for %d× the rows)\n",
+			mib(heaps[0]), c.rows, mib(heaps[1]), c.rows*c.scale, float64(heaps[1])/float64(heaps[0]),
+			took[0].Round(time.Millisecond), took[1].Round(time.Millisecond), took[1].Seconds()/took[0].Seconds(), c.scale)
+	}
+	return nil
+}
+
+func summary(c config, floors, trigFloors, writes, totals []time.Duration, r result) error {
 	floor, trigFloor, write, total := median(floors), median(trigFloors), median(writes), median(totals)
 	fmt.Printf("1. single UPDATE t SET new = old:        %8s (median of %d)\n", floor.Round(time.Millisecond), c.repeat)
 	fmt.Printf("   the same with the sync trigger:       %8s  = %.2f× (a BEFORE UPDATE row trigger locks each row first,\n", trigFloor.Round(time.Millisecond), trigFloor.Seconds()/floor.Seconds())
@@ -159,54 +218,78 @@ func run(ctx context.Context, c config) error {
 	fmt.Printf("   with the verification pass:           %8s  = %.2f×\n", total.Round(time.Millisecond), total.Seconds()/floor.Seconds())
 	fmt.Printf("   Go heap in use (max, after GC):       %8s\n", mib(r.heap))
 
-	// 3. An application workload with no backfill, then during one.
-	if err := makeTable(ctx, pool, "live", c.rows); err != nil {
-		return err
-	}
-	base, err := workload(ctx, pool, c, "live", func(ctx context.Context) error { return sleepCtx(ctx, c.workload) })
-	if err != nil {
-		return err
-	}
-	if err := expand(ctx, pool, "live", true); err != nil {
-		return err
-	}
-	var during3 result
-	during, err := workload(ctx, pool, c, "live", func(ctx context.Context) error {
-		var err error
-		during3, err = timedBackfill(ctx, pool, "live", opts, nil)
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	if bad, err := count(ctx, pool, `SELECT count(*) FROM live WHERE email_address IS DISTINCT FROM email`); err != nil || bad != 0 {
-		return fmt.Errorf("after the backfill under load: %d rows differ (%v)", bad, err)
-	}
-	fmt.Printf("3. workload, %d clients at %d ops/s (50%% reads, 25%% writes of the column, 25%% of another):\n", c.clients, c.rate)
-	fmt.Printf("   no backfill:     %s\n", base)
-	fmt.Printf("   during backfill: %s  (backfill took %s)\n", during, (during3.write + during3.verify).Round(time.Millisecond))
-	fmt.Printf("   p99 during/baseline: %.2f× (target ≤ 2×), p50 %.2f×, errors %d (target 0)\n",
-		during.p99.Seconds()/base.p99.Seconds(), during.p50.Seconds()/base.p50.Seconds(), during.errors+base.errors)
-	if _, err := pool.Exec(ctx, `DROP TABLE live`); err != nil {
-		return err
-	}
+	return nil
+}
 
-	// 4. Memory as the table grows: the planner never holds keys.
-	if c.scale > 1 {
-		big := c.rows * c.scale
-		if err := makeTable(ctx, pool, "big", big); err != nil {
+// part3 measures an application workload with no backfill, then during a
+// backfill at full speed, then during a gentler one (a pause between
+// batches), each on a fresh copy of the table.
+func part3(ctx context.Context, pool *pgxpool.Pool, c config, opts backfill.Options) error {
+	fmt.Printf("3. workload, %d clients at %d ops/s (50%% reads, 25%% writes of the column, 25%% of another),\n   sync trigger installed in all:\n", c.clients, c.rate)
+	var base latencies
+	runs := []struct {
+		name  string
+		sleep time.Duration
+	}{{"full speed", opts.Sleep}, {"with --sleep " + c.gentle.String(), c.gentle}}
+	if c.gentle <= 0 {
+		runs = runs[:1]
+	}
+	for i, run := range runs {
+		table := fmt.Sprintf("live%d", i)
+		if err := makeTable(ctx, pool, table, c.rows); err != nil {
 			return err
 		}
-		if err := expand(ctx, pool, "big", c.sync); err != nil {
+		if !c.autovacuum {
+			if _, err := pool.Exec(ctx, fmt.Sprintf(`ALTER TABLE %s SET (autovacuum_enabled = off)`, table)); err != nil {
+				return err
+			}
+		}
+		// The baseline runs after the expand phase (new column, sync
+		// trigger), so that the comparison isolates the backfill.
+		if err := expand(ctx, pool, table, true); err != nil {
 			return err
 		}
-		rb, err := timedBackfill(ctx, pool, "big", opts, nil)
+		if i == 0 {
+			var err error
+			if base, err = workload(ctx, pool, c, table, func(ctx context.Context) error { return sleepCtx(ctx, c.workload) }); err != nil {
+				return err
+			}
+			fmt.Printf("   no backfill:       %s\n", base)
+		}
+		if i == 0 {
+			// Reference: the same workload while one backend only burns CPU
+			// (no rows touched) for about as long as a backfill takes.
+			burn, err := workload(ctx, pool, c, table, func(ctx context.Context) error {
+				_, err := pool.Exec(ctx, `SELECT count(*) FROM generate_series(1, 60000000)`)
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			fmt.Printf("   reference, one backend busy with a CPU-bound query:\n                      %s\n", burn)
+			fmt.Printf("                      p99 during/baseline %.2f×, p50 %.2f×\n",
+				burn.p99.Seconds()/base.p99.Seconds(), burn.p50.Seconds()/base.p50.Seconds())
+		}
+		var r result
+		o := opts
+		o.Sleep = run.sleep
+		during, err := workload(ctx, pool, c, table, func(ctx context.Context) error {
+			var err error
+			r, err = timedBackfill(ctx, pool, table, o, false)
+			return err
+		})
 		if err != nil {
 			return err
 		}
-		fmt.Printf("4. memory: Go heap in use %s at %d rows, %s at %d rows (%.2f×); backfill %s at %d rows (%.2f× the time at %d)\n",
-			mib(r.heap), c.rows, mib(rb.heap), big, float64(rb.heap)/float64(r.heap),
-			(rb.write + rb.verify).Round(time.Millisecond), big, (rb.write+rb.verify).Seconds()/total.Seconds(), c.rows)
+		if bad, err := count(ctx, pool, fmt.Sprintf(`SELECT count(*) FROM %s WHERE email_address IS DISTINCT FROM email`, table)); err != nil || bad != 0 {
+			return fmt.Errorf("after the backfill under load: %d rows differ (%v)", bad, err)
+		}
+		fmt.Printf("   during backfill, %s (took %s):\n                      %s\n", run.name, (r.write + r.verify).Round(time.Millisecond), during)
+		fmt.Printf("                      p99 during/baseline %.2f× (target ≤ 2×), p50 %.2f×, errors %d (target 0)\n",
+			during.p99.Seconds()/base.p99.Seconds(), during.p50.Seconds()/base.p50.Seconds(), during.errors+base.errors)
+		if _, err := pool.Exec(ctx, `DROP TABLE `+table); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -302,13 +385,19 @@ type result struct {
 
 // timedBackfill starts and runs the rename's backfill on table, timing the
 // write pass and the verification pass, and sampling the Go heap.
-func timedBackfill(ctx context.Context, pool *pgxpool.Pool, table string, opts backfill.Options, _ any) (result, error) {
+func timedBackfill(ctx context.Context, pool *pgxpool.Pool, table string, opts backfill.Options, measureHeap bool) (result, error) {
 	var r result
 	runtime.GC()
 	var heap atomic.Uint64
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
+		if !measureHeap {
+			// Forced collections would add pauses to a workload measured
+			// in this process.
+			<-stop
+			return
+		}
 		var ms runtime.MemStats
 		for {
 			// The live heap: collect first, so that garbage waiting for
@@ -370,11 +459,13 @@ type latencies struct {
 	ops, errors int64
 	p50, p99    time.Duration
 	max         time.Duration
+	byKind      [3]time.Duration // p99 of reads, writes of the column, writes of another column
 }
 
 func (l latencies) String() string {
-	return fmt.Sprintf("%6d ops, p50 %7s, p99 %7s, max %7s, errors %d", l.ops,
-		l.p50.Round(time.Microsecond), l.p99.Round(time.Microsecond), l.max.Round(time.Microsecond), l.errors)
+	return fmt.Sprintf("%6d ops, p50 %7s, p99 %7s, max %7s, errors %d (p99 reads %s, column writes %s, other writes %s)", l.ops,
+		l.p50.Round(time.Microsecond), l.p99.Round(time.Microsecond), l.max.Round(time.Microsecond), l.errors,
+		l.byKind[0].Round(time.Microsecond), l.byKind[1].Round(time.Microsecond), l.byKind[2].Round(time.Microsecond))
 }
 
 // workload runs paced single-row reads and writes against table while
@@ -385,48 +476,49 @@ func workload(ctx context.Context, pool *pgxpool.Pool, c config, table string, d
 		return latencies{}, err
 	}
 	t := pgx.Identifier{table}.Sanitize()
-	read := fmt.Sprintf(`SELECT id, email, visits FROM %s WHERE id = $1`, t)
-	writeColumn := fmt.Sprintf(`UPDATE %s SET email = 'changed' || $1::bigint || '@example-mail.com', updated_at = now() WHERE id = $1`, t)
-	writeOther := fmt.Sprintf(`UPDATE %s SET visits = visits + 1, updated_at = now() WHERE id = $1`, t)
+	queries := [3]string{
+		fmt.Sprintf(`SELECT id, email, visits FROM %s WHERE id = $1`, t),
+		fmt.Sprintf(`UPDATE %s SET email = 'changed' || $1::bigint || '@example-mail.com', updated_at = now() WHERE id = $1`, t),
+		fmt.Sprintf(`UPDATE %s SET visits = visits + 1, updated_at = now() WHERE id = $1`, t),
+	}
 	stop := make(chan struct{})
 	var mu sync.Mutex
-	var all []time.Duration
+	var all [3][]time.Duration
 	var errs atomic.Int64
 	var wg sync.WaitGroup
 	interval := time.Duration(float64(time.Second) * float64(c.clients) / float64(c.rate))
 	for w := range c.clients {
 		wg.Go(func() {
 			rng := rand.New(rand.NewPCG(uint64(w), 42))
-			var mine []time.Duration
+			var mine [3][]time.Duration
 			next := time.Now()
 			for {
 				next = next.Add(interval)
 				select {
 				case <-stop:
 					mu.Lock()
-					all = append(all, mine...)
+					for k := range all {
+						all[k] = append(all[k], mine[k]...)
+					}
 					mu.Unlock()
 					return
 				case <-time.After(time.Until(next)):
 				}
 				id := rng.Int64N(n) + 1
-				sql := read
-				switch p := rng.IntN(4); p {
-				case 0:
-					sql = writeColumn
-				case 1:
-					sql = writeOther
+				kind := 0 // half reads, a quarter of each write
+				if p := rng.IntN(4); p >= 2 {
+					kind = p - 1
 				}
 				start := time.Now()
 				var err error
-				if sql == read {
+				if kind == 0 {
 					var e string
 					var v, k int64
-					err = pool.QueryRow(ctx, sql, id).Scan(&k, &e, &v)
+					err = pool.QueryRow(ctx, queries[kind], id).Scan(&k, &e, &v)
 				} else {
-					_, err = pool.Exec(ctx, sql, id)
+					_, err = pool.Exec(ctx, queries[kind], id)
 				}
-				mine = append(mine, time.Since(start))
+				mine[kind] = append(mine[kind], time.Since(start))
 				if err != nil {
 					if errs.Add(1) <= 3 {
 						fmt.Fprintln(os.Stderr, "workload error:", err)
@@ -441,12 +533,21 @@ func workload(ctx context.Context, pool *pgxpool.Pool, c config, table string, d
 	if err != nil {
 		return latencies{}, err
 	}
-	slices.Sort(all)
-	l := latencies{ops: int64(len(all)), errors: errs.Load()}
-	if len(all) > 0 {
-		l.p50 = all[len(all)/2]
-		l.p99 = all[len(all)*99/100]
-		l.max = all[len(all)-1]
+	l := latencies{errors: errs.Load()}
+	var merged []time.Duration
+	for k := range all {
+		slices.Sort(all[k])
+		if len(all[k]) > 0 {
+			l.byKind[k] = all[k][len(all[k])*99/100]
+		}
+		merged = append(merged, all[k]...)
+	}
+	slices.Sort(merged)
+	l.ops = int64(len(merged))
+	if len(merged) > 0 {
+		l.p50 = merged[len(merged)/2]
+		l.p99 = merged[len(merged)*99/100]
+		l.max = merged[len(merged)-1]
 	}
 	return l, nil
 }
