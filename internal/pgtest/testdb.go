@@ -29,6 +29,14 @@ var (
 // test started one). Use it from TestMain: os.Exit(pgtest.Main(m)).
 func Main(m *testing.M) int {
 	code := m.Run()
+	// Shown by `go test -v`: proof that the tests ran against a real server.
+	if n := dbCounter.Load(); n > 0 {
+		if shared != nil {
+			fmt.Printf("pgtest: PostgreSQL %d from %s: %d test databases\n", shared.Version, shared.BinDir, n)
+		} else {
+			fmt.Printf("pgtest: existing server from %s: %d test databases\n", EnvURL, n)
+		}
+	}
 	if shared != nil {
 		shared.Stop()
 	}
