@@ -118,6 +118,11 @@ func probeDefault(t TableRef, column string) string {
 		t.regclass(), literal(column))
 }
 
+func probeTrigger(t TableRef, name string) string {
+	return fmt.Sprintf("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = %s AND tgname = %s)",
+		t.regclass(), literal(name))
+}
+
 func not(probe string) string { return "SELECT NOT (" + probe + ")" }
 
 func or(a, b string) string { return "SELECT (" + a + ") OR (" + b + ")" }

@@ -19,8 +19,10 @@ import (
 //   - INSERT: new NULL → new := up(old); otherwise old := down(new) (new wins
 //     when both are set and disagree; old NULL is filled from new).
 //   - UPDATE: new changed → old := down(new) (new wins when both changed and
-//     disagree); otherwise (only old changed, or neither changed but they
-//     differ) → new := up(old).
+//     disagree); only old changed, or new is NULL → new := up(old); neither
+//     changed but they differ (a lossy conversion: up(down(x)) != x) →
+//     old := down(new), so an old application's full-row UPDATE never
+//     overwrites what a new one wrote.
 //
 // A WHEN clause skips the trigger function for rows already in agreement
 // (new IS NOT DISTINCT FROM up(old)), which includes the backfill's own
@@ -136,13 +138,17 @@ BEGIN
   ELSIF %[1]s IS DISTINCT FROM %[5]s THEN
     -- new changed (alone, or with old and they disagree): new wins
     %[2]s := %[4]s;
-  ELSE
-    -- only old changed, or neither changed but they differ
+  ELSIF %[2]s IS DISTINCT FROM %[6]s OR %[1]s IS NULL THEN
+    -- only old changed, or the row is not backfilled yet
     %[1]s := %[3]s;
+  ELSE
+    -- neither changed but they differ (a lossy down conversion, rewritten
+    -- by a full-row UPDATE): new wins, old is recomputed from it
+    %[2]s := %[4]s;
   END IF;
   RETURN NEW;
 END
-`, n, o, s.UpExpr(o), s.DownExpr(n), oldN)
+`, n, o, s.UpExpr(o), s.DownExpr(n), oldN, "OLD."+pgx.Identifier{s.Old}.Sanitize())
 	tag := dollarTag(body)
 	return fmt.Sprintf("CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql AS %s%s%s",
 		s.qualified(s.TriggerName()), tag, body, tag)
@@ -163,8 +169,7 @@ func dollarTag(body string) string {
 }
 
 func (s Sync) triggerExists() string {
-	return fmt.Sprintf("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = to_regclass(%s) AND tgname = %s)",
-		literal(s.quotedTable()), literal(s.TriggerName()))
+	return probeTrigger(TableRef{Schema: s.Schema, Name: s.Table}, s.TriggerName())
 }
 
 // Install creates the conversion functions, the trigger function and the

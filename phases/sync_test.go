@@ -200,6 +200,12 @@ func TestSyncTypeChange(t *testing.T) {
 				{`UPDATE $T SET $O = 3 WHERE id = 1`, 1, "3", "300"},
 				{`UPDATE $T SET $N = NULL WHERE id = 1`, 1, "<nil>", "<nil>"},
 				{`UPDATE $T SET $O = 2147483647 WHERE id = 2`, 2, "2147483647", "214748364700"},
+				// Lossy: 150 cents read back as 1 dollar. An old application's
+				// full-row UPDATE rewrites old unchanged; the cents stay.
+				{`UPDATE $T SET $N = 150 WHERE id = 3`, 3, "1", "150"},
+				{`UPDATE $T SET $O = $O WHERE id = 3`, 3, "1", "150"},
+				{`UPDATE $T SET $O = $O, $N = $N WHERE id = 3`, 3, "1", "150"},
+				{`UPDATE $T SET $O = 2 WHERE id = 3`, 3, "2", "200"},
 			},
 		},
 		{

@@ -283,7 +283,7 @@ func (r *Runner) runTx(ctx context.Context, u Unit, finish func(context.Context,
 			current = timeout
 		}
 		r.logf("  %s\n", oneLine(s.SQL, 200))
-		if _, err := tx.Exec(ctx, s.SQL); err != nil {
+		if err := execOne(ctx, tx.Conn().PgConn(), s.SQL); err != nil {
 			if isLockFailure(err) {
 				return &lockAttemptError{stmt: s, err: err}
 			}
@@ -350,7 +350,7 @@ func (r *Runner) runAlone(ctx context.Context, u Unit) error {
 		return err
 	}
 	r.logf("  %s\n", oneLine(s.SQL, 200))
-	if _, err := conn.Exec(ctx, s.SQL); err != nil {
+	if err := execOne(ctx, conn.Conn().PgConn(), s.SQL); err != nil {
 		if isLockFailure(err) {
 			return &lockAttemptError{stmt: s, err: err}
 		}
@@ -475,4 +475,11 @@ func crashHook(env string) {
 		syscall.Kill(os.Getpid(), syscall.SIGKILL)
 		select {} // the signal is on its way
 	}
+}
+
+// execOne runs one statement through the extended protocol, which refuses a
+// string holding several: an expression from a spec cannot end the
+// statement it is spliced into and start another.
+func execOne(ctx context.Context, conn *pgconn.PgConn, sql string) error {
+	return conn.ExecParams(ctx, sql, nil, nil, nil, nil).Read().Err
 }

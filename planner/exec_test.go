@@ -124,6 +124,25 @@ func TestRunnerSkipsStatementsAlreadyDone(t *testing.T) {
 	}
 }
 
+// TestRunnerRunsOneStatementAtATime: a spec's expression is spliced into
+// DDL; one that smuggles in a second statement must fail, in a transaction
+// and alone, and run nothing.
+func TestRunnerRunsOneStatementAtATime(t *testing.T) {
+	db := pgtest.NewDB(t)
+	ctx := context.Background()
+	db.Exec(t, `CREATE TABLE t (id int PRIMARY KEY, a text); CREATE TABLE victim (id int)`)
+	smuggled := `ALTER TABLE t ALTER COLUMN a SET DEFAULT (E'\'' || 'x'); DROP TABLE victim; SELECT ('')`
+	for _, alone := range []bool{false, true} {
+		err := testRunner(db).Run(ctx, []phases.Statement{{SQL: smuggled, Lock: phases.AccessExclusive, NoTransaction: alone}}, nil)
+		if err == nil || !strings.Contains(err.Error(), "multiple commands") {
+			t.Errorf("alone=%v: two statements in one: %v, want an error", alone, err)
+		}
+		if engCount(t, db, `SELECT count(*) FROM pg_class WHERE relname = 'victim'`) != 1 {
+			t.Fatalf("alone=%v: the smuggled DROP TABLE ran", alone)
+		}
+	}
+}
+
 func TestRunnerTimeouts(t *testing.T) {
 	db := pgtest.NewDB(t)
 	ctx := context.Background()

@@ -38,7 +38,7 @@ func (k *AddColumn) Check() []Problem {
 	if k.NotNull && k.Backfill == "" && k.Default == "" {
 		ps = append(ps, Problem{Field: "not_null",
 			Message: "a NOT NULL column needs a value for the existing rows",
-			Hint:    fmt.Sprintf("add `backfill: <expression>` (computed per existing row, e.g. backfill: \"''\") and usually `default: <expression>` for rows inserted by applications that do not write %s yet; the planner adds the column nullable, backfills in batches, then enforces NOT NULL without a long lock", k.Column)})
+			Hint:    fmt.Sprintf("add `backfill: <expression>` (computed per row, e.g. backfill: \"''\"); the planner adds the column nullable with a trigger that fills it on writes that leave it NULL, backfills existing rows in batches, then enforces NOT NULL without a long lock; add `default: <expression>` too if applications that do not write %s will still insert rows afterwards", k.Column)})
 	}
 	return ps
 }
@@ -78,11 +78,20 @@ func compileAddColumn(k *AddColumn, id string, target Target) ([]phases.Phase, e
 		expand.Statements = append(expand.Statements, col.SetDefault(k.Default))
 		expand.Purpose += fmt.Sprintf(", with default %s for new rows", k.Default)
 	}
-	out := []phases.Phase{expand}
 	fill := k.Backfill
 	if fill == "" {
 		fill = k.Default
 	}
+	// Until NOT NULL holds, a write that leaves the column NULL gets the
+	// fill value: instances that do not set the column yet cannot make
+	// enforce fail.
+	filler := phases.Fill{ID: id, Column: col, Expr: fill}
+	if k.NotNull {
+		expand.Statements = append(expand.Statements, filler.Install()...)
+		expand.Rollback = append(filler.Remove(), expand.Rollback...)
+		expand.Purpose += fmt.Sprintf(", and a trigger that fills %s with %s on writes that leave it NULL", k.Column, fill)
+	}
+	out := []phases.Phase{expand}
 	gate := phases.NoGate
 	if fill != "" {
 		out = append(out, phases.Phase{
@@ -101,11 +110,14 @@ func compileAddColumn(k *AddColumn, id string, target Target) ([]phases.Phase, e
 	})
 	if k.NotNull {
 		nn := phases.NotNull{Column: col, Version: target.Version}
+		// The gate lets every instance run the code that writes the column
+		// before the fill trigger goes.
 		out = append(out, phases.Phase{
 			Name:       "enforce",
-			Purpose:    fmt.Sprintf("make %s NOT NULL without a long lock", k.Column),
-			Statements: nn.Statements(),
-			Rollback:   nn.Rollback(),
+			Purpose:    fmt.Sprintf("make %s NOT NULL without a long lock, then drop the fill trigger", k.Column),
+			Gate:       phases.FlagsSoaked,
+			Statements: append(nn.Statements(), filler.Remove()...),
+			Rollback:   append(filler.Install(), nn.Rollback()...),
 		})
 	}
 	return out, nil

@@ -43,14 +43,6 @@ func (k *SetNotNull) Compile(id string, target Target) ([]phases.Phase, error) {
 func compileSetNotNull(k *SetNotNull, id string, target Target) ([]phases.Phase, error) {
 	t := k.Table()
 	col := phases.Column{Schema: t.SchemaOrPublic(), Table: t.Name, Name: k.Column}
-	var out []phases.Phase
-	if k.Backfill != "" {
-		out = append(out, phases.Phase{
-			Name:     "backfill",
-			Purpose:  fmt.Sprintf("give rows where %s IS NULL the value %s, in batches (rolling back keeps the filled values)", k.Column, k.Backfill),
-			Backfill: &phases.Backfill{Schema: t.SchemaOrPublic(), Table: t.Name, Column: k.Column, Expr: fmt.Sprintf("COALESCE(%s, %s)", phases.Ident(k.Column), k.Backfill)},
-		})
-	}
 	nn := phases.NotNull{Column: col, Version: target.Version}
 	enforce := phases.Phase{
 		Name:       "enforce",
@@ -58,8 +50,23 @@ func compileSetNotNull(k *SetNotNull, id string, target Target) ([]phases.Phase,
 		Statements: nn.Statements(),
 		Rollback:   nn.Rollback(),
 	}
-	if k.Backfill != "" {
-		enforce.Gate = phases.BackfillVerified
+	if k.Backfill == "" {
+		return []phases.Phase{enforce}, nil
 	}
-	return append(out, enforce), nil
+	// From the backfill until NOT NULL holds, writes that leave the column
+	// NULL get the fill value, so the verified backfill stays true.
+	filler := phases.Fill{ID: id, Column: col, Expr: k.Backfill}
+	fill := phases.Phase{
+		Name: "backfill",
+		Purpose: fmt.Sprintf("give rows where %s IS NULL the value %s: a trigger for rows written from now on, then existing rows in batches (rolling back keeps the filled values)",
+			k.Column, k.Backfill),
+		Statements: filler.Install(),
+		Backfill:   &phases.Backfill{Schema: t.SchemaOrPublic(), Table: t.Name, Column: k.Column, Expr: fmt.Sprintf("COALESCE(%s, %s)", phases.Ident(k.Column), k.Backfill)},
+		Rollback:   filler.Remove(),
+	}
+	enforce.Purpose += ", then drop the fill trigger"
+	enforce.Gate = phases.BackfillVerified
+	enforce.Statements = append(enforce.Statements, filler.Remove()...)
+	enforce.Rollback = append(filler.Install(), enforce.Rollback...)
+	return []phases.Phase{fill, enforce}, nil
 }

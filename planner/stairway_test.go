@@ -7,6 +7,8 @@ import (
 	"maps"
 	"strings"
 	"testing"
+
+	"github.com/pgplanner/planner/phases"
 )
 
 // The stairway test, for every change kind on a populated table: for each
@@ -20,7 +22,9 @@ func TestStairway(t *testing.T) {
 		kind   string
 		spec   string
 		tables []string
-		// final queries must each return true once every phase is applied.
+		// after[phase] queries must each return true once that phase is
+		// applied; final ones once every phase is.
+		after map[string][]string
 		final []string
 	}{
 		{
@@ -29,6 +33,16 @@ func TestStairway(t *testing.T) {
     table: users
     column: email
     to: email_address`,
+			after: map[string][]string{
+				"expand": {
+					`SELECT NOT attnotnull FROM pg_attribute WHERE attrelid = 'users'::regclass AND attname = 'email_address'`,
+					`SELECT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = 'users'::regclass AND tgname = 'planner_sync_stair')`,
+				},
+				"enforce": {
+					`SELECT attnotnull FROM pg_attribute WHERE attrelid = 'users'::regclass AND attname = 'email_address'`,
+					`SELECT EXISTS (SELECT FROM pg_attribute WHERE attrelid = 'users'::regclass AND attname = 'email' AND NOT attisdropped)`,
+				},
+			},
 			final: []string{
 				`SELECT NOT EXISTS (SELECT FROM pg_attribute WHERE attrelid = 'users'::regclass AND attname = 'email' AND NOT attisdropped)`,
 				`SELECT attnotnull FROM pg_attribute WHERE attrelid = 'users'::regclass AND attname = 'email_address'`,
@@ -45,6 +59,16 @@ func TestStairway(t *testing.T) {
     not_null: true
     backfill: "'active'"
     default: "'active'"`,
+			after: map[string][]string{
+				"expand": {
+					`SELECT NOT attnotnull FROM pg_attribute WHERE attrelid = 'users'::regclass AND attname = 'status'`,
+					`SELECT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = 'users'::regclass AND tgname = 'planner_fill_stair')`,
+				},
+				"enforce": {
+					`SELECT attnotnull FROM pg_attribute WHERE attrelid = 'users'::regclass AND attname = 'status'`,
+					`SELECT NOT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = 'users'::regclass AND NOT tgisinternal)`,
+				},
+			},
 			final: []string{
 				`SELECT attnotnull FROM pg_attribute WHERE attrelid = 'users'::regclass AND attname = 'status'`,
 				`SELECT count(*) = 2000 FROM users WHERE status = 'active'`,
@@ -72,6 +96,15 @@ func TestStairway(t *testing.T) {
     table: users
     column: name
     backfill: "'(none)'"`,
+			after: map[string][]string{
+				"backfill": {
+					`SELECT NOT attnotnull FROM pg_attribute WHERE attrelid = 'users'::regclass AND attname = 'name'`,
+					`SELECT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = 'users'::regclass AND tgname = 'planner_fill_stair')`,
+				},
+				"enforce": {
+					`SELECT NOT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = 'users'::regclass AND NOT tgisinternal)`,
+				},
+			},
 			final: []string{
 				`SELECT attnotnull FROM pg_attribute WHERE attrelid = 'users'::regclass AND attname = 'name'`,
 				`SELECT count(*) = 2000 / 7 FROM users WHERE name = '(none)'`,
@@ -144,12 +177,12 @@ func TestStairway(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.kind, func(t *testing.T) {
 			t.Parallel()
-			stairway(t, c.spec, c.tables, c.final)
+			stairway(t, c.spec, c.tables, c.after, c.final)
 		})
 	}
 }
 
-func stairway(t *testing.T, spec string, tables []string, final []string) {
+func stairway(t *testing.T, spec string, tables []string, after map[string][]string, final []string) {
 	ctx := context.Background()
 	f := newEngineFixture(t)
 	id := "stair"
@@ -163,20 +196,23 @@ func stairway(t *testing.T, spec string, tables []string, final []string) {
 		}
 		return s
 	}
-	// dataExcept checksums the rows without the columns a backfill
-	// computed: rolling a backfill back keeps the computed values (see
-	// below).
-	dataExcept := func(table string, skip string) string {
+	// dataFilled checksums the rows with the backfilled column replaced by
+	// its expression: what the column holds once the backfill is done, with
+	// every other column as it is.
+	dataFilled := func(table string, b *phases.Backfill) string {
 		var cols []string
-		rows, err := f.db.Pool.Query(ctx, `SELECT quote_ident(attname) FROM pg_attribute WHERE attrelid = $1::regclass
-			AND attnum > 0 AND NOT attisdropped AND attname <> $2 ORDER BY attnum`, table, skip)
+		rows, err := f.db.Pool.Query(ctx, `SELECT attname, quote_ident(attname) FROM pg_attribute WHERE attrelid = $1::regclass
+			AND attnum > 0 AND NOT attisdropped ORDER BY attnum`, table)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for rows.Next() {
-			var c string
-			rows.Scan(&c)
-			cols = append(cols, c)
+			var name, quoted string
+			rows.Scan(&name, &quoted)
+			if name == b.Column {
+				quoted = "(" + b.Expr + ")"
+			}
+			cols = append(cols, quoted)
 		}
 		return dataOf(t, f.db, table, cols...)
 	}
@@ -193,18 +229,19 @@ func stairway(t *testing.T, spec string, tables []string, final []string) {
 	for i, p := range plan.Phases {
 		step := fmt.Sprintf("phase %d/%d %s", i+1, len(plan.Phases), p.Name)
 		before := snap()
-		var beforeOthers []string
+		var beforeFilled []string
 		if p.Backfill != nil {
 			for _, tb := range tables {
-				beforeOthers = append(beforeOthers, dataExcept(tb, p.Backfill.Column))
+				beforeFilled = append(beforeFilled, dataFilled(tb, p.Backfill))
 			}
 		}
 		r := f.next(t, specs, fmt.Sprintf("up-%d", i))
 		if cr := reportOf(t, r, id); cr.Action != Advanced || cr.PhaseIndex != i || cr.Total != len(plan.Phases) {
 			t.Fatalf("%s: %+v", step, cr)
 		}
-		after := snap()
+		applied := snap()
 		checkPhaseResult(t, f, step, plan, i)
+		checkQueries(t, f, step, after[p.Name])
 		if p.Irreversible != "" {
 			_, err := f.e.Rollback(ctx, id, fmt.Sprintf("down-%d", i))
 			if !errors.Is(err, ErrInput) || !strings.Contains(err.Error(), p.Irreversible) {
@@ -220,11 +257,11 @@ func stairway(t *testing.T, spec string, tables []string, final []string) {
 		if p.Backfill != nil {
 			// A rolled-back backfill keeps the values it computed in its
 			// target column (undoing them would take a second backfill;
-			// redoing them is idempotent); every other column of every
-			// row must be as before.
+			// redoing them is idempotent): the column holds exactly its
+			// expression, and every other column of every row is as before.
 			for k, tb := range tables {
-				if dataExcept(tb, p.Backfill.Column) != beforeOthers[k] {
-					t.Fatalf("%s: rollback changed data of %s outside the backfilled column", step, tb)
+				if filled := dataFilled(tb, p.Backfill); filled != beforeFilled[k] || dataOf(t, f.db, tb) != filled {
+					t.Fatalf("%s: after rollback the rows of %s are not the rows before the backfill with the column filled", step, tb)
 				}
 			}
 		}
@@ -242,20 +279,16 @@ func stairway(t *testing.T, spec string, tables []string, final []string) {
 		if cr := reportOf(t, r, id); cr.Action != Advanced || cr.PhaseIndex != i {
 			t.Fatalf("%s: next after rollback: %+v", step, cr)
 		}
-		if again := snap(); again != after {
-			t.Fatalf("%s: applying again gave a different result:\n%s", step, diffLines(after.schema, again.schema))
+		if again := snap(); again != applied {
+			t.Fatalf("%s: applying again gave a different result:\n%s", step, diffLines(applied.schema, again.schema))
 		}
 		checkPhaseResult(t, f, step+" (again)", plan, i)
+		checkQueries(t, f, step+" (again)", after[p.Name])
 	}
 	if c := f.change(t, id); c.Status != StatusDone {
 		t.Fatalf("status %s after every phase", c.Status)
 	}
-	for _, q := range final {
-		var ok bool
-		if err := f.db.Pool.QueryRow(ctx, q).Scan(&ok); err != nil || !ok {
-			t.Errorf("final check failed (%v): %s", err, q)
-		}
-	}
+	checkQueries(t, f, "final", final)
 	r := f.next(t, specs, "after")
 	if cr := reportOf(t, r, id); cr.Action != Done {
 		t.Fatalf("after the last phase: %+v", cr)
@@ -275,6 +308,17 @@ func checkPhaseResult(t *testing.T, f *engineFixture, step string, plan Plan, i 
 		col := `"` + strings.ReplaceAll(b.Column, `"`, `""`) + `"`
 		if n := engCount(t, f.db, `SELECT count(*) FROM `+table+` WHERE `+col+` IS DISTINCT FROM (`+b.Expr+`)`); n != 0 {
 			t.Fatalf("%s: %d rows differ from the backfill expression", step, n)
+		}
+	}
+}
+
+// checkQueries runs queries that must each return true.
+func checkQueries(t *testing.T, f *engineFixture, step string, queries []string) {
+	t.Helper()
+	for _, q := range queries {
+		var ok bool
+		if err := f.db.Pool.QueryRow(context.Background(), q).Scan(&ok); err != nil || !ok {
+			t.Errorf("%s: check failed (%v): %s", step, err, q)
 		}
 	}
 }

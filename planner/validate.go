@@ -304,7 +304,7 @@ func (e *Engine) checkExpression(ctx context.Context, table *Table, x expression
 	} else {
 		sql = `EXPLAIN SELECT 1 FROM ` + scratch + ` AS ` + alias + ` WHERE (` + x.expr + `)`
 	}
-	if _, err := tx.Exec(ctx, sql); err != nil {
+	if err := execOne(ctx, tx.Conn().PgConn(), sql); err != nil {
 		var pe *pgconn.PgError
 		if errors.As(err, &pe) {
 			msg := pe.Message
@@ -336,4 +336,11 @@ func (v Validation) String() string {
 		}
 	}
 	return b.String()
+}
+
+// LiveProblems runs, for one compiled spec, the live-schema checks that
+// Validate and Next run (a key for backfills, types, expressions, the
+// kind's own), so that `planner plan` with a database refuses the same.
+func (e *Engine) LiveProblems(ctx context.Context, s Spec, plan Plan, table *Table) ([]Problem, error) {
+	return e.liveProblems(ctx, s, plan, table)
 }

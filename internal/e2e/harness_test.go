@@ -111,6 +111,28 @@ func scenarios() []scenario {
 				requireColumns(t, db, "orders", map[string]string{"total": "", "total_cents": "NOT NULL"})
 			},
 		},
+		{
+			name:  "add_column without a default",
+			setup: users,
+			spec: `changes:
+  - id: users-plan-add
+    kind: add_column
+    table: users
+    column: plan
+    type: text
+    not_null: true
+    backfill: "'free'"
+`,
+			change: "users-plan-add",
+			// Old instances insert without plan until the deploy that rolls
+			// them over: the fill trigger gives those rows 'free', so
+			// enforce finds no NULL.
+			fleet: workload.Config{Table: "users", Old: "email", New: "plan", Kind: workload.Added, Fill: "free",
+				Up: func(v string) string { return "plan of " + v }},
+			after: func(t *testing.T, db *pgtest.DB) {
+				requireColumns(t, db, "users", map[string]string{"email": "NOT NULL", "plan": "NOT NULL"})
+			},
+		},
 	}
 }
 
