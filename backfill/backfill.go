@@ -11,7 +11,10 @@
 // The ranges split the keys that exist at Start; the last range has no
 // upper bound, so rows inserted meanwhile past the last key are covered
 // too (not only by a sync trigger: an add_column has none). A batch ends
-// where the range ends or when it has found fewer rows than its size.
+// where the range ends or when it has found fewer rows than its size. A
+// worker that finds every unfinished range held by others splits the one
+// with the most work left (see split.go), so that more workers than ranges,
+// and the tail of a job, still share the work.
 //
 // Once every range is done, a verification pass (batched the same way)
 // looks for rows where the column still differs from its expression, fixes
@@ -22,6 +25,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -75,34 +79,49 @@ type Progress struct {
 	Done     bool `json:"done"`
 	Verified bool `json:"verified"`
 	Paused   bool `json:"paused"`
+	// Idle: the job is not verified and no worker has shown signs of life
+	// (a batch, or Run's heartbeat) for IdleAfter: nothing runs it.
+	Idle bool `json:"idle,omitempty"`
 	// Throttled: a worker of this process is waiting for replicas to catch
 	// up (set by Run only).
 	Throttled bool `json:"throttled,omitempty"`
 	// BatchSize is the largest current batch size over the ranges.
-	BatchSize  int     `json:"batch_size"`
+	BatchSize int `json:"batch_size"`
+	// RowsPerSec is the recent rate (since the job was last started or
+	// resumed, or since the verification pass began); 0 when unknown, and
+	// while the job is paused or idle.
 	RowsPerSec float64 `json:"rows_per_sec"`
-	// ETA is the time left in the current pass at RowsPerSec.
+	// ETA is the time left in the current pass at RowsPerSec (0: unknown).
 	ETA        time.Duration `json:"eta"`
 	StartedAt  *time.Time    `json:"started_at,omitempty"`
 	VerifiedAt *time.Time    `json:"verified_at,omitempty"`
 }
 
-// Fraction is the share of the current phase's work done, in [0, 1].
+// Pass returns the rows done in the current pass (backfill, then
+// verification) and the pass's total: Total, or the rows done when more
+// (Total is an estimate for big tables, and rows inserted since Start
+// count too).
+func (p Progress) Pass() (done, total int64) {
+	done = p.Rows
+	if p.Done {
+		done = p.VerifiedRows
+	}
+	return done, max(p.Total, done)
+}
+
+// Fraction is the share of the current pass's work done, in [0, 1].
 func (p Progress) Fraction() float64 {
 	if p.Verified {
 		return 1
 	}
-	n := p.Rows
-	if p.Done {
-		n = p.VerifiedRows
-	}
-	if p.Total <= 0 {
+	done, total := p.Pass()
+	if total <= 0 {
 		if p.Done {
 			return 1
 		}
 		return 0
 	}
-	return min(1, float64(n)/float64(p.Total))
+	return float64(done) / float64(total)
 }
 
 func jobsTable(schema string) string   { return pgx.Identifier{schema, "backfill_jobs"}.Sanitize() }
@@ -135,7 +154,10 @@ CREATE TABLE IF NOT EXISTS %[1]s (
   created_at   timestamptz NOT NULL DEFAULT now(),
   started_at   timestamptz,
   done_at      timestamptz,
-  verified_at  timestamptz
+  verified_at  timestamptz,
+  rate_since   timestamptz, -- start of the window RowsPerSec is measured over
+  rate_rows    bigint NOT NULL DEFAULT 0, -- rows done and verified at rate_since
+  seen_at      timestamptz  -- last heartbeat of a running worker process
 );
 CREATE TABLE IF NOT EXISTS %[2]s (
   change_id     text NOT NULL REFERENCES %[1]s ON DELETE CASCADE,
@@ -157,6 +179,41 @@ CREATE TABLE IF NOT EXISTS %[2]s (
 )`, jobsTable(schema), rangesTable(schema))
 	if _, err := tx.Exec(ctx, ddl); err != nil {
 		return fmt.Errorf("backfill: migrate: %w", err)
+	}
+	if err := addJobColumns(ctx, tx, schema); err != nil {
+		return fmt.Errorf("backfill: migrate: %w", err)
+	}
+	return nil
+}
+
+// laterJobColumns were added to the jobs table after its first release.
+var laterJobColumns = []struct{ name, def string }{
+	{"rate_since", "timestamptz"},
+	{"rate_rows", "bigint NOT NULL DEFAULT 0"},
+	{"seen_at", "timestamptz"},
+}
+
+// addJobColumns adds the jobs table's later columns where they are missing
+// (state written by an older planner). It looks at the catalog first: ALTER
+// TABLE takes an ACCESS EXCLUSIVE lock even when there is nothing to add,
+// and would wait for every batch in flight. Readers do not depend on it
+// (list reads these columns tolerantly); Run and Resume, which write them,
+// call it.
+func addJobColumns(ctx context.Context, q Querier, schema string) error {
+	var have []string
+	if err := q.QueryRow(ctx, `
+SELECT coalesce(array_agg(attname::text), '{}') FROM pg_catalog.pg_attribute
+WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped`, jobsTable(schema)).Scan(&have); err != nil {
+		return err
+	}
+	for _, c := range laterJobColumns {
+		if slices.Contains(have, c.name) {
+			continue
+		}
+		if _, err := q.Exec(ctx, fmt.Sprintf(`ALTER TABLE %s ADD COLUMN IF NOT EXISTS %s %s`,
+			jobsTable(schema), pgx.Identifier{c.name}.Sanitize(), c.def)); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -186,18 +243,31 @@ func List(ctx context.Context, q Querier, schema string) ([]Progress, error) {
 	return list(ctx, q, schema, "")
 }
 
+// IdleAfter is how long a job that is not verified may show no sign of a
+// worker (no batch committed, no heartbeat from Run) before it counts as
+// idle: no process runs it. Run's heartbeat comes every IdleAfter/3.
+var IdleAfter = 15 * time.Second
+
 func list(ctx context.Context, q Querier, schema, changeID string) ([]Progress, error) {
+	// The jobs table's later columns are read through to_jsonb, so that a
+	// state written by an older planner (not migrated yet) reads too.
 	rows, err := q.Query(ctx, fmt.Sprintf(`
 SELECT j.change_id, j.table_schema, j.table_name, j.column_name, j.total_rows, j.paused,
-       j.started_at, j.done_at IS NOT NULL OR bool_and(r.done_at IS NOT NULL), j.verified_at,
-       count(r.range_no), count(r.done_at),
-       coalesce(sum(r.rows_done), 0)::bigint, coalesce(sum(r.rows_updated), 0)::bigint,
-       coalesce(sum(r.rows_verified), 0)::bigint, coalesce(sum(r.rows_fixed), 0)::bigint,
-       coalesce(max(r.batch_size), 0), extract(epoch FROM max(r.updated_at) - j.started_at)::float8
-FROM %s j LEFT JOIN %s r USING (change_id)
+       j.started_at, j.done_at IS NOT NULL OR r.all_done, j.verified_at,
+       coalesce(r.ranges, 0), coalesce(r.ranges_done, 0),
+       coalesce(r.rows_done, 0), coalesce(r.rows_updated, 0), coalesce(r.rows_verified, 0), coalesce(r.rows_fixed, 0),
+       coalesce(r.batch_size, 0),
+       coalesce((to_jsonb(j) ->> 'rate_since')::timestamptz, j.started_at), coalesce((to_jsonb(j) ->> 'rate_rows')::bigint, 0),
+       r.last_batch, r.pass_start,
+       coalesce(now() - greatest((to_jsonb(j) ->> 'seen_at')::timestamptz, r.last_batch) > $2 * interval '1 second', true)
+FROM %s j LEFT JOIN LATERAL (
+  SELECT count(*)::int AS ranges, count(done_at)::int AS ranges_done, bool_and(done_at IS NOT NULL) AS all_done,
+         sum(rows_done)::bigint AS rows_done, sum(rows_updated)::bigint AS rows_updated,
+         sum(rows_verified)::bigint AS rows_verified, sum(rows_fixed)::bigint AS rows_fixed,
+         max(batch_size) AS batch_size, max(updated_at) AS last_batch, max(done_at) AS pass_start
+  FROM %s WHERE change_id = j.change_id) r ON true
 WHERE $1 = '' OR j.change_id = $1
-GROUP BY j.change_id
-ORDER BY j.created_at, j.change_id`, jobsTable(schema), rangesTable(schema)), changeID)
+ORDER BY j.created_at, j.change_id`, jobsTable(schema), rangesTable(schema)), changeID, IdleAfter.Seconds())
 	if err != nil {
 		return nil, fmt.Errorf("backfill: read jobs: %w", err)
 	}
@@ -207,15 +277,17 @@ ORDER BY j.created_at, j.change_id`, jobsTable(schema), rangesTable(schema)), ch
 		var p Progress
 		var tschema, tname string
 		var done *bool
-		var elapsed *float64
+		var w rateWindow
 		if err := rows.Scan(&p.ChangeID, &tschema, &tname, &p.Column, &p.Total, &p.Paused,
 			&p.StartedAt, &done, &p.VerifiedAt, &p.Ranges, &p.RangesDone,
-			&p.Rows, &p.Updated, &p.VerifiedRows, &p.Fixed, &p.BatchSize, &elapsed); err != nil {
+			&p.Rows, &p.Updated, &p.VerifiedRows, &p.Fixed, &p.BatchSize,
+			&w.since, &w.rows, &w.lastBatch, &w.passStart, &p.Idle); err != nil {
 			return nil, fmt.Errorf("backfill: read jobs: %w", err)
 		}
 		p.Table = tschema + "." + tname
 		p.Done = done != nil && *done
 		p.Verified = p.VerifiedAt != nil
+		p.Idle = p.Idle && !p.Verified
 		switch {
 		case p.Verified:
 			p.Phase = "verified"
@@ -224,14 +296,8 @@ ORDER BY j.created_at, j.change_id`, jobsTable(schema), rangesTable(schema)), ch
 		default:
 			p.Phase = "backfill"
 		}
-		// A coarse rate for readers outside Run (status): rows over the
-		// time since the first batch. Run reports a windowed rate instead.
-		if elapsed != nil && *elapsed > 0 {
-			n := p.Rows
-			if p.Done {
-				n += p.VerifiedRows
-			}
-			p.RowsPerSec = float64(n) / *elapsed
+		if !p.Verified && !p.Paused && !p.Idle {
+			p.RowsPerSec = w.rate(p)
 		}
 		p.ETA = eta(p)
 		out = append(out, p)
@@ -239,17 +305,41 @@ ORDER BY j.created_at, j.change_id`, jobsTable(schema), rangesTable(schema)), ch
 	return out, rows.Err()
 }
 
+// rateWindow is what the persisted rate is computed from: the rows done
+// since the job was last (re)started or resumed (since, when rows were
+// done and verified), up to the last batch.
+type rateWindow struct {
+	since     *time.Time
+	rows      int64
+	lastBatch *time.Time
+	passStart *time.Time // the last range backfilled: the verification pass began
+}
+
+// rate is the job's rows per second over the window, or 0 when unknown.
+// The verification pass counts from its own start: its rows are cheaper.
+func (w rateWindow) rate(p Progress) float64 {
+	from, n := w.since, p.Rows+p.VerifiedRows-w.rows
+	if p.Done && w.passStart != nil && (from == nil || w.passStart.After(*from)) {
+		from, n = w.passStart, p.VerifiedRows
+	}
+	if from == nil || w.lastBatch == nil || n <= 0 {
+		return 0
+	}
+	secs := w.lastBatch.Sub(*from).Seconds()
+	if secs <= 0 {
+		return 0
+	}
+	return float64(n) / secs
+}
+
 // eta estimates the time left in the current pass (backfill, then
-// verification) at RowsPerSec.
+// verification) at RowsPerSec; 0 when unknown.
 func eta(p Progress) time.Duration {
 	if p.Verified || p.RowsPerSec <= 0 {
 		return 0
 	}
-	left := p.Total - p.Rows
-	if p.Done {
-		left = p.Total - p.VerifiedRows
-	}
-	return time.Duration(float64(max(0, left)) / p.RowsPerSec * float64(time.Second)).Round(time.Second)
+	done, total := p.Pass()
+	return time.Duration(float64(total-done) / p.RowsPerSec * float64(time.Second)).Round(time.Second)
 }
 
 // Pause asks every worker of the job to stop after its current batch.
@@ -263,7 +353,15 @@ func Resume(ctx context.Context, q Querier, schema, changeID string) error {
 }
 
 func setPaused(ctx context.Context, q Querier, schema, changeID string, paused bool) error {
-	tag, err := q.Exec(ctx, fmt.Sprintf(`UPDATE %s SET paused = $2 WHERE change_id = $1`, jobsTable(schema)), changeID, paused)
+	sql := `UPDATE %s SET paused = $2 WHERE change_id = $1`
+	if !paused {
+		// The rate starts afresh: the time spent paused is no work.
+		if err := addJobColumns(ctx, q, schema); err != nil {
+			return fmt.Errorf("backfill: %w", err)
+		}
+		sql = `UPDATE %s SET paused = $2, rate_since = now(), rate_rows = ` + rowsDoneSQL(schema) + ` WHERE change_id = $1`
+	}
+	tag, err := q.Exec(ctx, fmt.Sprintf(sql, jobsTable(schema)), changeID, paused)
 	if err != nil {
 		return fmt.Errorf("backfill: %w", err)
 	}
@@ -271,6 +369,12 @@ func setPaused(ctx context.Context, q Querier, schema, changeID string, paused b
 		return fmt.Errorf("%w for change %s", ErrNoJob, changeID)
 	}
 	return nil
+}
+
+// rowsDoneSQL sums the rows done and verified of job $1 (the base of the
+// rate window).
+func rowsDoneSQL(schema string) string {
+	return fmt.Sprintf(`(SELECT coalesce(sum(rows_done + rows_verified), 0) FROM %s WHERE change_id = $1)`, rangesTable(schema))
 }
 
 // Reset forgets the job and its ranges (rollback of the backfill phase).
@@ -294,8 +398,8 @@ const pinTextFormsExprs = `set_config('datestyle', 'ISO, YMD', true), set_config
 // StartOptions tune how Start splits the key space.
 type StartOptions struct {
 	// RangeRows is the number of rows per range; 0 picks one from the
-	// table's size (about 16 ranges, each of 10,000 to 10,000,000 rows):
-	// as many workers as ranges can share the job.
+	// table's size (about 16 ranges, each of 10,000 to 10,000,000 rows).
+	// Workers split ranges further when they find none free (split.go).
 	RangeRows int
 	// BatchSize is the first batch size of every range; 0 means 1000.
 	BatchSize int

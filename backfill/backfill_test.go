@@ -1,6 +1,7 @@
 package backfill
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -23,7 +24,9 @@ import (
 const state = "planner"
 
 // childEnv makes the test binary a backfill worker process (kill -9 and
-// multi-process tests): "url|change|workers|sleep".
+// multi-process tests): "url|change|workers|sleep|application_name". The
+// process prints "updated N" at the end: the rows its committed backfill
+// batches changed.
 const childEnv = "BACKFILL_TEST_CHILD"
 
 func TestMain(m *testing.M) {
@@ -38,13 +41,27 @@ func child(spec string) int {
 	workers, _ := strconv.Atoi(parts[2])
 	sleepFor, _ := time.ParseDuration(parts[3])
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, parts[0])
+	cfg, err := pgxpool.ParseConfig(parts[0])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	cfg.ConnConfig.RuntimeParams["application_name"] = parts[4]
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	defer pool.Close()
-	_, err = Run(ctx, pool, state, parts[1], Options{Workers: workers, Sleep: sleepFor, MaxBatch: 50, MinBatch: 10})
+	var updated atomic.Int64
+	_, err = Run(ctx, pool, state, parts[1], Options{Workers: workers, Sleep: sleepFor, MaxBatch: 50, MinBatch: 10,
+		Poll: 20 * time.Millisecond,
+		OnBatch: func(b Batch) {
+			if !b.Verify && b.Err == nil {
+				updated.Add(b.Updated)
+			}
+		}})
+	fmt.Printf("updated %d\n", updated.Load())
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -52,15 +69,49 @@ func child(spec string) int {
 	return 0
 }
 
-func startChild(t *testing.T, db *pgtest.DB, change string, workers int, sleepFor time.Duration) *exec.Cmd {
+// childProcess is a running worker process.
+type childProcess struct {
+	*exec.Cmd
+	out bytes.Buffer
+}
+
+// startChild runs a worker process whose connections carry the given
+// application_name.
+func startChild(t *testing.T, db *pgtest.DB, change string, workers int, sleepFor time.Duration, app string) *childProcess {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s|%s|%d|%s", childEnv, db.URL, change, workers, sleepFor))
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
+	c := &childProcess{Cmd: exec.Command(os.Args[0], "-test.run=^$")}
+	c.Env = append(os.Environ(), fmt.Sprintf("%s=%s|%s|%d|%s|%s", childEnv, db.URL, change, workers, sleepFor, app))
+	c.Stdout, c.Stderr = &c.out, os.Stderr
+	if err := c.Start(); err != nil {
 		t.Fatal(err)
 	}
-	return cmd
+	return c
+}
+
+// killed waits for a SIGKILLed child to be gone from the server too: a
+// batch whose COMMIT it had sent may still commit after the process died,
+// so reading the state any earlier could see a batch half counted.
+func (c *childProcess) killed(t *testing.T, db *pgtest.DB, app string) {
+	t.Helper()
+	c.Wait()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if queryInt(t, db, `SELECT count(*) FROM pg_stat_activity WHERE application_name = $1`, app) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the backends of the killed %s are still there", app)
+		}
+	}
+}
+
+// updated is the rows the finished process says its batches changed.
+func (c *childProcess) updated(t *testing.T) int64 {
+	t.Helper()
+	var n int64
+	if _, err := fmt.Sscanf(c.out.String(), "updated %d", &n); err != nil {
+		t.Fatalf("worker process output %q: %v", c.out.String(), err)
+	}
+	return n
 }
 
 // newDB is a fresh database with the state tables.
@@ -177,8 +228,9 @@ func TestAdaptToShortBatches(t *testing.T) {
 	}
 }
 
-// TestKeys backfills tables keyed in different ways, with two workers and
-// many small ranges, and checks every row changed exactly once.
+// TestKeys backfills tables keyed in different ways, with four workers on
+// two ranges (so that idle workers split them, at keys of every kind), and
+// checks every row changed exactly once.
 func TestKeys(t *testing.T) {
 	tests := []struct {
 		name  string
@@ -241,7 +293,7 @@ func TestKeys(t *testing.T) {
 			}
 			countUpdates(t, db, "t", "new")
 			work := phases.Backfill{Table: "t", Column: "new", Expr: `upper("old")`}
-			if err := StartWith(ctx, db.Pool, state, "c1", work, tt.key, StartOptions{RangeRows: 400, BatchSize: 50}); err != nil {
+			if err := StartWith(ctx, db.Pool, state, "c1", work, tt.key, StartOptions{RangeRows: 1500, BatchSize: 50}); err != nil {
 				t.Fatal(err)
 			}
 			// Workers whose sessions print dates and times differently
@@ -258,7 +310,7 @@ func TestKeys(t *testing.T) {
 			}
 			defer odd.Close()
 			var calls atomic.Int32
-			p, err := Run(ctx, odd, state, "c1", Options{Workers: 2, MinBatch: 10, MaxBatch: 150,
+			p, err := Run(ctx, odd, state, "c1", Options{Workers: 4, MinBatch: 10, MaxBatch: 150, Poll: 10 * time.Millisecond,
 				Progress: func(Progress) { calls.Add(1) }, ProgressEvery: 10 * time.Millisecond})
 			if err != nil {
 				t.Fatal(err)
@@ -268,6 +320,9 @@ func TestKeys(t *testing.T) {
 			}
 			if calls.Load() == 0 {
 				t.Fatal("progress callback never called")
+			}
+			if tt.rows > 0 && p.Ranges <= 2 {
+				t.Fatalf("%d ranges at the end: idle workers split none", p.Ranges)
 			}
 			assertAllRight(t, db, "t", `new = upper(old) AND n_updates = 1`)
 			// Running again finds nothing to do.
@@ -430,7 +485,7 @@ INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 20000) g`)
 		StartOptions{RangeRows: 5000, BatchSize: 50}); err != nil {
 		t.Fatal(err)
 	}
-	cmd := startChild(t, db, "c1", 2, 5*time.Millisecond)
+	cmd := startChild(t, db, "c1", 2, 5*time.Millisecond, "backfill-killed")
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		p, err := Get(ctx, db.Pool, state, "c1")
@@ -448,7 +503,7 @@ INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 20000) g`)
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	cmd.Wait()
+	cmd.killed(t, db, "backfill-killed")
 	mid, err := Get(ctx, db.Pool, state, "c1")
 	if err != nil {
 		t.Fatal(err)
@@ -471,24 +526,60 @@ INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 20000) g`)
 }
 
 // TestProcessesShareOneBackfill runs two processes of two workers each
-// and two goroutines here on one job: no row skipped or changed twice.
+// and two goroutines here on one job. Every connection says who it is
+// (application_name) and a trigger writes that into each row it changes:
+// each process did rows, each did exactly the rows it reports, and every
+// row was changed exactly once.
 func TestProcessesShareOneBackfill(t *testing.T) {
 	db := newDB(t)
 	ctx := context.Background()
 	db.Exec(t, `CREATE TABLE t (id int PRIMARY KEY, old text, new text, worker text);
 INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 20000) g`)
 	countUpdates(t, db, "t", "new")
-	// Record which backend changed each row, to see the work shared.
 	db.Exec(t, `CREATE FUNCTION who() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN NEW.worker := pg_backend_pid()::text; RETURN NEW; END $$;
+BEGIN NEW.worker := current_setting('application_name'); RETURN NEW; END $$;
 CREATE TRIGGER who BEFORE UPDATE OF new ON t FOR EACH ROW EXECUTE FUNCTION who()`)
 	if err := StartWith(ctx, db.Pool, state, "c1", phases.Backfill{Table: "t", Column: "new", Expr: "old"}, nil,
 		StartOptions{RangeRows: 1000, BatchSize: 50}); err != nil {
 		t.Fatal(err)
 	}
-	a := startChild(t, db, "c1", 2, time.Millisecond)
-	b := startChild(t, db, "c1", 2, time.Millisecond)
-	p, err := Run(ctx, db.Pool, state, "c1", Options{Workers: 2, MaxBatch: 50, MinBatch: 10, Sleep: time.Millisecond})
+	// Paused until both processes are up, so that neither finds the work
+	// done before it starts.
+	if err := Pause(ctx, db.Pool, state, "c1"); err != nil {
+		t.Fatal(err)
+	}
+	a := startChild(t, db, "c1", 2, 2*time.Millisecond, "backfill-a")
+	b := startChild(t, db, "c1", 2, 2*time.Millisecond, "backfill-b")
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(20 * time.Millisecond) {
+		up := queryInt(t, db, `SELECT count(DISTINCT application_name) FROM pg_stat_activity
+WHERE datname = current_database() AND application_name IN ('backfill-a', 'backfill-b')`)
+		if up == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of 2 worker processes connected", up)
+		}
+	}
+	if err := Resume(ctx, db.Pool, state, "c1"); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := pgxpool.ParseConfig(db.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ConnConfig.RuntimeParams["application_name"] = "backfill-here"
+	here, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer here.Close()
+	var hereUpdated atomic.Int64
+	p, err := Run(ctx, here, state, "c1", Options{Workers: 2, MaxBatch: 50, MinBatch: 10, Sleep: 2 * time.Millisecond,
+		OnBatch: func(b Batch) {
+			if !b.Verify && b.Err == nil {
+				hereUpdated.Add(b.Updated)
+			}
+		}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -502,8 +593,41 @@ CREATE TRIGGER who BEFORE UPDATE OF new ON t FOR EACH ROW EXECUTE FUNCTION who()
 		t.Fatalf("progress %+v", p)
 	}
 	assertAllRight(t, db, "t", `new = old AND n_updates = 1`)
-	if backends := queryInt(t, db, `SELECT count(DISTINCT worker) FROM t`); backends < 3 {
-		t.Fatalf("work done by %d backends, want several", backends)
+	rows, err := db.Pool.Query(ctx, `SELECT coalesce(worker, '(none)'), count(*) FROM t GROUP BY 1`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byWorker := map[string]int64{}
+	for rows.Next() {
+		var w string
+		var n int64
+		if err := rows.Scan(&w, &n); err != nil {
+			t.Fatal(err)
+		}
+		byWorker[w] = n
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("rows changed by each process: %v", byWorker)
+	reported := map[string]int64{"backfill-a": a.updated(t), "backfill-b": b.updated(t), "backfill-here": hereUpdated.Load()}
+	var sum int64
+	for w, n := range byWorker {
+		if _, ok := reported[w]; !ok {
+			t.Errorf("%d rows changed by %q, not one of the workers", n, w)
+		}
+		sum += n
+	}
+	for w, n := range reported {
+		if byWorker[w] != n {
+			t.Errorf("%s reports %d rows changed, the table says %d", w, n, byWorker[w])
+		}
+	}
+	if byWorker["backfill-a"] == 0 || byWorker["backfill-b"] == 0 {
+		t.Errorf("a worker process did no rows: %v", byWorker)
+	}
+	if sum != 20000 {
+		t.Errorf("%d rows changed in all, want 20000", sum)
 	}
 	final, _ := Get(ctx, db.Pool, state, "c1")
 	if final.Rows != 20000 || final.Updated != 20000 {

@@ -155,8 +155,14 @@ FROM %s WHERE change_id = $1`, jobsTable(schema)), changeID).
 	if err != nil {
 		return Progress{}, fmt.Errorf("backfill: %w", err)
 	}
-	if _, err := pool.Exec(ctx, fmt.Sprintf(`UPDATE %s SET started_at = now() WHERE change_id = $1 AND started_at IS NULL`,
-		jobsTable(schema)), changeID); err != nil {
+	// The rate is measured from now on: the time the job spent killed,
+	// paused or waiting for a worker is no work. Another process joining
+	// restarts the window too, which only shortens it.
+	if err := addJobColumns(ctx, pool, schema); err != nil {
+		return Progress{}, fmt.Errorf("backfill: %w", err)
+	}
+	if _, err := pool.Exec(ctx, fmt.Sprintf(`UPDATE %s SET started_at = coalesce(started_at, now()), seen_at = now(),
+  rate_since = now(), rate_rows = %s WHERE change_id = $1`, jobsTable(schema), rowsDoneSQL(schema)), changeID); err != nil {
 		return Progress{}, fmt.Errorf("backfill: %w", err)
 	}
 	r := &runner{
@@ -232,15 +238,26 @@ type sample struct {
 	rows int64
 }
 
-// report calls opts.Progress periodically until ctx ends.
+// report calls opts.Progress periodically until ctx ends, and beats the
+// job's heartbeat (seen_at) so that a job whose workers wait (paused,
+// replicas lagging, ranges held by other processes) does not look idle.
 func (r *runner) report(ctx context.Context) {
 	tick := time.NewTicker(r.opts.ProgressEvery)
 	defer tick.Stop()
+	beat := time.NewTicker(max(IdleAfter/3, time.Millisecond))
+	defer beat.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-beat.C:
+			// Best effort: a missed beat at worst shows the job idle.
+			r.pool.Exec(ctx, fmt.Sprintf(`UPDATE %s SET seen_at = now() WHERE change_id = $1`, jobsTable(r.schema)), r.changeID)
+			continue
 		case <-tick.C:
+		}
+		if r.opts.Progress == nil {
+			continue
 		}
 		p, err := Get(ctx, r.pool, r.schema, r.changeID)
 		if err != nil {
@@ -248,14 +265,13 @@ func (r *runner) report(ctx context.Context) {
 		}
 		p.RowsPerSec, p.ETA = r.rate(p)
 		p.Throttled = r.throttled.Load() > 0
-		if r.opts.Progress != nil {
-			r.opts.Progress(p)
-		}
+		r.opts.Progress(p)
 	}
 }
 
 // rate is the job's rows per second over the last ten seconds (all
-// workers, all processes), and the time left at that rate.
+// workers, all processes), and the time left at that rate. Until this
+// process has watched for a second, it is the job's persisted rate.
 func (r *runner) rate(p Progress) (float64, time.Duration) {
 	now := time.Now()
 	r.mu.Lock()
@@ -267,10 +283,13 @@ func (r *runner) rate(p Progress) (float64, time.Duration) {
 	}
 	r.samples = slices.Delete(r.samples, 0, i)
 	first, last := r.samples[0], r.samples[len(r.samples)-1]
-	if dt := last.at.Sub(first.at).Seconds(); dt > 0 {
-		p.RowsPerSec = float64(last.rows-first.rows) / dt
-	} else {
+	switch dt := last.at.Sub(first.at).Seconds(); {
+	case p.Paused:
 		p.RowsPerSec = 0
+	case dt >= 1:
+		p.RowsPerSec = float64(last.rows-first.rows) / dt
+	default:
+		// Too short a window here yet: keep the job's persisted rate.
 	}
 	return p.RowsPerSec, eta(p)
 }
@@ -285,7 +304,7 @@ func (e *retryError) Unwrap() error { return e.err }
 func (r *runner) work(ctx context.Context) error {
 	size := 0 // 0: take the range's persisted size
 	failures := 0
-	var lagChecked time.Time
+	var lagChecked, splitTried time.Time
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -333,6 +352,18 @@ func (r *runner) work(ctx context.Context) error {
 			finished, err := r.finish(ctx)
 			if err != nil || finished {
 				return err
+			}
+			// Every range left is held by another worker: split one, at
+			// most once per poll interval per worker.
+			if time.Since(splitTried) >= r.opts.Poll {
+				splitTried = time.Now()
+				split, err := r.split(ctx)
+				if err != nil {
+					return err
+				}
+				if split {
+					continue
+				}
 			}
 			// Other workers hold the remaining ranges; if one dies, its
 			// lock goes with it and we take the range over. Look again

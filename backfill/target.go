@@ -218,6 +218,26 @@ func (t *target) countSQL(lower, upper []string) (string, []any) {
 	return fmt.Sprintf("SELECT count(*) FROM %s WHERE %s", t.name, cond), args
 }
 
+// countUpToSQL counts the keys of (lower, upper], at most limit of them,
+// walking the key index from lower.
+func (t *target) countUpToSQL(lower, upper []string, limit int) (string, []any) {
+	cond, args := t.cond(lower, upper)
+	return fmt.Sprintf("SELECT count(*) FROM (SELECT 1 FROM %s WHERE %s ORDER BY %s LIMIT %d) s",
+		t.name, cond, t.orderBy(), limit), args
+}
+
+// afterSQL says whether key a comes after key b (both as text).
+func (t *target) afterSQL(a, b []string) (string, []any) {
+	args := make([]any, 0, len(a)+len(b))
+	for _, v := range a {
+		args = append(args, v)
+	}
+	for _, v := range b {
+		args = append(args, v)
+	}
+	return "SELECT " + t.params(1) + " > " + t.params(1+len(a)), args
+}
+
 // updateSQL sets the column for the rows of (lower, upper] that differ.
 func (t *target) updateSQL(lower, upper []string) (string, []any) {
 	cond, args := t.cond(lower, upper)

@@ -774,9 +774,10 @@ func (e *Engine) gateMet(ctx context.Context, q dbtx, en *entry, idx int, deploy
 }
 
 func describeProgress(p backfill.Progress) string {
-	s := fmt.Sprintf("%s: %d of %d rows (%.0f%%)", p.Phase, p.Rows, p.Total, 100*p.Fraction())
+	done, total := p.Pass()
+	s := fmt.Sprintf("%s: %d of %d rows (%.0f%%)", p.Phase, done, total, 100*p.Fraction())
 	if p.Done {
-		s = fmt.Sprintf("%s: %d of %d rows checked", p.Phase, p.VerifiedRows, p.Total)
+		s = fmt.Sprintf("%s: %d of %d rows checked", p.Phase, done, total)
 	}
 	if p.RowsPerSec > 0 {
 		s += fmt.Sprintf(", %.0f rows/s", p.RowsPerSec)

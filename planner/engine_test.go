@@ -132,7 +132,7 @@ SELECT coalesce(string_agg(x, E'\n' ORDER BY x), '') FROM (
 	}
 	var fns string
 	if err := db.Pool.QueryRow(context.Background(), `
-SELECT coalesce(string_agg(p.oid::regprocedure::text, E'\n' ORDER BY 1), '') FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+SELECT coalesce(string_agg(p.oid::regprocedure::text, E'\n' ORDER BY p.oid::regprocedure::text), '') FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
 WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')`).Scan(&fns); err != nil {
 		t.Fatal(err)
 	}

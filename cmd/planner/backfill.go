@@ -37,10 +37,19 @@ func backfillRunCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "run [CHANGE]",
 		Short: "Run or resume a backfill (every unfinished one without CHANGE) until verified",
-		Args:  cobra.MaximumNArgs(1),
+		Long: `Run or resume a backfill (every unfinished one without CHANGE) until verified.
+
+Workers share a job through key ranges in the state tables, each batch
+locking one range (FOR UPDATE SKIP LOCKED): run as many processes, on as
+many machines, as you like. A job starts with about 16 ranges; a worker
+that finds every unfinished range busy splits the one with the most work
+left at a key past its cursor, so more workers than ranges, and the last
+range of a job, still share the work. A range with fewer than 4 batches
+left is not split.`,
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if opts.Workers < 1 {
-				return usageErrorf("--workers must be at least 1")
+			if err := checkBackfillFlags(&opts, ""); err != nil {
+				return err
 			}
 			ctx := cmd.Context()
 			pool, err := backfillPool(ctx, opts.Workers)
@@ -79,15 +88,42 @@ func backfillRunCmd() *cobra.Command {
 			return nil
 		},
 	}
-	f := cmd.Flags()
-	f.IntVar(&opts.Workers, "workers", 1, "goroutines claiming key ranges (other processes may run too)")
-	f.DurationVar(&opts.TargetBatch, "batch-time", 150*time.Millisecond, "target duration of one batch; the batch size adapts to it")
-	f.IntVar(&opts.MinBatch, "min-batch", 100, "smallest batch, in rows")
-	f.IntVar(&opts.MaxBatch, "max-batch", 200_000, "largest batch, in rows")
-	f.DurationVar(&opts.Sleep, "sleep", 0, "pause between two batches of a worker")
-	f.DurationVar(&opts.MaxReplicaLag, "max-replica-lag", 10*time.Second, "wait while a replica lags more than this (negative: never check)")
-	f.BoolVar(&opts.StopWhenPaused, "stop-when-paused", false, "exit when the backfill is paused instead of waiting for resume")
+	registerBackfillFlags(cmd, &opts, "")
+	cmd.Flags().BoolVar(&opts.StopWhenPaused, "stop-when-paused", false, "exit when the backfill is paused instead of waiting for resume")
 	return cmd
+}
+
+// registerBackfillFlags registers the backfill's tuning flags: as they are
+// for 'backfill run' (prefix ""), and for the inline backfill of 'next'
+// (prefix "backfill-").
+func registerBackfillFlags(cmd *cobra.Command, o *backfill.Options, prefix string) {
+	f := cmd.Flags()
+	f.IntVar(&o.Workers, prefix+"workers", 1, "goroutines working on the backfill; other processes may run too, and a worker that finds every key range busy splits one")
+	f.DurationVar(&o.TargetBatch, prefix+"batch-time", 150*time.Millisecond, "target duration of one batch; the batch size adapts to it")
+	f.IntVar(&o.MinBatch, prefix+"min-batch", 100, "smallest batch, in rows")
+	f.IntVar(&o.MaxBatch, prefix+"max-batch", 200_000, "largest batch, in rows")
+	f.DurationVar(&o.Sleep, prefix+"sleep", 0, "pause between two batches of a worker")
+	f.DurationVar(&o.MaxReplicaLag, prefix+"max-replica-lag", 10*time.Second, "wait while a replica lags more than this (negative: never check)")
+}
+
+// checkBackfillFlags rejects values of the flags registerBackfillFlags
+// registered with prefix that the backfill would silently replace.
+func checkBackfillFlags(o *backfill.Options, prefix string) error {
+	switch {
+	case o.Workers < 1:
+		return usageErrorf("--%sworkers must be at least 1", prefix)
+	case o.TargetBatch <= 0:
+		return usageErrorf("--%sbatch-time must be positive", prefix)
+	case o.MinBatch < 1:
+		return usageErrorf("--%smin-batch must be at least 1", prefix)
+	case o.MaxBatch < o.MinBatch:
+		return usageErrorf("--%smax-batch (%d) must be at least --%smin-batch (%d)", prefix, o.MaxBatch, prefix, o.MinBatch)
+	case o.Sleep < 0:
+		return usageErrorf("--%ssleep must not be negative", prefix)
+	case o.MaxReplicaLag == 0:
+		return usageErrorf("--%smax-replica-lag must not be 0 (negative: never check)", prefix)
+	}
+	return nil
 }
 
 // backfillPool is a pool with a connection per worker, plus one for
@@ -166,29 +202,38 @@ func progressLine(p backfill.Progress) string {
 	return p.ChangeID + ": " + progressDetail(p)
 }
 
-// progressDetail is e.g. "backfill 12.3% (36900/300000 rows, 51234 rows/s, ETA 5s)".
+// progressDetail describes the current pass with figures that agree: rows
+// done of the pass's total (never less than the rows done: the total is an
+// estimate), the percentage of those, then the rate and ETA while workers
+// run, or why nothing runs. E.g. "backfill  12.3% (36900/300000 rows,
+// 51234 rows/s, ETA 5s)" or "verify  40.0% (200/500 rows checked) paused
+// (planner backfill resume c1)".
 func progressDetail(p backfill.Progress) string {
 	var b strings.Builder
+	done, total := p.Pass()
 	switch p.Phase {
 	case "backfill":
-		fmt.Fprintf(&b, "backfill %5.1f%% (%d/%d rows", 100*p.Fraction(), p.Rows, p.Total)
+		fmt.Fprintf(&b, "backfill %5.1f%% (%d/%d rows", 100*p.Fraction(), done, total)
 	case "verify":
-		fmt.Fprintf(&b, "verify %5.1f%% (%d/%d rows checked", 100*p.Fraction(), p.VerifiedRows, p.Total)
+		fmt.Fprintf(&b, "verify %5.1f%% (%d/%d rows checked", 100*p.Fraction(), done, total)
 	default:
 		fmt.Fprintf(&b, "verified (%d rows, %d changed, %d fixed by verification)", p.Rows, p.Updated, p.Fixed)
 		return b.String()
 	}
-	if p.RowsPerSec > 0 {
+	running := !p.Paused && !p.Idle
+	if running && p.RowsPerSec > 0 {
 		fmt.Fprintf(&b, ", %.0f rows/s", p.RowsPerSec)
-	}
-	if p.ETA > 0 {
-		fmt.Fprintf(&b, ", ETA %s", p.ETA)
+		if p.ETA > 0 {
+			fmt.Fprintf(&b, ", ETA %s", p.ETA)
+		}
 	}
 	b.WriteString(")")
-	if p.Paused {
+	switch {
+	case p.Paused:
 		b.WriteString(" paused (planner backfill resume " + p.ChangeID + ")")
-	}
-	if p.Throttled {
+	case p.Idle:
+		b.WriteString(" idle: no worker is running it (planner backfill run " + p.ChangeID + ")")
+	case p.Throttled:
 		b.WriteString(" waiting for replicas to catch up")
 	}
 	return b.String()

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 
+	"github.com/pgplanner/planner/backfill"
 	"github.com/pgplanner/planner/planner"
 )
 
@@ -25,8 +26,9 @@ type engineOptions struct {
 	wait                                                time.Duration
 	minSoak                                             time.Duration
 	async                                               bool
-	backfillWorkers                                     int
-	backfillTarget                                      time.Duration
+	// backfill tunes inline backfills (next only: hasBackfill).
+	backfill    backfill.Options
+	hasBackfill bool
 }
 
 func (o *engineOptions) register(cmd *cobra.Command) {
@@ -43,16 +45,18 @@ func (o *engineOptions) registerNext(cmd *cobra.Command) {
 	f := cmd.Flags()
 	f.DurationVar(&o.minSoak, "min-soak", 0, "minimum time the previous phase's flags must be live before a contract phase")
 	f.BoolVar(&o.async, "async", false, "start backfills and return; the phase completes at a later deploy once the backfill is verified (run it with planner backfill run)")
-	f.IntVar(&o.backfillWorkers, "backfill-workers", 1, "workers of an inline backfill")
-	f.DurationVar(&o.backfillTarget, "backfill-batch-time", 0, "target duration of one backfill batch (default the backfill's own)")
+	registerBackfillFlags(cmd, &o.backfill, "backfill-")
+	o.hasBackfill = true
 }
 
 // engine connects and builds a planner.Engine from the flags.
 func (o *engineOptions) engine(cmd *cobra.Command) (*planner.Engine, func(), error) {
-	if cmd.Flags().Lookup("backfill-workers") != nil && o.backfillWorkers < 1 {
-		return nil, nil, usageErrorf("--backfill-workers must be at least 1")
+	if o.hasBackfill {
+		if err := checkBackfillFlags(&o.backfill, "backfill-"); err != nil {
+			return nil, nil, err
+		}
 	}
-	o.backfillWorkers = max(o.backfillWorkers, 1)
+	o.backfill.Workers = max(o.backfill.Workers, 1)
 	if o.retries < 1 {
 		return nil, nil, usageErrorf("--retries must be at least 1")
 	}
@@ -66,7 +70,7 @@ func (o *engineOptions) engine(cmd *cobra.Command) (*planner.Engine, func(), err
 	cfg.ConnConfig.RuntimeParams["application_name"] = "planner"
 	// One connection holds the planner's lock, one runs statements, the
 	// rest serve backfill workers and progress.
-	cfg.MaxConns = int32(max(4, o.backfillWorkers+3))
+	cfg.MaxConns = int32(max(4, o.backfill.Workers+3))
 	pool, err := pgxpool.NewWithConfig(cmd.Context(), cfg)
 	if err != nil {
 		return nil, nil, err
@@ -81,8 +85,7 @@ func (o *engineOptions) engine(cmd *cobra.Command) (*planner.Engine, func(), err
 		Retries: o.retries, Wait: o.wait, MinSoak: o.minSoak, Async: o.async,
 		Log: cmd.ErrOrStderr(), Verbose: g.verbose,
 	}
-	e.Backfill.Workers = o.backfillWorkers
-	e.Backfill.TargetBatch = o.backfillTarget
+	e.Backfill = o.backfill
 	return e, pool.Close, nil
 }
 

@@ -242,3 +242,71 @@ func TestNextCommandKilledMidPhase(t *testing.T) {
 		t.Fatalf("%d rows not backfilled (%v)", wrong, err)
 	}
 }
+
+// TestPlanRefusesTableWithoutKey: with a database, plan refuses what
+// validate and next refuse, a backfill on a table with neither a primary
+// key nor a unique NOT NULL column; offline it cannot know.
+func TestPlanRefusesTableWithoutKey(t *testing.T) {
+	c, db := newCLI(t)
+	db.Exec(t, `CREATE TABLE events (id int, payload text); CREATE UNIQUE INDEX ON events (id)`) // nullable: no key
+	spec := filepath.Join(t.TempDir(), "events.yaml")
+	os.WriteFile(spec, []byte(`changes:
+  - id: events-rename
+    kind: rename_column
+    table: events
+    column: payload
+    to: body
+`), 0o644)
+	const refusal = "neither a primary key nor a unique index on NOT NULL columns"
+	c.expect(c.run(nil, "plan", spec), 2, "events-rename", refusal, "safe alternative", "PRIMARY KEY USING INDEX")
+	c.expect(c.run(nil, "validate", "--dir="+spec), 2, refusal)
+	for _, r := range []result{c.run([]string{"DATABASE_URL="}, "plan", spec), c.run(nil, "plan", "--offline", spec)} {
+		c.expect(r, 0, "events-rename", "assumed")
+		if strings.Contains(r.stdout+r.stderr, refusal) {
+			t.Fatalf("offline plan refused: %s%s", r.stdout, r.stderr)
+		}
+	}
+	// A table with a key plans with the live catalog.
+	c.expect(c.run(nil, "plan", c.dir), 0, "users-email-rename", "email_address")
+	// Once the table has a key, the same spec plans.
+	db.Exec(t, `ALTER TABLE events ALTER COLUMN id SET NOT NULL`)
+	c.expect(c.run(nil, "plan", spec), 0, "events-rename")
+}
+
+// TestNextBackfillFlags: next takes the backfill tuning flags of
+// backfill run (with a backfill- prefix) and its inline backfill uses them.
+func TestNextBackfillFlags(t *testing.T) {
+	c, db := newCLI(t)
+	dir := "--dir=" + c.dir
+	for _, bad := range [][]string{
+		{"--backfill-workers=0", "--backfill-workers"},
+		{"--backfill-min-batch=0", "--backfill-min-batch"},
+		{"--backfill-max-batch=5", "--backfill-max-batch"},
+		{"--backfill-batch-time=0s", "--backfill-batch-time"},
+		{"--backfill-sleep=-1s", "--backfill-sleep"},
+	} {
+		c.expect(c.run(nil, "next", dir, "--deploy-id=d0", bad[0]), 2, bad[1])
+	}
+	r := c.run(nil, "next", "--help")
+	c.expect(r, 0)
+	rr := c.run(nil, "backfill", "run", "--help")
+	c.expect(rr, 0, "splits")
+	for _, f := range []string{"workers", "batch-time", "min-batch", "max-batch", "sleep", "max-replica-lag"} {
+		if !strings.Contains(r.stdout, "--backfill-"+f+" ") || !strings.Contains(rr.stdout, "--"+f+" ") {
+			t.Errorf("flag %s: not in both next --help (--backfill-%[1]s) and backfill run --help (--%[1]s)", f)
+		}
+	}
+
+	c.expect(c.run(nil, "next", dir, "--deploy-id=d1"), 0, "expand")
+	c.expect(c.run(nil, "next", dir, "--deploy-id=d2", "--backfill-workers=2", "--backfill-min-batch=10",
+		"--backfill-max-batch=20", "--backfill-batch-time=1s", "--backfill-sleep=1ms", "--backfill-max-replica-lag=-1s"), 0, "1 advanced", "backfill")
+	// The batch size grew toward the (long) target, up to --backfill-max-batch.
+	var most int
+	if err := db.Pool.QueryRow(context.Background(), `SELECT max(batch_size) FROM planner.backfill_ranges`).Scan(&most); err != nil || most != 20 {
+		t.Fatalf("largest batch size %d (%v), want --backfill-max-batch=20", most, err)
+	}
+	var wrong int
+	if err := db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM users WHERE email_address IS DISTINCT FROM email`).Scan(&wrong); err != nil || wrong != 0 {
+		t.Fatalf("%d rows not backfilled (%v)", wrong, err)
+	}
+}

@@ -14,6 +14,7 @@ func init() { commands = append(commands, planCmd) }
 
 func planCmd() *cobra.Command {
 	var pgVersion int
+	var forceOffline bool
 	cmd := &cobra.Command{
 		Use:   "plan FILE|DIR",
 		Short: "Print each change's phases: SQL, locks, gates, flags and rollback",
@@ -21,7 +22,7 @@ func planCmd() *cobra.Command {
 for how long, the gate before each phase, the flags it publishes and how it is
 rolled back. Works offline (no database); with --database-url or DATABASE_URL
 the live catalog makes the SQL exact (column types, NOT NULL, indexes and
-constraints to copy) and the server's version is used.`,
+constraints to copy) and the server's version is used; --offline ignores them.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if pgVersion < 12 {
@@ -33,7 +34,7 @@ constraints to copy) and the server's version is used.`,
 				return err
 			}
 			ctx := cmd.Context()
-			offline := databaseURL() == ""
+			offline := forceOffline || databaseURL() == ""
 			var plans []planner.Plan
 			if offline {
 				plans, err = compileOffline(specs, pgVersion)
@@ -49,6 +50,7 @@ constraints to copy) and the server's version is used.`,
 			return planner.RenderText(cmd.OutOrStdout(), plans, offline)
 		},
 	}
+	cmd.Flags().BoolVar(&forceOffline, "offline", false, "plan from the specs alone, even when a database URL is set")
 	cmd.Flags().IntVar(&pgVersion, "pg-version", planner.DefaultVersion, "PostgreSQL major version to plan for (default: the server's when connected)")
 	return cmd
 }
@@ -78,6 +80,7 @@ func compileLive(ctx context.Context, specs []planner.Spec, version int, version
 			return nil, err
 		}
 	}
+	live := &planner.Engine{Pool: pool}
 	var plans []planner.Plan
 	var errs []error
 	for _, s := range specs {
@@ -97,6 +100,16 @@ func compileLive(ctx context.Context, specs []planner.Spec, version int, version
 		p, err := planner.Compile(s, planner.Target{Version: version, Table: table})
 		if err != nil {
 			errs = append(errs, err)
+			continue
+		}
+		// What validate and next refuse (a backfill on a table without a
+		// key, an invalid expression), plan refuses too.
+		ps, err = live.LiveProblems(ctx, s, p, table)
+		if err != nil {
+			return nil, err
+		}
+		if len(ps) > 0 {
+			errs = append(errs, &planner.ChangeError{ID: s.ID, File: s.File, Line: s.Line, Problems: ps})
 			continue
 		}
 		plans = append(plans, p)

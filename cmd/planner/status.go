@@ -87,11 +87,8 @@ func printStatus(w io.Writer, list []planner.ChangeStatus) {
 			fmt.Fprintf(w, "  next: %s, %s\n", s.Next, gate)
 		}
 		if b := s.Backfill; b != nil {
-			fmt.Fprintf(w, "  backfill: %s, %d of %d rows (%.0f%%), %d updated", b.Phase, b.Rows, b.Total, 100*b.Fraction(), b.Updated)
-			if b.Paused {
-				fmt.Fprint(w, ", PAUSED")
-			}
-			fmt.Fprintln(w)
+			// The same figures as planner backfill status.
+			fmt.Fprintf(w, "  backfill: %s\n", progressDetail(*b))
 		}
 		if len(s.Flags) > 0 {
 			keys := make([]string, 0, len(s.Flags))

@@ -363,7 +363,7 @@ func showBackfill(ctx context.Context, w io.Writer, pool *pgxpool.Pool) error {
 		return err
 	}
 	fmt.Fprintf(w, "   backfill: %d of %d rows (%d updated), verified: %v (%d rows checked, %d fixed)\n",
-		p.Rows, p.Total, p.Updated, p.Verified, p.VerifiedRows, p.Fixed)
+		p.Rows, max(p.Total, p.Rows), p.Updated, p.Verified, p.VerifiedRows, p.Fixed)
 	return nil
 }
 
