@@ -126,6 +126,7 @@ func (p Progress) Fraction() float64 {
 
 func jobsTable(schema string) string   { return pgx.Identifier{schema, "backfill_jobs"}.Sanitize() }
 func rangesTable(schema string) string { return pgx.Identifier{schema, "backfill_ranges"}.Sanitize() }
+func undoTable(schema string) string   { return pgx.Identifier{schema, "backfill_undo"}.Sanitize() }
 
 // Migrate creates the job and range tables in the state schema (created if
 // missing). Idempotent; the engine runs it inside its own migration.
@@ -176,7 +177,15 @@ CREATE TABLE IF NOT EXISTS %[2]s (
   done_at       timestamptz,
   verified_at   timestamptz,
   PRIMARY KEY (change_id, range_no)
-)`, jobsTable(schema), rangesTable(schema))
+);
+-- The rows a backfill with Undo changed, until Restore sets them back. Not
+-- tied to the job: a rollback forgets the job before it restores the rows.
+CREATE TABLE IF NOT EXISTS %[3]s (
+  change_id text NOT NULL,
+  key       text[] NOT NULL,
+  value     text,  -- the value written, as text: a row changed since is left alone
+  PRIMARY KEY (change_id, key)
+)`, jobsTable(schema), rangesTable(schema), undoTable(schema))
 	if _, err := tx.Exec(ctx, ddl); err != nil {
 		return fmt.Errorf("backfill: migrate: %w", err)
 	}
@@ -191,6 +200,7 @@ var laterJobColumns = []struct{ name, def string }{
 	{"rate_since", "timestamptz"},
 	{"rate_rows", "bigint NOT NULL DEFAULT 0"},
 	{"seen_at", "timestamptz"},
+	{"undo", "boolean NOT NULL DEFAULT false"},
 }
 
 // addJobColumns adds the jobs table's later columns where they are missing
@@ -446,9 +456,9 @@ func StartWith(ctx context.Context, pool *pgxpool.Pool, schema, changeID string,
 	}
 	defer tx.Rollback(ctx)
 	tag, err := tx.Exec(ctx, fmt.Sprintf(`
-INSERT INTO %s (change_id, table_schema, table_name, column_name, column_type, expr, key_columns, key_types, total_rows)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (change_id) DO NOTHING`, jobsTable(schema)),
-		changeID, work.Schema, work.Table, work.Column, t.columnType, work.Expr, t.key.cols, t.key.types, total)
+INSERT INTO %s (change_id, table_schema, table_name, column_name, column_type, expr, key_columns, key_types, total_rows, undo)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (change_id) DO NOTHING`, jobsTable(schema)),
+		changeID, work.Schema, work.Table, work.Column, t.columnType, work.Expr, t.key.cols, t.key.types, total, work.Undo)
 	if err != nil {
 		return fmt.Errorf("backfill: create job %s: %w", changeID, err)
 	}

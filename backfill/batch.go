@@ -205,11 +205,11 @@ func (r *runner) apply(ctx context.Context, conn *pgxpool.Conn, c claim, size in
 			return res, fmt.Errorf("verification: %d rows of %s still differ after %d fixes", bad, r.t.name, attempt)
 		}
 		sql, args := r.t.updateSQL(c.cursor, res.end)
-		tag, err := conn.Exec(ctx, sql, args...)
-		if err != nil {
+		var fixed int64
+		if err := conn.QueryRow(ctx, sql, args...).Scan(&fixed); err != nil {
 			return res, err
 		}
-		res.changed += tag.RowsAffected()
+		res.changed += fixed
 		sql, args = r.t.diffSQL(c.cursor, res.end)
 		if err := conn.QueryRow(ctx, sql, args...).Scan(&bad); err != nil {
 			return res, err

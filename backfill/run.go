@@ -141,33 +141,16 @@ func adapt(size int, rows int64, took time.Duration, o Options) int {
 // at the same time. It returns the final progress.
 func Run(ctx context.Context, pool *pgxpool.Pool, schema, changeID string, opts Options) (Progress, error) {
 	opts = opts.withDefaults()
-	var j struct {
-		schema, table, column, columnType, expr string
-		keyCols, keyTypes                       []string
-	}
-	err := pool.QueryRow(ctx, fmt.Sprintf(`
-SELECT table_schema, table_name, column_name, column_type, expr, key_columns, key_types
-FROM %s WHERE change_id = $1`, jobsTable(schema)), changeID).
-		Scan(&j.schema, &j.table, &j.column, &j.columnType, &j.expr, &j.keyCols, &j.keyTypes)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return Progress{}, fmt.Errorf("%w for change %s", ErrNoJob, changeID)
-	}
+	r, err := newRunner(ctx, pool, schema, changeID, opts)
 	if err != nil {
-		return Progress{}, fmt.Errorf("backfill: %w", err)
+		return Progress{}, err
 	}
 	// The rate is measured from now on: the time the job spent killed,
 	// paused or waiting for a worker is no work. Another process joining
 	// restarts the window too, which only shortens it.
-	if err := addJobColumns(ctx, pool, schema); err != nil {
-		return Progress{}, fmt.Errorf("backfill: %w", err)
-	}
 	if _, err := pool.Exec(ctx, fmt.Sprintf(`UPDATE %s SET started_at = coalesce(started_at, now()), seen_at = now(),
   rate_since = now(), rate_rows = %s WHERE change_id = $1`, jobsTable(schema), rowsDoneSQL(schema)), changeID); err != nil {
 		return Progress{}, fmt.Errorf("backfill: %w", err)
-	}
-	r := &runner{
-		pool: pool, schema: schema, changeID: changeID, opts: opts,
-		t: newTarget(j.schema, j.table, j.column, j.columnType, j.expr, keySpec{cols: j.keyCols, types: j.keyTypes}),
 	}
 
 	workCtx, cancel := context.WithCancel(ctx)
@@ -218,6 +201,36 @@ func firstError(errs []error) error {
 		return err
 	}
 	return canceled
+}
+
+// newRunner loads the change's job.
+func newRunner(ctx context.Context, pool *pgxpool.Pool, schema, changeID string, opts Options) (*runner, error) {
+	if err := addJobColumns(ctx, pool, schema); err != nil {
+		return nil, fmt.Errorf("backfill: %w", err)
+	}
+	var j struct {
+		schema, table, column, columnType, expr string
+		keyCols, keyTypes                       []string
+		undo                                    bool
+	}
+	err := pool.QueryRow(ctx, fmt.Sprintf(`
+SELECT table_schema, table_name, column_name, column_type, expr, key_columns, key_types, undo
+FROM %s WHERE change_id = $1`, jobsTable(schema)), changeID).
+		Scan(&j.schema, &j.table, &j.column, &j.columnType, &j.expr, &j.keyCols, &j.keyTypes, &j.undo)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("%w for change %s", ErrNoJob, changeID)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("backfill: %w", err)
+	}
+	r := &runner{
+		pool: pool, schema: schema, changeID: changeID, opts: opts,
+		t: newTarget(j.schema, j.table, j.column, j.columnType, j.expr, keySpec{cols: j.keyCols, types: j.keyTypes}),
+	}
+	if j.undo {
+		r.t.undo = &undoLog{table: undoTable(schema), changeID: changeID}
+	}
+	return r, nil
 }
 
 type runner struct {

@@ -26,6 +26,26 @@ type target struct {
 	columnType string
 	value      string // the expression, cast to the column's type
 	key        keySpec
+	undo       *undoLog // nil: the rows changed are not recorded
+}
+
+// undoLog is where a backfill with Undo records the rows it changes.
+type undoLog struct {
+	table    string // quoted
+	changeID string
+}
+
+// changed is the UPDATE's RETURNING list and, when the rows are recorded,
+// a CTE (named after done, the UPDATE's) that records them; the change id
+// becomes the next parameter.
+func (t *target) changed(args *[]any) (returning, record string) {
+	if t.undo == nil {
+		return "1", ""
+	}
+	*args = append(*args, t.undo.changeID)
+	return fmt.Sprintf("ARRAY[%s] AS undo_key, %s::text AS undo_value", t.keyList("::text"), t.column),
+		fmt.Sprintf(", recorded AS (INSERT INTO %s (change_id, key, value) SELECT $%d, undo_key, undo_value FROM done ON CONFLICT DO NOTHING)",
+			t.undo.table, len(*args))
 }
 
 func newTarget(schema, table, column, columnType, expr string, key keySpec) *target {
@@ -182,10 +202,13 @@ func (t *target) stepSQL(lower, upper []string, size int, verify bool) (string, 
 		t.keyList(""), t.name, boundCond, t.orderBy(), len(args))
 	upTo := fmt.Sprintf("%s AND %s <= (SELECT %s FROM bound) AND %s IS DISTINCT FROM %s",
 		lowerCond, t.tuple(), t.keyListOf("bound.", ""), t.column, t.value)
-	work := fmt.Sprintf("WITH bound AS (%s), done AS (UPDATE %s SET %s = %s WHERE %s RETURNING 1)\nSELECT (SELECT count(*) FROM done)",
-		bound, t.name, t.column, t.value, upTo)
+	var work string
 	if verify {
 		work = fmt.Sprintf("WITH bound AS (%s)\nSELECT (SELECT count(*) FROM %s WHERE %s)", bound, t.name, upTo)
+	} else {
+		returning, record := t.changed(&args)
+		work = fmt.Sprintf("WITH bound AS (%s), done AS (UPDATE %s SET %s = %s WHERE %s RETURNING %s)%s\nSELECT (SELECT count(*) FROM done)",
+			bound, t.name, t.column, t.value, upTo, returning, record)
 	}
 	return fmt.Sprintf("%s, %s FROM (VALUES (1)) AS one (x) LEFT JOIN bound ON true", work, t.keyListOf("bound.", "::text")), args
 }
@@ -199,9 +222,10 @@ func (t *target) tailSQL(lower, upper []string, verify bool) (string, []any) {
 		return fmt.Sprintf("SELECT count(*), count(*) FILTER (WHERE %s IS DISTINCT FROM %s) FROM %s WHERE %s",
 			t.column, t.value, t.name, cond), args
 	}
-	return fmt.Sprintf(`WITH done AS (UPDATE %s SET %s = %s WHERE %s AND %s IS DISTINCT FROM %s RETURNING 1)
+	returning, record := t.changed(&args)
+	return fmt.Sprintf(`WITH done AS (UPDATE %s SET %s = %s WHERE %s AND %s IS DISTINCT FROM %s RETURNING %s)%s
 SELECT (SELECT count(*) FROM %s WHERE %s), (SELECT count(*) FROM done)`,
-		t.name, t.column, t.value, cond, t.column, t.value, t.name, cond), args
+		t.name, t.column, t.value, cond, t.column, t.value, returning, record, t.name, cond), args
 }
 
 // probeSQL finds the n-th key after lower (up to upper) as text: the end of
@@ -238,11 +262,13 @@ func (t *target) afterSQL(a, b []string) (string, []any) {
 	return "SELECT " + t.params(1) + " > " + t.params(1+len(a)), args
 }
 
-// updateSQL sets the column for the rows of (lower, upper] that differ.
+// updateSQL sets the column for the rows of (lower, upper] that differ,
+// and returns how many it changed.
 func (t *target) updateSQL(lower, upper []string) (string, []any) {
 	cond, args := t.cond(lower, upper)
-	return fmt.Sprintf("UPDATE %s SET %s = %s WHERE %s AND %s IS DISTINCT FROM %s",
-		t.name, t.column, t.value, cond, t.column, t.value), args
+	returning, record := t.changed(&args)
+	return fmt.Sprintf("WITH done AS (UPDATE %s SET %s = %s WHERE %s AND %s IS DISTINCT FROM %s RETURNING %s)%s\nSELECT count(*) FROM done",
+		t.name, t.column, t.value, cond, t.column, t.value, returning, record), args
 }
 
 // diffSQL counts the rows of (lower, upper] that still differ.

@@ -95,6 +95,10 @@ type Backfill struct {
 	// idempotent: re-running a batch leaves rows already done unchanged
 	// (e.g. COALESCE(col, fill) for fills with volatile expressions).
 	Expr string `json:"expr"`
+	// Undo records the key and new value of every row the backfill
+	// changes, so that rolling the phase back can set those rows back to
+	// NULL (set_not_null, which fills an existing column in place).
+	Undo bool `json:"undo,omitempty"`
 }
 
 // Flags maps flag keys (e.g. "users-email.read") to the variant published.

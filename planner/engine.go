@@ -1055,7 +1055,12 @@ func (e *Engine) Rollback(ctx context.Context, changeID, deployID string) (*Roll
 	}
 	run := e.runner()
 	run.Tables = []string{c.Table.String()}
-	if err := run.Run(ctx, p.Rollback, finish); err != nil {
+	if p.Backfill == nil {
+		err = run.Run(ctx, p.Rollback, finish)
+	} else {
+		err = e.rollbackBackfill(ctx, run, en, idx, finish)
+	}
+	if err != nil {
 		err = fmt.Errorf("change %q: roll back phase %s: %w (rerun planner rollback %s to retry; rollback steps are idempotent)", c.ID, p.Name, err, c.ID)
 		bg := context.WithoutCancel(ctx)
 		st.addHistory(bg, e.Pool, HistoryEntry{Change: c.ID, PhaseIndex: idx, Phase: p.Name, Direction: Down,
@@ -1064,6 +1069,41 @@ func (e *Engine) Rollback(ctx context.Context, changeID, deployID string) (*Roll
 	}
 	res.Applied = idx
 	return res, nil
+}
+
+// rollbackBackfill undoes a backfill phase in steps. First the phase is
+// marked partly applied and its job forgotten, so that after a crash at any
+// later point both commands find a consistent state: next redoes the phase
+// (refilling what was set back), rollback goes on. Then its statements run
+// (the fill trigger goes, so that nothing refills the column), then the
+// rows it filled are set back to NULL (a backfill with Undo), and last the
+// state records the rollback.
+func (e *Engine) rollbackBackfill(ctx context.Context, run *Runner, en *entry, idx int, finish func(context.Context, pgx.Tx) error) error {
+	id, p := en.state.ID, en.plan.Phases[idx]
+	err := pgx.BeginFunc(ctx, e.Pool, func(tx pgx.Tx) error {
+		if err := e.state().setStatus(ctx, tx, id, idx, StatusApplying, ""); err != nil {
+			return err
+		}
+		return backfill.Reset(ctx, tx, e.schema(), id)
+	})
+	if err != nil {
+		return err
+	}
+	if err := run.Run(ctx, p.Rollback, nil); err != nil {
+		return err
+	}
+	var key []string
+	if en.state.Catalog != nil {
+		key = en.state.Catalog.Key
+	}
+	n, err := backfill.Restore(ctx, e.Pool, e.schema(), id, *p.Backfill, key, e.Backfill)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		e.logf("%s: %d rows the backfill filled set back to NULL\n", id, n)
+	}
+	return run.Run(ctx, nil, finish)
 }
 
 // restoreFlags puts the change's flags back to what they were before phase

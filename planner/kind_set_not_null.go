@@ -58,11 +58,12 @@ func compileSetNotNull(k *SetNotNull, id string, target Target) ([]phases.Phase,
 	filler := phases.Fill{ID: id, Column: col, Expr: k.Backfill}
 	fill := phases.Phase{
 		Name: "backfill",
-		Purpose: fmt.Sprintf("give rows where %s IS NULL the value %s: a trigger for rows written from now on, then existing rows in batches (rolling back keeps the filled values)",
+		Purpose: fmt.Sprintf("give rows where %s IS NULL the value %s: a trigger for rows written from now on, then existing rows in batches, keeping their keys so that rollback can set them back to NULL",
 			k.Column, k.Backfill),
 		Statements: filler.Install(),
-		Backfill:   &phases.Backfill{Schema: t.SchemaOrPublic(), Table: t.Name, Column: k.Column, Expr: fmt.Sprintf("COALESCE(%s, %s)", phases.Ident(k.Column), k.Backfill)},
-		Rollback:   filler.Remove(),
+		Backfill: &phases.Backfill{Schema: t.SchemaOrPublic(), Table: t.Name, Column: k.Column,
+			Expr: fmt.Sprintf("COALESCE(%s, %s)", phases.Ident(k.Column), k.Backfill), Undo: true},
+		Rollback: filler.Remove(),
 	}
 	enforce.Purpose += ", then drop the fill trigger"
 	enforce.Gate = phases.BackfillVerified

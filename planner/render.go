@@ -92,8 +92,11 @@ func (r *textRenderer) phase(n int, ph phases.Phase) {
 	case len(ph.Rollback) > 0:
 		r.printf("**Rollback** (flags after: %s):\n\n", flagsInline(ph.RollbackFlags, "unchanged"))
 		r.statements(ph.Rollback)
+		if ph.Backfill != nil {
+			r.printf("Then: %s.\n\n", backfillRollback(ph.Backfill))
+		}
 	case ph.Backfill != nil:
-		r.printf("**Rollback:** forget the backfill job (values already written stay; the column is dropped by rolling back earlier phases)")
+		r.printf("**Rollback:** %s", backfillRollback(ph.Backfill))
 		if ph.RollbackFlags != nil {
 			r.printf("; flags after: %s", flagsInline(ph.RollbackFlags, ""))
 		}
@@ -165,6 +168,14 @@ func gateShort(g phases.Gate) string {
 		return "none"
 	}
 	return string(g)
+}
+
+// backfillRollback says what rolling a backfill back does to the data.
+func backfillRollback(b *phases.Backfill) string {
+	if b.Undo {
+		return "the rows the backfill filled are set back to NULL, in batches (a row changed since keeps its value), and the job is forgotten"
+	}
+	return "forget the backfill job (values already written stay; the column is dropped by rolling back earlier phases)"
 }
 
 func rollbackShort(ph phases.Phase) string {
