@@ -381,6 +381,25 @@ func TestNoKeyIsRefused(t *testing.T) {
 	}
 }
 
+// TestGivenKeyMustStillBeUnique: the key recorded at registration is
+// checked again at Start; once its index is gone, paging on it is refused.
+func TestGivenKeyMustStillBeUnique(t *testing.T) {
+	db := newDB(t)
+	ctx := context.Background()
+	db.Exec(t, `CREATE TABLE t (id int PRIMARY KEY, code text NOT NULL, old text, new text);
+CREATE UNIQUE INDEX t_code ON t (code); INSERT INTO t SELECT g, 'c' || g, 'v' || g FROM generate_series(1, 100) g`)
+	work := phases.Backfill{Table: "t", Column: "new", Expr: "old"}
+	db.Exec(t, `DROP INDEX t_code`)
+	for _, key := range [][]string{{"code"}, {"id", "code"}, {"old"}} {
+		if err := Start(ctx, db.Pool, state, "c1", work, key); !errors.Is(err, ErrNoKey) {
+			t.Errorf("key %v: err = %v, want ErrNoKey", key, err)
+		}
+	}
+	if err := Start(ctx, db.Pool, state, "c1", work, []string{"id"}); err != nil {
+		t.Fatalf("key (id), the primary key: %v", err)
+	}
+}
+
 func TestStartIsIdempotentAndResetForgets(t *testing.T) {
 	db := newDB(t)
 	ctx := context.Background()

@@ -80,6 +80,8 @@ func describe(ctx context.Context, q Querier, work phases.Backfill, key []string
 		if key, err = findKey(ctx, q, *oid); err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
+	} else if err := checkKey(ctx, q, *oid, key); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	types, err := columnTypes(ctx, q, *oid, key)
 	if err != nil {
@@ -121,6 +123,34 @@ LIMIT 1`, oid).Scan(&key)
 		return nil, ErrNoKey
 	}
 	return key, err
+}
+
+// checkKey makes sure a key given by the caller (the one the planner saw
+// when the change was registered) still identifies rows: its columns are
+// NOT NULL and a valid unique index without predicate covers exactly them.
+// Paging on anything less could skip rows.
+func checkKey(ctx context.Context, q Querier, oid uint32, key []string) error {
+	var ok bool
+	err := q.QueryRow(ctx, `
+SELECT NOT EXISTS (SELECT 1 FROM unnest($2::text[]) c LEFT JOIN pg_catalog.pg_attribute a
+                   ON a.attrelid = $1 AND a.attname = c AND a.attnum > 0 AND NOT a.attisdropped
+                   WHERE a.attnotnull IS NOT TRUE)
+   AND EXISTS (SELECT 1 FROM pg_catalog.pg_index i
+               WHERE i.indrelid = $1 AND i.indisunique AND i.indisvalid AND i.indpred IS NULL
+                 AND i.indnkeyatts = cardinality($2::text[])
+                 AND (SELECT array_agg(a.attname::text ORDER BY a.attname::text)
+                      FROM unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
+                      JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+                      WHERE k.ord <= i.indnkeyatts)
+                     = (SELECT array_agg(c ORDER BY c) FROM unnest($2::text[]) c))`, oid, key).Scan(&ok)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("key (%s) is no longer NOT NULL and unique (an index or constraint was dropped since the change was registered): %w",
+			strings.Join(key, ", "), ErrNoKey)
+	}
+	return nil
 }
 
 // tuple is the key as a row expression: (a, b).
