@@ -43,7 +43,7 @@ func (o *engineOptions) register(cmd *cobra.Command) {
 func (o *engineOptions) registerNext(cmd *cobra.Command) {
 	o.register(cmd)
 	f := cmd.Flags()
-	f.DurationVar(&o.minSoak, "min-soak", 0, "minimum time the previous phase's flags must be live before a contract phase")
+	f.DurationVar(&o.minSoak, "min-soak", 0, "minimum time the previous phase's flags must be live before a phase gated on them (contract; add_column's enforce)")
 	f.BoolVar(&o.async, "async", false, "start backfills and return; the phase completes at a later deploy once the backfill is verified (run it with planner backfill run)")
 	registerBackfillFlags(cmd, &o.backfill, "backfill-")
 	o.hasBackfill = true
