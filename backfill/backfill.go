@@ -26,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -107,6 +108,43 @@ func (p Progress) Pass() (done, total int64) {
 		done = p.VerifiedRows
 	}
 	return done, max(p.Total, done)
+}
+
+// Summary describes the current pass with figures that agree: rows
+// done of the pass's total (never less than the rows done: the total is an
+// estimate), the percentage of those, then the rate and ETA while workers
+// run, or why nothing runs. E.g. "backfill  12.3% (36900/300000 rows,
+// 51234 rows/s, ETA 5s)" or "verify  40.0% (200/500 rows checked) paused
+// (planner backfill resume c1)".
+func (p Progress) Summary() string {
+	var b strings.Builder
+	done, total := p.Pass()
+	switch p.Phase {
+	case "backfill":
+		fmt.Fprintf(&b, "backfill %5.1f%% (%d/%d rows", 100*p.Fraction(), done, total)
+	case "verify":
+		fmt.Fprintf(&b, "verify %5.1f%% (%d/%d rows checked", 100*p.Fraction(), done, total)
+	default:
+		fmt.Fprintf(&b, "verified (%d rows, %d changed, %d fixed by verification)", p.Rows, p.Updated, p.Fixed)
+		return b.String()
+	}
+	running := !p.Paused && !p.Idle
+	if running && p.RowsPerSec > 0 {
+		fmt.Fprintf(&b, ", %.0f rows/s", p.RowsPerSec)
+		if p.ETA > 0 {
+			fmt.Fprintf(&b, ", ETA %s", p.ETA.Round(time.Second))
+		}
+	}
+	b.WriteString(")")
+	switch {
+	case p.Paused:
+		b.WriteString(" paused (planner backfill resume " + p.ChangeID + ")")
+	case p.Idle:
+		b.WriteString(" idle: no worker is running it (planner backfill run " + p.ChangeID + ")")
+	case p.Throttled:
+		b.WriteString(" waiting for replicas to catch up")
+	}
+	return b.String()
 }
 
 // Fraction is the share of the current pass's work done, in [0, 1].

@@ -743,7 +743,7 @@ func (e *Engine) gateMet(ctx context.Context, q dbtx, en *entry, idx int, deploy
 			return false, "", nil, err
 		}
 		if !prog.Verified {
-			return false, "backfill not verified yet: " + describeProgress(prog), &prog, nil
+			return false, "backfill not verified yet: " + prog.Summary(), &prog, nil
 		}
 		return true, "", &prog, nil
 	case phases.FlagsSoaked:
@@ -771,24 +771,6 @@ func (e *Engine) gateMet(ctx context.Context, q dbtx, en *entry, idx int, deploy
 		return true, "", nil, nil
 	}
 	return false, "", nil, fmt.Errorf("change %q phase %s: unknown gate %q (a newer planner wrote this plan?)", en.state.ID, p.Name, p.Gate)
-}
-
-func describeProgress(p backfill.Progress) string {
-	done, total := p.Pass()
-	s := fmt.Sprintf("%s: %d of %d rows (%.0f%%)", p.Phase, done, total, 100*p.Fraction())
-	if p.Done {
-		s = fmt.Sprintf("%s: %d of %d rows checked", p.Phase, done, total)
-	}
-	if p.RowsPerSec > 0 {
-		s += fmt.Sprintf(", %.0f rows/s", p.RowsPerSec)
-	}
-	if p.ETA > 0 {
-		s += ", ETA " + p.ETA.Round(time.Second).String()
-	}
-	if p.Paused {
-		s += ", paused by an operator (planner backfill resume)"
-	}
-	return s
 }
 
 // apply runs phase idx of a change and records it.
@@ -867,12 +849,12 @@ func (e *Engine) apply(ctx context.Context, en *entry, idx int, deployID string)
 		}
 		if !complete && prog.Paused {
 			r.Action = Waiting
-			r.Reason = fmt.Sprintf("backfill paused by an operator: %s; resume it with `planner backfill resume %s`", describeProgress(*prog), c.ID)
+			r.Reason = fmt.Sprintf("backfill paused by an operator: %s; resume it with `planner backfill resume %s`", prog.Summary(), c.ID)
 			return r, nil
 		}
 		if !complete {
 			r.Action = Waiting
-			r.Reason = fmt.Sprintf("backfill started for the background (--async): %s; run it with `planner backfill run %s` (any number of processes), and a later planner next completes the phase once it is verified", describeProgress(*prog), c.ID)
+			r.Reason = fmt.Sprintf("backfill started for the background (--async): %s; run it with `planner backfill run %s` (any number of processes), and a later planner next completes the phase once it is verified", prog.Summary(), c.ID)
 			return r, nil
 		}
 		if err := run.Run(ctx, nil, finish); err != nil {
@@ -905,7 +887,7 @@ func (e *Engine) backfill(ctx context.Context, en *entry, work phases.Backfill) 
 	}
 	opts := e.Backfill
 	if opts.Progress == nil && e.Log != nil {
-		opts.Progress = func(p backfill.Progress) { e.logf("%s: %s\n", en.state.ID, describeProgress(p)) }
+		opts.Progress = func(p backfill.Progress) { e.logf("%s: %s\n", en.state.ID, p.Summary()) }
 		if opts.ProgressEvery == 0 {
 			opts.ProgressEvery = 2 * time.Second
 		}
@@ -925,7 +907,7 @@ func (e *Engine) backfill(ctx context.Context, en *entry, work phases.Backfill) 
 		return &prog, false, fmt.Errorf("backfill: %w", err)
 	}
 	if !prog.Verified {
-		return &prog, false, fmt.Errorf("backfill finished but is not verified: %s", describeProgress(prog))
+		return &prog, false, fmt.Errorf("backfill finished but is not verified: %s", prog.Summary())
 	}
 	return &prog, true, nil
 }

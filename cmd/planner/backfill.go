@@ -195,48 +195,11 @@ func progressBar(p backfill.Progress, width int) string {
 	frac := p.Fraction()
 	filled := int(frac * float64(width))
 	bar := strings.Repeat("█", filled) + strings.Repeat("░", width-filled)
-	return fmt.Sprintf("%s %s %s", p.ChangeID, bar, progressDetail(p))
+	return fmt.Sprintf("%s %s %s", p.ChangeID, bar, p.Summary())
 }
 
 func progressLine(p backfill.Progress) string {
-	return p.ChangeID + ": " + progressDetail(p)
-}
-
-// progressDetail describes the current pass with figures that agree: rows
-// done of the pass's total (never less than the rows done: the total is an
-// estimate), the percentage of those, then the rate and ETA while workers
-// run, or why nothing runs. E.g. "backfill  12.3% (36900/300000 rows,
-// 51234 rows/s, ETA 5s)" or "verify  40.0% (200/500 rows checked) paused
-// (planner backfill resume c1)".
-func progressDetail(p backfill.Progress) string {
-	var b strings.Builder
-	done, total := p.Pass()
-	switch p.Phase {
-	case "backfill":
-		fmt.Fprintf(&b, "backfill %5.1f%% (%d/%d rows", 100*p.Fraction(), done, total)
-	case "verify":
-		fmt.Fprintf(&b, "verify %5.1f%% (%d/%d rows checked", 100*p.Fraction(), done, total)
-	default:
-		fmt.Fprintf(&b, "verified (%d rows, %d changed, %d fixed by verification)", p.Rows, p.Updated, p.Fixed)
-		return b.String()
-	}
-	running := !p.Paused && !p.Idle
-	if running && p.RowsPerSec > 0 {
-		fmt.Fprintf(&b, ", %.0f rows/s", p.RowsPerSec)
-		if p.ETA > 0 {
-			fmt.Fprintf(&b, ", ETA %s", p.ETA)
-		}
-	}
-	b.WriteString(")")
-	switch {
-	case p.Paused:
-		b.WriteString(" paused (planner backfill resume " + p.ChangeID + ")")
-	case p.Idle:
-		b.WriteString(" idle: no worker is running it (planner backfill run " + p.ChangeID + ")")
-	case p.Throttled:
-		b.WriteString(" waiting for replicas to catch up")
-	}
-	return b.String()
+	return p.ChangeID + ": " + p.Summary()
 }
 
 func backfillPauseCmd(pause bool) *cobra.Command {
@@ -308,7 +271,7 @@ func backfillStatusCmd() *cobra.Command {
 			w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(w, "CHANGE\tCOLUMN\tPROGRESS")
 			for _, p := range all {
-				fmt.Fprintf(w, "%s\t%s.%s\t%s\n", p.ChangeID, p.Table, pgx.Identifier{p.Column}.Sanitize(), progressDetail(p))
+				fmt.Fprintf(w, "%s\t%s.%s\t%s\n", p.ChangeID, p.Table, pgx.Identifier{p.Column}.Sanitize(), p.Summary())
 			}
 			return w.Flush()
 		},

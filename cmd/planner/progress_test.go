@@ -109,7 +109,7 @@ func TestProgressRenderers(t *testing.T) {
 			if got := strings.Count(bar, "█"); got != tt.bar || strings.Count(bar, "░") != 10-tt.bar {
 				t.Errorf("progressBar %q: %d cells filled, want %d", bar, got, tt.bar)
 			}
-			if !strings.HasSuffix(bar, " "+progressDetail(tt.p)) {
+			if !strings.HasSuffix(bar, " "+tt.p.Summary()) {
 				t.Errorf("progressBar %q does not end with the detail", bar)
 			}
 
@@ -117,7 +117,7 @@ func TestProgressRenderers(t *testing.T) {
 			p := tt.p
 			printStatus(&b, []planner.ChangeStatus{{ID: "c", Kind: "rename_column", Table: "public.t", Status: "active",
 				Applied: 1, Total: 5, Backfill: &p}})
-			if want := "  backfill: " + progressDetail(tt.p) + "\n"; !strings.Contains(b.String(), want) {
+			if want := "  backfill: " + tt.p.Summary() + "\n"; !strings.Contains(b.String(), want) {
 				t.Errorf("status:\n%s\nwant the line %q", b.String(), want)
 			}
 		})

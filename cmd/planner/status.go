@@ -88,7 +88,7 @@ func printStatus(w io.Writer, list []planner.ChangeStatus) {
 		}
 		if b := s.Backfill; b != nil {
 			// The same figures as planner backfill status.
-			fmt.Fprintf(w, "  backfill: %s\n", progressDetail(*b))
+			fmt.Fprintf(w, "  backfill: %s\n", b.Summary())
 		}
 		if len(s.Flags) > 0 {
 			keys := make([]string, 0, len(s.Flags))
