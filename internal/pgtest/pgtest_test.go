@@ -5,6 +5,8 @@ import (
 	"errors"
 	"os"
 	"testing"
+
+	"github.com/jackc/pgx/v5"
 )
 
 func TestMain(m *testing.M) { os.Exit(Main(m)) }
@@ -35,5 +37,36 @@ func TestMissingBinariesSaysWhatToInstall(t *testing.T) {
 	_, err := FindBinDir()
 	if !errors.Is(err, ErrNoBinaries) {
 		t.Fatalf("err = %v, want ErrNoBinaries", err)
+	}
+}
+
+func TestPgBouncerTransactionModeSharesServerSessions(t *testing.T) {
+	db := NewDB(t)
+	url := NewPgBouncer(t, db, "transaction", 1)
+	ctx := context.Background()
+	a, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close(ctx)
+	b, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close(ctx)
+	var pa, pb int
+	simple := pgx.QueryExecModeSimpleProtocol
+	if err := a.QueryRow(ctx, `SELECT pg_backend_pid()`, simple).Scan(&pa); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.QueryRow(ctx, `SELECT pg_backend_pid()`, simple).Scan(&pb); err != nil {
+		t.Fatal(err)
+	}
+	if pa != pb {
+		t.Fatalf("two clients of a one-connection transaction pool ran on backends %d and %d", pa, pb)
+	}
+	var name string
+	if err := a.QueryRow(ctx, `SELECT current_database()`, simple).Scan(&name); err != nil || name != db.Name {
+		t.Fatalf("through the pooler: database %q, %v; want %q", name, err, db.Name)
 	}
 }
