@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgplanner/planner/backfill"
@@ -21,9 +20,9 @@ import (
 // Engine advances changes against one database, one phase per change per
 // deploy, and keeps its state in the database (schema Schema).
 //
-// Next and Rollback hold a session advisory lock for their whole run, on a
-// connection of their own: the planner needs a direct connection (or
-// PgBouncer in session mode), not PgBouncer's transaction mode.
+// Next and Rollback hold the planner lease (lease.go) for their whole run.
+// They need a direct connection (or a pooler in session mode): they refuse
+// a pooler in transaction mode before they change anything (CheckSessions).
 type Engine struct {
 	Pool *pgxpool.Pool
 	// Schema holds the planner's state and flags; default "planner".
@@ -39,6 +38,10 @@ type Engine struct {
 	// Wait is how long Next and Rollback wait for another planner to finish
 	// before failing with ErrBusy (0: fail at once).
 	Wait time.Duration
+	// LeaseTTL is how long the planner lease outlives its holder's last
+	// renewal (default DefaultLeaseTTL): a planner killed with kill -9 holds
+	// up the next one for at most this long.
+	LeaseTTL time.Duration
 	// MinSoak is the minimum time the previous phase's flags must have been
 	// live before a FlagsSoaked gate opens.
 	MinSoak time.Duration
@@ -52,7 +55,7 @@ type Engine struct {
 	Verbose bool
 }
 
-// lockClass is the first key of the planner's advisory locks ("plnr").
+// lockClass is the first key of the planner's transaction advisory locks ("plnr").
 const lockClass = 0x706c6e72
 
 // Action says what Next did (or would do) with a change.
@@ -160,87 +163,6 @@ func (e *Engine) logf(format string, args ...any) {
 	}
 }
 
-// plannerLock is the planner's session advisory lock, held on a connection
-// of its own for the whole run.
-type plannerLock struct {
-	conn   *pgxpool.Conn
-	schema string
-}
-
-// lock takes the planner's session advisory lock on a dedicated connection,
-// waiting up to Wait. The key derives from the state schema, so planners
-// with different state schemas do not serialize.
-func (e *Engine) lock(ctx context.Context) (*plannerLock, error) {
-	conn, err := e.Pool.Acquire(ctx)
-	if err != nil {
-		return nil, err
-	}
-	got := false
-	err = conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1, hashtext($2))`, lockClass, e.schema()).Scan(&got)
-	if err == nil && !got && e.Wait > 0 {
-		e.logf("another planner is running%s; waiting up to %s\n", e.lockHolder(ctx, conn), e.Wait)
-		_, err = conn.Exec(ctx, `SELECT set_config('lock_timeout', $1, false)`, pgDuration(e.Wait))
-		if err == nil {
-			_, err = conn.Exec(ctx, `SELECT pg_advisory_lock($1, hashtext($2))`, lockClass, e.schema())
-			got = err == nil
-			var pe *pgconn.PgError
-			if errors.As(err, &pe) && pe.Code == "55P03" {
-				err = nil
-			}
-		}
-		if err == nil {
-			_, err = conn.Exec(ctx, `RESET lock_timeout`)
-		}
-	}
-	if err != nil {
-		conn.Release()
-		return nil, fmt.Errorf("take the planner lock: %w", err)
-	}
-	if !got {
-		holder := e.lockHolder(ctx, conn)
-		conn.Release()
-		return nil, fmt.Errorf("%w (state schema %q%s): waited %s; rerun when it has finished, or raise --wait", ErrBusy, e.schema(), holder, e.Wait)
-	}
-	return &plannerLock{conn: conn, schema: e.schema()}, nil
-}
-
-// check fails when the lock's session is gone (the server then released
-// the lock, and another planner may have taken it): stop before the next
-// phase rather than run unserialized.
-func (l *plannerLock) check(ctx context.Context) error {
-	var held bool
-	err := l.conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()
-		AND granted AND classid = $1::int::oid AND objid = hashtext($2)::oid AND objsubid = 2)`, lockClass, l.schema).Scan(&held)
-	if err != nil || !held {
-		return fmt.Errorf("lost the planner lock (its connection failed: %v); stopped before the next phase: rerun planner next", err)
-	}
-	return nil
-}
-
-func (l *plannerLock) release(ctx context.Context) {
-	bg := context.WithoutCancel(ctx)
-	if _, err := l.conn.Exec(bg, `SELECT pg_advisory_unlock($1, hashtext($2))`, lockClass, l.schema); err != nil {
-		// Closing the session releases the lock for sure.
-		l.conn.Conn().Close(bg)
-	}
-	l.conn.Release()
-}
-
-func (e *Engine) lockHolder(ctx context.Context, conn *pgxpool.Conn) string {
-	var pid int
-	var app, client string
-	var since time.Time
-	err := conn.QueryRow(ctx, `
-		SELECT a.pid, coalesce(a.application_name, ''), coalesce(host(a.client_addr), 'local'), a.backend_start
-		FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-		WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1::int::oid AND l.objid = hashtext($2)::oid AND l.objsubid = 2
-		LIMIT 1`, lockClass, e.schema()).Scan(&pid, &app, &client, &since)
-	if err != nil {
-		return ""
-	}
-	return fmt.Sprintf(", held by pid %d, application %q from %s, connected since %s", pid, app, client, since.UTC().Format(time.RFC3339))
-}
-
 func serverVersion(ctx context.Context, q dbtx) (int, error) {
 	var num int
 	err := q.QueryRow(ctx, `SELECT current_setting('server_version_num')::int`).Scan(&num)
@@ -267,7 +189,7 @@ func (en *entry) tableKey() string { return en.state.Table.String() }
 // (and each table) at most once, so a retried deploy advances nothing more.
 // dryRun reports what would run without changing anything (nor taking the
 // lock).
-func (e *Engine) Next(ctx context.Context, specs []Spec, deployID string, dryRun bool) (*Report, error) {
+func (e *Engine) Next(ctx context.Context, specs []Spec, deployID string, dryRun bool) (_ *Report, err error) {
 	deployID = strings.TrimSpace(deployID)
 	if deployID == "" {
 		return nil, fmt.Errorf("no deploy id: pass --deploy-id or set PLANNER_DEPLOY_ID, so a retried deploy cannot advance twice: %w", ErrInput)
@@ -277,16 +199,13 @@ func (e *Engine) Next(ctx context.Context, specs []Spec, deployID string, dryRun
 	}
 	report := &Report{DeployID: deployID, DryRun: dryRun}
 	st := e.state()
-	var lock *plannerLock
+	var lease *lease
 	if !dryRun {
-		var err error
-		if lock, err = e.lock(ctx); err != nil {
+		if lease, err = e.begin(ctx, deployID, "planner next"); err != nil {
 			return nil, err
 		}
-		defer lock.release(ctx)
-		if err := st.migrate(ctx, e.Pool); err != nil {
-			return nil, err
-		}
+		defer func() { err = lease.finish(err) }()
+		ctx = lease.ctx
 	} else if _, err := st.version(ctx, e.Pool); err != nil {
 		return nil, err
 	}
@@ -308,8 +227,8 @@ func (e *Engine) Next(ctx context.Context, specs []Spec, deployID string, dryRun
 	}
 	var failures []error
 	for _, group := range byTable(entries) {
-		if lock != nil {
-			if err := lock.check(ctx); err != nil {
+		if lease != nil {
+			if err := lease.lost(); err != nil {
 				return report, err
 			}
 		}
@@ -317,6 +236,11 @@ func (e *Engine) Next(ctx context.Context, specs []Spec, deployID string, dryRun
 		report.Changes = append(report.Changes, reports...)
 		if err != nil {
 			failures = append(failures, err)
+		}
+	}
+	if lease != nil {
+		if err := lease.lost(); err != nil {
+			return report, err
 		}
 	}
 	if len(failures) > 0 {
@@ -957,16 +881,14 @@ type RollbackResult struct {
 // its backfill. Irreversible phases are refused with their reason. A
 // non-empty deployID makes it idempotent: the same deploy does not roll the
 // same change back twice.
-func (e *Engine) Rollback(ctx context.Context, changeID, deployID string) (*RollbackResult, error) {
-	lock, err := e.lock(ctx)
+func (e *Engine) Rollback(ctx context.Context, changeID, deployID string) (_ *RollbackResult, err error) {
+	lease, err := e.begin(ctx, deployID, "planner rollback "+changeID)
 	if err != nil {
 		return nil, err
 	}
-	defer lock.release(ctx)
+	defer func() { err = lease.finish(err) }()
+	ctx = lease.ctx
 	st := e.state()
-	if err := st.migrate(ctx, e.Pool); err != nil {
-		return nil, err
-	}
 	c, err := st.change(ctx, e.Pool, changeID)
 	if err != nil {
 		return nil, err

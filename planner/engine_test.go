@@ -430,36 +430,6 @@ changes:
 	}
 }
 
-func TestBusyWhenAnotherPlannerHoldsTheLock(t *testing.T) {
-	f := newEngineFixture(t)
-	ctx := context.Background()
-	conn, err := f.db.Pool.Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Release()
-	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1, hashtext('planner'))`, lockClass); err != nil {
-		t.Fatal(err)
-	}
-	f.e.Wait = 300 * time.Millisecond
-	start := time.Now()
-	_, err = f.e.Next(ctx, f.specs(t, renameSpec), "d1", false)
-	if !errors.Is(err, ErrBusy) || !strings.Contains(err.Error(), "held by pid") {
-		t.Fatalf("err = %v, want ErrBusy naming the holder", err)
-	}
-	if waited := time.Since(start); waited < 300*time.Millisecond {
-		t.Fatalf("gave up after %s, before --wait", waited)
-	}
-	if _, err := f.e.Rollback(ctx, "users-email-rename", ""); !errors.Is(err, ErrBusy) {
-		t.Fatalf("rollback: %v, want ErrBusy", err)
-	}
-	// Another state schema is another lock.
-	f.e.Schema = "other_state"
-	if _, err := f.e.Next(ctx, f.specs(t, renameSpec), "d1", false); err != nil {
-		t.Fatalf("a planner with another state schema was blocked: %v", err)
-	}
-}
-
 func TestDryRunChangesNothing(t *testing.T) {
 	f := newEngineFixture(t)
 	ctx := context.Background()
@@ -1144,26 +1114,4 @@ func TestPausedBackfillWaits(t *testing.T) {
 	if c := reportOf(t, r, "users-email-rename"); c.Action != Advanced || c.Phase != "backfill" {
 		t.Fatalf("after resume: %+v", c)
 	}
-}
-
-// The planner stops before the next phase when its lock's session is gone.
-func TestLostLockStopsBeforeNextPhase(t *testing.T) {
-	f := newEngineFixture(t)
-	ctx := context.Background()
-	l, err := f.e.lock(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := l.check(ctx); err != nil {
-		t.Fatalf("fresh lock: %v", err)
-	}
-	var pid int
-	l.conn.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid)
-	f.db.Exec(t, `SELECT pg_terminate_backend($1)`, pid)
-	if err := l.check(ctx); err == nil || !strings.Contains(err.Error(), "lost the planner lock") {
-		t.Fatalf("check after the session died: %v", err)
-	}
-	l.release(ctx)
-	// And the lock is free again for the next planner.
-	f.next(t, f.specs(t, renameSpec), "d1")
 }

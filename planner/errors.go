@@ -6,10 +6,12 @@ import "errors"
 var (
 	// ErrInput: a spec or argument is wrong; nothing was changed.
 	ErrInput = errors.New("bad input")
-	// ErrBusy: another planner holds the state lock.
+	// ErrBusy: another planner holds the planner lease.
 	ErrBusy = errors.New("another planner is running")
 )
 
 // StateVersion is the version of the state schema this binary writes; a
-// binary refuses state written by a newer one.
-const StateVersion = 1
+// binary refuses state written by a newer one. Version 2 replaced the
+// session advisory lock with the lease table: a version 1 binary, which
+// does not know the lease, must not run beside a version 2 one.
+const StateVersion = 2

@@ -199,6 +199,17 @@ func (s state) ddl() []string {
 			finished timestamptz,
 			error text NOT NULL DEFAULT '')`,
 		`CREATE INDEX IF NOT EXISTS history_change_idx ON ` + s.table("history") + ` (change, id)`,
+		// The planner lease (lease.go): at most one row, its holder.
+		`CREATE TABLE IF NOT EXISTS ` + s.table("lease") + ` (
+			singleton bool PRIMARY KEY DEFAULT true CHECK (singleton),
+			token text NOT NULL,
+			host text NOT NULL,
+			pid int NOT NULL,
+			deploy_id text NOT NULL,
+			command text NOT NULL,
+			taken timestamptz NOT NULL,
+			renewed timestamptz NOT NULL,
+			expires timestamptz NOT NULL)`,
 	}
 }
 

@@ -129,21 +129,7 @@ func checkBackfillFlags(o *backfill.Options, prefix string) error {
 // backfillPool is a pool with a connection per worker, plus one for
 // progress.
 func backfillPool(ctx context.Context, workers int) (*pgxpool.Pool, error) {
-	cfg, err := pgxpool.ParseConfig(databaseURL())
-	if err != nil {
-		return nil, usageErrorf("database URL: %v", err)
-	}
-	cfg.ConnConfig.RuntimeParams["application_name"] = "planner backfill"
-	cfg.MaxConns = int32(workers + 2)
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return nil, err
-	}
-	if err := pool.Ping(ctx); err != nil {
-		pool.Close()
-		return nil, fmt.Errorf("connect to database: %w", err)
-	}
-	return pool, nil
+	return openPool(ctx, "planner backfill", int32(workers+2))
 }
 
 func runOne(ctx context.Context, out io.Writer, pool *pgxpool.Pool, id string, opts backfill.Options) (backfill.Progress, error) {

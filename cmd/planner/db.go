@@ -3,19 +3,34 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgplanner/planner/internal/pooler"
+	"github.com/pgplanner/planner/planner"
 )
 
 // connect opens a pool to the target database (see databaseURL).
 func connect(ctx context.Context) (*pgxpool.Pool, error) {
+	return openPool(ctx, "planner", 0)
+}
+
+// openPool opens a pool of at most maxConns connections (0: pgx's
+// default) named appName in pg_stat_activity, checks that the server
+// answers, and refuses a transaction-mode pooler (exit 2): the planner's
+// commands need server sessions of their own.
+func openPool(ctx context.Context, appName string, maxConns int32) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(databaseURL())
 	if err != nil {
 		return nil, usageErrorf("database URL: %v", err)
 	}
-	cfg.ConnConfig.RuntimeParams["application_name"] = "planner"
+	cfg.ConnConfig.RuntimeParams["application_name"] = appName
+	if maxConns > 0 {
+		cfg.MaxConns = maxConns
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, err
@@ -23,6 +38,13 @@ func connect(ctx context.Context) (*pgxpool.Pool, error) {
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("connect to database: %w", err)
+	}
+	if err := pooler.RequireSessions(ctx, pool, "planner"); err != nil {
+		pool.Close()
+		if errors.Is(err, pooler.ErrSharedSessions) {
+			return nil, fmt.Errorf("%w: %w", planner.ErrInput, err)
+		}
+		return nil, err
 	}
 	return pool, nil
 }

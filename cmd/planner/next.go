@@ -10,7 +10,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 
 	"github.com/pgplanner/planner/backfill"
@@ -23,7 +22,7 @@ func init() { commands = append(commands, nextCmd) }
 type engineOptions struct {
 	lockTimeout, statementTimeout, longStatementTimeout time.Duration
 	retries                                             int
-	wait                                                time.Duration
+	wait, leaseTTL                                      time.Duration
 	minSoak                                             time.Duration
 	async                                               bool
 	// backfill tunes inline backfills (next only: hasBackfill).
@@ -38,6 +37,7 @@ func (o *engineOptions) register(cmd *cobra.Command) {
 	f.DurationVar(&o.longStatementTimeout, "long-statement-timeout", 6*time.Hour, "statement_timeout of VALIDATE and CREATE INDEX CONCURRENTLY (0: none)")
 	f.IntVar(&o.retries, "retries", 8, "tries per transaction when a lock is not available (escalating backoff with jitter)")
 	f.DurationVar(&o.wait, "wait", 5*time.Minute, "how long to wait for another planner to finish (then exit 4)")
+	f.DurationVar(&o.leaseTTL, "lease-ttl", planner.DefaultLeaseTTL, "how long the planner lease outlives its last renewal: a killed planner holds up the next one for at most this long")
 }
 
 func (o *engineOptions) registerNext(cmd *cobra.Command) {
@@ -60,29 +60,22 @@ func (o *engineOptions) engine(cmd *cobra.Command) (*planner.Engine, func(), err
 	if o.retries < 1 {
 		return nil, nil, usageErrorf("--retries must be at least 1")
 	}
+	if o.leaseTTL < time.Second {
+		return nil, nil, usageErrorf("--lease-ttl must be at least 1s: the lease is renewed every quarter of it")
+	}
 	if o.lockTimeout <= 0 {
 		return nil, nil, usageErrorf("--lock-timeout must be positive: without it a DDL statement waiting for its lock queues all application traffic behind it")
 	}
-	cfg, err := pgxpool.ParseConfig(databaseURL())
-	if err != nil {
-		return nil, nil, usageErrorf("database URL: %v", err)
-	}
-	cfg.ConnConfig.RuntimeParams["application_name"] = "planner"
-	// One connection holds the planner's lock, one runs statements, the
+	// One connection renews the planner lease, one runs statements, the
 	// rest serve backfill workers and progress.
-	cfg.MaxConns = int32(max(4, o.backfill.Workers+3))
-	pool, err := pgxpool.NewWithConfig(cmd.Context(), cfg)
+	pool, err := openPool(cmd.Context(), "planner", int32(max(4, o.backfill.Workers+3)))
 	if err != nil {
 		return nil, nil, err
-	}
-	if err := pool.Ping(cmd.Context()); err != nil {
-		pool.Close()
-		return nil, nil, fmt.Errorf("connect to database: %w", err)
 	}
 	e := &planner.Engine{
 		Pool: pool, Schema: g.stateSchema,
 		LockTimeout: o.lockTimeout, StatementTimeout: o.statementTimeout, LongStatementTimeout: o.longStatementTimeout,
-		Retries: o.retries, Wait: o.wait, MinSoak: o.minSoak, Async: o.async,
+		Retries: o.retries, Wait: o.wait, LeaseTTL: o.leaseTTL, MinSoak: o.minSoak, Async: o.async,
 		Log: cmd.ErrOrStderr(), Verbose: g.verbose,
 	}
 	e.Backfill = o.backfill
@@ -153,8 +146,10 @@ Exit codes: 0 advanced or nothing to do, 1 failure (rerun resumes),
 2 bad input (nothing changed), 3 waiting on a gate (rerun at a later deploy),
 4 another planner is running (after --wait).
 
-The planner holds a session advisory lock while it runs: connect directly
-or through PgBouncer in session mode, not transaction mode.`,
+One planner runs at a time per state schema: it holds a lease (a row in
+the state schema, renewed while it works; a killed planner's lease expires
+after --lease-ttl). Connect directly or through a pooler in session mode:
+a transaction-mode pooler is refused (exit 2) before anything changes.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			deploy, source := deployID(id)

@@ -80,7 +80,8 @@ func newCLI(t *testing.T) (*cli, *pgtest.DB) {
 		}
 		env = append(env, kv)
 	}
-	env = append(env, "DATABASE_URL="+db.URL)
+	// A killed run's lease holds up the rerun for at most this long.
+	env = append(env, "DATABASE_URL="+db.URL, "PLANNER_LEASE_TTL=2s")
 	return &cli{t: t, bin: plannerBinary(t), env: env, dir: dir}, db
 }
 
@@ -184,16 +185,32 @@ func TestNextCommand(t *testing.T) {
 
 func TestNextCommandBusy(t *testing.T) {
 	c, db := newCLI(t)
-	ctx := context.Background()
-	conn, err := db.Pool.Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
+	c.expect(c.run(nil, "next", "--dir="+c.dir, "--deploy-id=d1"), 0)
+	db.Exec(t, `INSERT INTO planner.lease (token, host, pid, deploy_id, command, taken, renewed, expires)
+		VALUES ('t', 'build-7', 4242, 'deploy-9', 'planner next', now(), now(), now() + interval '1 hour')`)
+	c.expect(c.run(nil, "next", "--dir="+c.dir, "--deploy-id=d2", "--wait=200ms"), 4,
+		"another planner is running", "held by build-7 pid 4242 (planner next, deploy deploy-9)")
+}
+
+// Through PgBouncer in transaction mode every command that connects
+// refuses with exit 2 and says what to do, and nothing is created.
+func TestCommandsRefuseTransactionPooling(t *testing.T) {
+	c, db := newCLI(t)
+	pooled := []string{"DATABASE_URL=" + pgtest.NewPgBouncer(t, db, "transaction", 2)}
+	for _, args := range [][]string{
+		{"next", "--dir=" + c.dir, "--deploy-id=d1"},
+		{"rollback", "users-email-rename"},
+		{"backfill", "run", "users-email-rename"},
+		{"status", "--dir=" + c.dir},
+	} {
+		c.expect(c.run(pooled, args...), 2, "transaction or statement mode", "session mode", "Nothing was changed")
 	}
-	defer conn.Release()
-	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock(x'706c6e72'::int, hashtext('planner'))`); err != nil {
-		t.Fatal(err)
+	var n int
+	if err := db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM pg_namespace WHERE nspname = 'planner'`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("state schema created through the refused pooler: %d %v", n, err)
 	}
-	c.expect(c.run(nil, "next", "--dir="+c.dir, "--deploy-id=d1", "--wait=200ms"), 4, "another planner is running", "held by pid")
+	// Session mode is fine.
+	c.expect(c.run([]string{"DATABASE_URL=" + pgtest.NewPgBouncer(t, db, "session", 2)}, "next", "--dir="+c.dir, "--deploy-id=d1"), 0)
 }
 
 func TestValidateCommand(t *testing.T) {

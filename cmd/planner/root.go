@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/pgplanner/planner/planner"
 )
@@ -31,6 +32,9 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			if err := flagsFromEnv(cmd); err != nil {
+				return err
+			}
 			if g.output != "text" && g.output != "json" {
 				return usageErrorf("--output must be text or json, not %q", g.output)
 			}
@@ -48,6 +52,27 @@ func newRoot() *cobra.Command {
 		root.AddCommand(add())
 	}
 	return root
+}
+
+// flagsFromEnv sets every flag not given on the command line from
+// PLANNER_<FLAG> (upper case, dashes as underscores), e.g. PLANNER_LEASE_TTL.
+func flagsFromEnv(cmd *cobra.Command) error {
+	var err error
+	cmd.Flags().VisitAll(func(f *pflag.Flag) {
+		name := envName(f.Name)
+		v, ok := os.LookupEnv(name)
+		if f.Changed || !ok || err != nil {
+			return
+		}
+		if e := f.Value.Set(v); e != nil {
+			err = usageErrorf("%s=%q: %v (it sets --%s)", name, v, e, f.Name)
+		}
+	})
+	return err
+}
+
+func envName(flag string) string {
+	return "PLANNER_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
 }
 
 // commands are added by the files that define them (init in each file).

@@ -9,9 +9,11 @@ package pooler
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // stall is how long a bare SELECT may take before it counts as waiting for
@@ -80,4 +82,34 @@ func ignoreRefusal(err error) error {
 		return nil
 	}
 	return err
+}
+
+// ErrSharedSessions: the connection goes through a transaction-mode pooler.
+var ErrSharedSessions = errors.New("the database URL goes through a connection pooler in transaction or statement mode (two connections shared one server session)")
+
+// RequireSessions fails with ErrSharedSessions, saying what to do, when
+// pool's connections share server sessions. what names the command.
+func RequireSessions(ctx context.Context, pool *pgxpool.Pool, what string) error {
+	a, err := pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("connect to database: %w", err)
+	}
+	defer a.Release()
+	b, err := pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("connect to database: %w", err)
+	}
+	defer b.Release()
+	shared, err := SharesSessions(ctx, a.Conn(), b.Conn())
+	if err != nil {
+		return fmt.Errorf("check for a transaction-mode pooler: %w", err)
+	}
+	if shared {
+		// Both connections may carry pooler state now; drop them.
+		a.Conn().Close(ctx)
+		b.Conn().Close(ctx)
+		return fmt.Errorf("%w: %s needs a server session of its own for each connection (CREATE INDEX CONCURRENTLY cannot run in a transaction, so its timeouts are session settings). "+
+			"Point it straight at PostgreSQL, or at a pool in session mode (PgBouncer pool_mode = session), with --database-url or DATABASE_URL; applications can stay on the transaction pool. Nothing was changed", ErrSharedSessions, what)
+	}
+	return nil
 }
