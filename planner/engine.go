@@ -628,12 +628,32 @@ func (e *Engine) advance(ctx context.Context, en *entry, deployID string, versio
 	if dryRun {
 		r.Action = WouldApply
 		r.Statements, r.BackfillWork, r.Flags = p.Statements, p.Backfill, p.Flags
-		if p.Backfill != nil && e.Async {
-			r.Reason = "the backfill would start in the background (--async); the phase completes at a later deploy once it is verified"
+		if p.Backfill != nil {
+			e.dryRunBackfill(ctx, &r)
 		}
 		return r, nil
 	}
 	return e.apply(ctx, en, idx, deployID)
+}
+
+// dryRunBackfill says what a backfill phase would do: start its job, wait
+// for a job running in the background (--async), or run a job started
+// earlier to its end.
+func (e *Engine) dryRunBackfill(ctx context.Context, r *ChangeReport) {
+	prog, err := backfill.Get(ctx, e.Pool, e.schema(), r.ID)
+	switch {
+	case err != nil && e.Async:
+		r.Reason = "the backfill would start in the background (--async); the phase completes at a later deploy once it is verified"
+	case err != nil:
+		r.Reason = "the backfill would run inline to its end"
+	case e.Async && !prog.Verified:
+		r.Backfill = &prog
+		r.Action = Waiting
+		r.Reason = fmt.Sprintf("backfill running in the background (--async): %s; run it with `planner backfill run %s`, and a later planner next completes the phase once it is verified", prog.Summary(), r.ID)
+	default:
+		r.Backfill = &prog
+		r.Reason = "the backfill started earlier would run inline to its end: " + prog.Summary()
+	}
 }
 
 func failedReport(en *entry, err error) ChangeReport {
@@ -1057,7 +1077,11 @@ type ChangeStatus struct {
 	Gate    string   `json:"gate,omitempty"`
 	GateMet *bool    `json:"gate_met,omitempty"`
 	// GateReason says why the gate is not met.
-	GateReason string             `json:"gate_reason,omitempty"`
+	GateReason string `json:"gate_reason,omitempty"`
+	// NextAction and NextReason are what `planner next --dry-run` would do
+	// with the change now, computed by the same code.
+	NextAction Action             `json:"next_action,omitempty"`
+	NextReason string             `json:"next_reason,omitempty"`
 	Backfill   *backfill.Progress `json:"backfill,omitempty"`
 	Flags      map[string]string  `json:"flags,omitempty"`
 	LastError  string             `json:"last_error,omitempty"`
@@ -1089,6 +1113,13 @@ func (e *Engine) Status(ctx context.Context, specs []Spec) ([]ChangeStatus, erro
 	}
 	var out []ChangeStatus
 	for _, group := range byTable(entries) {
+		// What `planner next --dry-run` would say; its errors are the
+		// changes' own and are shown with them.
+		reports, _ := e.advanceTable(ctx, group, "", nil, version, true)
+		byID := map[string]ChangeReport{}
+		for _, r := range reports {
+			byID[r.ID] = r
+		}
 		for _, en := range group {
 			c := en.state
 			s := ChangeStatus{ID: c.ID, Kind: c.Kind, Table: c.Table.String(), File: c.File, Status: c.Status,
@@ -1105,12 +1136,16 @@ func (e *Engine) Status(ctx context.Context, specs []Spec) ([]ChangeStatus, erro
 			if c.Applied < len(en.plan.Phases) {
 				p := en.plan.Phases[c.Applied]
 				s.Next, s.Gate = p.Name, string(p.Gate)
-				if !en.registered {
-					met, reason, prog, err := e.gateMet(ctx, e.Pool, en, c.Applied, "")
-					if err != nil {
-						return nil, err
-					}
-					s.GateMet, s.GateReason, s.Backfill = &met, reason, prog
+			}
+			if r, ok := byID[c.ID]; ok {
+				s.NextAction, s.NextReason, s.Backfill = r.Action, r.Reason, r.Backfill
+				if r.Error != "" {
+					s.NextReason = r.Error
+				}
+				met := r.Action != Waiting
+				s.GateMet = &met
+				if !met {
+					s.GateReason = r.Reason
 				}
 			}
 			if s.Backfill == nil && !en.registered {

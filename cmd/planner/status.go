@@ -78,13 +78,16 @@ func printStatus(w io.Writer, list []planner.ChangeStatus) {
 			gate := "no gate"
 			if s.Gate != "" {
 				gate = "gate " + s.Gate
-				if s.GateMet != nil && *s.GateMet {
-					gate += " (met)"
-				} else if s.GateMet != nil {
-					gate += " (not met: " + s.GateReason + ")"
-				}
 			}
-			fmt.Fprintf(w, "  next: %s, %s\n", s.Next, gate)
+			line := fmt.Sprintf("  next: %s (%s)", s.Next, gate)
+			if s.NextAction != "" {
+				// The words of planner next --dry-run.
+				line += ": " + strings.ReplaceAll(string(s.NextAction), "_", " ")
+			}
+			if s.NextReason != "" {
+				line += ", " + s.NextReason
+			}
+			fmt.Fprintln(w, line)
 		}
 		if b := s.Backfill; b != nil {
 			// The same figures as planner backfill status.
