@@ -23,6 +23,7 @@ package backfill
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -82,10 +83,10 @@ type Progress struct {
 	Paused   bool `json:"paused"`
 	// Idle: the job is not verified and no worker has shown signs of life
 	// (a batch, or Run's heartbeat) for IdleAfter: nothing runs it.
-	Idle bool `json:"idle,omitempty"`
+	Idle bool `json:"idle"`
 	// Throttled: a worker of this process is waiting for replicas to catch
 	// up (set by Run only).
-	Throttled bool `json:"throttled,omitempty"`
+	Throttled bool `json:"throttled"`
 	// BatchSize is the largest current batch size over the ranges.
 	BatchSize int `json:"batch_size"`
 	// RowsPerSec is the recent rate (since the job was last started or
@@ -93,9 +94,24 @@ type Progress struct {
 	// while the job is paused or idle.
 	RowsPerSec float64 `json:"rows_per_sec"`
 	// ETA is the time left in the current pass at RowsPerSec (0: unknown).
-	ETA        time.Duration `json:"eta"`
-	StartedAt  *time.Time    `json:"started_at,omitempty"`
-	VerifiedAt *time.Time    `json:"verified_at,omitempty"`
+	// (JSON: eta_seconds, null when unknown.)
+	ETA        time.Duration `json:"-"`
+	StartedAt  *time.Time    `json:"started_at"`
+	VerifiedAt *time.Time    `json:"verified_at"`
+}
+
+// MarshalJSON writes ETA in seconds, its unit in its key, null when unknown.
+func (p Progress) MarshalJSON() ([]byte, error) {
+	type plain Progress
+	var eta *float64
+	if p.ETA > 0 {
+		secs := p.ETA.Seconds()
+		eta = &secs
+	}
+	return json.Marshal(struct {
+		plain
+		ETASeconds *float64 `json:"eta_seconds"`
+	}{plain(p), eta})
 }
 
 // Pass returns the rows done in the current pass (backfill, then

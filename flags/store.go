@@ -42,7 +42,7 @@ type Flag struct {
 	Phase    string `json:"phase"`
 	// Metadata is what the change kind says about the flag: table,
 	// old_column, new_column (change_id, phase and updated_at are fields).
-	Metadata  map[string]string `json:"metadata,omitempty"`
+	Metadata  map[string]string `json:"metadata"`
 	UpdatedAt time.Time         `json:"updated_at"`
 }
 

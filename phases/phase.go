@@ -35,28 +35,28 @@ func (l Lock) Blocks() string {
 type Statement struct {
 	SQL string `json:"sql"`
 	// Lock is the strongest table lock the statement takes, on Tables.
-	Lock   Lock     `json:"lock,omitempty"`
-	Tables []string `json:"tables,omitempty"`
+	Lock   Lock     `json:"lock"`
+	Tables []string `json:"tables"`
 	// Held says how long the lock is held, e.g. "instant (catalog only)" or
 	// "while scanning the table".
-	Held string `json:"held,omitempty"`
+	Held string `json:"held"`
 	// NoTransaction marks statements PostgreSQL refuses inside a transaction
 	// block (CREATE/DROP INDEX CONCURRENTLY). They run alone.
-	NoTransaction bool `json:"no_transaction,omitempty"`
+	NoTransaction bool `json:"no_transaction"`
 	// CommitAfter ends the transaction after this statement, e.g. an
 	// ADD CONSTRAINT ... NOT VALID that must commit before its VALIDATE.
-	CommitAfter bool `json:"commit_after,omitempty"`
+	CommitAfter bool `json:"commit_after"`
 	// Scans / Rewrites: the statement reads / rewrites the whole table.
-	Scans    bool `json:"scans,omitempty"`
-	Rewrites bool `json:"rewrites,omitempty"`
+	Scans    bool `json:"scans"`
+	Rewrites bool `json:"rewrites"`
 	// Long statements block no traffic but may run for a long time
 	// (VALIDATE, CREATE INDEX CONCURRENTLY): they get the long statement
 	// timeout instead of the DDL one.
-	Long bool `json:"long,omitempty"`
+	Long bool `json:"long"`
 	// Done is a query returning one boolean: true when the statement's effect
 	// is already in place, so a resumed phase skips it. Empty means the
 	// statement is idempotent by itself (IF EXISTS, CREATE OR REPLACE, ...).
-	Done string `json:"done_probe,omitempty"`
+	Done string `json:"done_probe"`
 }
 
 // Gate is a condition checked before a phase runs.
@@ -98,7 +98,7 @@ type Backfill struct {
 	// Undo records the key and new value of every row the backfill
 	// changes, so that rolling the phase back can set those rows back to
 	// NULL (set_not_null, which fills an existing column in place).
-	Undo bool `json:"undo,omitempty"`
+	Undo bool `json:"undo"`
 }
 
 // Flags maps flag keys (e.g. "users-email.read") to the variant published.
@@ -109,18 +109,18 @@ type Phase struct {
 	Name    string `json:"name"`
 	Purpose string `json:"purpose"`
 	// Gate must hold before the phase runs.
-	Gate Gate `json:"gate,omitempty"`
+	Gate Gate `json:"gate"`
 	// Statements run in order; consecutive transactional statements share a
 	// transaction (until CommitAfter or a NoTransaction statement), and the
 	// last transaction also records the phase in the planner's state.
-	Statements []Statement `json:"statements,omitempty"`
+	Statements []Statement `json:"statements"`
 	// Backfill, when set, runs after Statements.
-	Backfill *Backfill `json:"backfill,omitempty"`
+	Backfill *Backfill `json:"backfill"`
 	// Flags are published in the transaction that completes the phase.
-	Flags Flags `json:"flags,omitempty"`
+	Flags Flags `json:"flags"`
 	// Rollback undoes the phase; RollbackFlags are published by it.
-	Rollback      []Statement `json:"rollback,omitempty"`
-	RollbackFlags Flags       `json:"rollback_flags,omitempty"`
+	Rollback      []Statement `json:"rollback"`
+	RollbackFlags Flags       `json:"rollback_flags"`
 	// Irreversible, when set, says why the phase cannot be rolled back.
-	Irreversible string `json:"irreversible,omitempty"`
+	Irreversible string `json:"irreversible"`
 }

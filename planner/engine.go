@@ -2,6 +2,7 @@ package planner
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -86,22 +87,32 @@ type ChangeReport struct {
 	Action Action `json:"action"`
 	// Phase is the phase concerned (applied, waiting, failed, would apply),
 	// PhaseIndex its 0-based position, Total the number of phases.
-	Phase      string `json:"phase,omitempty"`
+	Phase      string `json:"phase"`
 	PhaseIndex int    `json:"phase_index"`
 	Applied    int    `json:"applied"`
 	Total      int    `json:"total"`
-	Gate       string `json:"gate,omitempty"`
+	Gate       string `json:"gate"`
 	// Reason explains waiting and nothing-to-do; Error a failure.
-	Reason   string             `json:"reason,omitempty"`
-	Error    string             `json:"error,omitempty"`
-	Backfill *backfill.Progress `json:"backfill,omitempty"`
+	Reason   string             `json:"reason"`
+	Error    string             `json:"error"`
+	Backfill *backfill.Progress `json:"backfill"`
 	// Registered is set when this run registered the change.
-	Registered bool `json:"registered,omitempty"`
+	Registered bool `json:"registered"`
 	// Statements are the phase's statements (dry run).
-	Statements   []phases.Statement `json:"statements,omitempty"`
-	BackfillWork *phases.Backfill   `json:"backfill_work,omitempty"`
-	Flags        phases.Flags       `json:"flags,omitempty"`
-	Duration     time.Duration      `json:"duration_ns,omitempty"`
+	Statements   []phases.Statement `json:"statements"`
+	BackfillWork *phases.Backfill   `json:"backfill_work"`
+	Flags        phases.Flags       `json:"flags"`
+	// Duration is how long the phase took (JSON: duration_ms).
+	Duration time.Duration `json:"-"`
+}
+
+// MarshalJSON writes Duration in milliseconds, its unit in its key.
+func (r ChangeReport) MarshalJSON() ([]byte, error) {
+	type plain ChangeReport
+	return json.Marshal(struct {
+		plain
+		DurationMS float64 `json:"duration_ms"`
+	}{plain(r), float64(r.Duration) / float64(time.Millisecond)})
 }
 
 // Waiting reports whether any change waits on a gate.
@@ -885,15 +896,15 @@ func describeProblems(ps []Problem) string {
 // RollbackResult says what Rollback did.
 type RollbackResult struct {
 	ID         string `json:"id"`
-	Phase      string `json:"phase,omitempty"`
+	Phase      string `json:"phase"`
 	PhaseIndex int    `json:"phase_index"`
 	// Partial: the phase had not finished (failed or killed midway).
-	Partial bool `json:"partial,omitempty"`
+	Partial bool `json:"partial"`
 	Applied int  `json:"applied"` // phases applied after the rollback
 	Total   int  `json:"total"`
 	// NothingToDo is set, with Reason, when this deploy already rolled it back.
-	NothingToDo bool   `json:"nothing_to_do,omitempty"`
-	Reason      string `json:"reason,omitempty"`
+	NothingToDo bool   `json:"nothing_to_do"`
+	Reason      string `json:"reason"`
 }
 
 // Rollback reverses the last applied phase of a change (or the phase that
@@ -1068,28 +1079,28 @@ type ChangeStatus struct {
 	ID      string   `json:"id"`
 	Kind    string   `json:"kind"`
 	Table   string   `json:"table"`
-	File    string   `json:"file,omitempty"`
+	File    string   `json:"file"`
 	Status  string   `json:"status"` // a Status* value, or "unregistered"
 	Applied int      `json:"applied"`
 	Total   int      `json:"total"`
 	Phases  []string `json:"phases"`
-	Next    string   `json:"next_phase,omitempty"`
-	Gate    string   `json:"gate,omitempty"`
-	GateMet *bool    `json:"gate_met,omitempty"`
+	Next    string   `json:"next_phase"`
+	Gate    string   `json:"gate"`
+	GateMet *bool    `json:"gate_met"`
 	// GateReason says why the gate is not met.
-	GateReason string `json:"gate_reason,omitempty"`
+	GateReason string `json:"gate_reason"`
 	// NextAction and NextReason are what `planner next --dry-run` would do
 	// with the change now, computed by the same code.
-	NextAction Action             `json:"next_action,omitempty"`
-	NextReason string             `json:"next_reason,omitempty"`
-	Backfill   *backfill.Progress `json:"backfill,omitempty"`
-	Flags      map[string]string  `json:"flags,omitempty"`
-	LastError  string             `json:"last_error,omitempty"`
+	NextAction Action             `json:"next_action"`
+	NextReason string             `json:"next_reason"`
+	Backfill   *backfill.Progress `json:"backfill"`
+	Flags      map[string]string  `json:"flags"`
+	LastError  string             `json:"last_error"`
 	InFiles    bool               `json:"in_files"`
 	// Edited: the spec file no longer matches the spec the change started
 	// with (planner next refuses to run until that is resolved).
-	Edited  bool       `json:"edited,omitempty"`
-	Updated *time.Time `json:"updated,omitempty"`
+	Edited  bool       `json:"edited"`
+	Updated *time.Time `json:"updated"`
 }
 
 // Status describes every registered change and every spec not registered

@@ -272,9 +272,9 @@ func capitalize(s string) string {
 type JSONPlan struct {
 	ID       string         `json:"id"`
 	Kind     string         `json:"kind"`
-	File     string         `json:"file,omitempty"`
-	Line     int            `json:"line,omitempty"`
-	Checksum string         `json:"checksum,omitempty"`
+	File     string         `json:"file"`
+	Line     int            `json:"line"`
+	Checksum string         `json:"checksum"`
 	Change   Kind           `json:"change"`
 	Phases   []phases.Phase `json:"phases"`
 }
@@ -282,7 +282,7 @@ type JSONPlan struct {
 // JSONPlans is the document `planner plan --output json` writes.
 type JSONPlans struct {
 	Offline bool       `json:"offline"`
-	Note    string     `json:"note,omitempty"`
+	Note    string     `json:"note"`
 	Plans   []JSONPlan `json:"plans"`
 }
 

@@ -52,12 +52,12 @@ type ChangeState struct {
 	// it compiles for. Together they make every deploy compile the same
 	// phases.
 	Spec          json.RawMessage `json:"spec"`
-	Catalog       *Table          `json:"catalog,omitempty"`
+	Catalog       *Table          `json:"catalog"`
 	ServerVersion int             `json:"server_version"`
 	Applied       int             `json:"applied"` // phases applied
 	Total         int             `json:"total"`
 	Status        string          `json:"status"`
-	LastError     string          `json:"last_error,omitempty"`
+	LastError     string          `json:"last_error"`
 	Registered    time.Time       `json:"registered"`
 	Updated       time.Time       `json:"updated"`
 }
@@ -71,8 +71,8 @@ type HistoryEntry struct {
 	Direction  string     `json:"direction"`
 	DeployID   string     `json:"deploy_id"`
 	Started    time.Time  `json:"started"`
-	Finished   *time.Time `json:"finished,omitempty"`
-	Error      string     `json:"error,omitempty"`
+	Finished   *time.Time `json:"finished"`
+	Error      string     `json:"error"`
 }
 
 // state reads and writes the state tables of one schema.

@@ -19,23 +19,23 @@ type Validation struct {
 	Table    string    `json:"table"`
 	File     string    `json:"file"`
 	Line     int       `json:"line"`
-	Problems []Problem `json:"problems,omitempty"`
+	Problems []Problem `json:"problems"`
 	// Phases lists the phase names the spec compiles to on this server.
-	Phases []string `json:"phases,omitempty"`
+	Phases []string `json:"phases"`
 }
 
 // MarshalJSON writes problems with lower-case keys, like the rest of the
 // JSON output.
 func (v Validation) MarshalJSON() ([]byte, error) {
 	type problem struct {
-		Field   string `json:"field,omitempty"`
+		Field   string `json:"field"`
 		Message string `json:"message"`
-		Hint    string `json:"hint,omitempty"`
+		Hint    string `json:"hint"`
 	}
 	type validation Validation
 	out := struct {
 		validation
-		Problems []problem `json:"problems,omitempty"`
+		Problems []problem `json:"problems"`
 		OK       bool      `json:"ok"`
 	}{validation: validation(v), OK: v.OK()}
 	for _, p := range v.Problems {

@@ -83,7 +83,7 @@ left is not split.`,
 				}
 			}
 			if g.output == "json" {
-				return printJSON(cmd.OutOrStdout(), results)
+				return emit(results)
 			}
 			return nil
 		},
@@ -215,7 +215,7 @@ func backfillPauseCmd(pause bool) *cobra.Command {
 				return err
 			}
 			if g.output == "json" {
-				return printJSON(cmd.OutOrStdout(), map[string]any{"change_id": args[0], "paused": pause})
+				return emit(map[string]any{"change_id": args[0], "paused": pause})
 			}
 			state := "resumed"
 			if pause {
@@ -248,7 +248,7 @@ func backfillStatusCmd() *cobra.Command {
 				if all == nil {
 					all = []backfill.Progress{}
 				}
-				return printJSON(out, all)
+				return emit(all)
 			}
 			if len(all) == 0 {
 				fmt.Fprintln(out, "no backfills")

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"testing"
 
 	"github.com/pgplanner/planner/backfill"
@@ -27,7 +26,7 @@ func TestBackfillCommands(t *testing.T) {
 	r := c.run(nil, "backfill", "status", "-o", "json")
 	c.expect(r, 0)
 	var all []backfill.Progress
-	if err := json.Unmarshal([]byte(r.stdout), &all); err != nil {
+	if err := unmarshalResult(r.stdout, &all); err != nil {
 		t.Fatalf("status -o json: %v\n%s", err, r.stdout)
 	}
 	if len(all) != 1 || !all[0].Verified || all[0].Rows != 500 {

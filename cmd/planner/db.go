@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -47,11 +45,4 @@ func openPool(ctx context.Context, appName string, maxConns int32) (*pgxpool.Poo
 		return nil, err
 	}
 	return pool, nil
-}
-
-// printJSON writes v as indented JSON (for --output json).
-func printJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -34,7 +35,7 @@ derive from them.`,
 				if list == nil {
 					list = []flags.Flag{}
 				}
-				return printJSON(cmd.OutOrStdout(), list)
+				return emit(list)
 			}
 			w := cmd.OutOrStdout()
 			if len(list) == 0 {
@@ -71,16 +72,24 @@ func flagsExportCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if file == "" || file == "-" {
-				_, err := cmd.OutOrStdout().Write(data)
-				return err
+			switch {
+			case file != "" && file != "-":
+				if err := writeAtomically(file, data); err != nil {
+					return err
+				}
+				if g.output == "json" {
+					return emit(map[string]any{"file": file, "flags": len(list)})
+				}
+				return nil
+			case g.output == "json":
+				return emit(json.RawMessage(data))
 			}
-			return writeAtomically(file, data)
+			_, err = cmd.OutOrStdout().Write(data)
+			return err
 		},
 	}
 	cmd.Flags().StringVar(&format, "format", "flagd", "export format (flagd)")
-	// Shadows the global --output/-o (text|json): for export it names the file.
-	cmd.Flags().StringVarP(&file, "output", "o", "", "file to write (default standard output)")
+	cmd.Flags().StringVarP(&file, "file", "f", "", "file to write, replaced atomically (default standard output)")
 	return cmd
 }
 

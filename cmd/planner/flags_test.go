@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -19,7 +18,7 @@ func TestFlagsCommand(t *testing.T) {
 	r := c.run(nil, "flags", "-o", "json")
 	c.expect(r, 0)
 	var listed []flags.Flag
-	if err := json.Unmarshal([]byte(r.stdout), &listed); err != nil {
+	if err := unmarshalResult(r.stdout, &listed); err != nil {
 		t.Fatalf("flags -o json: %v\n%s", err, r.stdout)
 	}
 	if len(listed) != 2 || listed[0].Key != "users-email-rename.read" || listed[0].Variant != "old" ||
@@ -31,7 +30,7 @@ func TestFlagsCommand(t *testing.T) {
 	r = c.run(nil, "flags", "export", "--format", "flagd")
 	c.expect(r, 0, `"$schema": "https://flagd.dev/schema/v0/flags.json"`, `"defaultVariant": "old"`)
 	file := filepath.Join(t.TempDir(), "flags.json")
-	c.expect(c.run(nil, "flags", "export", "--format=flagd", "-o", file), 0)
+	c.expect(c.run(nil, "flags", "export", "--format=flagd", "--file", file), 0)
 	data, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)

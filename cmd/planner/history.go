@@ -36,7 +36,7 @@ func historyCmd() *cobra.Command {
 				if list == nil {
 					list = []planner.HistoryEntry{}
 				}
-				return printJSON(cmd.OutOrStdout(), list)
+				return emit(list)
 			}
 			w := cmd.OutOrStdout()
 			if len(list) == 0 {

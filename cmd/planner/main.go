@@ -3,22 +3,20 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
-
-	"github.com/pgplanner/planner/planner"
 )
 
-// Exit codes, documented in the README for pipelines.
+// Exit codes, documented in the README and in planner --help for pipelines.
 const (
 	exitOK      = 0 // advanced, or nothing to do
-	exitFailure = 1 // a statement failed, a lock could not be taken in time, ...
+	exitFailure = 1 // transient: a statement failed, a lock not granted in time, a lost connection; a rerun resumes
 	exitInput   = 2 // bad spec, bad flag, edited in-flight spec: nothing changed
 	exitWaiting = 3 // a gate is not met yet (backfill running, soak time): rerun later
-	exitBusy    = 4 // another planner holds the lock for longer than --wait
+	exitBusy    = 4 // another planner holds the lease for longer than --wait
+	exitConfig  = 5 // configuration or environment a rerun cannot fix: authentication, missing database or privilege, no database configured, a transaction-mode pooler
 )
 
 func main() {
@@ -31,22 +29,26 @@ func main() {
 func run(ctx context.Context, args []string) int {
 	root := newRoot()
 	root.SetArgs(args)
-	err := root.ExecuteContext(ctx)
-	if err == nil {
-		return exitOK
+	jsonResult = nil
+	cmd, err := root.ExecuteContextC(ctx)
+	code, class, hint := classify(err)
+	if g.output == "json" {
+		env := envelope{Command: commandName(cmd.CommandPath()), OK: code == exitOK || code == exitWaiting, ExitCode: code, Result: jsonResult}
+		if code != exitOK && code != exitWaiting {
+			env.Error = describe(err, class, hint)
+		}
+		if perr := printJSON(os.Stdout, env); perr != nil {
+			fmt.Fprintln(os.Stderr, "planner:", perr)
+		}
+		return code
 	}
-	var waiting *waitingError
-	if errors.As(err, &waiting) {
-		return exitWaiting
+	if err != nil && code != exitWaiting {
+		fmt.Fprintln(os.Stderr, "planner:", err)
+		if hint != "" {
+			fmt.Fprintln(os.Stderr, "hint:", hint)
+		}
 	}
-	fmt.Fprintln(os.Stderr, "planner:", err)
-	switch {
-	case errors.Is(err, planner.ErrInput), isUsageError(err):
-		return exitInput
-	case errors.Is(err, planner.ErrBusy):
-		return exitBusy
-	}
-	return exitFailure
+	return code
 }
 
 // waitingError reports a gate not yet met; its message was already printed.

@@ -171,9 +171,7 @@ a transaction-mode pooler is refused (exit 2) before anything changes.`,
 			report, err := e.Next(cmd.Context(), specs, deploy, dryRun)
 			if report != nil {
 				if g.output == "json" {
-					if perr := printJSON(cmd.OutOrStdout(), report); perr != nil {
-						return perr
-					}
+					emit(report)
 				} else {
 					printReport(cmd.OutOrStdout(), report)
 				}

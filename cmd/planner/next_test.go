@@ -140,7 +140,7 @@ func TestNextCommand(t *testing.T) {
 			ID, Action, Phase, Reason string
 		} `json:"changes"`
 	}
-	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+	if err := unmarshalResult(r.stdout, &rep); err != nil {
 		t.Fatalf("next -o json: %v\n%s", err, r.stdout)
 	}
 	if len(rep.Changes) != 1 || rep.Changes[0].Action != "waiting" || rep.Changes[0].Phase != "backfill" {
@@ -157,7 +157,7 @@ func TestNextCommand(t *testing.T) {
 		Next       string `json:"next_phase"`
 		Flags      map[string]string
 	}
-	if err := json.Unmarshal([]byte(r.stdout), &status); err != nil {
+	if err := unmarshalResult(r.stdout, &status); err != nil {
 		t.Fatalf("status -o json: %v\n%s", err, r.stdout)
 	}
 	if len(status) != 1 || status[0].Applied != 1 || status[0].Total != 5 || status[0].Next != "backfill" ||
@@ -193,7 +193,7 @@ func TestNextCommandBusy(t *testing.T) {
 }
 
 // Through PgBouncer in transaction mode every command that connects
-// refuses with exit 2 and says what to do, and nothing is created.
+// refuses with exit 5 (configuration) and says what to do, and nothing is created.
 func TestCommandsRefuseTransactionPooling(t *testing.T) {
 	c, db := newCLI(t)
 	pooled := []string{"DATABASE_URL=" + pgtest.NewPgBouncer(t, db, "transaction", 2)}
@@ -203,7 +203,7 @@ func TestCommandsRefuseTransactionPooling(t *testing.T) {
 		{"backfill", "run", "users-email-rename"},
 		{"status", "--dir=" + c.dir},
 	} {
-		c.expect(c.run(pooled, args...), 2, "transaction or statement mode", "session mode", "Nothing was changed")
+		c.expect(c.run(pooled, args...), 5, "transaction or statement mode", "session mode", "Nothing was changed")
 	}
 	var n int
 	if err := db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM pg_namespace WHERE nspname = 'planner'`).Scan(&n); err != nil || n != 0 {
@@ -232,7 +232,7 @@ func TestValidateCommand(t *testing.T) {
 		ID       string
 		Problems []struct{ Field, Message, Hint string }
 	}
-	if err := json.Unmarshal([]byte(r.stdout), &results); err != nil || len(results) != 2 || len(results[1].Problems) == 0 {
+	if err := unmarshalResult(r.stdout, &results); err != nil || len(results) != 2 || len(results[1].Problems) == 0 {
 		t.Fatalf("validate -o json: %v %+v\n%s", err, results, r.stdout)
 	}
 }
@@ -326,4 +326,13 @@ func TestNextBackfillFlags(t *testing.T) {
 	if err := db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM users WHERE email_address IS DISTINCT FROM email`).Scan(&wrong); err != nil || wrong != 0 {
 		t.Fatalf("%d rows not backfilled (%v)", wrong, err)
 	}
+}
+
+// unmarshalResult decodes the result of a command's --output json envelope.
+func unmarshalResult(stdout string, v any) error {
+	var env struct{ Result json.RawMessage }
+	if err := json.Unmarshal([]byte(stdout), &env); err != nil {
+		return err
+	}
+	return json.Unmarshal(env.Result, v)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 
 	"github.com/spf13/cobra"
 
@@ -45,7 +46,7 @@ constraints to copy) and the server's version is used; --offline ignores them.`,
 				return err
 			}
 			if g.output == "json" {
-				return planner.RenderJSON(cmd.OutOrStdout(), plans, offline)
+				return emitRaw(func(w io.Writer) error { return planner.RenderJSON(w, plans, offline) })
 			}
 			return planner.RenderText(cmd.OutOrStdout(), plans, offline)
 		},

@@ -35,7 +35,7 @@ retried rollback does not roll back a second phase.`,
 				return err
 			}
 			if g.output == "json" {
-				return printJSON(cmd.OutOrStdout(), res)
+				return emit(res)
 			}
 			w := cmd.OutOrStdout()
 			switch {

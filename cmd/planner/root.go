@@ -83,8 +83,12 @@ func versionCmd() *cobra.Command {
 		Use:   "version",
 		Short: "Print the planner's version and state-schema version",
 		Args:  cobra.NoArgs,
-		Run: func(cmd *cobra.Command, _ []string) {
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if g.output == "json" {
+				return emit(map[string]any{"version": version, "state_version": planner.StateVersion})
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "planner %s (state schema version %d)\n", version, planner.StateVersion)
+			return nil
 		},
 	}
 }

@@ -39,7 +39,7 @@ func statusCmd() *cobra.Command {
 				if list == nil {
 					list = []planner.ChangeStatus{}
 				}
-				return printJSON(cmd.OutOrStdout(), list)
+				return emit(list)
 			}
 			printStatus(cmd.OutOrStdout(), list)
 			return nil

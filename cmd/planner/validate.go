@@ -46,9 +46,7 @@ any spec has a problem.`,
 				if results == nil {
 					results = []planner.Validation{}
 				}
-				if err := printJSON(cmd.OutOrStdout(), results); err != nil {
-					return err
-				}
+				emit(results)
 			} else {
 				for _, v := range results {
 					fmt.Fprintln(cmd.OutOrStdout(), v.String())
