@@ -16,8 +16,9 @@ import (
 // replica is behind by more than Options.MaxReplicaLagBytes of WAL or
 // Options.MaxReplicaLag of time.
 //
-// Bytes are the WAL the primary wrote that the replica has not replayed:
-// pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn). Time is replay_lag,
+// Bytes are the WAL the primary flushed (what it can send) that the
+// replica has not replayed: pg_wal_lsn_diff(pg_current_wal_flush_lsn(),
+// replay_lsn). Time is replay_lag,
 // but replay_lag is slow to see a stalled replica: it is NULL once a
 // replica caught up on an idle primary, and while replay is stuck it
 // stays at a stale value until the walsender's samples let it grow. So a
@@ -37,7 +38,7 @@ import (
 const replicaLagSQL = `
 SELECT pid, coalesce(nullif(application_name, ''), 'walsender ' || pid) || coalesce(' (' || host(client_addr) || ')', ''),
        state IS NULL, replay_lsn::text,
-       coalesce(pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), replay_lsn), 0)::int8,
+       coalesce(pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_flush_lsn(), replay_lsn), 0)::int8,
        coalesce(extract(epoch FROM replay_lag), 0)::float8, current_user
 FROM pg_catalog.pg_stat_replication`
 

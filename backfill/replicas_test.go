@@ -78,7 +78,7 @@ func (r *replicated) caughtUp(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		var caughtUp bool
-		if err := r.db.Pool.QueryRow(context.Background(), `SELECT coalesce(bool_and(replay_lsn >= pg_current_wal_lsn()), false)
+		if err := r.db.Pool.QueryRow(context.Background(), `SELECT coalesce(bool_and(replay_lsn >= pg_current_wal_flush_lsn()), false)
 FROM pg_stat_replication WHERE application_name = $1`, r.standby.Name).Scan(&caughtUp); err != nil {
 			t.Fatal(err)
 		}
@@ -220,6 +220,42 @@ func TestReplicaLagPausesBackfill(t *testing.T) {
 		run.wait(t)
 		assertCaughtUp(t, r, "by_time")
 	})
+}
+
+// TestReplicaLagNeedsPgMonitor runs a backfill as a role that cannot see
+// the standby's positions in pg_stat_replication: rather than take the
+// hidden lag for none, it stops before its first batch and says what to
+// grant; with pg_monitor granted it runs.
+func TestReplicaLagNeedsPgMonitor(t *testing.T) {
+	r := startReplicated(t)
+	ctx := context.Background()
+	r.job(t, "t", 1000)
+	r.db.Exec(t, `CREATE ROLE backfiller LOGIN`)
+	r.db.Exec(t, `ALTER TABLE t OWNER TO backfiller`)
+	r.db.Exec(t, `GRANT USAGE ON SCHEMA `+state+` TO backfiller`)
+	r.db.Exec(t, `GRANT ALL ON ALL TABLES IN SCHEMA `+state+` TO backfiller`)
+	cfg, err := pgxpool.ParseConfig(r.db.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ConnConfig.User = "backfiller"
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	_, err = Run(ctx, pool, state, "t", Options{})
+	if err == nil || !strings.Contains(err.Error(), "lacks pg_monitor") || !strings.Contains(err.Error(), `GRANT pg_monitor TO "backfiller"`) {
+		t.Fatalf("backfill without pg_monitor: %v; want it to say to grant pg_monitor", err)
+	}
+	if p, _ := Get(ctx, r.db.Pool, state, "t"); p.Rows != 0 {
+		t.Fatalf("%d rows backfilled without seeing the replica", p.Rows)
+	}
+	r.db.Exec(t, `GRANT pg_monitor TO backfiller`)
+	if _, err := Run(ctx, pool, state, "t", Options{}); err != nil {
+		t.Fatal(err)
+	}
+	assertAllRight(t, r.db, "t", "new = old")
 }
 
 // assertCaughtUp checks the finished job on the primary and, once replayed,
