@@ -84,9 +84,11 @@ type Progress struct {
 	// Idle: the job is not verified and no worker has shown signs of life
 	// (a batch, or Run's heartbeat) for IdleAfter: nothing runs it.
 	Idle bool `json:"idle"`
-	// Throttled: a worker of this process is waiting for replicas to catch
-	// up (set by Run only).
-	Throttled bool `json:"throttled"`
+	// Throttled: a worker is waiting for replicas to catch up;
+	// ThrottledBy says which replicas lag, by how much (from the job, so
+	// status in another process sees it while the worker waits).
+	Throttled   bool   `json:"throttled"`
+	ThrottledBy string `json:"throttled_by"`
 	// BatchSize is the largest current batch size over the ranges.
 	BatchSize int `json:"batch_size"`
 	// RowsPerSec is the recent rate (since the job was last started or
@@ -159,6 +161,9 @@ func (p Progress) Summary() string {
 		b.WriteString(" idle: no worker is running it (planner backfill run " + p.ChangeID + ")")
 	case p.Throttled:
 		b.WriteString(" waiting for replicas to catch up")
+		if p.ThrottledBy != "" {
+			b.WriteString(": " + p.ThrottledBy)
+		}
 	}
 	return b.String()
 }
@@ -255,6 +260,8 @@ var laterJobColumns = []struct{ name, def string }{
 	{"rate_rows", "bigint NOT NULL DEFAULT 0"},
 	{"seen_at", "timestamptz"},
 	{"undo", "boolean NOT NULL DEFAULT false"},
+	{"throttled_by", "text"},        // why workers wait for replicas; NULL: they do not
+	{"throttled_at", "timestamptz"}, // when a waiting worker last said so
 }
 
 // addJobColumns adds the jobs table's later columns where they are missing
@@ -323,7 +330,8 @@ SELECT j.change_id, j.table_schema, j.table_name, j.column_name, j.total_rows, j
        coalesce(r.batch_size, 0),
        coalesce((to_jsonb(j) ->> 'rate_since')::timestamptz, j.started_at), coalesce((to_jsonb(j) ->> 'rate_rows')::bigint, 0),
        r.last_batch, r.pass_start,
-       coalesce(now() - greatest((to_jsonb(j) ->> 'seen_at')::timestamptz, r.last_batch) > $2 * interval '1 second', true)
+       coalesce(now() - greatest((to_jsonb(j) ->> 'seen_at')::timestamptz, r.last_batch) > $2 * interval '1 second', true),
+       CASE WHEN now() - (to_jsonb(j) ->> 'throttled_at')::timestamptz < $2 * interval '1 second' THEN to_jsonb(j) ->> 'throttled_by' END
 FROM %s j LEFT JOIN LATERAL (
   SELECT count(*)::int AS ranges, count(done_at)::int AS ranges_done, bool_and(done_at IS NOT NULL) AS all_done,
          sum(rows_done)::bigint AS rows_done, sum(rows_updated)::bigint AS rows_updated,
@@ -342,16 +350,20 @@ ORDER BY j.created_at, j.change_id`, jobsTable(schema), rangesTable(schema)), ch
 		var tschema, tname string
 		var done *bool
 		var w rateWindow
+		var throttledBy *string
 		if err := rows.Scan(&p.ChangeID, &tschema, &tname, &p.Column, &p.Total, &p.Paused,
 			&p.StartedAt, &done, &p.VerifiedAt, &p.Ranges, &p.RangesDone,
 			&p.Rows, &p.Updated, &p.VerifiedRows, &p.Fixed, &p.BatchSize,
-			&w.since, &w.rows, &w.lastBatch, &w.passStart, &p.Idle); err != nil {
+			&w.since, &w.rows, &w.lastBatch, &w.passStart, &p.Idle, &throttledBy); err != nil {
 			return nil, fmt.Errorf("backfill: read jobs: %w", err)
 		}
 		p.Table = tschema + "." + tname
 		p.Done = done != nil && *done
 		p.Verified = p.VerifiedAt != nil
 		p.Idle = p.Idle && !p.Verified
+		if throttledBy != nil && !p.Verified {
+			p.Throttled, p.ThrottledBy = true, *throttledBy
+		}
 		switch {
 		case p.Verified:
 			p.Phase = "verified"

@@ -729,50 +729,6 @@ INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 5000) g`)
 	assertAllRight(t, db, "t", "new = old")
 }
 
-// TestReplicaLagThrottles stands a table in for pg_stat_replication: while
-// the lag exceeds the limit, no batch runs and progress says why.
-func TestReplicaLagThrottles(t *testing.T) {
-	db := newDB(t)
-	ctx := context.Background()
-	db.Exec(t, `CREATE TABLE t (id int PRIMARY KEY, old text, new text);
-INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 1000) g;
-CREATE TABLE replica_lag (seconds float8); INSERT INTO replica_lag VALUES (30)`)
-	defer func(was string) { replicaLagQuery = was }(replicaLagQuery)
-	replicaLagQuery = `SELECT seconds FROM replica_lag`
-	if err := Start(ctx, db.Pool, state, "c1", phases.Backfill{Table: "t", Column: "new", Expr: "old"}, nil); err != nil {
-		t.Fatal(err)
-	}
-	throttled := make(chan struct{})
-	var once sync.Once
-	done := make(chan error, 1)
-	go func() {
-		_, err := Run(ctx, db.Pool, state, "c1", Options{MaxReplicaLag: 5 * time.Second, Poll: 10 * time.Millisecond,
-			ProgressEvery: 10 * time.Millisecond,
-			Progress: func(p Progress) {
-				if p.Throttled && p.Rows == 0 {
-					once.Do(func() { close(throttled) })
-				}
-			}})
-		done <- err
-	}()
-	select {
-	case <-throttled:
-	case err := <-done:
-		t.Fatalf("Run ended while replicas lag: %v", err)
-	case <-time.After(time.Minute):
-		t.Fatal("never reported waiting for replicas")
-	}
-	time.Sleep(300 * time.Millisecond)
-	if p, _ := Get(ctx, db.Pool, state, "c1"); p.Rows != 0 {
-		t.Fatalf("backfilled %d rows while replicas lag", p.Rows)
-	}
-	db.Exec(t, `UPDATE replica_lag SET seconds = 1`)
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	assertAllRight(t, db, "t", "new = old")
-}
-
 // TestBatchSizeAdapts starts tiny batches with a generous target: sizes
 // grow, by at most 1.5× a step.
 func TestBatchSizeAdapts(t *testing.T) {

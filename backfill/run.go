@@ -38,9 +38,16 @@ type Options struct {
 	// error (timeout, lock, deadlock, serialization) before Run gives up
 	// (default 10).
 	MaxRetries int
-	// MaxReplicaLag pauses the workers while a replica's replay lag
-	// exceeds it (default 10s; negative: never check).
-	MaxReplicaLag time.Duration
+	// MaxReplicaLag and MaxReplicaLagBytes pause the workers while a
+	// replica in pg_stat_replication replays more than this far behind
+	// the primary: in time (default 10s) or in bytes of WAL (default
+	// 256MB). Negative: no such limit; with neither, no check (see
+	// replicas.go).
+	MaxReplicaLag      time.Duration
+	MaxReplicaLagBytes int64
+	// Log, when set, receives notices for an operator, e.g. a replica
+	// that disconnected during the backfill.
+	Log func(msg string)
 	// SynchronousCommit keeps synchronous_commit on for batches. By
 	// default it is off per batch: a crash may lose the last batches, but
 	// their cursor advance with them, so they are simply done again.
@@ -101,6 +108,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxReplicaLag == 0 {
 		o.MaxReplicaLag = 10 * time.Second
+	}
+	if o.MaxReplicaLagBytes == 0 {
+		o.MaxReplicaLagBytes = 256 << 20
 	}
 	if o.Poll <= 0 {
 		o.Poll = 250 * time.Millisecond
@@ -240,7 +250,8 @@ type runner struct {
 	opts     Options
 	t        *target
 
-	throttled atomic.Int32
+	throttled atomic.Int32 // workers waiting for replicas
+	replicas  replicaWatch
 
 	mu      sync.Mutex
 	samples []sample // recent (time, rows) for the rate
@@ -277,7 +288,7 @@ func (r *runner) report(ctx context.Context) {
 			continue
 		}
 		p.RowsPerSec, p.ETA = r.rate(p)
-		p.Throttled = r.throttled.Load() > 0
+		p.Throttled = p.Throttled || r.throttled.Load() > 0
 		r.opts.Progress(p)
 	}
 }
@@ -322,7 +333,7 @@ func (r *runner) work(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if r.opts.MaxReplicaLag > 0 && time.Since(lagChecked) > time.Second {
+		if (r.opts.MaxReplicaLag > 0 || r.opts.MaxReplicaLagBytes > 0) && time.Since(lagChecked) > time.Second {
 			if err := r.waitForReplicas(ctx); err != nil {
 				return err
 			}
@@ -404,30 +415,6 @@ func sleep(ctx context.Context, d time.Duration) error {
 		return ctx.Err()
 	case <-t.C:
 		return nil
-	}
-}
-
-// replicaLagQuery returns the largest replay lag in seconds. replay_lag is
-// NULL for idle replicas that caught up; roles without pg_monitor see NULL
-// too, which reads as no lag. (A variable: tests stand in for replicas.)
-var replicaLagQuery = `SELECT coalesce(max(extract(epoch FROM replay_lag)), 0)::float8 FROM pg_catalog.pg_stat_replication`
-
-// waitForReplicas blocks while a replica's replay lag exceeds the limit.
-func (r *runner) waitForReplicas(ctx context.Context) error {
-	for {
-		var lag float64
-		if err := r.pool.QueryRow(ctx, replicaLagQuery).Scan(&lag); err != nil {
-			return fmt.Errorf("backfill: replica lag: %w", err)
-		}
-		if time.Duration(lag*float64(time.Second)) <= r.opts.MaxReplicaLag {
-			return nil
-		}
-		r.throttled.Add(1)
-		err := sleep(ctx, max(r.opts.Poll, time.Second))
-		r.throttled.Add(-1)
-		if err != nil {
-			return err
-		}
 	}
 }
 

@@ -847,6 +847,9 @@ func (e *Engine) backfill(ctx context.Context, en *entry, work phases.Backfill) 
 			opts.ProgressEvery = 2 * time.Second
 		}
 	}
+	if opts.Log == nil && e.Log != nil {
+		opts.Log = func(msg string) { e.logf("%s: %s\n", en.state.ID, msg) }
+	}
 	// A job an operator paused must not hold the deploy (and the planner's
 	// lock) hostage: report it as waiting instead.
 	opts.StopWhenPaused = true

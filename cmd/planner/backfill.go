@@ -76,7 +76,7 @@ left is not split.`,
 			}
 			var results []backfill.Progress
 			for _, id := range ids {
-				p, err := runOne(ctx, cmd.OutOrStdout(), pool, id, opts)
+				p, err := runOne(ctx, cmd.OutOrStdout(), cmd.ErrOrStderr(), pool, id, opts)
 				results = append(results, p)
 				if err != nil {
 					return err
@@ -103,7 +103,9 @@ func registerBackfillFlags(cmd *cobra.Command, o *backfill.Options, prefix strin
 	f.IntVar(&o.MinBatch, prefix+"min-batch", 100, "smallest batch, in rows")
 	f.IntVar(&o.MaxBatch, prefix+"max-batch", 200_000, "largest batch, in rows")
 	f.DurationVar(&o.Sleep, prefix+"sleep", 0, "pause between two batches of a worker")
-	f.DurationVar(&o.MaxReplicaLag, prefix+"max-replica-lag", 10*time.Second, "wait while a replica lags more than this (negative: never check)")
+	f.DurationVar(&o.MaxReplicaLag, prefix+"max-replica-lag", 10*time.Second, "wait while a replica replays more than this far behind the primary, in time (negative: no time limit)")
+	o.MaxReplicaLagBytes = 256 << 20
+	f.Var(byteSize{&o.MaxReplicaLagBytes}, prefix+"max-replica-lag-bytes", "wait while a replica has more than this much WAL left to replay, e.g. 64kB, 1GB (negative: no size limit)")
 }
 
 // checkBackfillFlags rejects values of the flags registerBackfillFlags
@@ -121,7 +123,9 @@ func checkBackfillFlags(o *backfill.Options, prefix string) error {
 	case o.Sleep < 0:
 		return usageErrorf("--%ssleep must not be negative", prefix)
 	case o.MaxReplicaLag == 0:
-		return usageErrorf("--%smax-replica-lag must not be 0 (negative: never check)", prefix)
+		return usageErrorf("--%smax-replica-lag must not be 0 (negative: no time limit)", prefix)
+	case o.MaxReplicaLagBytes == 0:
+		return usageErrorf("--%smax-replica-lag-bytes must not be 0 (negative: no size limit)", prefix)
 	}
 	return nil
 }
@@ -132,7 +136,8 @@ func backfillPool(ctx context.Context, workers int) (*pgxpool.Pool, error) {
 	return openPool(ctx, "planner backfill", int32(workers+2))
 }
 
-func runOne(ctx context.Context, out io.Writer, pool *pgxpool.Pool, id string, opts backfill.Options) (backfill.Progress, error) {
+func runOne(ctx context.Context, out, errOut io.Writer, pool *pgxpool.Pool, id string, opts backfill.Options) (backfill.Progress, error) {
+	opts.Log = func(msg string) { fmt.Fprintf(errOut, "%s: %s\n", id, msg) }
 	show := g.output == "text"
 	tty := show && isTerminal(out)
 	if show {

@@ -301,6 +301,8 @@ func TestNextBackfillFlags(t *testing.T) {
 		{"--backfill-max-batch=5", "--backfill-max-batch"},
 		{"--backfill-batch-time=0s", "--backfill-batch-time"},
 		{"--backfill-sleep=-1s", "--backfill-sleep"},
+		{"--backfill-max-replica-lag-bytes=0", "--backfill-max-replica-lag-bytes"},
+		{"--backfill-max-replica-lag-bytes=lots", "--backfill-max-replica-lag-bytes"},
 	} {
 		c.expect(c.run(nil, "next", dir, "--deploy-id=d0", bad[0]), 2, bad[1])
 	}
@@ -308,7 +310,7 @@ func TestNextBackfillFlags(t *testing.T) {
 	c.expect(r, 0)
 	rr := c.run(nil, "backfill", "run", "--help")
 	c.expect(rr, 0, "splits")
-	for _, f := range []string{"workers", "batch-time", "min-batch", "max-batch", "sleep", "max-replica-lag"} {
+	for _, f := range []string{"workers", "batch-time", "min-batch", "max-batch", "sleep", "max-replica-lag", "max-replica-lag-bytes"} {
 		if !strings.Contains(r.stdout, "--backfill-"+f+" ") || !strings.Contains(rr.stdout, "--"+f+" ") {
 			t.Errorf("flag %s: not in both next --help (--backfill-%[1]s) and backfill run --help (--%[1]s)", f)
 		}
@@ -316,7 +318,7 @@ func TestNextBackfillFlags(t *testing.T) {
 
 	c.expect(c.run(nil, "next", dir, "--deploy-id=d1"), 0, "expand")
 	c.expect(c.run(nil, "next", dir, "--deploy-id=d2", "--backfill-workers=2", "--backfill-min-batch=10",
-		"--backfill-max-batch=20", "--backfill-batch-time=1s", "--backfill-sleep=1ms", "--backfill-max-replica-lag=-1s"), 0, "1 advanced", "backfill")
+		"--backfill-max-batch=20", "--backfill-batch-time=1s", "--backfill-sleep=1ms", "--backfill-max-replica-lag=-1s", "--backfill-max-replica-lag-bytes=64kB"), 0, "1 advanced", "backfill")
 	// The batch size grew toward the (long) target, up to --backfill-max-batch.
 	var most int
 	if err := db.Pool.QueryRow(context.Background(), `SELECT max(batch_size) FROM planner.backfill_ranges`).Scan(&most); err != nil || most != 20 {

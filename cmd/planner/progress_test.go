@@ -87,6 +87,13 @@ func TestProgressRenderers(t *testing.T) {
 			bar:  5,
 		},
 		{
+			name: "throttled, and why",
+			p: backfill.Progress{ChangeID: "c", Phase: "backfill", Rows: 500, Total: 1000, Throttled: true,
+				ThrottledBy: "replica standby1 is 1.2 MB behind (limit 64 kB)"},
+			want: "c: backfill  50.0% (500/1000 rows) waiting for replicas to catch up: replica standby1 is 1.2 MB behind (limit 64 kB)",
+			bar:  5,
+		},
+		{
 			name: "verified",
 			p: backfill.Progress{ChangeID: "c", Phase: "verified", Done: true, Verified: true, Rows: 500, Total: 400,
 				Updated: 480, VerifiedRows: 500, Fixed: 2},

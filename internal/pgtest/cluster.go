@@ -96,7 +96,20 @@ func hasServerBinaries(dir string) bool {
 // watcher process also stops the server and removes its files if the caller
 // dies first (panic, kill -9, test timeout).
 func Start(opts Options) (*Cluster, error) {
-	bin := opts.BinDir
+	c, err := newCluster(opts.BinDir)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.start(opts); err != nil {
+		c.Stop()
+		return nil, err
+	}
+	return c, nil
+}
+
+// newCluster makes the temp directory of a cluster-to-be, owned by the user
+// its server will run as.
+func newCluster(bin string) (*Cluster, error) {
 	if bin == "" {
 		var err error
 		if bin, err = FindBinDir(); err != nil {
@@ -120,18 +133,22 @@ func Start(opts Options) (*Cluster, error) {
 			return nil, err
 		}
 	}
-	if err := c.start(opts); err != nil {
-		c.Stop()
-		return nil, err
-	}
 	return c, nil
 }
 
 func (c *Cluster) start(opts Options) error {
-	data := filepath.Join(c.Dir, "data")
-	if out, err := c.run("initdb", "-D", data, "-U", Superuser, "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C"); err != nil {
+	if out, err := c.run("initdb", "-D", c.dataDir(), "-U", Superuser, "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C"); err != nil {
 		return fmt.Errorf("initdb: %v: %s", err, out)
 	}
+	return c.launch(opts)
+}
+
+func (c *Cluster) dataDir() string { return filepath.Join(c.Dir, "data") }
+
+// launch configures the data directory for this cluster's own port and
+// socket (appended lines win over earlier ones, also over those a base
+// backup copied from its primary), and starts the server under the watcher.
+func (c *Cluster) launch(opts Options) error {
 	port, err := freePort()
 	if err != nil {
 		return err
@@ -149,7 +166,7 @@ func (c *Cluster) start(opts Options) error {
 		"logging_collector=off", "autovacuum_naptime=1s",
 	}
 	conf = append(conf, opts.Settings...)
-	f, err := os.OpenFile(filepath.Join(data, "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
+	f, err := os.OpenFile(filepath.Join(c.dataDir(), "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		return err
 	}
@@ -161,7 +178,7 @@ func (c *Cluster) start(opts Options) error {
 	if err := c.startWatcher(); err != nil {
 		return err
 	}
-	if out, err := c.run("pg_ctl", "-D", data, "-l", filepath.Join(c.Dir, "server.log"), "-w", "-t", "60", "start"); err != nil {
+	if out, err := c.run("pg_ctl", "-D", c.dataDir(), "-l", filepath.Join(c.Dir, "server.log"), "-w", "-t", "60", "start"); err != nil {
 		log, _ := os.ReadFile(filepath.Join(c.Dir, "server.log"))
 		return fmt.Errorf("pg_ctl start: %v: %s\n%s", err, out, log)
 	}
@@ -185,7 +202,7 @@ func (c *Cluster) start(opts Options) error {
 func (c *Cluster) startWatcher() error {
 	script := fmt.Sprintf(`while [ -d /proc/%d ]; do sleep 1; done
 %q -D %q stop -m immediate >/dev/null 2>&1
-rm -rf %q`, os.Getpid(), filepath.Join(c.BinDir, "pg_ctl"), filepath.Join(c.Dir, "data"), c.Dir)
+rm -rf %q`, os.Getpid(), filepath.Join(c.BinDir, "pg_ctl"), c.dataDir(), c.Dir)
 	cmd := exec.Command("sh", "-c", script)
 	// Unprivileged like the server (pg_ctl refuses root); the directory is
 	// owned by that user, so it can remove it too.
@@ -210,8 +227,8 @@ func (c *Cluster) run(name string, args ...string) ([]byte, error) {
 
 // Stop shuts the server down and removes its files.
 func (c *Cluster) Stop() {
-	if _, err := os.Stat(filepath.Join(c.Dir, "data", "postmaster.pid")); err == nil {
-		c.run("pg_ctl", "-D", filepath.Join(c.Dir, "data"), "stop", "-m", "immediate", "-w")
+	if _, err := os.Stat(filepath.Join(c.dataDir(), "postmaster.pid")); err == nil {
+		c.run("pg_ctl", "-D", c.dataDir(), "stop", "-m", "immediate", "-w")
 	}
 	if c.watcher != nil {
 		c.watcher.Kill()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -69,4 +70,69 @@ func TestPgBouncerTransactionModeSharesServerSessions(t *testing.T) {
 	if err := a.QueryRow(ctx, `SELECT current_database()`, simple).Scan(&name); err != nil || name != db.Name {
 		t.Fatalf("through the pooler: database %q, %v; want %q", name, err, db.Name)
 	}
+}
+
+// TestStandbyStreams starts a standby of a primary of its own (the shared
+// cluster is left alone) and shows a row written on the primary replayed
+// there, and replay paused with pg_wal_replay_pause() holding rows back.
+func TestStandbyStreams(t *testing.T) {
+	primary, err := Start(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer primary.Stop()
+	standby, err := StartStandby(primary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer standby.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p, err := pgx.Connect(ctx, primary.URL("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(ctx)
+	s, err := pgx.Connect(ctx, standby.URL("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(ctx)
+	var inRecovery bool
+	if err := s.QueryRow(ctx, `SELECT pg_is_in_recovery()`).Scan(&inRecovery); err != nil || !inRecovery {
+		t.Fatalf("standby not in recovery: %v %v", inRecovery, err)
+	}
+	countOnStandby := func() int {
+		var n int
+		if err := s.QueryRow(ctx, `SELECT coalesce((SELECT count(*) FROM t), 0)`).Scan(&n); err != nil {
+			return -1 // table not replayed yet
+		}
+		return n
+	}
+	waitFor := func(want int) {
+		for countOnStandby() != want {
+			if ctx.Err() != nil {
+				t.Fatalf("standby has %d rows, want %d", countOnStandby(), want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if _, err := p.Exec(ctx, `CREATE TABLE t (id int); INSERT INTO t VALUES (1)`); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(1)
+	if _, err := s.Exec(ctx, `SELECT pg_wal_replay_pause()`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Exec(ctx, `INSERT INTO t VALUES (2)`); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if n := countOnStandby(); n != 1 {
+		t.Fatalf("paused standby has %d rows, want 1", n)
+	}
+	if _, err := s.Exec(ctx, `SELECT pg_wal_replay_resume()`); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(2)
 }
