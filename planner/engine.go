@@ -1197,11 +1197,28 @@ func (e *Engine) flagValues(ctx context.Context) (map[string]map[string]string, 
 // change "" means every change.
 func (e *Engine) History(ctx context.Context, change string) ([]HistoryEntry, error) {
 	st := e.state()
-	if ok, err := st.exists(ctx, e.Pool); err != nil || !ok {
+	ok, err := st.exists(ctx, e.Pool)
+	if err != nil {
 		return nil, err
 	}
-	if _, err := st.version(ctx, e.Pool); err != nil {
-		return nil, err
+	if ok {
+		if _, err := st.version(ctx, e.Pool); err != nil {
+			return nil, err
+		}
+	}
+	if change != "" {
+		var c *ChangeState
+		if ok {
+			if c, err = st.change(ctx, e.Pool, change); err != nil {
+				return nil, err
+			}
+		}
+		if c == nil {
+			return nil, fmt.Errorf("no change %q in the planner's state (schema %q): see planner status: %w", change, e.schema(), ErrInput)
+		}
+	}
+	if !ok {
+		return nil, nil
 	}
 	return st.history(ctx, e.Pool, change)
 }

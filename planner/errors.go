@@ -6,6 +6,9 @@ import "errors"
 var (
 	// ErrInput: a spec or argument is wrong; nothing was changed.
 	ErrInput = errors.New("bad input")
+	// ErrConfig: the configuration or environment is wrong in a way a rerun
+	// cannot fix (a transaction-mode pooler, a missing privilege).
+	ErrConfig = errors.New("configuration problem")
 	// ErrBusy: another planner holds the planner lease.
 	ErrBusy = errors.New("another planner is running")
 )

@@ -201,7 +201,7 @@ func (l *lease) release() {
 func (e *Engine) begin(ctx context.Context, deployID, command string) (*lease, error) {
 	if err := pooler.RequireSessions(ctx, e.Pool, command); err != nil {
 		if errors.Is(err, pooler.ErrSharedSessions) {
-			return nil, fmt.Errorf("%w: %w", ErrInput, err)
+			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 		}
 		return nil, err
 	}

@@ -113,11 +113,11 @@ func TestPoolerModes(t *testing.T) {
 	}
 	e := pooled("transaction")
 	_, err := e.Next(ctx, f.specs(t, renameSpec), "d1", false)
-	if !errors.Is(err, ErrInput) || !strings.Contains(err.Error(), "transaction or statement mode") || !strings.Contains(err.Error(), "session mode") {
-		t.Fatalf("next through a transaction pool: %v, want ErrInput saying to use a direct or session-mode URL", err)
+	if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "transaction or statement mode") || !strings.Contains(err.Error(), "session mode") {
+		t.Fatalf("next through a transaction pool: %v, want ErrConfig saying to use a direct or session-mode URL", err)
 	}
-	if _, err := e.Rollback(ctx, "users-email-rename", "r1"); !errors.Is(err, ErrInput) {
-		t.Fatalf("rollback through a transaction pool: %v, want ErrInput", err)
+	if _, err := e.Rollback(ctx, "users-email-rename", "r1"); !errors.Is(err, ErrConfig) {
+		t.Fatalf("rollback through a transaction pool: %v, want ErrConfig", err)
 	}
 	if n := engCount(t, f.db, `SELECT count(*) FROM pg_namespace WHERE nspname = 'planner'`); n != 0 {
 		t.Fatal("the refused run created the state schema")

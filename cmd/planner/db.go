@@ -18,7 +18,7 @@ func connect(ctx context.Context) (*pgxpool.Pool, error) {
 
 // openPool opens a pool of at most maxConns connections (0: pgx's
 // default) named appName in pg_stat_activity, checks that the server
-// answers, and refuses a transaction-mode pooler (exit 2): the planner's
+// answers, and refuses a transaction-mode pooler (exit 5): the planner's
 // commands need server sessions of their own.
 func openPool(ctx context.Context, appName string, maxConns int32) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(databaseURL())
@@ -35,12 +35,15 @@ func openPool(ctx context.Context, appName string, maxConns int32) (*pgxpool.Poo
 	}
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
+		if !databaseConfigured() {
+			return nil, fmt.Errorf("%w: no database is configured (%w)", planner.ErrConfig, err)
+		}
 		return nil, fmt.Errorf("connect to database: %w", err)
 	}
 	if err := pooler.RequireSessions(ctx, pool, "planner"); err != nil {
 		pool.Close()
 		if errors.Is(err, pooler.ErrSharedSessions) {
-			return nil, fmt.Errorf("%w: %w", planner.ErrInput, err)
+			return nil, fmt.Errorf("%w: %w", planner.ErrConfig, err)
 		}
 		return nil, err
 	}

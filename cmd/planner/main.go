@@ -32,7 +32,7 @@ func run(ctx context.Context, args []string) int {
 	jsonResult = nil
 	cmd, err := root.ExecuteContextC(ctx)
 	code, class, hint := classify(err)
-	if g.output == "json" {
+	if g.output == "json" || (err != nil && asksForJSON(args)) {
 		env := envelope{Command: commandName(cmd.CommandPath()), OK: code == exitOK || code == exitWaiting, ExitCode: code, Result: jsonResult}
 		if code != exitOK && code != exitWaiting {
 			env.Error = describe(err, class, hint)
@@ -55,3 +55,17 @@ func run(ctx context.Context, args []string) int {
 type waitingError struct{}
 
 func (*waitingError) Error() string { return "waiting on a gate" }
+
+// asksForJSON: the arguments ask for JSON output even though parsing them
+// failed (an unknown command or flag) before --output was read.
+func asksForJSON(args []string) bool {
+	for i, a := range args {
+		switch {
+		case a == "--output=json", a == "-ojson", a == "-o=json":
+			return true
+		case (a == "-o" || a == "--output") && i+1 < len(args) && args[i+1] == "json":
+			return true
+		}
+	}
+	return os.Getenv("PLANNER_OUTPUT") == "json"
+}

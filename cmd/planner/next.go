@@ -144,12 +144,13 @@ $CIRCLE_WORKFLOW_ID. Without one the command refuses to run (exit 2).
 
 Exit codes: 0 advanced or nothing to do, 1 failure (rerun resumes),
 2 bad input (nothing changed), 3 waiting on a gate (rerun at a later deploy),
-4 another planner is running (after --wait).
+4 another planner is running (after --wait), 5 configuration a rerun
+cannot fix (see planner --help).
 
 One planner runs at a time per state schema: it holds a lease (a row in
 the state schema, renewed while it works; a killed planner's lease expires
 after --lease-ttl). Connect directly or through a pooler in session mode:
-a transaction-mode pooler is refused (exit 2) before anything changes.`,
+a transaction-mode pooler is refused (exit 5) before anything changes.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			deploy, source := deployID(id)

@@ -78,6 +78,8 @@ func classify(err error) (code int, class, hint string) {
 		return exitConfig, "config", configSQLState(pe.Code)
 	case errors.As(err, &ce) && !databaseConfigured():
 		return exitConfig, "config", "no database is configured: pass --database-url postgres://USER@HOST:PORT/DB, or set DATABASE_URL (or PLANNER_DATABASE_URL, or the PG* variables such as PGHOST and PGDATABASE)"
+	case errors.Is(err, planner.ErrConfig):
+		return exitConfig, "config", ""
 	case errors.Is(err, planner.ErrInput), isUsageError(err):
 		return exitInput, "input", ""
 	case errors.Is(err, planner.ErrBusy):

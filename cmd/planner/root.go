@@ -29,6 +29,19 @@ func newRoot() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "planner",
 		Short:         "Zero-downtime PostgreSQL schema changes, one phase per deploy",
+		Long: `Zero-downtime PostgreSQL schema changes, one phase per deploy.
+
+Exit codes:
+  0  done, or nothing to do
+  1  transient failure (statement error, lock not granted, lost connection): a rerun resumes
+  2  bad input (spec, flag, edited in-flight spec): nothing of it ran; fix the input
+  3  waiting on a gate (backfill, soak): a later deploy advances
+  4  another planner holds the lease for longer than --wait: rerun
+  5  configuration a rerun cannot fix (authentication, missing database or
+     privilege, no database configured, a transaction-mode pooler)
+
+Every flag can also be set as PLANNER_<FLAG> (e.g. PLANNER_LEASE_TTL=30s).
+With --output json every command prints one JSON document (docs/schema).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {

@@ -67,45 +67,59 @@ type DB struct {
 // of the server is in DB.ServerVersion.
 func NewDB(t testing.TB) *DB {
 	t.Helper()
-	admin, err := adminURL()
+	db, drop, err := CreateDB()
 	if err != nil {
 		t.Fatalf("pgtest: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := drop(); err != nil {
+			t.Logf("pgtest: %v", err)
+		}
+	})
+	return db
+}
+
+// CreateDB creates an empty database on the test server, for callers that
+// are not a testing.TB (scripts); drop closes its pool and drops it.
+func CreateDB() (db *DB, drop func() error, err error) {
+	admin, err := adminURL()
+	if err != nil {
+		return nil, nil, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, admin)
 	if err != nil {
-		t.Fatalf("pgtest: connect %s: %v", redact(admin), err)
+		return nil, nil, fmt.Errorf("connect %s: %w", redact(admin), err)
 	}
 	defer conn.Close(ctx)
 	name := fmt.Sprintf("t_%d_%d", os.Getpid(), dbCounter.Add(1))
 	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()+" TEMPLATE template0"); err != nil {
-		t.Fatalf("pgtest: create database: %v", err)
+		return nil, nil, fmt.Errorf("create database: %w", err)
 	}
 	dbURL, err := withDatabase(admin, name)
 	if err != nil {
-		t.Fatal(err)
+		return nil, nil, err
 	}
 	pool, err := pgxpool.New(ctx, dbURL)
 	if err != nil {
-		t.Fatalf("pgtest: %v", err)
+		return nil, nil, err
 	}
-	db := &DB{URL: dbURL, Name: name, Pool: pool}
-	t.Cleanup(func() {
+	drop = func() error {
 		pool.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		conn, err := pgx.Connect(ctx, admin)
 		if err != nil {
-			t.Logf("pgtest: drop %s: %v", name, err)
-			return
+			return fmt.Errorf("drop %s: %w", name, err)
 		}
 		defer conn.Close(ctx)
 		if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
-			t.Logf("pgtest: drop %s: %v", name, err)
+			return fmt.Errorf("drop %s: %w", name, err)
 		}
-	})
-	return db
+		return nil
+	}
+	return &DB{URL: dbURL, Name: name, Pool: pool}, drop, nil
 }
 
 // Exec runs SQL statements on the test database and fails the test on error.
