@@ -27,8 +27,8 @@ var g globals
 
 func newRoot() *cobra.Command {
 	root := &cobra.Command{
-		Use:           "planner",
-		Short:         "Zero-downtime PostgreSQL schema changes, one phase per deploy",
+		Use:   "planner",
+		Short: "Zero-downtime PostgreSQL schema changes, one phase per deploy",
 		Long: `Zero-downtime PostgreSQL schema changes, one phase per deploy.
 
 Exit codes:

@@ -138,4 +138,3 @@ func validateJSON(path, doc string) error {
 	}
 	return nil
 }
-
