@@ -46,6 +46,9 @@ type Engine struct {
 	// MinSoak is the minimum time the previous phase's flags must have been
 	// live before a FlagsSoaked gate opens.
 	MinSoak time.Duration
+	// Only, when set, limits Next to the changes with these ids: the others
+	// are neither advanced nor reported.
+	Only []string
 	// Async starts backfills and lets their gate wait instead of running
 	// them inside `planner next`.
 	Async bool
@@ -236,14 +239,21 @@ func (e *Engine) Next(ctx context.Context, specs []Spec, deployID string, dryRun
 			return nil, err
 		}
 	}
+	selected, err := e.selected(entries)
+	if err != nil {
+		return report, err
+	}
 	var failures []error
 	for _, group := range byTable(entries) {
+		if !selected.anyOf(group) {
+			continue
+		}
 		if lease != nil {
 			if err := lease.lost(); err != nil {
 				return report, err
 			}
 		}
-		reports, err := e.advanceTable(ctx, group, deployID, advanced, version, dryRun)
+		reports, err := e.advanceTable(ctx, group, deployID, advanced, version, dryRun, selected)
 		report.Changes = append(report.Changes, reports...)
 		if err != nil {
 			failures = append(failures, err)
@@ -258,6 +268,39 @@ func (e *Engine) Next(ctx context.Context, specs []Spec, deployID string, dryRun
 		return report, failed(failures)
 	}
 	return report, nil
+}
+
+// selection is the set of change ids Next works on; nil means all.
+type selection map[string]bool
+
+func (s selection) has(en *entry) bool { return s == nil || s[en.state.ID] }
+
+func (s selection) anyOf(group []*entry) bool {
+	for _, en := range group {
+		if s.has(en) {
+			return true
+		}
+	}
+	return false
+}
+
+// selected checks Only against the changes known (specs and state).
+func (e *Engine) selected(entries []*entry) (selection, error) {
+	if len(e.Only) == 0 {
+		return nil, nil
+	}
+	known := map[string]bool{}
+	for _, en := range entries {
+		known[en.state.ID] = true
+	}
+	s := selection{}
+	for _, id := range e.Only {
+		if !known[id] {
+			return nil, fmt.Errorf("no change %q in the specs or the planner's state: see planner status: %w", id, ErrInput)
+		}
+		s[id] = true
+	}
+	return s, nil
 }
 
 // failed summarizes per-change failures. It is an ErrInput only when every
@@ -527,7 +570,7 @@ func inFlight(c *ChangeState) bool {
 }
 
 // advanceTable advances at most one change of one table.
-func (e *Engine) advanceTable(ctx context.Context, group []*entry, deployID string, advanced map[string]HistoryEntry, version int, dryRun bool) ([]ChangeReport, error) {
+func (e *Engine) advanceTable(ctx context.Context, group []*entry, deployID string, advanced map[string]HistoryEntry, version int, dryRun bool, only selection) ([]ChangeReport, error) {
 	var reports []ChangeReport
 	// The active change: one already in flight, else the first not done.
 	var active *entry
@@ -555,6 +598,8 @@ func (e *Engine) advanceTable(ctx context.Context, group []*entry, deployID stri
 	for _, en := range group {
 		r := baseReport(en)
 		switch {
+		case !only.has(en):
+			continue
 		case en == active && !en.inFiles:
 			r.Action, r.Reason = Missing, "in flight, but its spec is no longer in the spec files: restore the file to continue, or roll it back with planner rollback "+en.state.ID
 		case en == active && advancedHere != nil:
@@ -921,7 +966,61 @@ func (e *Engine) Rollback(ctx context.Context, changeID, deployID string) (_ *Ro
 		return nil, err
 	}
 	defer func() { err = lease.finish(err) }()
+	return e.rollbackOne(lease.ctx, changeID, deployID, true)
+}
+
+// RollbackTo rolls a change back phase by phase until phase to is the last
+// one applied (to "" rolls every phase back). It is idempotent by its
+// target: rerun, it rolls back only what is still past it.
+func (e *Engine) RollbackTo(ctx context.Context, changeID, to, deployID string) (_ []RollbackResult, err error) {
+	lease, err := e.begin(ctx, deployID, "planner rollback "+changeID+" --to "+to)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { err = lease.finish(err) }()
 	ctx = lease.ctx
+	c, err := e.state().change(ctx, e.Pool, changeID)
+	if err != nil {
+		return nil, err
+	}
+	if c == nil {
+		return nil, fmt.Errorf("no change %q in the planner's state (schema %q): see planner status: %w", changeID, e.schema(), ErrInput)
+	}
+	en, err := e.compileStored(c)
+	if err != nil {
+		return nil, err
+	}
+	keep := 0 // phases to keep applied
+	if to != "" {
+		keep = -1
+		var names []string
+		for i, p := range en.plan.Phases {
+			names = append(names, p.Name)
+			if p.Name == to {
+				keep = i + 1
+			}
+		}
+		if keep < 0 {
+			return nil, fmt.Errorf("change %q has no phase %q (its phases: %s): %w", changeID, to, strings.Join(names, ", "), ErrInput)
+		}
+	}
+	var results []RollbackResult
+	for c.Applied > keep || (c.Status == StatusApplying && c.Applied >= keep && c.Applied < len(en.plan.Phases)) {
+		res, err := e.rollbackOne(ctx, changeID, deployID, false)
+		if err != nil {
+			return results, err
+		}
+		results = append(results, *res)
+		if c, err = e.state().change(ctx, e.Pool, changeID); err != nil {
+			return results, err
+		}
+	}
+	return results, nil
+}
+
+// rollbackOne reverses the last applied (or half-applied) phase; with
+// oncePerDeploy, not a second one in the same deploy.
+func (e *Engine) rollbackOne(ctx context.Context, changeID, deployID string, oncePerDeploy bool) (*RollbackResult, error) {
 	st := e.state()
 	c, err := st.change(ctx, e.Pool, changeID)
 	if err != nil {
@@ -935,7 +1034,7 @@ func (e *Engine) Rollback(ctx context.Context, changeID, deployID string) (_ *Ro
 		return nil, err
 	}
 	res := &RollbackResult{ID: c.ID, Total: len(en.plan.Phases), Applied: c.Applied}
-	if deployID != "" {
+	if deployID != "" && oncePerDeploy {
 		last, err := st.lastSuccess(ctx, e.Pool, c.ID)
 		if err != nil {
 			return nil, err
@@ -946,7 +1045,8 @@ func (e *Engine) Rollback(ctx context.Context, changeID, deployID string) (_ *Ro
 			res.Reason = fmt.Sprintf("already rolled back phase %s in deploy %s", last.Phase, deployID)
 			return res, nil
 		}
-	} else {
+	}
+	if deployID == "" {
 		deployID = "manual"
 	}
 	partial := c.Status == StatusApplying
@@ -1129,7 +1229,7 @@ func (e *Engine) Status(ctx context.Context, specs []Spec) ([]ChangeStatus, erro
 	for _, group := range byTable(entries) {
 		// What `planner next --dry-run` would say; its errors are the
 		// changes' own and are shown with them.
-		reports, _ := e.advanceTable(ctx, group, "", nil, version, true)
+		reports, _ := e.advanceTable(ctx, group, "", nil, version, true, nil)
 		byID := map[string]ChangeReport{}
 		for _, r := range reports {
 			byID[r.ID] = r

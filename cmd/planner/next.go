@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -31,13 +30,19 @@ type engineOptions struct {
 }
 
 func (o *engineOptions) register(cmd *cobra.Command) {
+	o.registerTimeouts(cmd)
+	f := cmd.Flags()
+	f.IntVar(&o.retries, "retries", 8, "tries per transaction when a lock is not available (escalating backoff with jitter)")
+	f.DurationVar(&o.wait, "wait", 5*time.Minute, "how long to wait for another planner to finish (then exit 4)")
+	f.DurationVar(&o.leaseTTL, "lease-ttl", planner.DefaultLeaseTTL, "how long the planner lease outlives its last renewal: a killed planner holds up the next one for at most this long")
+}
+
+// registerTimeouts adds the statement guards (plan --format sql takes them too).
+func (o *engineOptions) registerTimeouts(cmd *cobra.Command) {
 	f := cmd.Flags()
 	f.DurationVar(&o.lockTimeout, "lock-timeout", 500*time.Millisecond, "longest wait for a lock that blocks application traffic, per try")
 	f.DurationVar(&o.statementTimeout, "statement-timeout", 30*time.Second, "statement_timeout of ordinary DDL")
 	f.DurationVar(&o.longStatementTimeout, "long-statement-timeout", 6*time.Hour, "statement_timeout of VALIDATE and CREATE INDEX CONCURRENTLY (0: none)")
-	f.IntVar(&o.retries, "retries", 8, "tries per transaction when a lock is not available (escalating backoff with jitter)")
-	f.DurationVar(&o.wait, "wait", 5*time.Minute, "how long to wait for another planner to finish (then exit 4)")
-	f.DurationVar(&o.leaseTTL, "lease-ttl", planner.DefaultLeaseTTL, "how long the planner lease outlives its last renewal: a killed planner holds up the next one for at most this long")
 }
 
 func (o *engineOptions) registerNext(cmd *cobra.Command) {
@@ -115,25 +120,16 @@ func noDeployIDError() error {
 		"the id makes a retried deploy advance nothing more, so the planner does not make one up", strings.Join(envs, ", "))
 }
 
-// loadSpecs reads the specs of dir. A missing default directory means no
-// specs (for status); a missing directory given explicitly is an error.
-func loadSpecs(cmd *cobra.Command, dir string, required bool) ([]planner.Spec, error) {
-	if !cmd.Flags().Changed("dir") && !required {
-		if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
-			return nil, nil
-		}
-	}
-	return planner.Load(dir)
-}
-
 func nextCmd() *cobra.Command {
 	var opts engineOptions
-	var dir, id string
+	var src specSource
+	var id string
 	var dryRun bool
 	cmd := &cobra.Command{
-		Use:   "next",
+		Use:   "next [CHANGE...]",
 		Short: "Advance every active change by one phase (run once per deploy)",
-		Long: `Registers new specs and advances every active change by exactly one phase.
+		Long: `Registers new specs and advances every active change by exactly one phase;
+with CHANGE ids, only those changes.
 Changes on the same table advance one at a time, in spec order; changes on
 different tables advance together. A deploy id advances each change at most
 once: a retried deploy advances nothing more.
@@ -151,13 +147,13 @@ One planner runs at a time per state schema: it holds a lease (a row in
 the state schema, renewed while it works; a killed planner's lease expires
 after --lease-ttl). Connect directly or through a pooler in session mode:
 a transaction-mode pooler is refused (exit 5) before anything changes.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		Args: cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
 			deploy, source := deployID(id)
 			if deploy == "" {
 				return noDeployIDError()
 			}
-			specs, err := loadSpecs(cmd, dir, true)
+			specs, err := src.load(cmd, "")
 			if err != nil {
 				return err
 			}
@@ -166,8 +162,9 @@ a transaction-mode pooler is refused (exit 5) before anything changes.`,
 				return err
 			}
 			defer closePool()
+			e.Only = args
 			if !dryRun && g.output == "text" {
-				fmt.Fprintf(cmd.ErrOrStderr(), "planner next: deploy %s (from %s), %d spec(s) in %s\n", deploy, source, len(specs), dir)
+				fmt.Fprintf(cmd.ErrOrStderr(), "planner next: deploy %s (from %s), %d spec(s) in %s\n", deploy, source, len(specs), src.dir)
 			}
 			report, err := e.Next(cmd.Context(), specs, deploy, dryRun)
 			if report != nil {
@@ -187,7 +184,7 @@ a transaction-mode pooler is refused (exit 5) before anything changes.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&dir, "dir", "plans", "directory (or file) of change specs")
+	src.register(cmd)
 	f.StringVar(&id, "deploy-id", "", "id of this deploy (default $PLANNER_DEPLOY_ID, then the CI's run id)")
 	f.BoolVar(&dryRun, "dry-run", false, "print what would run against the live database, without running it")
 	opts.registerNext(cmd)

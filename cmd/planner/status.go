@@ -14,14 +14,14 @@ import (
 func init() { commands = append(commands, statusCmd) }
 
 func statusCmd() *cobra.Command {
-	var dir string
+	src := specSource{optional: true}
 	var minSoak = new(engineOptions)
 	cmd := &cobra.Command{
-		Use:   "status",
+		Use:   "status [PATH]",
 		Short: "Show every change: phase k of N, the next phase and its gate, backfill progress, flags",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			specs, err := loadSpecs(cmd, dir, false)
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			specs, err := src.load(cmd, firstArg(args))
 			if err != nil {
 				return err
 			}
@@ -45,7 +45,7 @@ func statusCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&dir, "dir", "plans", "directory (or file) of change specs, to show unregistered and edited ones too")
+	src.register(cmd)
 	cmd.Flags().DurationVar(&minSoak.minSoak, "min-soak", 0, "minimum soak time to evaluate gates on flags with (as given to planner next)")
 	return cmd
 }

@@ -11,18 +11,18 @@ import (
 func init() { commands = append(commands, validateCmd) }
 
 func validateCmd() *cobra.Command {
-	var dir string
+	var src specSource
 	cmd := &cobra.Command{
-		Use:   "validate",
+		Use:   "validate [PATH]",
 		Short: "Check specs against the live schema without changing anything",
 		Long: `Checks every spec against the live database: the table and columns exist, the
 table has a key to paginate backfills on, types are known, expressions are
 valid for the table (planned, never run, in a transaction rolled back), and
 each kind's own checks. Problems come with a safe alternative. Exit 2 when
 any spec has a problem.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			specs, err := loadSpecs(cmd, dir, true)
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			specs, err := src.load(cmd, firstArg(args))
 			if err != nil {
 				return err
 			}
@@ -61,6 +61,6 @@ any spec has a problem.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&dir, "dir", "plans", "directory (or file) of change specs")
+	src.register(cmd)
 	return cmd
 }
