@@ -753,7 +753,7 @@ func (e *Engine) gateMet(ctx context.Context, q dbtx, en *entry, idx int, deploy
 		var h HistoryEntry
 		var age time.Duration
 		err := q.QueryRow(ctx, `SELECT deploy_id, finished, clock_timestamp() - finished
-			FROM `+e.state().table("history")+` WHERE change = $1 AND phase_index = $2 AND direction = 'up' AND error = ''
+			FROM `+e.state().table("history")+` WHERE change = $1 AND phase_index = $2 AND direction = 'up' AND error = '' AND finished IS NOT NULL
 			ORDER BY id DESC LIMIT 1`, en.state.ID, idx-1).Scan(&h.DeployID, &h.Finished, &age)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return false, "no record of the previous phase being applied", nil, nil
@@ -853,6 +853,9 @@ func (e *Engine) apply(ctx context.Context, en *entry, idx int, deployID string)
 			return r, nil
 		}
 		if !complete {
+			if err := st.recordStart(ctx, e.Pool, c.ID, idx, p.Name, deployID, started); err != nil {
+				return fail(err)
+			}
 			r.Action = Waiting
 			r.Reason = fmt.Sprintf("backfill started for the background (--async): %s; run it with `planner backfill run %s` (any number of processes), and a later planner next completes the phase once it is verified", prog.Summary(), c.ID)
 			return r, nil

@@ -300,6 +300,18 @@ func (s state) addHistory(ctx context.Context, q dbtx, h HistoryEntry) error {
 	return err
 }
 
+// recordStart notes, once, that a phase started and goes on in the
+// background (an async backfill): a history row with no finish time.
+func (s state) recordStart(ctx context.Context, q dbtx, change string, idx int, phase, deploy string, started time.Time) error {
+	_, err := q.Exec(ctx, `INSERT INTO `+s.table("history")+` (change, phase_index, phase, direction, deploy_id, started)
+		SELECT $1, $2, $3, 'up', $4, $5
+		WHERE NOT EXISTS (SELECT FROM `+s.table("history")+` h WHERE h.change = $1 AND h.phase_index = $2
+			AND h.direction = 'up' AND h.finished IS NULL AND h.error = ''
+			AND h.id > coalesce((SELECT max(id) FROM `+s.table("history")+` WHERE change = $1 AND direction = 'down'), 0))`,
+		change, idx, phase, deploy, started)
+	return err
+}
+
 // history lists history rows, oldest first; change "" means every change.
 func (s state) history(ctx context.Context, q dbtx, change string) ([]HistoryEntry, error) {
 	rows, err := q.Query(ctx, `SELECT id, change, phase_index, phase, direction, deploy_id, started, finished, error
@@ -323,7 +335,7 @@ func (s state) history(ctx context.Context, q dbtx, change string) ([]HistoryEnt
 func (s state) lastSuccess(ctx context.Context, q dbtx, change string) (*HistoryEntry, error) {
 	var h HistoryEntry
 	err := q.QueryRow(ctx, `SELECT id, change, phase_index, phase, direction, deploy_id, started, finished, error
-		FROM `+s.table("history")+` WHERE change = $1 AND error = '' ORDER BY id DESC LIMIT 1`, change).
+		FROM `+s.table("history")+` WHERE change = $1 AND error = '' AND finished IS NOT NULL ORDER BY id DESC LIMIT 1`, change).
 		Scan(&h.ID, &h.Change, &h.PhaseIndex, &h.Phase, &h.Direction, &h.DeployID, &h.Started, &h.Finished, &h.Error)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
@@ -337,7 +349,7 @@ func (s state) lastSuccess(ctx context.Context, q dbtx, change string) (*History
 // advancedIn returns the ids of changes that completed a phase in deploy.
 func (s state) advancedIn(ctx context.Context, q dbtx, deploy string) (map[string]HistoryEntry, error) {
 	rows, err := q.Query(ctx, `SELECT id, change, phase_index, phase, direction, deploy_id, started, finished, error
-		FROM `+s.table("history")+` WHERE deploy_id = $1 AND direction = 'up' AND error = '' ORDER BY id`, deploy)
+		FROM `+s.table("history")+` WHERE deploy_id = $1 AND direction = 'up' AND error = '' AND finished IS NOT NULL ORDER BY id`, deploy)
 	if err != nil {
 		return nil, err
 	}

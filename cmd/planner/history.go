@@ -49,6 +49,8 @@ func historyCmd() *cobra.Command {
 				took, result := "", "ok"
 				if h.Finished != nil {
 					took = h.Finished.Sub(h.Started).Round(time.Millisecond).String()
+				} else if h.Error == "" {
+					result = "started, goes on in the background"
 				}
 				if h.Error != "" {
 					result = "FAILED: " + h.Error
