@@ -129,7 +129,8 @@ func WithoutListen() Option { return func(p *Provider) { p.listen = false } }
 // database, used only to LISTEN for flag changes, for a provider whose
 // connString goes through a pooler in transaction mode: changes then arrive
 // at once rather than within the poll interval. The flags are still read
-// through connString.
+// through connString. A listen URL that shares sessions too gets one
+// warning, and the provider polls.
 func WithListenURL(url string) Option { return func(p *Provider) { p.listenURL = url } }
 
 // WithLogger sets where the provider logs connection trouble (default
