@@ -37,14 +37,20 @@ func closeConn(conn *pgx.Conn) {
 	conn.Close(ctx)
 }
 
+// listenState is what a run found out about its listen connection's URL.
+type listenState struct {
+	probed   bool // checked for a pooler
+	pollOnly bool // found one: LISTEN cannot work
+}
+
 // listener returns the connection to LISTEN on, or nil to poll only. It
 // uses the WithListenURL connection if given, else query itself. The first
 // time in a run it checks that connection's URL: through a pooler in
 // transaction or statement mode a LISTEN would stay on a pooled server
 // connection and deliver nothing, so the provider polls instead and says
 // so once. The caller closes a returned connection other than query.
-func (p *Provider) listener(ctx context.Context, query *pgx.Conn) (*pgx.Conn, error) {
-	if !p.listen || p.pollOnly {
+func (p *Provider) listener(ctx context.Context, query *pgx.Conn, ls *listenState) (*pgx.Conn, error) {
+	if !p.listen || ls.pollOnly {
 		return nil, nil
 	}
 	conn, url := query, p.connString
@@ -55,28 +61,26 @@ func (p *Provider) listener(ctx context.Context, query *pgx.Conn) (*pgx.Conn, er
 			return nil, fmt.Errorf("listen connection: %w", err)
 		}
 	}
-	if !p.probed {
+	done := func() {
+		if conn != query {
+			closeConn(conn)
+		}
+	}
+	if !ls.probed {
 		shares, err := p.sharesSessions(ctx, conn, url)
 		if err != nil {
-			if conn != query {
-				closeConn(conn)
-			}
+			done()
 			return nil, err
 		}
-		p.probed = true
+		ls.probed, ls.pollOnly = true, shares
 		if shares {
-			p.pollOnly = true
-			if conn != query {
-				closeConn(conn)
-			}
+			done()
 			p.logPollOnly()
 			return nil, nil
 		}
 	}
 	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{Channel(p.schema)}.Sanitize()); err != nil {
-		if conn != query {
-			closeConn(conn)
-		}
+		done()
 		return nil, err
 	}
 	return conn, nil

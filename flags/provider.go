@@ -171,11 +171,6 @@ type Provider struct {
 	listenURL  string
 	log        *slog.Logger
 
-	// probed and pollOnly: whether the listen connection's URL was checked
-	// for a pooler in this run, and found one. Only the run goroutine uses
-	// them once Init has started it.
-	probed, pollOnly bool
-
 	events chan openfeature.Event
 
 	mu      sync.RWMutex
@@ -251,7 +246,6 @@ func (p *Provider) InitWithContext(ctx context.Context, _ openfeature.Evaluation
 	p.done = make(chan struct{})
 	p.current = nil
 	p.stale, p.failing = false, false
-	p.probed, p.pollOnly = false, false
 	done := p.done
 	p.mu.Unlock()
 
@@ -319,8 +313,9 @@ func (p *Provider) run(ctx context.Context, first chan<- error) {
 			first = nil
 		}
 	}
+	var ls listenState // found once per run, kept across reconnects
 	for ctx.Err() == nil {
-		err := p.session(ctx, func() { reportFirst(nil); backoff.reset() })
+		err := p.session(ctx, &ls, func() { reportFirst(nil); backoff.reset() })
 		if ctx.Err() != nil {
 			break
 		}
@@ -337,13 +332,13 @@ func (p *Provider) run(ctx context.Context, first chan<- error) {
 // session connects, LISTENs (unless it polls only), loads, and then
 // reloads on every notification or poll tick until a connection fails.
 // loaded runs after each load.
-func (p *Provider) session(ctx context.Context, loaded func()) error {
+func (p *Provider) session(ctx context.Context, ls *listenState, loaded func()) error {
 	conn, err := p.connect(ctx, p.connString)
 	if err != nil {
 		return err
 	}
 	defer closeConn(conn)
-	listen, err := p.listener(ctx, conn)
+	listen, err := p.listener(ctx, conn, ls)
 	if err != nil {
 		return err
 	}
