@@ -149,3 +149,19 @@ func TestProviderListenURLThatPools(t *testing.T) {
 		t.Errorf("warnings %q, want one saying the listen URL pools", warn)
 	}
 }
+
+// TestProviderListensThroughSessionPooler: a pooler in session mode keeps
+// one server session per client, so LISTEN works there and the provider
+// uses it: with a poll interval of a minute, only NOTIFY explains a change
+// seen within a second.
+func TestProviderListensThroughSessionPooler(t *testing.T) {
+	db := stateDB(t, "planner")
+	url := pgtest.NewPgBouncer(t, db, "session", 5)
+	var logs logRecords
+	c := register(t, flags.NewProvider(url, flags.WithPollInterval(time.Minute), flags.WithLogger(slog.New(&logs))))
+	publish(t, db, "planner", "c", "expand", phases.Flags{"c.read": flags.New}, nil)
+	waitValue(t, c, "c.read", flags.New, time.Second)
+	if got := logs.at(slog.LevelInfo, true); len(got) != 0 {
+		t.Errorf("logged %q, want nothing", got)
+	}
+}
