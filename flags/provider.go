@@ -110,7 +110,9 @@ func WithSchema(schema string) Option { return func(p *Provider) { p.schema = sc
 
 // WithPollInterval sets how often the provider reloads without a
 // notification (default 5s). Notifications make changes visible at once;
-// polling covers connections that cannot LISTEN.
+// polling covers connections that cannot LISTEN: a provider that polls only
+// (through a pooler in transaction mode without WithListenURL, or with
+// WithoutListen) sees a change within the poll interval.
 func WithPollInterval(d time.Duration) Option {
 	return func(p *Provider) {
 		if d > 0 {
@@ -119,9 +121,17 @@ func WithPollInterval(d time.Duration) Option {
 	}
 }
 
-// WithoutListen makes the provider poll only, e.g. behind PgBouncer in
-// transaction mode, where LISTEN does not work.
+// WithoutListen makes the provider poll only: flag changes reach the
+// application within the poll interval.
 func WithoutListen() Option { return func(p *Provider) { p.listen = false } }
+
+// WithListenURL gives a direct (or session-mode pooler) URL of the same
+// database, used only to LISTEN for flag changes, for a provider whose
+// connString goes through a pooler in transaction mode: changes then arrive
+// at once rather than within the poll interval. The flags are still read
+// through connString. A listen URL that shares sessions too gets one
+// warning, and the provider polls.
+func WithListenURL(url string) Option { return func(p *Provider) { p.listenURL = url } }
 
 // WithLogger sets where the provider logs connection trouble (default
 // slog.Default()).
@@ -139,6 +149,12 @@ func WithLogger(l *slog.Logger) Option {
 // interval, reconnects with backoff when the connection drops, and keeps
 // serving the last snapshot while the database is unreachable.
 //
+// Its queries depend on no session state, so it works through a pooler in
+// transaction mode (PgBouncer, RDS Proxy, Supavisor). There LISTEN cannot
+// work: the provider detects such a pooler when it starts and, unless
+// WithListenURL gives a direct URL to listen on, polls instead and logs so
+// once; changes then reach the application within the poll interval.
+//
 // Reasons: STATIC while the snapshot is current (a flag has one value for
 // every evaluation context), CACHED while the provider is stale (the
 // database is unreachable and the value may be out of date), ERROR with
@@ -152,6 +168,7 @@ type Provider struct {
 	schema     string
 	poll       time.Duration
 	listen     bool
+	listenURL  string
 	log        *slog.Logger
 
 	events chan openfeature.Event
@@ -159,6 +176,7 @@ type Provider struct {
 	mu      sync.RWMutex
 	current *snapshot // nil until the first load
 	stale   bool
+	failing bool // the last connection attempt or session failed
 	cancel  context.CancelFunc
 	done    chan struct{}
 }
@@ -177,8 +195,9 @@ const ProviderName = "planner"
 const DefaultPollInterval = 5 * time.Second
 
 // NewProvider returns a provider reading the flags through connString (a
-// PostgreSQL URL or DSN; a direct connection, not PgBouncer in transaction
-// mode, unless WithoutListen is given). Nothing connects before Init.
+// PostgreSQL URL or DSN: a direct connection or any pooler; see
+// WithListenURL for a pooler in transaction mode). Nothing connects before
+// Init.
 func NewProvider(connString string, opts ...Option) *Provider {
 	p := &Provider{
 		connString: connString,
@@ -226,7 +245,7 @@ func (p *Provider) InitWithContext(ctx context.Context, _ openfeature.Evaluation
 	p.cancel = cancel
 	p.done = make(chan struct{})
 	p.current = nil
-	p.stale = false
+	p.stale, p.failing = false, false
 	done := p.done
 	p.mu.Unlock()
 
@@ -294,8 +313,9 @@ func (p *Provider) run(ctx context.Context, first chan<- error) {
 			first = nil
 		}
 	}
+	var ls listenState // found once per run, kept across reconnects
 	for ctx.Err() == nil {
-		err := p.session(ctx, func() { reportFirst(nil); backoff.reset() })
+		err := p.session(ctx, &ls, func() { reportFirst(nil); backoff.reset() })
 		if ctx.Err() != nil {
 			break
 		}
@@ -309,32 +329,21 @@ func (p *Provider) run(ctx context.Context, first chan<- error) {
 	reportFirst(ctx.Err())
 }
 
-// session connects, LISTENs, loads, and then reloads on every notification
-// or poll tick until the connection fails. loaded runs after each load.
-func (p *Provider) session(ctx context.Context, loaded func()) error {
-	cfg, err := pgx.ParseConfig(p.connString)
+// session connects, LISTENs (unless it polls only), loads, and then
+// reloads on every notification or poll tick until a connection fails.
+// loaded runs after each load.
+func (p *Provider) session(ctx context.Context, ls *listenState, loaded func()) error {
+	conn, err := p.connect(ctx, p.connString)
 	if err != nil {
 		return err
 	}
-	if cfg.ConnectTimeout == 0 || cfg.ConnectTimeout > 5*time.Second {
-		cfg.ConnectTimeout = 5 * time.Second
-	}
-	if cfg.RuntimeParams["application_name"] == "" {
-		cfg.RuntimeParams["application_name"] = "planner-flags"
-	}
-	conn, err := pgx.ConnectConfig(ctx, cfg)
+	defer closeConn(conn)
+	listen, err := p.listener(ctx, conn, ls)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		closeCtx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		conn.Close(closeCtx)
-	}()
-	if p.listen {
-		if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{Channel(p.schema)}.Sanitize()); err != nil {
-			return err
-		}
+	if listen != nil && listen != conn {
+		defer closeConn(listen)
 	}
 	for {
 		// Load after LISTEN so that no publish falls between the two.
@@ -342,22 +351,22 @@ func (p *Provider) session(ctx context.Context, loaded func()) error {
 			return err
 		}
 		loaded()
-		if err := p.wait(ctx, conn); err != nil {
+		if err := p.wait(ctx, listen); err != nil {
 			return err
 		}
 	}
 }
 
-// wait returns after a notification or the poll interval; an error means
-// the connection is unusable or ctx ended.
-func (p *Provider) wait(ctx context.Context, conn *pgx.Conn) error {
+// wait returns after a notification on listen (nil: polling only) or the
+// poll interval; an error means the connection is unusable or ctx ended.
+func (p *Provider) wait(ctx context.Context, listen *pgx.Conn) error {
 	waitCtx, cancel := context.WithTimeout(ctx, p.poll)
 	defer cancel()
-	if !p.listen {
+	if listen == nil {
 		<-waitCtx.Done()
 		return ctx.Err()
 	}
-	_, err := conn.WaitForNotification(waitCtx)
+	_, err := listen.WaitForNotification(waitCtx)
 	if err != nil && ctx.Err() == nil && waitCtx.Err() != nil {
 		return nil // poll interval elapsed: reload anyway
 	}
@@ -374,7 +383,7 @@ func (p *Provider) reload(ctx context.Context, conn *pgx.Conn) error {
 	next := newSnapshot(list)
 	p.mu.Lock()
 	prev, wasStale := p.current, p.stale
-	p.current, p.stale = next, false
+	p.current, p.stale, p.failing = next, false, false
 	p.mu.Unlock()
 	if wasStale {
 		p.log.Info("flags: connection back, serving current flags")
@@ -391,13 +400,22 @@ func (p *Provider) reload(ctx context.Context, conn *pgx.Conn) error {
 // markStale records a failed connection. The first failure after a good
 // session emits PROVIDER_STALE; before the first snapshot there is nothing
 // to be stale about (Init reports the error instead), but the next good
-// load still announces PROVIDER_READY.
+// load still announces PROVIDER_READY. Only the first failure of an outage
+// is a warning: the retries that follow log at Debug.
 func (p *Provider) markStale(err error) {
 	p.mu.Lock()
-	emit := p.current != nil && !p.stale
-	p.stale = true
+	had, repeat := p.current != nil, p.failing
+	emit := had && !p.stale
+	p.stale, p.failing = true, true
 	p.mu.Unlock()
-	p.log.Warn("flags: database unreachable, serving the last snapshot", "error", err)
+	switch {
+	case repeat:
+		p.log.Debug("flags: database still unreachable, retrying", "error", err)
+	case had:
+		p.log.Warn("flags: database unreachable, serving the last snapshot; retrying", "error", err)
+	default:
+		p.log.Warn("flags: cannot load the flags, applications get their defaults; retrying", "error", err)
+	}
 	if emit {
 		p.emit(openfeature.ProviderStale, "database unreachable: "+err.Error(), nil)
 	}

@@ -170,11 +170,13 @@ func TestProviderResolves(t *testing.T) {
 }
 
 // TestProviderSeesPublishThroughNotify: the poll interval is a minute, so
-// only LISTEN/NOTIFY can deliver the change within one second.
+// only LISTEN/NOTIFY can deliver the change within one second. Connected
+// directly, the provider finds no pooler and logs nothing.
 func TestProviderSeesPublishThroughNotify(t *testing.T) {
 	db := stateDB(t, "planner")
 	publish(t, db, "planner", "users-email", "expand", phases.Flags{"users-email.read": "old", "users-email.write": "old"}, emailMeta)
-	c := register(t, flags.NewProvider(db.URL, flags.WithPollInterval(time.Minute), flags.WithLogger(quiet)))
+	var logs logRecords
+	c := register(t, flags.NewProvider(db.URL, flags.WithPollInterval(time.Minute), flags.WithLogger(slog.New(&logs))))
 	var ev events
 	ev.watch(c, openfeature.ProviderConfigChange)
 	waitValue(t, c, "users-email.write", "old", time.Second)
@@ -189,6 +191,9 @@ func TestProviderSeesPublishThroughNotify(t *testing.T) {
 		return slices.Contains(d.FlagChanges, "users-email.write") && slices.Contains(d.FlagChanges, "users-email.read") &&
 			slices.Contains(d.FlagChanges, "users-email.write_new")
 	})
+	if got := logs.at(slog.LevelInfo, true); len(got) != 0 {
+		t.Errorf("logged %q, want nothing", got)
+	}
 }
 
 // TestProviderListenSurvivesPollTimeouts: waiting for a notification times
@@ -320,14 +325,15 @@ func allowConnections(t *testing.T, db *pgtest.DB, allow bool) {
 }
 
 // TestProviderStartsWithoutDatabase: Init fails, evaluations answer the
-// defaults without panicking, and the provider becomes READY once the
-// database is reachable.
+// defaults without panicking, the retries warn once and then stay quiet,
+// and the provider becomes READY once the database is reachable.
 func TestProviderStartsWithoutDatabase(t *testing.T) {
 	db := stateDB(t, "planner")
 	publish(t, db, "planner", "c", "expand", phases.Flags{"c.read": "new"}, nil)
 	ctx := context.Background()
 	allowConnections(t, db, false)
-	p := flags.NewProvider(db.URL, flags.WithLogger(quiet), flags.WithPollInterval(200*time.Millisecond))
+	var logs logRecords
+	p := flags.NewProvider(db.URL, flags.WithLogger(slog.New(&logs)), flags.WithPollInterval(200*time.Millisecond))
 	domain := t.Name()
 	t.Cleanup(func() {
 		_ = openfeature.SetNamedProviderAndWait(domain, openfeature.NoopProvider{})
@@ -341,6 +347,10 @@ func TestProviderStartsWithoutDatabase(t *testing.T) {
 	ev.watch(c, openfeature.ProviderReady)
 	if got := flags.Columns(ctx, c, "c", "a", "b"); got.Read != "a" || len(got.Write) != 1 || got.Write[0] != "a" {
 		t.Errorf("Columns with the provider in error: %+v, want the old column", got)
+	}
+	time.Sleep(2 * time.Second) // several retries (the backoff starts at 100ms)
+	if warn, retries := logs.at(slog.LevelWarn, true), logs.at(slog.LevelDebug, false); len(warn) != 1 || len(retries) < 3 {
+		t.Errorf("while the database refuses: warnings %q and %d retries at debug, want one warning and several retries", warn, len(retries))
 	}
 	allowConnections(t, db, true)
 	ev.waitFor(t, openfeature.ProviderReady, 15*time.Second, nil)

@@ -81,6 +81,10 @@ type Querier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
+// noPrepare runs a query in one round trip with an unnamed statement:
+// nothing is left on a server connection a pooler may hand to another client.
+const noPrepare = pgx.QueryExecModeExec
+
 func table(schema string) string { return pgx.Identifier{schema, "flags"}.Sanitize() }
 
 // Migrate creates the flags table in schema. Idempotent; the engine runs it
@@ -181,16 +185,18 @@ func Forget(ctx context.Context, tx pgx.Tx, schema, changeID string) error {
 }
 
 // List returns the flags stored in schema, ordered by key. A schema without
-// a flags table (the planner never ran) has no flags.
+// a flags table (the planner never ran) has no flags. Its queries prepare
+// nothing on the server whatever q's default mode, so they work through a
+// pooler in transaction mode (the flagd export, applications' own pools).
 func List(ctx context.Context, q Querier, schema string) ([]Flag, error) {
 	var exists bool
-	if err := q.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, table(schema)).Scan(&exists); err != nil {
+	if err := q.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, noPrepare, table(schema)).Scan(&exists); err != nil {
 		return nil, fmt.Errorf("flags: list: %w", err)
 	}
 	if !exists {
 		return nil, nil
 	}
-	rows, err := q.Query(ctx, `SELECT key, variant, change_id, phase, metadata, updated_at FROM `+table(schema)+` ORDER BY key`)
+	rows, err := q.Query(ctx, `SELECT key, variant, change_id, phase, metadata, updated_at FROM `+table(schema)+` ORDER BY key`, noPrepare)
 	if err != nil {
 		return nil, fmt.Errorf("flags: list: %w", err)
 	}

@@ -2,12 +2,15 @@ package flags_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgplanner/planner/flags"
 	"github.com/pgplanner/planner/internal/pgtest"
@@ -179,5 +182,41 @@ func TestVariants(t *testing.T) {
 		if got := flags.Variants(key); strings.Join(got, ",") != strings.Join(want, ",") {
 			t.Errorf("Variants(%q) = %v, want %v", key, got, want)
 		}
+	}
+}
+
+// TestListThroughPooler: List works on an ordinary pool (pgx's default
+// statement cache) through PgBouncer in transaction mode, as the flagd
+// export and applications' own code use it.
+func TestListThroughPooler(t *testing.T) {
+	db := stateDB(t, "planner")
+	publish(t, db, "planner", "users-email", "expand", phases.Flags{"users-email.read": "old"}, emailMeta)
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, pooled(t, db)+"&pool_max_conns=4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	var wg sync.WaitGroup
+	errs := make(chan error, 40)
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 10 {
+				l, err := flags.List(ctx, pool, "planner")
+				if err == nil && (len(l) != 1 || l[0].Variant != "old" || l[0].Metadata["table"] != "public.users") {
+					err = fmt.Errorf("listed %+v", l)
+				}
+				if err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/pgplanner/planner/flags"
+	"github.com/pgplanner/planner/internal/pgtest"
 )
 
 func TestFlagsCommand(t *testing.T) {
@@ -53,4 +54,23 @@ func TestFlagsCommand(t *testing.T) {
 	}
 
 	c.expect(c.run(nil, "flags", "export", "--format", "yaml"), 2, "--format must be flagd")
+}
+
+// TestFlagsExportThroughPooler: an export job may run behind the
+// applications' PgBouncer in transaction mode. Each run is a new client on
+// the same server connections: nothing one run prepared may trip the next.
+func TestFlagsExportThroughPooler(t *testing.T) {
+	c, db := newCLI(t)
+	c.expect(c.run(nil, "next", "--dir="+c.dir, "--deploy-id=d1"), 0, "expand")
+	direct := c.run(nil, "flags", "export", "--format", "flagd")
+	c.expect(direct, 0, `"defaultVariant": "old"`)
+	pooled := []string{"DATABASE_URL=" + pgtest.NewPgBouncer(t, db, "transaction", 1)}
+	for range 3 {
+		r := c.run(pooled, "flags", "export", "--format", "flagd")
+		c.expect(r, 0)
+		if r.stdout != direct.stdout {
+			t.Fatalf("through the pooler:\n%s\nwant\n%s", r.stdout, direct.stdout)
+		}
+		c.expect(c.run(pooled, "flags"), 0, "users-email-rename.write")
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/open-feature/go-sdk/openfeature"
 
@@ -137,7 +138,7 @@ func scenarios() []scenario {
 }
 
 // env is a database with a populated table, a provider-backed flags client
-// and a fleet pool.
+// and a fleet pool. The planner's engine always connects directly.
 type env struct {
 	db     *pgtest.DB
 	specs  []planner.Spec
@@ -145,7 +146,16 @@ type env struct {
 	pool   *pgxpool.Pool // the fleet's own pool, sized for its workers
 }
 
-func newEnv(t *testing.T, sc scenario) *env {
+// newEnv: the fleet and its flags provider connect directly.
+func newEnv(t *testing.T, sc scenario) *env { return setupEnv(t, sc, false) }
+
+// newPooledEnv: the fleet and its flags provider connect through PgBouncer
+// in transaction mode with fewer server connections than clients, with the
+// settings the README gives applications: none for the provider, an exec
+// mode that prepares nothing for the fleet's pool.
+func newPooledEnv(t *testing.T, sc scenario) *env { return setupEnv(t, sc, true) }
+
+func setupEnv(t *testing.T, sc scenario, pooled bool) *env {
 	t.Helper()
 	db := pgtest.NewDB(t)
 	ctx := context.Background()
@@ -163,18 +173,25 @@ func newEnv(t *testing.T, sc scenario) *env {
 	if err != nil {
 		t.Fatalf("spec: %v", err)
 	}
-	cfg, err := pgxpool.ParseConfig(db.URL)
+	appURL := db.URL
+	if pooled {
+		appURL = pgtest.NewPgBouncer(t, db, "transaction", 3)
+	}
+	cfg, err := pgxpool.ParseConfig(appURL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg.MaxConns = 8
 	cfg.ConnConfig.RuntimeParams["application_name"] = "fleet"
+	if pooled {
+		cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeExec
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	return &env{db: db, specs: specs, client: flagsClient(t, db.URL), pool: pool}
+	return &env{db: db, specs: specs, client: flagsClient(t, appURL), pool: pool}
 }
 
 // flagsClient registers the planner's OpenFeature provider for the test's

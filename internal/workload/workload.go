@@ -45,6 +45,10 @@ const (
 
 // Config describes the table and the fleet.
 type Config struct {
+	// Pool is the fleet's connection. Through a pooler in transaction mode,
+	// configure it with an exec mode that prepares nothing on the server
+	// (ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeExec), as an
+	// application there must.
 	Pool *pgxpool.Pool
 	// Schema ("" means public) and Table name the table, unquoted.
 	Schema, Table string
