@@ -87,40 +87,27 @@ func (p *Provider) listener(ctx context.Context, query *pgx.Conn, ls *listenStat
 }
 
 // sharesSessions asks whether conn (to url) goes through a pooler in
-// transaction or statement mode.
-//
-// A server pid equal to the one the connection got at startup means no
-// pooler stands in between (a pooler hands its clients keys of its own):
-// nothing to ask. Otherwise pooler.SharesSessions decides, with a second,
-// short-lived connection. It never reports session pooling as sharing, but
-// can miss transaction pooling while other clients keep the pool busy (the
-// connection it asks twice may get its first server back), so it asks a few
-// times.
+// transaction or statement mode: not when it is direct, else
+// pooler.SharesSessions decides, with a second, short-lived connection.
 func (p *Provider) sharesSessions(ctx context.Context, conn *pgx.Conn, url string) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	var pid uint32
-	if err := conn.QueryRow(ctx, `SELECT pg_backend_pid()`, pgx.QueryExecModeSimpleProtocol).Scan(&pid); err != nil {
-		return false, fmt.Errorf("check for a pooler: %w", err)
-	}
-	if pid == conn.PgConn().PID() {
-		return false, nil
+	if direct, err := pooler.Direct(ctx, conn); err != nil || direct {
+		if err != nil {
+			err = fmt.Errorf("check for a pooler: %w", err)
+		}
+		return false, err
 	}
 	other, err := p.connect(ctx, url)
 	if err != nil {
 		return false, fmt.Errorf("check for a pooler: %w", err)
 	}
 	defer closeConn(other)
-	for range 3 {
-		shares, err := pooler.SharesSessions(ctx, conn, other)
-		if err != nil {
-			return false, fmt.Errorf("check for a pooler: %w", err)
-		}
-		if shares {
-			return true, nil
-		}
+	shares, err := pooler.SharesSessions(ctx, conn, other)
+	if err != nil {
+		return false, fmt.Errorf("check for a pooler: %w", err)
 	}
-	return false, nil
+	return shares, nil
 }
 
 func (p *Provider) logPollOnly() {

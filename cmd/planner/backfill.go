@@ -133,7 +133,7 @@ func checkBackfillFlags(o *backfill.Options, prefix string) error {
 // backfillPool is a pool with a connection per worker, plus one for
 // progress.
 func backfillPool(ctx context.Context, workers int) (*pgxpool.Pool, error) {
-	return openPool(ctx, "planner backfill", int32(workers+2))
+	return openPool(ctx, "planner backfill", int32(workers+2), true)
 }
 
 func runOne(ctx context.Context, out, errOut io.Writer, pool *pgxpool.Pool, id string, opts backfill.Options) (backfill.Progress, error) {

@@ -5,22 +5,26 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgplanner/planner/internal/pooler"
 	"github.com/pgplanner/planner/planner"
 )
 
-// connect opens a pool to the target database (see databaseURL).
+// connect opens a pool for a command that only reads, or writes in single
+// statements: its queries prepare and cache nothing on the server
+// (QueryExecModeExec), so it also works through a transaction-mode pooler.
 func connect(ctx context.Context) (*pgxpool.Pool, error) {
-	return openPool(ctx, "planner", 0)
+	return openPool(ctx, "planner", 0, false)
 }
 
 // openPool opens a pool of at most maxConns connections (0: pgx's
-// default) named appName in pg_stat_activity, checks that the server
-// answers, and refuses a transaction-mode pooler (exit 5): the planner's
-// commands need server sessions of their own.
-func openPool(ctx context.Context, appName string, maxConns int32) (*pgxpool.Pool, error) {
+// default) named appName in pg_stat_activity and checks that the server
+// answers. With sessions, the command needs a server session of its own
+// per connection (it runs phases or backfill batches): a transaction-mode
+// pooler is refused (exit 5).
+func openPool(ctx context.Context, appName string, maxConns int32, sessions bool) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(databaseURL())
 	if err != nil {
 		return nil, usageErrorf("database URL: %v", err)
@@ -28,6 +32,9 @@ func openPool(ctx context.Context, appName string, maxConns int32) (*pgxpool.Poo
 	cfg.ConnConfig.RuntimeParams["application_name"] = appName
 	if maxConns > 0 {
 		cfg.MaxConns = maxConns
+	}
+	if !sessions {
+		cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeExec
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -39,6 +46,9 @@ func openPool(ctx context.Context, appName string, maxConns int32) (*pgxpool.Poo
 			return nil, fmt.Errorf("%w: no database is configured (%w)", planner.ErrConfig, err)
 		}
 		return nil, fmt.Errorf("connect to database: %w", err)
+	}
+	if !sessions {
+		return pool, nil
 	}
 	if err := pooler.RequireSessions(ctx, pool, "planner"); err != nil {
 		pool.Close()

@@ -73,7 +73,7 @@ func (o *engineOptions) engine(cmd *cobra.Command) (*planner.Engine, func(), err
 	}
 	// One connection renews the planner lease, one runs statements, the
 	// rest serve backfill workers and progress.
-	pool, err := openPool(cmd.Context(), "planner", int32(max(4, o.backfill.Workers+3)))
+	pool, err := openPool(cmd.Context(), "planner", int32(max(4, o.backfill.Workers+3)), true)
 	if err != nil {
 		return nil, nil, err
 	}

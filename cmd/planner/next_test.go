@@ -192,16 +192,17 @@ func TestNextCommandBusy(t *testing.T) {
 		"another planner is running", "held by build-7 pid 4242 (planner next, deploy deploy-9)")
 }
 
-// Through PgBouncer in transaction mode every command that connects
-// refuses with exit 5 (configuration) and says what to do, and nothing is created.
-func TestCommandsRefuseTransactionPooling(t *testing.T) {
+// Through PgBouncer in transaction mode the commands that run phases or
+// backfill batches refuse with exit 5 and say what to do, creating
+// nothing; the commands that only read work.
+func TestCommandsThroughTransactionPooling(t *testing.T) {
 	c, db := newCLI(t)
 	pooled := []string{"DATABASE_URL=" + pgtest.NewPgBouncer(t, db, "transaction", 2)}
 	for _, args := range [][]string{
 		{"next", "--dir=" + c.dir, "--deploy-id=d1"},
 		{"rollback", "users-email-rename"},
 		{"backfill", "run", "users-email-rename"},
-		{"status", "--dir=" + c.dir},
+		{"run", "users-email-rename", "--dir=" + c.dir},
 	} {
 		c.expect(c.run(pooled, args...), 5, "transaction or statement mode", "session mode", "Nothing was changed")
 	}
@@ -209,8 +210,22 @@ func TestCommandsRefuseTransactionPooling(t *testing.T) {
 	if err := db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM pg_namespace WHERE nspname = 'planner'`).Scan(&n); err != nil || n != 0 {
 		t.Fatalf("state schema created through the refused pooler: %d %v", n, err)
 	}
+	for _, args := range [][]string{{"validate", "--dir=" + c.dir}, {"plan", "--dir=" + c.dir}} {
+		c.expect(c.run(pooled, args...), 0)
+		c.expect(c.run(pooled, args...), 0)
+	}
 	// Session mode is fine.
 	c.expect(c.run([]string{"DATABASE_URL=" + pgtest.NewPgBouncer(t, db, "session", 2)}, "next", "--dir="+c.dir, "--deploy-id=d1"), 0)
+	for _, args := range [][]string{
+		{"status", "--dir=" + c.dir},
+		{"history"},
+		{"backfill", "status"},
+		{"flags"},
+	} {
+		// Twice: a second run meets server connections the first used.
+		c.expect(c.run(pooled, args...), 0)
+		c.expect(c.run(pooled, args...), 0)
+	}
 }
 
 func TestValidateCommand(t *testing.T) {

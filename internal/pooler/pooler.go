@@ -21,10 +21,21 @@ import (
 // waits for one.
 const stall = 2 * time.Second
 
+// Direct reports whether conn talks to PostgreSQL itself: its server pid is
+// the one it got at startup. A pooler hands its clients keys of its own, in
+// every pool mode, so false means "a pooler, of some mode".
+func Direct(ctx context.Context, conn *pgx.Conn) (bool, error) {
+	var pid uint32
+	if err := conn.QueryRow(ctx, `SELECT pg_backend_pid()`, pgx.QueryExecModeSimpleProtocol).Scan(&pid); err != nil {
+		return false, err
+	}
+	return pid == conn.PgConn().PID(), nil
+}
+
 // SharesSessions reports whether two client connections a and b to the same
 // address share server sessions. It runs only SELECT pg_backend_pid(), in
 // the simple protocol (nothing prepared is left behind), and leaves no
-// session state:
+// session state. One probe:
 //
 //  1. a asks for its server pid;
 //  2. b opens a transaction and asks for its pid: a pooler that reuses the
@@ -33,8 +44,20 @@ const stall = 2 * time.Second
 //     changes, or it waits for a free server connection.
 //
 // A direct connection, and a pooler in session mode, keeps one server
-// session per client: the pids of a never change and never match b's.
+// session per client: the pids of a never change and never match b's, so
+// the probe never reports sharing falsely. On a busy pool one probe can miss
+// it (b gets another server, and a its first one back), so up to three run.
 func SharesSessions(ctx context.Context, a, b *pgx.Conn) (bool, error) {
+	for range 3 {
+		shared, err := probe(ctx, a, b)
+		if err != nil || shared {
+			return shared, err
+		}
+	}
+	return false, nil
+}
+
+func probe(ctx context.Context, a, b *pgx.Conn) (bool, error) {
 	simple := pgx.QueryExecModeSimpleProtocol
 	pid := func(ctx context.Context, c *pgx.Conn) (int32, error) {
 		var p int32
@@ -95,6 +118,9 @@ func RequireSessions(ctx context.Context, pool *pgxpool.Pool, what string) error
 		return fmt.Errorf("connect to database: %w", err)
 	}
 	defer a.Release()
+	if direct, err := Direct(ctx, a.Conn()); err != nil || direct {
+		return err
+	}
 	b, err := pool.Acquire(ctx)
 	if err != nil {
 		return fmt.Errorf("connect to database: %w", err)

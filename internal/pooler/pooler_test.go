@@ -59,3 +59,22 @@ func TestSharesSessions(t *testing.T) {
 		})
 	}
 }
+
+func TestDirect(t *testing.T) {
+	db := pgtest.NewDB(t)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		url  string
+		want bool
+	}{{db.URL, true}, {pgtest.NewPgBouncer(t, db, "session", 2), false}, {pgtest.NewPgBouncer(t, db, "transaction", 2), false}} {
+		c, err := pgx.Connect(ctx, tc.url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := Direct(ctx, c)
+		c.Close(ctx)
+		if err != nil || got != tc.want {
+			t.Fatalf("Direct(%s) = %v, %v; want %v", tc.url, got, err, tc.want)
+		}
+	}
+}
