@@ -60,6 +60,13 @@ func (r *textRenderer) plan(p Plan) {
 	} else if fields := describeFields(s.Change); fields != "" {
 		r.printf("`%s`\n\n", fields)
 	}
+	if len(p.Expressions) > 0 {
+		r.printf("Expressions:\n\n")
+		for _, n := range p.Expressions {
+			r.printf("- %s\n", n.describe())
+		}
+		r.printf("\n")
+	}
 	r.printf("| # | phase | gate | strongest lock | flags after | rollback |\n|---|---|---|---|---|---|\n")
 	for i, ph := range p.Phases {
 		r.printf("| %d | %s | %s | %s | %s | %s |\n", i+1, ph.Name, gateShort(ph.Gate), strongestLock(ph), flagsInline(ph.Flags, "unchanged"), rollbackShort(ph))
@@ -78,7 +85,7 @@ func (r *textRenderer) phase(n int, ph phases.Phase) {
 		t := TableName{Schema: b.Schema, Name: b.Table}
 		col := phases.Ident(b.Column)
 		r.printf("- **Backfill:** batches of `UPDATE %s SET %s = %s WHERE %s IS DISTINCT FROM %s`, keyset-paginated on the table's key, one short transaction each (row locks only)\n",
-			t.Quoted(), col, b.Expr, col, b.Expr)
+			t.Quoted(), col, oneLineSQL(b.Expr), col, oneLineSQL(b.Expr))
 	}
 	r.printf("- **Flags after:** %s\n\n", flagsInline(ph.Flags, "unchanged"))
 	if len(ph.Statements) > 0 {
@@ -261,6 +268,11 @@ func compactValue(v any) string {
 	return fmt.Sprint(v)
 }
 
+// oneLineSQL joins the lines of generated SQL for an inline mention. Only
+// the newline the planner puts after an expression is dropped; an
+// expression of several lines is shown as written.
+func oneLineSQL(s string) string { return strings.ReplaceAll(s, "\n)", ")") }
+
 func capitalize(s string) string {
 	if s == "" {
 		return s
@@ -277,6 +289,8 @@ type JSONPlan struct {
 	Checksum string         `json:"checksum,omitempty"`
 	Change   Kind           `json:"change"`
 	Phases   []phases.Phase `json:"phases"`
+	// Expressions: volatility and reach of each SQL expression.
+	Expressions []ExpressionNote `json:"expressions,omitempty"`
 }
 
 // JSONPlans is the document `planner plan --output json` writes.
@@ -294,7 +308,7 @@ func RenderJSON(w io.Writer, plans []Plan, offline bool) error {
 	}
 	for i, p := range plans {
 		doc.Plans[i] = JSONPlan{ID: p.Spec.ID, Kind: p.Spec.Kind, File: p.Spec.File, Line: p.Spec.Line,
-			Checksum: p.Spec.Checksum, Change: p.Spec.Change, Phases: p.Phases}
+			Checksum: p.Spec.Checksum, Change: p.Spec.Change, Phases: p.Phases, Expressions: p.Expressions}
 	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
