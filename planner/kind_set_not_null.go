@@ -18,7 +18,9 @@ type SetNotNull struct {
 	Allows
 }
 
-func (k *SetNotNull) Expressions() []Expression { return []Expression{{Field: "backfill", SQL: k.Backfill}} }
+func (k *SetNotNull) Expressions() []Expression {
+	return []Expression{{Field: "backfill", SQL: k.Backfill}}
+}
 
 func (k *SetNotNull) Table() TableName { return ParseTableName(k.TableName) }
 

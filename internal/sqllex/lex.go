@@ -1,8 +1,8 @@
 // Package sqllex splits SQL text into tokens the way PostgreSQL's own
 // scanner (src/backend/parser/scan.l) does, with standard_conforming_strings
-// on: `--` line comments, nested `/* */` comments, '' strings with ''
-// doubling, E'' strings with backslash escapes, B'' and X'' bit strings,
-// N'' and U&'' strings, U&"" and "" identifiers, dollar quotes ($$, $tag$),
+// on: `--` line comments, nested `/* */` comments, ” strings with ”
+// doubling, E” strings with backslash escapes, B” and X” bit strings,
+// N” and U&” strings, U&"" and "" identifiers, dollar quotes ($$, $tag$),
 // string continuation across newlines, and operators cut before a comment
 // start. It only finds where tokens begin and end; it does not parse.
 //
