@@ -119,11 +119,12 @@ func Load(path string) ([]Spec, error) {
 	return ParseFile(path)
 }
 
-// ParseFile reads and parses one spec file.
+// ParseFile reads and parses one spec file (a regular file of at most
+// MaxSpecSize bytes).
 func ParseFile(path string) ([]Spec, error) {
-	data, err := os.ReadFile(path)
+	data, err := readSpecFile(path)
 	if err != nil {
-		return nil, SpecErrors{{File: path, Message: describeOSError(err)}}
+		return nil, err
 	}
 	return Parse(path, data)
 }
@@ -157,9 +158,9 @@ func LoadDir(dir string) ([]Spec, error) {
 	)
 	for _, n := range names {
 		path := filepath.Join(dir, n)
-		data, err := os.ReadFile(path)
+		data, err := readSpecFile(path)
 		if err != nil {
-			errs = append(errs, SpecError{File: path, Message: describeOSError(err)})
+			errs = append(errs, err.(SpecErrors)...)
 			continue
 		}
 		p := newSpecParser(path, kinds)

@@ -195,6 +195,7 @@ or through PgBouncer in session mode, not transaction mode.`,
 	f := cmd.Flags()
 	f.StringVar(&dir, "dir", "plans", "directory (or file) of change specs")
 	f.StringVar(&id, "deploy-id", "", "id of this deploy (default $PLANNER_DEPLOY_ID, then the CI's run id)")
+	addSpecSizeFlag(cmd)
 	f.BoolVar(&dryRun, "dry-run", false, "print what would run against the live database, without running it")
 	opts.registerNext(cmd)
 	return cmd

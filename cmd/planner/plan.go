@@ -50,6 +50,7 @@ constraints to copy) and the server's version is used; --offline ignores them.`,
 			return planner.RenderText(cmd.OutOrStdout(), plans, offline)
 		},
 	}
+	addSpecSizeFlag(cmd)
 	cmd.Flags().BoolVar(&forceOffline, "offline", false, "plan from the specs alone, even when a database URL is set")
 	cmd.Flags().IntVar(&pgVersion, "pg-version", planner.DefaultVersion, "PostgreSQL major version to plan for (default: the server's when connected)")
 	return cmd

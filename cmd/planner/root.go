@@ -34,7 +34,7 @@ func newRoot() *cobra.Command {
 			if g.output != "text" && g.output != "json" {
 				return usageErrorf("--output must be text or json, not %q", g.output)
 			}
-			return nil
+			return applySpecSizeEnv(cmd)
 		},
 	}
 	f := root.PersistentFlags()

@@ -47,6 +47,7 @@ func statusCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&dir, "dir", "plans", "directory (or file) of change specs, to show unregistered and edited ones too")
 	cmd.Flags().DurationVar(&minSoak.minSoak, "min-soak", 0, "minimum soak time to evaluate gates on flags with (as given to planner next)")
+	addSpecSizeFlag(cmd)
 	return cmd
 }
 

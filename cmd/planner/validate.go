@@ -64,5 +64,6 @@ any spec has a problem.`,
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", "plans", "directory (or file) of change specs")
+	addSpecSizeFlag(cmd)
 	return cmd
 }
