@@ -49,6 +49,8 @@ func (k *AddColumn) Check() []Problem {
 	return ps
 }
 
+func (k *AddColumn) addedColumns() map[string]string { return map[string]string{k.Column: k.Type} }
+
 func (k *AddColumn) CheckLive(t *Table) []Problem {
 	if t.Column(k.Column) != nil {
 		return []Problem{{Field: "column", Message: fmt.Sprintf("column %q already exists on %s", k.Column, t.Name), Hint: "pick a new name, or use set_not_null / change_column_type for an existing column"}}

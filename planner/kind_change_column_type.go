@@ -63,6 +63,16 @@ func (k *ChangeColumnType) Check() []Problem {
 	return ps
 }
 
+func (k *ChangeColumnType) castTargets(t *Table) map[string]string {
+	out := map[string]string{"up": k.Type}
+	if c := t.Column(k.Column); c != nil {
+		out["down"] = c.Type
+	}
+	return out
+}
+
+func (k *ChangeColumnType) addedColumns() map[string]string { return map[string]string{k.New(): k.Type} }
+
 func (k *ChangeColumnType) CheckLive(t *Table) []Problem {
 	return copyColumnLive(t, "column", k.Column, "new_column", k.New())
 }

@@ -79,6 +79,9 @@ func (e *Engine) Validate(ctx context.Context, specs []Spec) ([]Validation, erro
 		if err != nil {
 			return nil, err
 		}
+		if err := ResolveExpressions(ctx, e.Pool, table, s.Change); err != nil {
+			return nil, err
+		}
 		plan, err := Compile(s, Target{Version: version, Table: table})
 		if err != nil {
 			v.Problems = append(v.Problems, problemsOf(err)...)
