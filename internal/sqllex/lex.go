@@ -105,6 +105,9 @@ func (e *Error) Error() string { return fmt.Sprintf("at byte %d: %s", e.Pos, e.M
 // identifiers, dollar quotes and block comments, zero-length quoted
 // identifiers, and NUL bytes.
 func Lex(s string) ([]Token, error) {
+	if i := strings.IndexByte(s, 0); i >= 0 {
+		return nil, &Error{Pos: i, Message: "contains a NUL byte", Hint: "PostgreSQL refuses NUL bytes in SQL text"}
+	}
 	l := lexer{s: s}
 	for l.pos < len(s) {
 		start := l.pos

@@ -74,6 +74,7 @@ func TestLexErrors(t *testing.T) {
 		{`""`, "zero-length", 0},
 		{"$x$ abc", "unterminated dollar-quoted", 0},
 		{"a\x00", "NUL", 1},
+		{"/*\x00*/", "NUL", 2},
 		{"'a\x00'", "NUL", 2},
 		{"'a'\n'b", "unterminated string", 0},
 	} {
