@@ -121,7 +121,7 @@ func reachProblems(k expressioner, table TableName) []Problem {
 	for i, a := range allowed {
 		if !contains(allowValues, a) {
 			ps = append(ps, Problem{Field: fmt.Sprintf("allow[%d]", i), Message: fmt.Sprintf("%q is not something to allow", a),
-				Hint: "use " + strings.Join(allowValues, " or ") + nearest(a, allowValues)})
+				Hint: didYouMean(a, allowValues, "use "+strings.Join(allowValues, " or "))})
 		}
 	}
 	for _, e := range k.Expressions() {

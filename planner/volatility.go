@@ -32,7 +32,8 @@ type columnAdder interface {
 // expression of change k, as the live catalog has it. An expression is
 // immutable when PostgreSQL accepts it in an index expression on a
 // temporary copy of the table's columns (its own check, with operators and
-// casts resolved by type). Otherwise it is the most volatile of the
+// casts resolved by type), and names no function with a VOLATILE overload.
+// Otherwise it is the most volatile of the
 // functions and operators it names, over all their overloads in pg_proc
 // (and STABLE for current_timestamp and the like), and at least stable.
 // Everything runs in a transaction that is rolled back.
@@ -80,7 +81,10 @@ func ResolveExpressions(ctx context.Context, db Beginner, t *Table, k Kind) erro
 				return err
 			}
 		}
+		// A function named VOLATILE keeps the expression volatile even
+		// when PostgreSQL inlines its body into something immutable.
 		switch {
+		case f.Volatility == Volatile:
 		case immutable:
 			f.Volatility = Immutable
 		case f.Volatility == Immutable:
