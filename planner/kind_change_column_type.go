@@ -71,7 +71,9 @@ func (k *ChangeColumnType) castTargets(t *Table) map[string]string {
 	return out
 }
 
-func (k *ChangeColumnType) addedColumns() map[string]string { return map[string]string{k.New(): k.Type} }
+func (k *ChangeColumnType) addedColumns() map[string]string {
+	return map[string]string{k.New(): k.Type}
+}
 
 func (k *ChangeColumnType) CheckLive(t *Table) []Problem {
 	return copyColumnLive(t, "column", k.Column, "new_column", k.New())
