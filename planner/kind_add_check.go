@@ -14,7 +14,7 @@ type AddCheck struct {
 	Name string `yaml:"name,omitempty" json:"name,omitempty"`
 	// Expr is the boolean expression (yaml key `check`).
 	Expr string `yaml:"check" json:"check"`
-	Allows
+	Allows `yaml:",inline" json:",inline"`
 }
 
 func (k *AddCheck) Expressions() []Expression { return []Expression{{Field: "check", SQL: k.Expr}} }

@@ -23,7 +23,7 @@ type AddIndex struct {
 	Where string `yaml:"where,omitempty" json:"where,omitempty"`
 	// Using is the access method (default btree).
 	Using string `yaml:"using,omitempty" json:"using,omitempty"`
-	Allows
+	Allows `yaml:",inline" json:",inline"`
 }
 
 func (k *AddIndex) Expressions() []Expression {
