@@ -13,7 +13,7 @@ type AddCheck struct {
 	// Name defaults to <table>_<change id>_check.
 	Name string `yaml:"name,omitempty" json:"name,omitempty"`
 	// Expr is the boolean expression (yaml key `check`).
-	Expr string `yaml:"check" json:"check"`
+	Expr   string `yaml:"check" json:"check"`
 	Allows `yaml:",inline" json:",inline"`
 }
 

@@ -20,7 +20,7 @@ type AddColumn struct {
 	Backfill string `yaml:"backfill,omitempty" json:"backfill,omitempty"`
 	// Default is the column default for rows inserted from now on.
 	Default string `yaml:"default,omitempty" json:"default,omitempty"`
-	Allows `yaml:",inline" json:",inline"`
+	Allows  `yaml:",inline" json:",inline"`
 }
 
 func (k *AddColumn) Expressions() []Expression {

@@ -22,7 +22,7 @@ type AddIndex struct {
 	// Where makes a partial index.
 	Where string `yaml:"where,omitempty" json:"where,omitempty"`
 	// Using is the access method (default btree).
-	Using string `yaml:"using,omitempty" json:"using,omitempty"`
+	Using  string `yaml:"using,omitempty" json:"using,omitempty"`
 	Allows `yaml:",inline" json:",inline"`
 }
 

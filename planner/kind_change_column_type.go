@@ -21,7 +21,7 @@ type ChangeColumnType struct {
 	Down string `yaml:"down,omitempty" json:"down,omitempty"`
 	// NewColumn names the new column; default "<column>_new".
 	NewColumn string `yaml:"new_column,omitempty" json:"new_column,omitempty"`
-	Allows `yaml:",inline" json:",inline"`
+	Allows    `yaml:",inline" json:",inline"`
 }
 
 func (k *ChangeColumnType) Expressions() []Expression {

@@ -15,7 +15,7 @@ type SetNotNull struct {
 	Column    string `yaml:"column" json:"column"`
 	// Backfill is the value given to rows where the column is NULL.
 	Backfill string `yaml:"backfill,omitempty" json:"backfill,omitempty"`
-	Allows `yaml:",inline" json:",inline"`
+	Allows   `yaml:",inline" json:",inline"`
 }
 
 func (k *SetNotNull) Expressions() []Expression {
