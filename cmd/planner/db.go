@@ -16,6 +16,9 @@ func connect(ctx context.Context) (*pgxpool.Pool, error) {
 		return nil, usageErrorf("database URL: %v", err)
 	}
 	cfg.ConnConfig.RuntimeParams["application_name"] = "planner"
+	// Spec expressions are lexed with standard_conforming_strings on; the
+	// server must read them the same way (PgBouncer tracks this setting).
+	cfg.ConnConfig.RuntimeParams["standard_conforming_strings"] = "on"
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, err

@@ -208,8 +208,7 @@ func (l *lexer) next() (Kind, error) {
 		l.pos++ // a lone $: PostgreSQL refuses it when parsing
 		return Operator, nil
 	case isDigit(c) || c == '.' && isDigit(l.peek(1)):
-		l.number()
-		return Number, nil
+		return Number, l.number()
 	case c == ':' && l.peek(1) == ':':
 		l.pos += 2
 		return Operator, nil
@@ -389,24 +388,50 @@ func (l *lexer) dollarBody(tag string) error {
 	return nil
 }
 
-// number reads a numeric literal, and any identifier characters stuck to
-// it (PostgreSQL 15+ refuses those as trailing junk; older versions read a
-// separate token; neither can end a literal or a comment).
-func (l *lexer) number() {
-	digits := func() {
-		for l.pos < len(l.s) && (isIdentCont(l.s[l.pos]) && l.s[l.pos] != '$' || isDigit(l.s[l.pos])) {
-			c := l.s[l.pos]
+// number reads a numeric literal as PostgreSQL 16 does (decimal with
+// underscores, fraction, exponent; 0x, 0o, 0b integers) and refuses an
+// identifier stuck to it: PostgreSQL 15+ refuses that as trailing junk, and
+// 14 reads it as a separate token, so 1e'..' would be an E'' string there.
+func (l *lexer) number() error {
+	start := l.pos
+	digits := func(ok func(byte) bool) {
+		for l.pos < len(l.s) && (ok(l.s[l.pos]) || l.s[l.pos] == '_' && l.pos+1 < len(l.s) && ok(l.s[l.pos+1])) {
 			l.pos++
-			if (c == 'e' || c == 'E') && (l.peek(0) == '+' || l.peek(0) == '-') && isDigit(l.peek(1)) {
-				l.pos++
+		}
+	}
+	isHex := func(c byte) bool { return isDigit(c) || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' }
+	isOct := func(c byte) bool { return c >= '0' && c <= '7' }
+	isBin := func(c byte) bool { return c == '0' || c == '1' }
+	prefixed := func(x byte, ok func(byte) bool) bool {
+		if l.peek(0) == '0' && (l.peek(1) == x || l.peek(1) == x-'a'+'A') && ok(l.peek(2)) {
+			l.pos += 2
+			digits(ok)
+			return true
+		}
+		return false
+	}
+	if !prefixed('x', isHex) && !prefixed('o', isOct) && !prefixed('b', isBin) {
+		digits(isDigit)
+		if l.peek(0) == '.' && l.peek(1) != '.' {
+			l.pos++
+			digits(isDigit)
+		}
+		if c := l.peek(0); c == 'e' || c == 'E' {
+			sign := 0
+			if l.peek(1) == '+' || l.peek(1) == '-' {
+				sign = 1
+			}
+			if isDigit(l.peek(1 + sign)) {
+				l.pos += 1 + sign
+				digits(isDigit)
 			}
 		}
 	}
-	digits()
-	if l.peek(0) == '.' && l.peek(1) != '.' {
-		l.pos++
-		digits()
+	if l.pos < len(l.s) && isIdentStart(l.s[l.pos]) {
+		return l.fail(start, fmt.Sprintf("has a number followed directly by %q", l.s[l.pos:l.pos+1]),
+			"put a space or an operator between a number and what follows it")
 	}
+	return nil
 }
 
 // operator reads a run of operator characters, stopping before -- or /*,

@@ -45,7 +45,8 @@ func TestLexTokens(t *testing.T) {
 		{"x::text", "identifier:x | operator::: | identifier:text"},
 		{"a <-- c\n", "identifier:a | operator:< | comment:-- c"},
 		{"a +/* c */b", "identifier:a | operator:+ | comment:/* c */ | identifier:b"},
-		{"1.5e-3 .5 0x1F 1_000", "number:1.5e-3 | number:.5 | number:0x1F | number:1_000"},
+		{"1.5e-3 .5 0x1F 1_000 0b101 0o17 1e5 2.", "number:1.5e-3 | number:.5 | number:0x1F | number:1_000 | number:0b101 | number:0o17 | number:1e5 | number:2."},
+		{"1..2", "number:1 | operator:.. | number:2"},
 		{"ke'x'", "identifier:ke | string:'x'"},
 		// A literal continues across a newline and keeps E-mode escapes.
 		{"E'a'\n'\\' -- ' ; b", "string:E'a'\n'\\' -- ' | punctuation:; | identifier:b"},
@@ -77,6 +78,12 @@ func TestLexErrors(t *testing.T) {
 		{"/*\x00*/", "NUL", 2},
 		{"'a\x00'", "NUL", 2},
 		{"'a'\n'b", "unterminated string", 0},
+		// PostgreSQL 14 would read 1 then E'a\'' and run the rest as SQL.
+		{"1e'a\\'' ; DROP TABLE x --'", "number followed directly by \"e\"", 0},
+		{"10days", "number followed directly", 0},
+		{"1_", "number followed directly", 0},
+		{"1e-x", "number followed directly", 0},
+		{"0x1G", "number followed directly", 0},
 	} {
 		_, err := Lex(c.in)
 		if c.want == "" {
