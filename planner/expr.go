@@ -250,7 +250,7 @@ func expressionNotes(k Kind, t *Table) []ExpressionNote {
 
 // describe is the note as one line of the text plan.
 func (n ExpressionNote) describe() string {
-	s := fmt.Sprintf("`%s`: %s", n.Field, strings.ToUpper(n.Volatility))
+	s := fmt.Sprintf("%s: %s", codeSpan(n.Field), strings.ToUpper(n.Volatility))
 	if n.Assumed {
 		s += " (assumed offline: connect for the volatility pg_proc gives)"
 	}

@@ -181,3 +181,21 @@ func TestLiveVolatileFunctionIsRefused(t *testing.T) {
 		t.Fatalf("validate: %+v", vs)
 	}
 }
+
+// An expression holding a Markdown fence cannot end the plan's SQL block
+// and show the rest of the statement as Markdown in a pull request.
+func TestPlanFencesHoldExpressions(t *testing.T) {
+	k := &AddCheck{TableName: "orders", Name: "c", Expr: "status <> '```\n<!-- hidden -->' -- ``"}
+	p, err := Compile(Spec{ID: "x", Kind: "add_check", Change: k}, Target{Version: 17})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text bytes.Buffer
+	if err := RenderText(&text, []Plan{p}, true); err != nil {
+		t.Fatal(err)
+	}
+	want := "````sql\nALTER TABLE \"public\".\"orders\" ADD CONSTRAINT \"c\" CHECK (status <> '```\n<!-- hidden -->' -- ``\n) NOT VALID;\n````"
+	if !strings.Contains(text.String(), want) {
+		t.Fatalf("plan does not fence the statement with ````:\n%s", text.String())
+	}
+}
