@@ -133,7 +133,7 @@ func backfillPool(ctx context.Context, workers int) (*pgxpool.Pool, error) {
 	if err != nil {
 		return nil, usageErrorf("database URL: %v", err)
 	}
-	cfg.ConnConfig.RuntimeParams["application_name"] = "planner backfill"
+	sessionParams(cfg, "planner backfill")
 	cfg.MaxConns = int32(workers + 2)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {

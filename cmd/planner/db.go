@@ -15,10 +15,7 @@ func connect(ctx context.Context) (*pgxpool.Pool, error) {
 	if err != nil {
 		return nil, usageErrorf("database URL: %v", err)
 	}
-	cfg.ConnConfig.RuntimeParams["application_name"] = "planner"
-	// Spec expressions are lexed with standard_conforming_strings on; the
-	// server must read them the same way (PgBouncer tracks this setting).
-	cfg.ConnConfig.RuntimeParams["standard_conforming_strings"] = "on"
+	sessionParams(cfg, "planner")
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, err
@@ -28,6 +25,14 @@ func connect(ctx context.Context) (*pgxpool.Pool, error) {
 		return nil, fmt.Errorf("connect to database: %w", err)
 	}
 	return pool, nil
+}
+
+// sessionParams names the application and turns standard_conforming_strings
+// on: spec expressions are lexed that way, and the server must read them the
+// same way (PgBouncer tracks this setting across server connections).
+func sessionParams(cfg *pgxpool.Config, application string) {
+	cfg.ConnConfig.RuntimeParams["application_name"] = application
+	cfg.ConnConfig.RuntimeParams["standard_conforming_strings"] = "on"
 }
 
 // printJSON writes v as indented JSON (for --output json).

@@ -67,7 +67,7 @@ func (o *engineOptions) engine(cmd *cobra.Command) (*planner.Engine, func(), err
 	if err != nil {
 		return nil, nil, usageErrorf("database URL: %v", err)
 	}
-	cfg.ConnConfig.RuntimeParams["application_name"] = "planner"
+	sessionParams(cfg, "planner")
 	// One connection holds the planner's lock, one runs statements, the
 	// rest serve backfill workers and progress.
 	cfg.MaxConns = int32(max(4, o.backfill.Workers+3))
