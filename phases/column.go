@@ -32,9 +32,10 @@ func (c Column) Drop() Statement {
 }
 
 // SetDefault applies to rows inserted from now on; existing rows keep
-// their values (no rewrite).
+// their values (no rewrite). The expression sits in parentheses, followed
+// by a newline, so that nothing in it reaches the rest of the statement.
 func (c Column) SetDefault(expr string) Statement {
-	return c.alter(fmt.Sprintf("ALTER COLUMN %s SET DEFAULT %s", Ident(c.Name), expr))
+	return c.alter(fmt.Sprintf("ALTER COLUMN %s SET DEFAULT (%s\n)", Ident(c.Name), expr))
 }
 
 // DropDefault removes the default.

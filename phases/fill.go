@@ -30,7 +30,7 @@ func (f Fill) function() string {
 func (f Fill) Install() []Statement {
 	t := f.Column.table()
 	col := "NEW." + Ident(f.Column.Name)
-	body := fmt.Sprintf("\nBEGIN\n  %s := (SELECT (%s) FROM (SELECT NEW.*) AS %s);\n  RETURN NEW;\nEND\n", col, f.Expr, Ident(t.Name))
+	body := fmt.Sprintf("\nBEGIN\n  %s := (SELECT (%s\n) FROM (SELECT NEW.*) AS %s);\n  RETURN NEW;\nEND\n", col, f.Expr, Ident(t.Name))
 	tag := dollarTag(body)
 	return []Statement{
 		{

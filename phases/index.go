@@ -40,14 +40,14 @@ func (ix Index) definition() string {
 	keys := make([]string, len(ix.Columns))
 	for i, c := range ix.Columns {
 		if IsExpression(c) {
-			keys[i] = "(" + c + ")"
+			keys[i] = "(" + c + "\n)" // a trailing -- comment ends at the newline
 		} else {
 			keys[i] = Ident(c)
 		}
 	}
 	def := fmt.Sprintf("USING %s (%s)", using, strings.Join(keys, ", "))
 	if ix.Where != "" {
-		def += " WHERE (" + ix.Where + ")"
+		def += " WHERE (" + ix.Where + "\n)"
 	}
 	return def
 }

@@ -53,6 +53,30 @@ type Sync struct {
 	// the new one, written with the new column's name. Empty means identity
 	// (a rename), with a cast when the types differ.
 	Up, Down string
+	// UpLabel and DownLabel declare the conversion functions' volatility;
+	// the zero value is VOLATILE.
+	UpLabel, DownLabel FunctionLabel
+}
+
+// FunctionLabel is the volatility and parallel safety a generated function
+// is declared with: never more than its body has, since PostgreSQL trusts
+// the declaration (an IMMUTABLE function may be folded at plan time, a
+// STABLE one evaluated once per scan).
+type FunctionLabel struct {
+	// Volatility is IMMUTABLE, STABLE or VOLATILE ("" is VOLATILE).
+	Volatility   string
+	ParallelSafe bool
+}
+
+func (l FunctionLabel) String() string {
+	v := l.Volatility
+	if v == "" {
+		v = "VOLATILE"
+	}
+	if l.ParallelSafe {
+		return v + " PARALLEL SAFE"
+	}
+	return v
 }
 
 // TriggerName is the name of the trigger (and of its function).
@@ -109,17 +133,15 @@ func (s Sync) DownExpr(arg string) string {
 // conversion builds a SQL-standard function body (RETURN expr): it is parsed
 // when created, so later search_path changes cannot alter it, and the
 // planner can inline it into the trigger's WHEN clause and the backfill's
-// queries. IMMUTABLE: it is only ever called on column values, so nothing
-// is folded at plan time even when an expression depends on settings (such
-// a body is then simply not inlined). PARALLEL SAFE lets the backfill's
-// verification scan in parallel; up/down expressions are casts and
-// arithmetic, not functions with side effects.
-func conversion(name, param, from, to, expr string) string {
+// queries (when the label is no less volatile than the body). The
+// expression is followed by a newline so that a trailing -- comment in it
+// ends there.
+func conversion(name, param, from, to, expr string, label FunctionLabel) string {
 	if expr == "" {
 		expr = pgx.Identifier{param}.Sanitize()
 	}
-	return fmt.Sprintf("CREATE OR REPLACE FUNCTION %s(%s %s) RETURNS %s LANGUAGE sql IMMUTABLE PARALLEL SAFE\nRETURN CAST((%s) AS %s)",
-		name, pgx.Identifier{param}.Sanitize(), from, to, expr, to)
+	return fmt.Sprintf("CREATE OR REPLACE FUNCTION %s(%s %s) RETURNS %s LANGUAGE sql %s\nRETURN CAST((%s\n) AS %s)",
+		name, pgx.Identifier{param}.Sanitize(), from, to, label, expr, to)
 }
 
 func (s Sync) triggerFunction() string {
@@ -179,13 +201,13 @@ func (s Sync) Install() []Statement {
 	var out []Statement
 	if s.NeedsUp() {
 		out = append(out, Statement{
-			SQL:  conversion(s.qualified(s.UpFunction()), s.Old, s.OldType, s.NewType, s.Up),
+			SQL:  conversion(s.qualified(s.UpFunction()), s.Old, s.OldType, s.NewType, s.Up, s.UpLabel),
 			Held: "no table lock",
 		})
 	}
 	if s.NeedsDown() {
 		out = append(out, Statement{
-			SQL:  conversion(s.qualified(s.DownFunction()), s.New, s.NewType, s.OldType, s.Down),
+			SQL:  conversion(s.qualified(s.DownFunction()), s.New, s.NewType, s.OldType, s.Down, s.DownLabel),
 			Held: "no table lock",
 		})
 	}

@@ -34,6 +34,9 @@ type Problem struct {
 	Field   string
 	Message string
 	Hint    string
+	// offset is 1 + the byte offset in the field's value the problem is
+	// at (0: the field as a whole), for the column in spec errors.
+	offset int
 }
 
 // Target is what the compiler needs to know about the server.

@@ -22,6 +22,9 @@ func Compile(spec Spec, target Target) (Plan, error) {
 		if lc, ok := spec.Change.(LiveChecker); ok {
 			ps = append(ps, lc.CheckLive(target.Table)...)
 		}
+		if ex, ok := spec.Change.(expressioner); ok {
+			ps = append(ps, liveVolatilityProblems(ex, target.Table)...)
+		}
 	}
 	if len(ps) > 0 {
 		return Plan{}, spec.problems(ps)
@@ -33,7 +36,7 @@ func Compile(spec Spec, target Target) (Plan, error) {
 		}
 		return Plan{}, fmt.Errorf("change %s: %w", spec.ID, err)
 	}
-	return Plan{Spec: spec, Phases: out}, nil
+	return Plan{Spec: spec, Phases: out, Expressions: expressionNotes(spec.Change, target.Table)}, nil
 }
 
 // ChangeError lists what is wrong with one change and how to do it safely.

@@ -30,7 +30,7 @@ func TestCheckRefusesUnsafeSpecs(t *testing.T) {
 		{"unique gin", &AddIndex{TableName: "t", Columns: []string{"a"}, Using: "gin", Unique: true}, "unique", "only btree"},
 		{"no index columns", &AddIndex{TableName: "t"}, "columns", "at least one column"},
 		{"duplicate index column", &AddIndex{TableName: "t", Columns: []string{"a", "a"}}, "columns[1]", "twice"},
-		{"statement in predicate", &AddIndex{TableName: "t", Columns: []string{"a"}, Where: "true; drop table t"}, "where", "single SQL expression"},
+		{"statement in predicate", &AddIndex{TableName: "t", Columns: []string{"a"}, Where: "true; drop table t"}, "where", "one SQL expression"},
 		{"fk column count", &AddForeignKey{TableName: "o", Columns: []string{"a", "b"}, References: References{Table: "u", Columns: []string{"id"}}}, "references.columns", "pairs each column"},
 		{"fk action", &AddForeignKey{TableName: "o", Columns: []string{"a"}, References: References{Table: "u", Columns: []string{"id"}}, OnDelete: "cascde"}, "on_delete", `did you mean "cascade"`},
 		{"check unbalanced", &AddCheck{TableName: "o", Expr: "(total > 0"}, "check", "parentheses"},
@@ -347,7 +347,8 @@ func TestAddIndexExpressions(t *testing.T) {
 		t.Fatal(err)
 	}
 	create := p.Phases[0].Statements[1].SQL
-	want := `CREATE UNIQUE INDEX CONCURRENTLY "User Accounts_lower_login_id_key" ON "app"."User Accounts" USING btree ((lower(login)), "id")`
+	want := `CREATE UNIQUE INDEX CONCURRENTLY "User Accounts_lower_login_id_key" ON "app"."User Accounts" USING btree ((lower(login)
+), "id")`
 	if create != want {
 		t.Errorf("got  %s\nwant %s", create, want)
 	}

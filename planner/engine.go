@@ -499,6 +499,9 @@ func (e *Engine) newChangeState(ctx context.Context, q dbtx, s Spec, version int
 	if err != nil {
 		return nil, fmt.Errorf("change %q (%s:%d): %w", s.ID, s.File, s.Line, err)
 	}
+	if err := ResolveExpressions(ctx, e.Pool, table, s.Change); err != nil {
+		return nil, fmt.Errorf("change %q (%s:%d): volatility of its expressions: %w", s.ID, s.File, s.Line, err)
+	}
 	return &ChangeState{
 		ID: s.ID, File: s.File, Order: s.Order, Kind: s.Kind, Table: name, Checksum: s.Checksum,
 		Spec: enc, Catalog: table, ServerVersion: version, Status: StatusPending,

@@ -13,8 +13,11 @@ type AddCheck struct {
 	// Name defaults to <table>_<change id>_check.
 	Name string `yaml:"name,omitempty" json:"name,omitempty"`
 	// Expr is the boolean expression (yaml key `check`).
-	Expr string `yaml:"check" json:"check"`
+	Expr   string `yaml:"check" json:"check"`
+	Allows `yaml:",inline" json:",inline"`
 }
+
+func (k *AddCheck) Expressions() []Expression { return []Expression{{Field: "check", SQL: k.Expr}} }
 
 func (k *AddCheck) Table() TableName { return ParseTableName(k.TableName) }
 
@@ -29,7 +32,8 @@ func (k *AddCheck) Check() []Problem {
 	ps := tableProblems(k.TableName)
 	ps = append(ps, identifier("name", k.Name)...)
 	ps = append(ps, required("check", k.Expr)...)
-	return append(ps, exprProblems("check", k.Expr)...)
+	ps = append(ps, exprProblems("check", k.Expr)...)
+	return append(ps, reachProblems(k, k.Table())...)
 }
 
 func (k *AddCheck) CheckLive(t *Table) []Problem { return constraintNameLive(t, k.Name) }
@@ -37,6 +41,6 @@ func (k *AddCheck) CheckLive(t *Table) []Problem { return constraintNameLive(t, 
 func (k *AddCheck) Compile(id string, target Target) ([]phases.Phase, error) {
 	t := k.Table()
 	c := phases.Constraint{Schema: t.SchemaOrPublic(), Table: t.Name, Name: k.constraintName(id),
-		Definition: "CHECK (" + k.Expr + ")"}
+		Definition: "CHECK (" + k.Expr + "\n)"} // a trailing -- comment in the expression ends at the newline
 	return notValidThenValidate(c, "check "+k.Expr), nil
 }

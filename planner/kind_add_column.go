@@ -20,6 +20,11 @@ type AddColumn struct {
 	Backfill string `yaml:"backfill,omitempty" json:"backfill,omitempty"`
 	// Default is the column default for rows inserted from now on.
 	Default string `yaml:"default,omitempty" json:"default,omitempty"`
+	Allows  `yaml:",inline" json:",inline"`
+}
+
+func (k *AddColumn) Expressions() []Expression {
+	return []Expression{{Field: "backfill", SQL: k.Backfill}, {Field: "default", SQL: k.Default}}
 }
 
 func (k *AddColumn) Table() TableName { return ParseTableName(k.TableName) }
@@ -30,6 +35,7 @@ func (k *AddColumn) Check() []Problem {
 	ps = append(ps, typeProblems("type", k.Type)...)
 	ps = append(ps, exprProblems("backfill", k.Backfill)...)
 	ps = append(ps, exprProblems("default", k.Default)...)
+	ps = append(ps, reachProblems(k, k.Table())...)
 	if t := strings.ToLower(strings.TrimSpace(k.Type)); t == "serial" || t == "bigserial" || t == "smallserial" ||
 		t == "serial4" || t == "serial8" || t == "serial2" {
 		ps = append(ps, Problem{Field: "type", Message: fmt.Sprintf("%s adds a sequence default, which rewrites the table under an ACCESS EXCLUSIVE lock", k.Type),
@@ -42,6 +48,8 @@ func (k *AddColumn) Check() []Problem {
 	}
 	return ps
 }
+
+func (k *AddColumn) addedColumns() map[string]string { return map[string]string{k.Column: k.Type} }
 
 func (k *AddColumn) CheckLive(t *Table) []Problem {
 	if t.Column(k.Column) != nil {
@@ -97,7 +105,7 @@ func compileAddColumn(k *AddColumn, id string, target Target) ([]phases.Phase, e
 		out = append(out, phases.Phase{
 			Name:     "backfill",
 			Purpose:  fmt.Sprintf("fill %s for existing rows with %s, in batches", k.Column, fill),
-			Backfill: &phases.Backfill{Schema: t.SchemaOrPublic(), Table: t.Name, Column: k.Column, Expr: fmt.Sprintf("COALESCE(%s, %s)", phases.Ident(k.Column), fill)},
+			Backfill: &phases.Backfill{Schema: t.SchemaOrPublic(), Table: t.Name, Column: k.Column, Expr: fmt.Sprintf("COALESCE(%s, %s\n)", phases.Ident(k.Column), fill)},
 		})
 		gate = phases.BackfillVerified
 	}

@@ -22,7 +22,18 @@ type AddIndex struct {
 	// Where makes a partial index.
 	Where string `yaml:"where,omitempty" json:"where,omitempty"`
 	// Using is the access method (default btree).
-	Using string `yaml:"using,omitempty" json:"using,omitempty"`
+	Using  string `yaml:"using,omitempty" json:"using,omitempty"`
+	Allows `yaml:",inline" json:",inline"`
+}
+
+func (k *AddIndex) Expressions() []Expression {
+	var out []Expression
+	for i, c := range k.Columns {
+		if phases.IsExpression(c) {
+			out = append(out, Expression{Field: fmt.Sprintf("columns[%d]", i), SQL: c})
+		}
+	}
+	return append(out, Expression{Field: "where", SQL: k.Where})
 }
 
 // indexMethods are the access methods built into PostgreSQL.
@@ -66,6 +77,7 @@ func (k *AddIndex) Check() []Problem {
 	}
 	ps = append(ps, requiredList("columns", names)...)
 	ps = append(ps, exprProblems("where", k.Where)...)
+	ps = append(ps, reachProblems(k, k.Table())...)
 	if m := k.method(); !contains(indexMethods, m) {
 		ps = append(ps, Problem{Field: "using", Message: fmt.Sprintf("%q is not an index access method", k.Using),
 			Hint: "use one of " + strings.Join(indexMethods, ", ") + nearest(m, indexMethods)})

@@ -21,6 +21,11 @@ type ChangeColumnType struct {
 	Down string `yaml:"down,omitempty" json:"down,omitempty"`
 	// NewColumn names the new column; default "<column>_new".
 	NewColumn string `yaml:"new_column,omitempty" json:"new_column,omitempty"`
+	Allows    `yaml:",inline" json:",inline"`
+}
+
+func (k *ChangeColumnType) Expressions() []Expression {
+	return []Expression{{Field: "up", SQL: k.Up, Function: true}, {Field: "down", SQL: k.Down, Function: true}}
 }
 
 func (k *ChangeColumnType) Table() TableName { return ParseTableName(k.TableName) }
@@ -54,7 +59,20 @@ func (k *ChangeColumnType) Check() []Problem {
 	}
 	ps = append(ps, exprProblems("up", k.Up)...)
 	ps = append(ps, exprProblems("down", k.Down)...)
+	ps = append(ps, reachProblems(k, k.Table())...)
 	return ps
+}
+
+func (k *ChangeColumnType) castTargets(t *Table) map[string]string {
+	out := map[string]string{"up": k.Type}
+	if c := t.Column(k.Column); c != nil {
+		out["down"] = c.Type
+	}
+	return out
+}
+
+func (k *ChangeColumnType) addedColumns() map[string]string {
+	return map[string]string{k.New(): k.Type}
 }
 
 func (k *ChangeColumnType) CheckLive(t *Table) []Problem {
@@ -70,5 +88,6 @@ func (k *ChangeColumnType) FlagMeta() map[string]string {
 func (k *ChangeColumnType) Compile(id string, target Target) ([]phases.Phase, error) {
 	return compileCopyColumn(id, target, copyColumn{
 		table: k.Table(), old: k.Column, new: k.New(), newType: k.Type, up: k.Up, down: k.Down,
+		upLabel: functionLabel(target.Table, k.Up), downLabel: functionLabel(target.Table, k.Down),
 	})
 }

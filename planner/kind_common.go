@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+
+	"github.com/pgplanner/planner/internal/sqllex"
 )
 
 // Helpers shared by the kinds' Check methods.
@@ -71,64 +73,13 @@ func columnProblems(field, column string) []Problem {
 	return identifier(field, column)
 }
 
-// exprProblems rejects expressions that could end the statement they are
-// spliced into. Expressions are SQL written by the spec's author and reviewed
-// in the PR (they cannot be query parameters); this only catches accidents.
-func exprProblems(field, expr string) []Problem {
-	if strings.TrimSpace(expr) == "" {
-		return nil
-	}
-	if strings.Contains(expr, ";") && !semicolonInLiteral(expr) {
-		return []Problem{{Field: field, Message: "contains ';'", Hint: "write a single SQL expression, not statements"}}
-	}
-	if depth := parenBalance(expr); depth != 0 {
-		return []Problem{{Field: field, Message: "has unbalanced parentheses", Hint: "check the expression's parentheses"}}
-	}
-	return nil
-}
-
-// semicolonInLiteral reports whether every ';' sits inside a quoted literal.
-func semicolonInLiteral(expr string) bool {
-	inQuote := false
-	for _, c := range expr {
-		switch {
-		case c == '\'':
-			inQuote = !inQuote
-		case c == ';' && !inQuote:
-			return false
-		}
-	}
-	return true
-}
-
-func parenBalance(expr string) int {
-	depth, inQuote, inIdent := 0, false, false
-	for _, c := range expr {
-		switch {
-		case c == '\'' && !inIdent:
-			inQuote = !inQuote
-		case c == '"' && !inQuote:
-			inIdent = !inIdent
-		case inQuote || inIdent:
-		case c == '(':
-			depth++
-		case c == ')':
-			depth--
-			if depth < 0 {
-				return depth
-			}
-		}
-	}
-	return depth
-}
-
 var typeNameRe = regexp.MustCompile(`^[A-Za-z_"][A-Za-z0-9_ ."(),\[\]]*$`)
 
 func typeProblems(field, typ string) []Problem {
 	if ps := required(field, typ); ps != nil {
 		return ps
 	}
-	if !typeNameRe.MatchString(typ) || parenBalance(typ) != 0 {
+	if _, err := sqllex.Analyze(typ); err != nil || !typeNameRe.MatchString(typ) {
 		return []Problem{{Field: field, Message: fmt.Sprintf("%q is not a type name", typ), Hint: "write a PostgreSQL type, e.g. text, bigint, varchar(80), numeric(12,2), timestamptz"}}
 	}
 	return nil

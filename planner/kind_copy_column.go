@@ -15,7 +15,8 @@ type copyColumn struct {
 	old, new string
 	rename   bool
 	// change_column_type only:
-	newType, up, down string
+	newType, up, down  string
+	upLabel, downLabel phases.FunctionLabel
 }
 
 // flagVariants returns the read/write flags for a change id.
@@ -120,7 +121,8 @@ func compileCopyColumn(id string, target Target, cc copyColumn) ([]phases.Phase,
 		newType = cc.newType
 	}
 	sync := phases.Sync{ID: id, Schema: schema, Table: t.Name, Old: cc.old, New: cc.new,
-		OldType: oldType, NewType: newType, Up: cc.up, Down: cc.down}
+		OldType: oldType, NewType: newType, Up: cc.up, Down: cc.down,
+		UpLabel: cc.upLabel, DownLabel: cc.downLabel}
 	newCol := phases.Column{Schema: schema, Table: t.Name, Name: cc.new}
 	oldCol := phases.Column{Schema: schema, Table: t.Name, Name: cc.old}
 

@@ -15,6 +15,11 @@ type SetNotNull struct {
 	Column    string `yaml:"column" json:"column"`
 	// Backfill is the value given to rows where the column is NULL.
 	Backfill string `yaml:"backfill,omitempty" json:"backfill,omitempty"`
+	Allows   `yaml:",inline" json:",inline"`
+}
+
+func (k *SetNotNull) Expressions() []Expression {
+	return []Expression{{Field: "backfill", SQL: k.Backfill}}
 }
 
 func (k *SetNotNull) Table() TableName { return ParseTableName(k.TableName) }
@@ -22,7 +27,8 @@ func (k *SetNotNull) Table() TableName { return ParseTableName(k.TableName) }
 func (k *SetNotNull) Check() []Problem {
 	ps := tableProblems(k.TableName)
 	ps = append(ps, columnProblems("column", k.Column)...)
-	return append(ps, exprProblems("backfill", k.Backfill)...)
+	ps = append(ps, exprProblems("backfill", k.Backfill)...)
+	return append(ps, reachProblems(k, k.Table())...)
 }
 
 func (k *SetNotNull) CheckLive(t *Table) []Problem {
@@ -62,7 +68,7 @@ func compileSetNotNull(k *SetNotNull, id string, target Target) ([]phases.Phase,
 			k.Column, k.Backfill),
 		Statements: filler.Install(),
 		Backfill: &phases.Backfill{Schema: t.SchemaOrPublic(), Table: t.Name, Column: k.Column,
-			Expr: fmt.Sprintf("COALESCE(%s, %s)", phases.Ident(k.Column), k.Backfill), Undo: true},
+			Expr: fmt.Sprintf("COALESCE(%s, %s\n)", phases.Ident(k.Column), k.Backfill), Undo: true},
 		Rollback: filler.Remove(),
 	}
 	enforce.Purpose += ", then drop the fill trigger"

@@ -22,4 +22,7 @@ type Spec struct {
 type Plan struct {
 	Spec   Spec           `json:"spec"`
 	Phases []phases.Phase `json:"phases"`
+	// Expressions says, for each SQL expression of the spec, its
+	// volatility and what it is allowed to reach.
+	Expressions []ExpressionNote `json:"expressions,omitempty"`
 }

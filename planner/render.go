@@ -54,11 +54,18 @@ func (r *textRenderer) plan(p Plan) {
 		}
 		r.printf("Declared in `%s`", loc)
 		if fields := describeFields(s.Change); fields != "" {
-			r.printf(": `%s`", fields)
+			r.printf(": %s", codeSpan(fields))
 		}
 		r.printf("\n\n")
 	} else if fields := describeFields(s.Change); fields != "" {
-		r.printf("`%s`\n\n", fields)
+		r.printf("%s\n\n", codeSpan(fields))
+	}
+	if len(p.Expressions) > 0 {
+		r.printf("Expressions:\n\n")
+		for _, n := range p.Expressions {
+			r.printf("- %s\n", n.describe())
+		}
+		r.printf("\n")
 	}
 	r.printf("| # | phase | gate | strongest lock | flags after | rollback |\n|---|---|---|---|---|---|\n")
 	for i, ph := range p.Phases {
@@ -77,8 +84,8 @@ func (r *textRenderer) phase(n int, ph phases.Phase) {
 		b := ph.Backfill
 		t := TableName{Schema: b.Schema, Name: b.Table}
 		col := phases.Ident(b.Column)
-		r.printf("- **Backfill:** batches of `UPDATE %s SET %s = %s WHERE %s IS DISTINCT FROM %s`, keyset-paginated on the table's key, one short transaction each (row locks only)\n",
-			t.Quoted(), col, b.Expr, col, b.Expr)
+		r.printf("- **Backfill:** batches of %s, keyset-paginated on the table's key, one short transaction each (row locks only)\n",
+			codeSpan(fmt.Sprintf("UPDATE %s SET %s = %s WHERE %s IS DISTINCT FROM %s", t.Quoted(), col, oneLineSQL(b.Expr), col, oneLineSQL(b.Expr))))
 	}
 	r.printf("- **Flags after:** %s\n\n", flagsInline(ph.Flags, "unchanged"))
 	if len(ph.Statements) > 0 {
@@ -110,7 +117,8 @@ func (r *textRenderer) phase(n int, ph phases.Phase) {
 
 func (r *textRenderer) statements(sts []phases.Statement) {
 	for i, st := range sts {
-		r.printf("%d. %s\n\n```sql\n%s;\n```\n\n", i+1, describeStatement(st), st.SQL)
+		fence := codeFence(st.SQL)
+		r.printf("%d. %s\n\n%ssql\n%s;\n%s\n\n", i+1, describeStatement(st), fence, st.SQL, fence)
 	}
 }
 
@@ -261,6 +269,42 @@ func compactValue(v any) string {
 	return fmt.Sprint(v)
 }
 
+// codeFence is a Markdown code fence longer than any run of backticks in
+// sql, so that an expression holding ``` cannot end the block and show the
+// rest of a statement as Markdown in a pull request.
+func codeFence(sql string) string {
+	return strings.Repeat("`", max(3, longestBacktickRun(sql)+1))
+}
+
+// codeSpan is s as inline Markdown code, delimited by more backticks than
+// it holds.
+func codeSpan(s string) string {
+	n := longestBacktickRun(s)
+	if n == 0 {
+		return "`" + s + "`"
+	}
+	d := strings.Repeat("`", n+1)
+	return d + " " + s + " " + d
+}
+
+func longestBacktickRun(s string) int {
+	best, run := 0, 0
+	for i := 0; i < len(s); i++ {
+		if s[i] == '`' {
+			run++
+			best = max(best, run)
+		} else {
+			run = 0
+		}
+	}
+	return best
+}
+
+// oneLineSQL joins the lines of generated SQL for an inline mention. Only
+// the newline the planner puts after an expression is dropped; an
+// expression of several lines is shown as written.
+func oneLineSQL(s string) string { return strings.ReplaceAll(s, "\n)", ")") }
+
 func capitalize(s string) string {
 	if s == "" {
 		return s
@@ -277,6 +321,8 @@ type JSONPlan struct {
 	Checksum string         `json:"checksum"`
 	Change   Kind           `json:"change"`
 	Phases   []phases.Phase `json:"phases"`
+	// Expressions: volatility and reach of each SQL expression.
+	Expressions []ExpressionNote `json:"expressions,omitempty"`
 }
 
 // JSONPlans is the document `planner plan --output json` writes.
@@ -294,7 +340,7 @@ func RenderJSON(w io.Writer, plans []Plan, offline bool) error {
 	}
 	for i, p := range plans {
 		doc.Plans[i] = JSONPlan{ID: p.Spec.ID, Kind: p.Spec.Kind, File: p.Spec.File, Line: p.Spec.Line,
-			Checksum: p.Spec.Checksum, Change: p.Spec.Change, Phases: p.Phases}
+			Checksum: p.Spec.Checksum, Change: p.Spec.Change, Phases: p.Phases, Expressions: p.Expressions}
 	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")

@@ -37,6 +37,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 )
@@ -118,11 +119,12 @@ func Load(path string) ([]Spec, error) {
 	return ParseFile(path)
 }
 
-// ParseFile reads and parses one spec file.
+// ParseFile reads and parses one spec file (a regular file of at most
+// MaxSpecSize bytes).
 func ParseFile(path string) ([]Spec, error) {
-	data, err := os.ReadFile(path)
+	data, err := readSpecFile(path)
 	if err != nil {
-		return nil, SpecErrors{{File: path, Message: describeOSError(err)}}
+		return nil, err
 	}
 	return Parse(path, data)
 }
@@ -156,9 +158,9 @@ func LoadDir(dir string) ([]Spec, error) {
 	)
 	for _, n := range names {
 		path := filepath.Join(dir, n)
-		data, err := os.ReadFile(path)
+		data, err := readSpecFile(path)
 		if err != nil {
-			errs = append(errs, SpecError{File: path, Message: describeOSError(err)})
+			errs = append(errs, err.(SpecErrors)...)
 			continue
 		}
 		p := newSpecParser(path, kinds)
@@ -223,6 +225,7 @@ type parsedSpec struct {
 
 type specParser struct {
 	file  string
+	data  []byte // the file's text, for columns inside values
 	kinds map[string]func() Kind
 	errs  SpecErrors
 }
@@ -303,6 +306,7 @@ func yamlSyntaxHint(msg string) string {
 }
 
 func (p *specParser) parse(data []byte) []parsedSpec {
+	p.data = data
 	doc := p.readYAML(data)
 	if doc == nil {
 		return nil
@@ -465,6 +469,9 @@ func (p *specParser) change(i int, n *yaml.Node) (s parsedSpec) {
 		if fieldPath != "" {
 			full += "." + fieldPath
 		}
+		if pr.offset > 0 {
+			at = p.insideValue(at, pr.offset-1)
+		}
 		p.add(at, full, pr.Hint, "%s", pr.Message)
 	}
 	if len(p.errs) > before {
@@ -478,6 +485,32 @@ func (p *specParser) change(i int, n *yaml.Node) (s parsedSpec) {
 	s.Checksum = sum
 	s.valid = true
 	return s
+}
+
+// insideValue points at byte offset of scalar n's value in the file, when
+// the scalar sits on one line and its source text there is the value itself
+// (plain, or quoted without escapes); else at the scalar.
+func (p *specParser) insideValue(n *yaml.Node, offset int) *yaml.Node {
+	if n.Kind != yaml.ScalarNode || offset > len(n.Value) || strings.Contains(n.Value, "\n") || n.Line < 1 || n.Column < 1 {
+		return n
+	}
+	quote := 0
+	switch n.Style {
+	case 0, yaml.FlowStyle:
+	case yaml.SingleQuotedStyle, yaml.DoubleQuotedStyle:
+		quote = 1
+	default:
+		return n
+	}
+	lines := strings.Split(string(p.data), "\n")
+	if n.Line > len(lines) {
+		return n
+	}
+	src := []rune(lines[n.Line-1])
+	if n.Column-1+quote > len(src) || !strings.HasPrefix(string(src[n.Column-1+quote:]), n.Value[:offset]) {
+		return n
+	}
+	return &yaml.Node{Line: n.Line, Column: n.Column + quote + utf8.RuneCountInString(n.Value[:offset])}
 }
 
 // check runs the kind's own validation; a panic in it becomes an error so a

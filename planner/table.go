@@ -70,6 +70,9 @@ type Table struct {
 	// Referencing are foreign keys on other tables that reference this one.
 	Referencing []Constraint `json:"referencing"`
 	RowEstimate int64        `json:"row_estimate"`
+	// Expressions holds, per expression text of the change, what the
+	// catalog says about its volatility (ResolveExpressions).
+	Expressions map[string]ExprFacts `json:"expressions,omitempty"`
 }
 
 // Column is one column of a table.

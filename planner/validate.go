@@ -39,7 +39,7 @@ func (v Validation) MarshalJSON() ([]byte, error) {
 		OK       bool      `json:"ok"`
 	}{validation: validation(v), OK: v.OK()}
 	for _, p := range v.Problems {
-		out.Problems = append(out.Problems, problem(p))
+		out.Problems = append(out.Problems, problem{Field: p.Field, Message: p.Message, Hint: p.Hint})
 	}
 	return json.Marshal(out)
 }
@@ -77,6 +77,9 @@ func (e *Engine) Validate(ctx context.Context, specs []Spec) ([]Validation, erro
 			continue
 		}
 		if err != nil {
+			return nil, err
+		}
+		if err := ResolveExpressions(ctx, e.Pool, table, s.Change); err != nil {
 			return nil, err
 		}
 		plan, err := Compile(s, Target{Version: version, Table: table})
@@ -300,9 +303,9 @@ func (e *Engine) checkExpression(ctx context.Context, table *Table, x expression
 	var sql string
 	if x.column != "" {
 		// UPDATE applies assignment casts exactly as the backfill will.
-		sql = `EXPLAIN UPDATE ` + scratch + ` AS ` + alias + ` SET ` + pgx.Identifier{x.column}.Sanitize() + ` = (` + x.expr + `)`
+		sql = `EXPLAIN UPDATE ` + scratch + ` AS ` + alias + ` SET ` + pgx.Identifier{x.column}.Sanitize() + ` = (` + x.expr + "\n)"
 	} else {
-		sql = `EXPLAIN SELECT 1 FROM ` + scratch + ` AS ` + alias + ` WHERE (` + x.expr + `)`
+		sql = `EXPLAIN SELECT 1 FROM ` + scratch + ` AS ` + alias + ` WHERE (` + x.expr + "\n)"
 	}
 	if err := execOne(ctx, tx.Conn().PgConn(), sql); err != nil {
 		var pe *pgconn.PgError

@@ -8,14 +8,15 @@ import (
 
 // byteSize is a flag holding a size in bytes, written as PostgreSQL writes
 // memory settings: a number with an optional unit B, kB, MB, GB or TB
-// (multiples of 1024), e.g. 64kB or 256MB; negative values pass through
-// (for "no limit").
+// (multiples of 1024; KiB, MiB, GiB and TiB too), e.g. 64kB or 256MB;
+// negative values pass through (for "no limit").
 type byteSize struct{ n *int64 }
 
 var sizeUnits = []struct {
 	name string
 	mult int64
-}{{"TB", 1 << 40}, {"GB", 1 << 30}, {"MB", 1 << 20}, {"kB", 1 << 10}, {"B", 1}}
+}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10},
+	{"TB", 1 << 40}, {"GB", 1 << 30}, {"MB", 1 << 20}, {"kB", 1 << 10}, {"B", 1}}
 
 func (b byteSize) Set(s string) error {
 	num, mult := strings.TrimSpace(s), int64(1)
@@ -38,7 +39,7 @@ func (b byteSize) String() string {
 		return ""
 	}
 	for _, u := range sizeUnits {
-		if *b.n != 0 && *b.n%u.mult == 0 {
+		if *b.n != 0 && *b.n%u.mult == 0 && !strings.HasSuffix(u.name, "iB") {
 			return strconv.FormatInt(*b.n/u.mult, 10) + u.name
 		}
 	}

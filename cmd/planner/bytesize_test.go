@@ -14,6 +14,7 @@ func TestByteSizeFlag(t *testing.T) {
 		{"1500", 1500, "1500B"},
 		{"-1", -1, "-1B"},
 		{"2TB", 2 << 40, "2TB"},
+		{"16MiB", 16 << 20, "16MB"},
 	} {
 		var n int64
 		if err := (byteSize{&n}).Set(c.in); err != nil || n != c.want {
@@ -23,7 +24,7 @@ func TestByteSizeFlag(t *testing.T) {
 			t.Errorf("String(%d) = %q, want %q", n, s, c.show)
 		}
 	}
-	for _, bad := range []string{"", "kB", "1.5MB", "64 KiB", "lots", "99999999999TB"} {
+	for _, bad := range []string{"", "kB", "1.5MB", "64 KiBs", "lots", "99999999999TB"} {
 		var n int64
 		if err := (byteSize{&n}).Set(bad); err == nil {
 			t.Errorf("Set(%q) = %d, want an error", bad, n)

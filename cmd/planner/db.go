@@ -29,7 +29,7 @@ func openPool(ctx context.Context, appName string, maxConns int32, sessions bool
 	if err != nil {
 		return nil, usageErrorf("database URL: %v", err)
 	}
-	cfg.ConnConfig.RuntimeParams["application_name"] = appName
+	sessionParams(cfg, appName)
 	if maxConns > 0 {
 		cfg.MaxConns = maxConns
 	}
@@ -58,4 +58,12 @@ func openPool(ctx context.Context, appName string, maxConns int32, sessions bool
 		return nil, err
 	}
 	return pool, nil
+}
+
+// sessionParams names the application and turns standard_conforming_strings
+// on: spec expressions are lexed that way, and the server must read them the
+// same way (PgBouncer tracks this setting across server connections).
+func sessionParams(cfg *pgxpool.Config, application string) {
+	cfg.ConnConfig.RuntimeParams["application_name"] = application
+	cfg.ConnConfig.RuntimeParams["standard_conforming_strings"] = "on"
 }

@@ -20,7 +20,14 @@ const (
 )
 
 func main() {
+	// The first SIGINT or SIGTERM cancels the context: every command stops
+	// at its next database call or batch boundary, leaving state a rerun
+	// resumes. A second one kills at once (the default action is restored).
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
 	code := run(ctx, os.Args[1:])
 	stop()
 	os.Exit(code)

@@ -107,6 +107,9 @@ func compileLive(ctx context.Context, specs []planner.Spec, version int, version
 		if err != nil {
 			return nil, err
 		}
+		if err := planner.ResolveExpressions(ctx, pool, table, s.Change); err != nil {
+			return nil, err
+		}
 		if len(ps) > 0 {
 			errs = append(errs, &planner.ChangeError{ID: s.ID, File: s.File, Line: s.Line, Problems: ps})
 			continue

@@ -51,6 +51,9 @@ With --output json every command prints one JSON document (docs/schema).`,
 			if g.output != "text" && g.output != "json" {
 				return usageErrorf("--output must be text or json, not %q", g.output)
 			}
+			if planner.MaxSpecSize <= 0 {
+				return usageErrorf("--max-spec-size must be positive")
+			}
 			return nil
 		},
 	}

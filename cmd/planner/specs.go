@@ -19,6 +19,7 @@ type specSource struct {
 
 func (s *specSource) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&s.dir, "dir", "plans", "directory (or file) of change specs; a PATH argument does the same")
+	addSpecSizeFlag(cmd)
 }
 
 // load reads the specs; path is the positional argument, or "".
