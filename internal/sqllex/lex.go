@@ -391,7 +391,7 @@ func (l *lexer) dollarBody(tag string) error {
 // number reads a numeric literal as PostgreSQL 16 does (decimal with
 // underscores, fraction, exponent; 0x, 0o, 0b integers) and refuses an
 // identifier stuck to it: PostgreSQL 15+ refuses that as trailing junk, and
-// 14 reads it as a separate token, so 1e'..' would be an E'' string there.
+// 14 reads it as a separate token, so 1e'..' would be an E-string there.
 func (l *lexer) number() error {
 	start := l.pos
 	digits := func(ok func(byte) bool) {
