@@ -133,6 +133,24 @@ func WithoutListen() Option { return func(p *Provider) { p.listen = false } }
 // warning, and the provider polls.
 func WithListenURL(url string) Option { return func(p *Provider) { p.listenURL = url } }
 
+// WithService names the application in its heartbeats (default: the
+// program's name); planner fleet and the gates' reasons show it.
+func WithService(name string) Option {
+	return func(p *Provider) {
+		if name != "" {
+			p.service = name
+		}
+	}
+}
+
+// WithHeartbeat sets how often the provider records which flags its
+// instance has loaded (default 5s; 0 turns heartbeats off, and the
+// planner's gates fall back to counting deploys). A heartbeat is one small
+// upsert into the fleet table, made also right after the flags change.
+func WithHeartbeat(every time.Duration) Option {
+	return func(p *Provider) { p.heartbeatEvery = max(every, 0) }
+}
+
 // WithLogger sets where the provider logs connection trouble (default
 // slog.Default()).
 func WithLogger(l *slog.Logger) Option {
@@ -173,6 +191,13 @@ type Provider struct {
 
 	events chan openfeature.Event
 
+	// The instance's heartbeat (fleet.go); only the run goroutine
+	// touches the last two.
+	service, instance, host string
+	heartbeatEvery          time.Duration
+	nextHeartbeat           time.Time
+	heartbeatRefused        bool
+
 	mu      sync.RWMutex
 	current *snapshot // nil until the first load
 	stale   bool
@@ -200,18 +225,24 @@ const DefaultPollInterval = 5 * time.Second
 // Init.
 func NewProvider(connString string, opts ...Option) *Provider {
 	p := &Provider{
-		connString: connString,
-		schema:     "planner",
-		poll:       DefaultPollInterval,
-		listen:     true,
-		log:        slog.Default(),
-		events:     make(chan openfeature.Event, 64),
+		connString:     connString,
+		schema:         "planner",
+		poll:           DefaultPollInterval,
+		listen:         true,
+		log:            slog.Default(),
+		events:         make(chan openfeature.Event, 64),
+		service:        defaultService(),
+		heartbeatEvery: DefaultHeartbeatInterval,
 	}
 	for _, o := range opts {
 		o(p)
 	}
+	p.instance, p.host = instanceID(p.service)
 	return p
 }
+
+// InstanceID is the id this provider's heartbeats carry (planner fleet).
+func (p *Provider) InstanceID() string { return p.instance }
 
 // Metadata names the provider.
 func (p *Provider) Metadata() openfeature.Metadata { return openfeature.Metadata{Name: ProviderName} }
@@ -345,40 +376,54 @@ func (p *Provider) session(ctx context.Context, ls *listenState, loaded func()) 
 	if listen != nil && listen != conn {
 		defer closeConn(listen)
 	}
+	// Load after LISTEN so that no publish falls between the two.
+	var nextPoll time.Time
+	notified := true
 	for {
-		// Load after LISTEN so that no publish falls between the two.
-		if err := p.reload(ctx, conn); err != nil {
-			return err
+		changed := false
+		if notified || !time.Now().Before(nextPoll) {
+			var err error
+			if changed, err = p.reload(ctx, conn); err != nil {
+				return err
+			}
+			loaded()
+			nextPoll = time.Now().Add(p.poll)
 		}
-		loaded()
-		if err := p.wait(ctx, listen); err != nil {
+		p.sendHeartbeat(ctx, conn, changed)
+		until := nextPoll
+		if p.heartbeatEvery > 0 && p.nextHeartbeat.Before(until) {
+			until = p.nextHeartbeat
+		}
+		var err error
+		if notified, err = p.wait(ctx, listen, time.Until(until)); err != nil {
 			return err
 		}
 	}
 }
 
-// wait returns after a notification on listen (nil: polling only) or the
-// poll interval; an error means the connection is unusable or ctx ended.
-func (p *Provider) wait(ctx context.Context, listen *pgx.Conn) error {
-	waitCtx, cancel := context.WithTimeout(ctx, p.poll)
+// wait returns after a notification on listen (nil: polling only), true,
+// or after d, false; an error means the connection is unusable or ctx ended.
+func (p *Provider) wait(ctx context.Context, listen *pgx.Conn, d time.Duration) (bool, error) {
+	waitCtx, cancel := context.WithTimeout(ctx, max(d, time.Millisecond))
 	defer cancel()
 	if listen == nil {
 		<-waitCtx.Done()
-		return ctx.Err()
+		return false, ctx.Err()
 	}
 	_, err := listen.WaitForNotification(waitCtx)
 	if err != nil && ctx.Err() == nil && waitCtx.Err() != nil {
-		return nil // poll interval elapsed: reload anyway
+		return false, nil // time is up: poll or heartbeat
 	}
-	return err
+	return err == nil, err
 }
 
-func (p *Provider) reload(ctx context.Context, conn *pgx.Conn) error {
+// reload loads the flags and says whether anything changed.
+func (p *Provider) reload(ctx context.Context, conn *pgx.Conn) (bool, error) {
 	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	list, err := List(qctx, conn, p.schema)
 	if err != nil {
-		return err
+		return false, err
 	}
 	next := newSnapshot(list)
 	p.mu.Lock()
@@ -389,12 +434,14 @@ func (p *Provider) reload(ctx context.Context, conn *pgx.Conn) error {
 		p.log.Info("flags: connection back, serving current flags")
 		p.emit(openfeature.ProviderReady, "flags reloaded after the connection came back", nil)
 	}
-	if prev != nil {
-		if keys := prev.changed(next); len(keys) > 0 {
-			p.emit(openfeature.ProviderConfigChange, "flags changed", keys)
-		}
+	if prev == nil {
+		return true, nil
 	}
-	return nil
+	keys := prev.changed(next)
+	if len(keys) > 0 {
+		p.emit(openfeature.ProviderConfigChange, "flags changed", keys)
+	}
+	return len(keys) > 0, nil
 }
 
 // markStale records a failed connection. The first failure after a good

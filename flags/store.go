@@ -112,6 +112,9 @@ func Migrate(ctx context.Context, tx pgx.Tx, schema string) error {
 	if err != nil {
 		return fmt.Errorf("flags: migrate: %w", err)
 	}
+	if _, err := tx.Exec(ctx, fleetDDL(schema)); err != nil {
+		return fmt.Errorf("flags: migrate: %w", err)
+	}
 	return nil
 }
 

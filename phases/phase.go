@@ -70,8 +70,13 @@ const (
 	BackfillVerified Gate = "backfill_verified"
 	// FlagsSoaked: the flags published by the previous phase have been live
 	// for at least one earlier deploy and the configured minimum soak time,
-	// so no running application instance still uses the old column.
+	// and every live application instance that reports heartbeats has had
+	// them for that soak time, so no running instance still uses the old
+	// column.
 	FlagsSoaked Gate = "flags_soaked"
+	// FlagsLoaded: every live application instance that reports heartbeats
+	// has loaded the flags of the previous phase (met when none reports).
+	FlagsLoaded Gate = "flags_loaded"
 )
 
 // Describe explains the gate to a reviewer.
@@ -80,7 +85,9 @@ func (g Gate) Describe() string {
 	case BackfillVerified:
 		return "backfill complete and verified: no row differs"
 	case FlagsSoaked:
-		return "previous flags live for at least one earlier deploy (and the minimum soak time)"
+		return "previous flags live for at least one earlier deploy (and the minimum soak time); with instances reporting heartbeats, every live one has had them for the soak time"
+	case FlagsLoaded:
+		return "every live application instance reporting heartbeats has loaded the previous flags (none reporting: met)"
 	}
 	return "none"
 }

@@ -44,8 +44,12 @@ type Engine struct {
 	// up the next one for at most this long.
 	LeaseTTL time.Duration
 	// MinSoak is the minimum time the previous phase's flags must have been
-	// live before a FlagsSoaked gate opens.
+	// live before a FlagsSoaked gate opens (and, for the application
+	// instances that report heartbeats, loaded by every live one).
 	MinSoak time.Duration
+	// FleetExpiry is how long an instance that stopped heartbeating still
+	// counts as live for the gates (default DefaultFleetExpiry).
+	FleetExpiry time.Duration
 	// Only, when set, limits Next to the changes with these ids: the others
 	// are neither advanced nor reported.
 	Only []string
@@ -749,6 +753,12 @@ func (e *Engine) gateMet(ctx context.Context, q dbtx, en *entry, idx int, deploy
 			return false, "backfill not verified yet: " + prog.Summary(), &prog, nil
 		}
 		return true, "", &prog, nil
+	case phases.FlagsLoaded:
+		if idx == 0 {
+			return true, "", nil, nil
+		}
+		met, reason, err := e.fleetReady(ctx, q, en, idx, 0)
+		return met, reason, nil, err
 	case phases.FlagsSoaked:
 		if idx == 0 {
 			return true, "", nil, nil
@@ -771,7 +781,8 @@ func (e *Engine) gateMet(ctx context.Context, q dbtx, en *entry, idx int, deploy
 		if age < e.MinSoak {
 			return false, fmt.Sprintf("flags of phase %s live for %s; minimum soak %s (%s left)", prev, age.Round(time.Second), e.MinSoak, (e.MinSoak - age).Round(time.Second)), nil, nil
 		}
-		return true, "", nil, nil
+		met, reason, err := e.fleetReady(ctx, q, en, idx, e.MinSoak)
+		return met, reason, nil, err
 	}
 	return false, "", nil, fmt.Errorf("change %q phase %s: unknown gate %q (a newer planner wrote this plan?)", en.state.ID, p.Name, p.Gate)
 }

@@ -153,7 +153,7 @@ func compileCopyColumn(id string, target Target, cc copyColumn) ([]phases.Phase,
 	}
 	enforce := phases.Phase{
 		Name:          "enforce",
-		Gate:          phases.NoGate,
+		Gate:          phases.FlagsLoaded,
 		Flags:         flagVariants(id, "new", "new"),
 		RollbackFlags: flagVariants(id, "new", "both"),
 	}

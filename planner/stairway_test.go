@@ -275,7 +275,7 @@ func stairway(t *testing.T, spec string, tables []string, after map[string][]str
 		if !keeps && got.data != before.data {
 			t.Fatalf("%s: rollback did not restore the data", step)
 		}
-		wantFlags := flagsAfter(plan, i-1)
+		wantFlags := flagsAfter(plan.Phases[:i])
 		if got := flagsOf(t, f.db, id); !maps.Equal(got, wantFlags) {
 			t.Fatalf("%s: flags after rollback %v, want %v", step, got, wantFlags)
 		}
@@ -306,7 +306,7 @@ func stairway(t *testing.T, spec string, tables []string, after map[string][]str
 // expression.
 func checkPhaseResult(t *testing.T, f *engineFixture, step string, plan Plan, i int) {
 	t.Helper()
-	if got, want := flagsOf(t, f.db, plan.Spec.ID), flagsAfter(plan, i); !maps.Equal(got, want) {
+	if got, want := flagsOf(t, f.db, plan.Spec.ID), flagsAfter(plan.Phases[:min(i+1, len(plan.Phases))]); !maps.Equal(got, want) {
 		t.Fatalf("%s: flags %v, want %v", step, got, want)
 	}
 	if b := plan.Phases[i].Backfill; b != nil {
@@ -327,15 +327,6 @@ func checkQueries(t *testing.T, f *engineFixture, step string, queries []string)
 			t.Errorf("%s: check failed (%v): %s", step, err, q)
 		}
 	}
-}
-
-// flagsAfter is what the flags must be once phases 0..i are applied.
-func flagsAfter(plan Plan, i int) map[string]string {
-	out := map[string]string{}
-	for j := 0; j <= i && j < len(plan.Phases); j++ {
-		maps.Copy(out, plan.Phases[j].Flags)
-	}
-	return out
 }
 
 func diffLines(a, b string) string {
