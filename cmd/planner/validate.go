@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -18,8 +19,14 @@ func validateCmd() *cobra.Command {
 		Long: `Checks every spec against the live database: the table and columns exist, the
 table has a key to paginate backfills on, types are known, expressions are
 valid for the table (planned, never run, in a transaction rolled back), and
-each kind's own checks. Problems come with a safe alternative. Exit 2 when
-any spec has a problem.`,
+each kind's own checks. The changes are applied in order to a model of the
+schema first: each is checked against its table as the earlier changes leave
+it, and contradictions (a column renamed or dropped and then used, two
+changes adding one name) are refused naming both changes. Also reported:
+specs edited after their change started, a state written by a newer planner,
+and missing privileges (ownership of each table a change alters, CREATE for
+the state schema). Problems come with a safe alternative. Exit 2 when any
+spec has a problem.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			specs, err := loadSpecs(cmd, dir, true)
@@ -33,7 +40,8 @@ any spec has a problem.`,
 			defer pool.Close()
 			e := &planner.Engine{Pool: pool, Schema: g.stateSchema}
 			results, err := e.Validate(cmd.Context(), specs)
-			if err != nil {
+			var preflight *planner.PreflightError
+			if err != nil && !errors.As(err, &preflight) {
 				return err
 			}
 			bad := 0
@@ -53,6 +61,9 @@ any spec has a problem.`,
 				for _, v := range results {
 					fmt.Fprintln(cmd.OutOrStdout(), v.String())
 				}
+			}
+			if preflight != nil {
+				return preflight
 			}
 			if bad > 0 {
 				return fmt.Errorf("%d of %d spec(s) do not fit the live schema: %w", bad, len(results), planner.ErrInput)
