@@ -34,6 +34,9 @@ func newRoot() *cobra.Command {
 			if g.output != "text" && g.output != "json" {
 				return usageErrorf("--output must be text or json, not %q", g.output)
 			}
+			if err := planner.CheckStateSchemaName(g.stateSchema); err != nil {
+				return usageErrorf("--state-schema: %v", strings.TrimSuffix(err.Error(), ": "+planner.ErrInput.Error()))
+			}
 			return nil
 		},
 	}
