@@ -20,6 +20,13 @@ type liveBatch struct {
 	types   map[string]*typeAnswer
 	methods map[string]bool // index access methods the server has (after run)
 	jobs    []*exprJob
+	// sample: also evaluate expressions on existing rows; full: on all of
+	// them.
+	sample, full bool
+	samples      []*sampleJob
+	// catalog has the tables as they are today, by TableName.String(),
+	// for the samples (nil: the table a change is checked against).
+	catalog map[string]*Table
 }
 
 type typeAnswer struct {
@@ -46,8 +53,8 @@ func (b *liveBatch) typ(name string) *typeAnswer {
 
 // collect registers the live checks of one compiled change (those of
 // liveProblems) and returns a function that yields its problems once the
-// batch has run, in liveProblems' order.
-func (b *liveBatch) collect(s Spec, plan Plan, table *Table) func() []Problem {
+// batch has run, in liveProblems' order, and its warnings.
+func (b *liveBatch) collect(s Spec, plan Plan, table *Table) func() (problems, warnings []Problem) {
 	var ps []Problem
 	if lc, ok := s.Change.(LiveChecker); ok && table != nil {
 		ps = append(ps, lc.CheckLive(table)...)
@@ -68,8 +75,10 @@ func (b *liveBatch) collect(s Spec, plan Plan, table *Table) func() []Problem {
 		ta = b.typ(typ)
 	}
 	var jobs []*exprJob
+	var samples []*sampleJob
 	if table != nil {
-		for _, x := range expressionsOf(s, plan, fields, table) {
+		exprs := expressionsOf(s, plan, fields, table)
+		for _, x := range exprs {
 			for _, t := range x.adds {
 				b.typ(t)
 			}
@@ -80,8 +89,16 @@ func (b *liveBatch) collect(s Spec, plan Plan, table *Table) func() []Problem {
 			b.jobs = append(b.jobs, j)
 			jobs = append(jobs, j)
 		}
+		if b.sample {
+			catalog := table
+			if b.catalog != nil {
+				catalog = b.catalog[table.Name.String()]
+			}
+			samples = sampleJobsOf(exprs, jobs, table, catalog, fields)
+			b.samples = append(b.samples, samples...)
+		}
 	}
-	return func() []Problem {
+	return func() ([]Problem, []Problem) {
 		out := append([]Problem{}, ps...)
 		if ta != nil {
 			if ta.err != "" {
@@ -95,7 +112,16 @@ func (b *liveBatch) collect(s Spec, plan Plan, table *Table) func() []Problem {
 				out = append(out, Problem{Field: j.x.field, Message: j.msg, Hint: j.x.hint})
 			}
 		}
-		return out
+		var warnings []Problem
+		for _, j := range samples {
+			if j.problem != nil {
+				out = append(out, *j.problem)
+			}
+			if j.warning != nil {
+				warnings = append(warnings, *j.warning)
+			}
+		}
+		return out, warnings
 	}
 }
 
@@ -214,7 +240,10 @@ func (b *liveBatch) run(ctx context.Context, pool *pgxpool.Pool) error {
 	if err := b.runTypes(ctx, pg); err != nil {
 		return err
 	}
-	return b.runExpressions(ctx, pg)
+	if err := b.runExpressions(ctx, pg); err != nil {
+		return err
+	}
+	return b.runSamples(ctx, pg)
 }
 
 func (b *liveBatch) runTypes(ctx context.Context, pg *pgconn.PgConn) error {

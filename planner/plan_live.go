@@ -24,7 +24,7 @@ func (e *Engine) PlanLive(ctx context.Context, specs []Spec, version int) ([]Pla
 		plan    Plan
 		err     error
 		typed   bool // its types are asked: refused first when unknown
-		checked func() []Problem
+		checked func() ([]Problem, []Problem)
 	}
 	items := make([]item, len(specs))
 	for i, s := range specs {
@@ -70,7 +70,7 @@ func (e *Engine) PlanLive(ctx context.Context, specs []Spec, version int) ([]Pla
 			if ps := batch.typeProblemsOf(s.Change); len(ps) > 0 {
 				it.err = s.problems(ps)
 			} else if ps := it.checked; ps != nil && it.err == nil {
-				if ps := it.checked(); len(ps) > 0 {
+				if ps, _ := it.checked(); len(ps) > 0 {
 					it.err = s.problems(ps)
 				}
 			}

@@ -20,6 +20,9 @@ type Validation struct {
 	Problems []Problem `json:"problems,omitempty"`
 	// Phases lists the phase names the spec compiles to on this server.
 	Phases []string `json:"phases,omitempty"`
+	// Warnings do not refuse the change: a backfill that would take more
+	// than an hour, a check that sampled rows violate.
+	Warnings []Problem `json:"-"`
 	// State says how far a change that already started is ("" for one
 	// that has not): it runs as registered and is not checked again.
 	State string `json:"state,omitempty"`
@@ -37,10 +40,14 @@ func (v Validation) MarshalJSON() ([]byte, error) {
 	out := struct {
 		validation
 		Problems []problem `json:"problems,omitempty"`
+		Warnings []problem `json:"warnings,omitempty"`
 		OK       bool      `json:"ok"`
 	}{validation: validation(v), OK: v.OK()}
 	for _, p := range v.Problems {
 		out.Problems = append(out.Problems, problem(p))
+	}
+	for _, p := range v.Warnings {
+		out.Warnings = append(out.Warnings, problem(p))
 	}
 	return json.Marshal(out)
 }
@@ -59,6 +66,18 @@ func (v Validation) OK() bool { return len(v.Problems) == 0 }
 // as a *PreflightError along with the results. Problems carry a hint
 // naming the safe alternative.
 func (e *Engine) Validate(ctx context.Context, specs []Spec) ([]Validation, error) {
+	return e.ValidateWith(ctx, specs, ValidateOptions{})
+}
+
+// ValidateOptions tune Validate.
+type ValidateOptions struct {
+	// Full evaluates expressions on every existing row (in batches, each
+	// in a read-only transaction) rather than on a sample.
+	Full bool
+}
+
+// ValidateWith is Validate with options.
+func (e *Engine) ValidateWith(ctx context.Context, specs []Spec, opts ValidateOptions) ([]Validation, error) {
 	if err := checkUniqueIDs(specs); err != nil {
 		return nil, err
 	}
@@ -67,8 +86,9 @@ func (e *Engine) Validate(ctx context.Context, specs []Spec) ([]Validation, erro
 		return nil, err
 	}
 	batch := newLiveBatch()
+	batch.sample, batch.full, batch.catalog = true, opts.Full, pf.tables
 	out := make([]Validation, len(specs))
-	finish := make([]func() []Problem, len(specs))
+	finish := make([]func() ([]Problem, []Problem), len(specs))
 	for i, s := range specs {
 		v := Validation{ID: s.ID, Kind: s.Kind, File: s.File, Line: s.Line}
 		if s.Change == nil {
@@ -121,7 +141,9 @@ func (e *Engine) Validate(ctx context.Context, specs []Spec) ([]Validation, erro
 	}
 	for i, s := range specs {
 		if finish[i] != nil {
-			out[i].Problems = append(out[i].Problems, finish[i]()...)
+			ps, ws := finish[i]()
+			out[i].Problems = append(out[i].Problems, ps...)
+			out[i].Warnings = ws
 		}
 		out[i].Problems = append(out[i].Problems, pf.perChange[s.ID]...)
 	}
@@ -153,11 +175,16 @@ func problemsOf(err error) []Problem {
 // batch.
 func (e *Engine) liveProblems(ctx context.Context, s Spec, plan Plan, table *Table) ([]Problem, error) {
 	b := newLiveBatch()
+	b.sample = true
 	problems := b.collect(s, plan, table)
 	if err := b.run(ctx, e.Pool); err != nil {
 		return nil, err
 	}
-	return problems(), nil
+	ps, warnings := problems()
+	for _, w := range warnings {
+		e.logf("warning: change %s %s: %s\n", s.ID, w.Field, w.Message)
+	}
+	return ps, nil
 }
 
 // specFieldMap returns the spec's fields as a generic map (the stored JSON
@@ -254,25 +281,29 @@ func expressionsOf(s Spec, plan Plan, fields map[string]any, table *Table) []exp
 
 // describeValidation renders problems for a terminal.
 func (v Validation) String() string {
-	if v.OK() {
-		line := fmt.Sprintf("ok    %s (%s on %s): %s", v.ID, v.Kind, v.Table, strings.Join(v.Phases, " → "))
-		if v.State != "" {
-			line += " (" + v.State + ")"
-		}
-		return line
-	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "FAIL  %s (%s on %s) at %s:%d", v.ID, v.Kind, v.Table, v.File, v.Line)
-	for _, p := range v.Problems {
-		b.WriteString("\n      - ")
-		if p.Field != "" {
-			b.WriteString(p.Field + ": ")
+	if v.OK() {
+		fmt.Fprintf(&b, "ok    %s (%s on %s): %s", v.ID, v.Kind, v.Table, strings.Join(v.Phases, " → "))
+		if v.State != "" {
+			b.WriteString(" (" + v.State + ")")
 		}
-		b.WriteString(p.Message)
-		if p.Hint != "" {
-			b.WriteString("\n        safe alternative: " + p.Hint)
+	} else {
+		fmt.Fprintf(&b, "FAIL  %s (%s on %s) at %s:%d", v.ID, v.Kind, v.Table, v.File, v.Line)
+	}
+	write := func(prefix string, ps []Problem) {
+		for _, p := range ps {
+			b.WriteString("\n      " + prefix)
+			if p.Field != "" {
+				b.WriteString(p.Field + ": ")
+			}
+			b.WriteString(p.Message)
+			if p.Hint != "" {
+				b.WriteString("\n        safe alternative: " + p.Hint)
+			}
 		}
 	}
+	write("- ", v.Problems)
+	write("warning: ", v.Warnings)
 	return b.String()
 }
 

@@ -13,6 +13,7 @@ func init() { commands = append(commands, validateCmd) }
 
 func validateCmd() *cobra.Command {
 	var dir string
+	var full bool
 	cmd := &cobra.Command{
 		Use:   "validate",
 		Short: "Check specs against the live schema without changing anything",
@@ -25,7 +26,13 @@ it, and contradictions (a column renamed or dropped and then used, two
 changes adding one name) are refused naming both changes. Also reported:
 specs edited after their change started, a state written by a newer planner,
 and missing privileges (ownership of each table a change alters, CREATE for
-the state schema). Problems come with a safe alternative. Exit 2 when any
+the state schema). Expressions that run on existing rows (backfill, up,
+conversions, checks, index predicates) are evaluated on a sample of 1,000 rows
+in read-only transactions that are rolled back: one that fails on a row is
+refused, naming the row's key; a backfill whose measured cost would exceed an
+hour on the table's estimated rows, or a check sampled rows violate, is
+warned about. --full evaluates every row, in batches. Problems come with a
+safe alternative. Exit 2 when any
 spec has a problem.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -39,7 +46,7 @@ spec has a problem.`,
 			}
 			defer pool.Close()
 			e := &planner.Engine{Pool: pool, Schema: g.stateSchema}
-			results, err := e.Validate(cmd.Context(), specs)
+			results, err := e.ValidateWith(cmd.Context(), specs, planner.ValidateOptions{Full: full})
 			var preflight *planner.PreflightError
 			if err != nil && !errors.As(err, &preflight) {
 				return err
@@ -75,5 +82,6 @@ spec has a problem.`,
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", "plans", "directory (or file) of change specs")
+	cmd.Flags().BoolVar(&full, "full", false, "evaluate expressions on every existing row (batched, read-only) instead of a sample")
 	return cmd
 }
