@@ -7,7 +7,7 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// LoadTables reads what LoadTable reads, for many tables in a fixed number
+// LoadTables reads what LoadTable describes, for many tables in a fixed number
 // of queries (one per aspect, whatever the number of tables), so that
 // validating thousands of changes costs a handful of round trips. Tables
 // that do not exist are absent from the map, which is keyed by
@@ -68,8 +68,8 @@ WHERE c.relkind IN ('r', 'p')`, schemas, rels)
 	return out, nil
 }
 
-// The queries below are LoadTable's, over a set of tables: each selects
-// the table's oid first and keeps LoadTable's order within a table.
+// Each query below reads one aspect of every table at once, the table's
+// oid first, in a fixed order within a table.
 
 func batchColumns(ctx context.Context, q Querier, oids []uint32, byOID map[uint32]*Table) error {
 	rows, err := q.Query(ctx, `

@@ -157,8 +157,8 @@ changes:
 	checkSequenceCase(t, started, "", nil)
 }
 
-// LoadTables reads in a few queries exactly what LoadTable reads table by
-// table.
+// LoadTables reads many tables in a few queries, and each comes out as it
+// does when read alone: nothing of one table leaks into another.
 func TestLoadTablesMatchesLoadTable(t *testing.T) {
 	f := newEngineFixture(t)
 	ctx := context.Background()
