@@ -209,9 +209,6 @@ func runPipeline(ctx context.Context, conn *pgconn.PgConn, steps []*pipeStep) er
 // run asks the server. It uses a connection of its own, closed afterwards,
 // so that the scratch tables and settings it makes go with it.
 func (b *liveBatch) run(ctx context.Context, pool *pgxpool.Pool) error {
-	if len(b.types) == 0 && len(b.jobs) == 0 && b.methods != nil {
-		return nil
-	}
 	pc, err := pool.Acquire(ctx)
 	if err != nil {
 		return err

@@ -168,7 +168,7 @@ func isTimeout(err error) bool {
 }
 
 // perRow is the measured cost of the jobs per row, in seconds, and the
-// counts of the largest sample that finished (nil: none did).
+// counts of the largest sample that finished; false when none did.
 func (r *sampleRun) perRow() (float64, []int64, bool) {
 	switch {
 	case r.large.err == nil && r.rows > 0:
@@ -251,7 +251,7 @@ func (j *sampleJob) judge(perRow float64, count int64) {
 	if j.field != "where" && j.field != "check" && slowFor(j.table, perRow) {
 		est := time.Duration(perRow * float64(j.table.RowEstimate) * float64(time.Second))
 		j.warning = &Problem{Field: j.field,
-			Message: fmt.Sprintf("%q costs about %s a row on a sample of %s: at its estimated %d rows the backfill would take about %s",
+			Message: fmt.Sprintf("%q costs about %s a row, measured on existing rows of %s: at its estimated %d rows the backfill would take %s or more",
 				oneLine(j.expr, 80), time.Duration(perRow*float64(time.Second)).Round(time.Microsecond), j.table.Name, j.table.RowEstimate, est.Round(time.Minute)),
 			Hint: "make the expression cheaper (no subqueries or slow functions per row), or expect a long backfill"}
 	}
@@ -266,6 +266,11 @@ func (b *liveBatch) sampleAlone(ctx context.Context, pg *pgconn.PgConn, j *sampl
 	}
 	if cost, counts, ok := r.perRow(); ok {
 		j.judge(cost, counts[0])
+		return nil
+	}
+	if isTimeout(r.small.err) {
+		// Even ten rows take longer than the timeout: judge on that bound.
+		j.judge(sampleTimeout.Seconds()/10, 0)
 		return nil
 	}
 	failure := r.small.err

@@ -306,10 +306,3 @@ func (v Validation) String() string {
 	write("warning: ", v.Warnings)
 	return b.String()
 }
-
-// LiveProblems runs, for one compiled spec, the live-schema checks that
-// Validate and Next run (a key for backfills, types, expressions, the
-// kind's own), so that `planner plan` with a database refuses the same.
-func (e *Engine) LiveProblems(ctx context.Context, s Spec, plan Plan, table *Table) ([]Problem, error) {
-	return e.liveProblems(ctx, s, plan, table)
-}
