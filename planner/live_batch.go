@@ -222,6 +222,10 @@ func (b *liveBatch) run(ctx context.Context, pool *pgxpool.Pool) error {
 	if err := execOne(ctx, pg, `SET lock_timeout = '1s'`); err != nil {
 		return err
 	}
+	// Only scratch tables are committed: no need to wait for the disk.
+	if err := execOne(ctx, pg, `SET synchronous_commit = off`); err != nil {
+		return err
+	}
 	b.methods = map[string]bool{}
 	rows, err := conn.Query(ctx, `SELECT amname FROM pg_catalog.pg_am WHERE amtype = 'i'`)
 	if err != nil {
@@ -362,19 +366,21 @@ func (b *liveBatch) runExpressions(ctx context.Context, pg *pgconn.PgConn) error
 			return fmt.Errorf("validate: copy the columns of %s: %w", scratches[i].table, st.err)
 		}
 	}
-	var steps []*pipeStep
-	explain := map[int]*pipeStep{}
+	var idx []int
+	var sqls []string
 	for i, j := range b.jobs {
-		sc := jobScratch[i]
-		if sc == nil {
-			continue
+		if sc := jobScratch[i]; sc != nil {
+			idx = append(idx, i)
+			sqls = append(sqls, explainSQL(pgx.Identifier{sc.name}.Sanitize(), j.table, j.x))
 		}
-		st := &pipeStep{sql: explainSQL(pgx.Identifier{sc.name}.Sanitize(), j.table, j.x)}
-		explain[i] = st
-		steps = append(steps, &pipeStep{sql: `BEGIN`}, st, &pipeStep{sql: `ROLLBACK`})
 	}
-	if err := runPipeline(ctx, pg, steps); err != nil {
+	errs, err := explainAll(ctx, pg, sqls)
+	if err != nil {
 		return fmt.Errorf("validate: %w", err)
+	}
+	explain := map[int]*pipeStep{}
+	for k, i := range idx {
+		explain[i] = &pipeStep{err: errs[k]}
 	}
 	for i, st := range explain {
 		if st.err == nil {
@@ -404,4 +410,38 @@ func explainSQL(scratch string, table *Table, x expression) string {
 		return `EXPLAIN UPDATE ` + scratch + ` AS ` + alias + ` SET ` + pgx.Identifier{x.column}.Sanitize() + ` = (` + x.expr + `)`
 	}
 	return `EXPLAIN SELECT 1 FROM ` + scratch + ` AS ` + alias + ` WHERE (` + x.expr + `)`
+}
+
+// explainAll plans the statements in transactions that are rolled back,
+// many to a transaction. A failure aborts its transaction: the statements
+// after it are planned again in a new one, in smaller groups for a while,
+// so that many failures do not make the work grow with their square.
+func explainAll(ctx context.Context, pg *pgconn.PgConn, sqls []string) ([]error, error) {
+	errs := make([]error, len(sqls))
+	size := pipelineChunk
+	for start := 0; start < len(sqls); {
+		end := min(start+size, len(sqls))
+		steps := []*pipeStep{{sql: `BEGIN`}}
+		for _, q := range sqls[start:end] {
+			steps = append(steps, &pipeStep{sql: q})
+		}
+		steps = append(steps, &pipeStep{sql: `ROLLBACK`})
+		if err := runPipeline(ctx, pg, steps); err != nil {
+			return nil, err
+		}
+		next := end
+		for i, st := range steps[1 : len(steps)-1] {
+			if st.err != nil {
+				errs[start+i], next = st.err, start+i+1
+				break
+			}
+		}
+		if next < end {
+			size = max(1, size/4)
+		} else {
+			size = min(pipelineChunk, size*2)
+		}
+		start = next
+	}
+	return errs, nil
 }

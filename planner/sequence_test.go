@@ -185,3 +185,32 @@ CREATE TABLE nokey (a int, b text)`)
 		}
 	}
 }
+
+// explainAll plans many statements a transaction at a time and still
+// reports each failure on its own statement, whatever comes after it.
+func TestExplainAllIsolatesFailures(t *testing.T) {
+	db := newEngineFixture(t).db
+	ctx := context.Background()
+	conn, err := db.Pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	var sqls []string
+	for i := range 700 {
+		if i%3 == 0 || i > 650 {
+			sqls = append(sqls, "EXPLAIN SELECT nope FROM users")
+		} else {
+			sqls = append(sqls, "EXPLAIN SELECT email FROM users")
+		}
+	}
+	errs, err := explainAll(ctx, conn.Conn().PgConn(), sqls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, e := range errs {
+		if want := i%3 == 0 || i > 650; (e != nil) != want || e != nil && !strings.Contains(e.Error(), `column "nope" does not exist`) {
+			t.Fatalf("statement %d: %v", i, e)
+		}
+	}
+}
