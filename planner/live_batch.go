@@ -358,8 +358,22 @@ func (b *liveBatch) runExpressions(ctx context.Context, pg *pgconn.PgConn) error
 		}
 		creates[i] = &pipeStep{sql: `CREATE TEMP TABLE ` + pgx.Identifier{sc.name}.Sanitize() + ` (` + strings.Join(defs, ", ") + `)`}
 	}
-	if err := runPipeline(ctx, pg, creates); err != nil {
+	// All in one transaction (they are many on many tables); one by one
+	// only if one fails, to name it.
+	all := append(append([]*pipeStep{{sql: `BEGIN`}}, creates...), &pipeStep{sql: `COMMIT`})
+	if err := runPipeline(ctx, pg, all); err != nil {
 		return fmt.Errorf("validate: scratch tables: %w", err)
+	}
+	for _, st := range all {
+		if st.err != nil {
+			for _, c := range creates {
+				c.err = nil
+			}
+			if err := runPipeline(ctx, pg, creates); err != nil {
+				return fmt.Errorf("validate: scratch tables: %w", err)
+			}
+			break
+		}
 	}
 	for i, st := range creates {
 		if st.err != nil {
@@ -412,27 +426,45 @@ func explainSQL(scratch string, table *Table, x expression) string {
 	return `EXPLAIN SELECT 1 FROM ` + scratch + ` AS ` + alias + ` WHERE (` + x.expr + `)`
 }
 
-// explainAll plans the statements in transactions that are rolled back,
-// many to a transaction. A failure aborts its transaction: the statements
-// after it are planned again in a new one, in smaller groups for a while,
-// so that many failures do not make the work grow with their square.
+// explainAll plans the statements in transactions that are rolled back.
 func explainAll(ctx context.Context, pg *pgconn.PgConn, sqls []string) ([]error, error) {
-	errs := make([]error, len(sqls))
+	steps := make([]*pipeStep, len(sqls))
+	for i, q := range sqls {
+		steps[i] = &pipeStep{sql: q}
+	}
+	if err := rolledBack(ctx, pg, `BEGIN`, steps); err != nil {
+		return nil, err
+	}
+	errs := make([]error, len(steps))
+	for i, st := range steps {
+		errs[i] = st.err
+	}
+	return errs, nil
+}
+
+// rolledBack runs the steps in transactions opened with begin and rolled
+// back, many to a transaction. A failure aborts its transaction: the steps
+// after it run again in a new one, in smaller groups for a while, so that
+// many failures do not make the work grow with their square.
+func rolledBack(ctx context.Context, pg *pgconn.PgConn, begin string, steps []*pipeStep) error {
 	size := pipelineChunk
-	for start := 0; start < len(sqls); {
-		end := min(start+size, len(sqls))
-		steps := []*pipeStep{{sql: `BEGIN`}}
-		for _, q := range sqls[start:end] {
-			steps = append(steps, &pipeStep{sql: q})
+	for start := 0; start < len(steps); {
+		end := min(start+size, len(steps))
+		group := append([]*pipeStep{{sql: begin}}, steps[start:end]...)
+		group = append(group, &pipeStep{sql: `ROLLBACK`})
+		for _, st := range steps[start:end] {
+			st.err = nil
 		}
-		steps = append(steps, &pipeStep{sql: `ROLLBACK`})
-		if err := runPipeline(ctx, pg, steps); err != nil {
-			return nil, err
+		if err := runPipeline(ctx, pg, group); err != nil {
+			return err
+		}
+		if group[0].err != nil {
+			return group[0].err
 		}
 		next := end
-		for i, st := range steps[1 : len(steps)-1] {
+		for i, st := range steps[start:end] {
 			if st.err != nil {
-				errs[start+i], next = st.err, start+i+1
+				next = start + i + 1
 				break
 			}
 		}
@@ -443,5 +475,5 @@ func explainAll(ctx context.Context, pg *pgconn.PgConn, sqls []string) ([]error,
 		}
 		start = next
 	}
-	return errs, nil
+	return nil
 }

@@ -119,18 +119,17 @@ func timed(aggs []string, from string) string {
 		strings.Join(aggs, ", ") + ` FROM ` + from + `) AS q`
 }
 
-// sampleRun is the outcome of one pipelined evaluation of some jobs.
+// sampleRun is the outcome of one evaluation of some jobs: the sample
+// read alone (base), then with the expressions on it (large), and, after a
+// timeout, on ten rows (small).
 type sampleRun struct {
-	rows         int64
-	base         float64 // seconds to read the sample alone
-	small, large *pipeStep
-	smallSecs    float64
-	largeSecs    float64
-	largeCounts  []int64
-	smallCounts  []int64
+	rows                           int64
+	base, small, large             *pipeStep
+	baseSecs, smallSecs, largeSecs float64
+	smallCounts, largeCounts       []int64
 }
 
-func sampleSteps(t *Table, jobs []*sampleJob) (*sampleRun, []*pipeStep) {
+func sampleSteps(t *Table, jobs []*sampleJob, small bool) (*sampleRun, []*pipeStep) {
 	r := &sampleRun{}
 	aggs := make([]string, len(jobs))
 	for i, j := range jobs {
@@ -139,6 +138,7 @@ func sampleSteps(t *Table, jobs []*sampleJob) (*sampleRun, []*pipeStep) {
 	scan := func(secs *float64, counts *[]int64) func([][]byte) {
 		return func(v [][]byte) {
 			*secs, _ = strconv.ParseFloat(string(v[0]), 64)
+			*counts = (*counts)[:0]
 			for _, c := range v[1:] {
 				n, _ := strconv.ParseInt(string(c), 10, 64)
 				*counts = append(*counts, n)
@@ -146,21 +146,22 @@ func sampleSteps(t *Table, jobs []*sampleJob) (*sampleRun, []*pipeStep) {
 		}
 	}
 	var baseCounts []int64
-	base := &pipeStep{sql: timed([]string{"count(*)"}, sampleFrom(t, SampleRows, 0))}
-	base.row = func(v [][]byte) {
-		scan(&r.base, &baseCounts)(v)
+	r.base = &pipeStep{sql: timed([]string{"count(*)"}, sampleFrom(t, SampleRows, 0))}
+	r.base.row = func(v [][]byte) {
+		scan(&r.baseSecs, &baseCounts)(v)
 		r.rows = baseCounts[0]
 	}
-	r.small = &pipeStep{sql: timed(aggs, sampleFrom(t, 10, 0)), row: scan(&r.smallSecs, &r.smallCounts)}
 	r.large = &pipeStep{sql: timed(aggs, sampleFrom(t, SampleRows, 0)), row: scan(&r.largeSecs, &r.largeCounts)}
-	steps := []*pipeStep{
-		{sql: `BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY`},
-		{sql: fmt.Sprintf(`SET LOCAL statement_timeout = %d`, sampleTimeout.Milliseconds())},
-		base, r.small, r.large,
-		{sql: `ROLLBACK`},
+	steps := []*pipeStep{r.base, r.large}
+	if small {
+		r.small = &pipeStep{sql: timed(aggs, sampleFrom(t, 10, 0)), row: scan(&r.smallSecs, &r.smallCounts)}
+		steps = append(steps, r.small)
 	}
 	return r, steps
 }
+
+// readOnlyBegin opens the transactions samples are read in.
+const readOnlyBegin = `BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY`
 
 func isTimeout(err error) bool {
 	var pe *pgconn.PgError
@@ -172,11 +173,11 @@ func isTimeout(err error) bool {
 func (r *sampleRun) perRow() (float64, []int64, bool) {
 	switch {
 	case r.large.err == nil && r.rows > 0:
-		return max(0, r.largeSecs-r.base) / float64(r.rows), r.largeCounts, true
-	case r.small.err == nil && isTimeout(r.large.err):
-		return r.smallSecs / float64(min(10, max(r.rows, 1))), r.smallCounts, true
+		return max(0, r.largeSecs-r.baseSecs) / float64(r.rows), r.largeCounts, true
 	case r.large.err == nil:
 		return 0, r.largeCounts, true // an empty table
+	case r.small != nil && r.small.err == nil && isTimeout(r.large.err):
+		return r.smallSecs / float64(min(10, max(r.rows, 1))), r.smallCounts, true
 	}
 	return 0, nil, false
 }
@@ -197,14 +198,17 @@ func (b *liveBatch) runSamples(ctx context.Context, pg *pgconn.PgConn) error {
 		}
 		groups[k] = append(groups[k], j)
 	}
+	if err := execOne(ctx, pg, fmt.Sprintf(`SET statement_timeout = %d`, sampleTimeout.Milliseconds())); err != nil {
+		return err
+	}
 	runs := map[string]*sampleRun{}
 	var steps []*pipeStep
 	for _, k := range order {
-		r, st := sampleSteps(groups[k][0].table, groups[k])
+		r, st := sampleSteps(groups[k][0].table, groups[k], false)
 		runs[k] = r
 		steps = append(steps, st...)
 	}
-	if err := runPipeline(ctx, pg, steps); err != nil {
+	if err := rolledBack(ctx, pg, readOnlyBegin, steps); err != nil {
 		return fmt.Errorf("evaluate expressions on existing rows: %w", err)
 	}
 	var alone []*sampleJob
@@ -260,8 +264,8 @@ func (j *sampleJob) judge(perRow float64, count int64) {
 // sampleAlone evaluates one job by itself; when it fails on the sample, it
 // narrows down one offending row.
 func (b *liveBatch) sampleAlone(ctx context.Context, pg *pgconn.PgConn, j *sampleJob) error {
-	r, steps := sampleSteps(j.table, []*sampleJob{j})
-	if err := runPipeline(ctx, pg, steps); err != nil {
+	r, steps := sampleSteps(j.table, []*sampleJob{j}, true)
+	if err := rolledBack(ctx, pg, readOnlyBegin, steps); err != nil {
 		return fmt.Errorf("evaluate expressions on existing rows: %w", err)
 	}
 	if cost, counts, ok := r.perRow(); ok {
@@ -303,7 +307,7 @@ func (j *sampleJob) fail(key string, err error) {
 // readOnly runs sql in a read-only transaction that is rolled back,
 // returning its error and rows.
 func readOnly(ctx context.Context, pg *pgconn.PgConn, sql string, params ...[]byte) ([][][]byte, error) {
-	if err := execOne(ctx, pg, `BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY`); err != nil {
+	if err := execOne(ctx, pg, readOnlyBegin); err != nil {
 		return nil, err
 	}
 	defer execOne(context.WithoutCancel(ctx), pg, `ROLLBACK`)
