@@ -207,7 +207,8 @@ func (mt *modelTable) exists(name string) (bool, *modelCol) {
 	return mt.live.Column(name) != nil, nil
 }
 
-func where(s *Spec) string {
+// changeAt names a change and where it is declared.
+func changeAt(s *Spec) string {
 	return fmt.Sprintf("change %s (%s:%d)", s.ID, s.File, s.Line)
 }
 
@@ -226,18 +227,18 @@ func (seq *sequence) check(s *Spec, mt *modelTable, e effect, live map[string]*T
 	for _, a := range e.adds {
 		if mc := mt.cols[a.name]; mc != nil && mc.present && mc.by != nil {
 			ps = append(ps, Problem{Field: a.field,
-				Message: fmt.Sprintf("column %q is also added to %s by %s, which comes earlier: two changes cannot produce one name", a.name, name, where(mc.by)),
+				Message: fmt.Sprintf("column %q is also added to %s by %s, which comes earlier: two changes cannot produce one name", a.name, name, changeAt(mc.by)),
 				Hint:    "pick another name for one of them"})
 		}
 	}
 	for _, n := range e.names {
-		if prev := seq.names(name, n)[seq.nameKey(name, n)]; prev != nil {
+		if prev := seq.names(n)[seq.nameKey(name, n)]; prev != nil {
 			what := "a constraint"
 			if n.index {
 				what = "an index"
 			}
 			ps = append(ps, Problem{Field: n.field,
-				Message: fmt.Sprintf("%s named %q is also created by %s, which comes earlier: two changes cannot produce one name", what, n.name, where(prev)),
+				Message: fmt.Sprintf("%s named %q is also created by %s, which comes earlier: two changes cannot produce one name", what, n.name, changeAt(prev)),
 				Hint:    "pick another name for one of them"})
 		}
 	}
@@ -246,7 +247,7 @@ func (seq *sequence) check(s *Spec, mt *modelTable, e effect, live map[string]*T
 		for _, col := range identifiersOf(x.expr) {
 			if ok, mc := mt.exists(col); !ok && mc != nil {
 				ps = append(ps, Problem{Field: x.field,
-					Message: fmt.Sprintf("%q uses column %q, which is %s by %s, which comes earlier", oneLine(x.expr, 80), col, mc.how, where(mc.by)),
+					Message: fmt.Sprintf("%q uses column %q, which is %s by %s, which comes earlier", oneLine(x.expr, 80), col, mc.how, changeAt(mc.by)),
 					Hint:    "use the column's new name, or order the changes the other way"})
 			}
 		}
@@ -261,7 +262,7 @@ func usesProblem(mt *modelTable, table TableName, u colRef) []Problem {
 		return nil
 	case mc != nil:
 		return []Problem{{Field: u.field,
-			Message: fmt.Sprintf("column %q of %s is %s by %s, which comes earlier", u.name, table, mc.how, where(mc.by)),
+			Message: fmt.Sprintf("column %q of %s is %s by %s, which comes earlier", u.name, table, mc.how, changeAt(mc.by)),
 			Hint:    "use the column's new name, order the changes the other way, or remove one of them"}}
 	default:
 		return []Problem{{Field: u.field, Message: fmt.Sprintf("column %q does not exist on %s", u.name, mt.live.Name),
@@ -276,7 +277,7 @@ func (seq *sequence) nameKey(t TableName, n objName) string {
 	return t.String() + "." + n.name
 }
 
-func (seq *sequence) names(t TableName, n objName) map[string]*Spec {
+func (seq *sequence) names(n objName) map[string]*Spec {
 	if n.index {
 		return seq.indexNames
 	}
@@ -287,7 +288,7 @@ func (seq *sequence) names(t TableName, n objName) map[string]*Spec {
 func (seq *sequence) apply(s *Spec, mt *modelTable, e effect) {
 	t := s.Change.Table()
 	for _, n := range e.names {
-		seq.names(t, n)[seq.nameKey(t, n)] = s
+		seq.names(n)[seq.nameKey(t, n)] = s
 	}
 	if len(e.adds)+len(e.removes) == 0 && e.notNull == "" && len(e.names) == 0 {
 		return
