@@ -215,6 +215,13 @@ func (e *Engine) Next(ctx context.Context, specs []Spec, deployID string, dryRun
 	if err := checkUniqueIDs(specs); err != nil {
 		return nil, err
 	}
+	// Refuse before anything is created or registered: a newer state,
+	// missing privileges, contradictions between the changes.
+	if pf, err := e.preflight(ctx, specs); err != nil {
+		return nil, err
+	} else if err := pf.err(specs); err != nil {
+		return nil, err
+	}
 	report := &Report{DeployID: deployID, DryRun: dryRun}
 	st := e.state()
 	var lease *lease
@@ -359,12 +366,7 @@ func (e *Engine) load(ctx context.Context, specs []Spec, version int, dryRun, le
 			continue
 		}
 		isEdited[s.ID] = true
-		what := fmt.Sprintf("phase %d of %d applied", c.Applied, c.Total)
-		if c.Status == StatusDone {
-			what = "complete"
-		}
-		edited = append(edited, fmt.Sprintf("change %q (%s:%d) was edited after it started (%s): revert the edit, or roll the change back (planner rollback %s, repeated until no phase is applied) before editing it, or leave it and declare a new change with a new id",
-			s.ID, s.File, s.Line, what, s.ID))
+		edited = append(edited, editedMessage(s, c))
 	}
 	if len(edited) > 0 && !lenient {
 		return nil, fmt.Errorf("%s: %w", strings.Join(edited, "; "), ErrInput)

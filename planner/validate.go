@@ -5,11 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Validation is the outcome of checking one spec against the live schema.
@@ -22,6 +20,12 @@ type Validation struct {
 	Problems []Problem `json:"problems"`
 	// Phases lists the phase names the spec compiles to on this server.
 	Phases []string `json:"phases"`
+	// Warnings do not refuse the change: a backfill that would take more
+	// than an hour, a check that sampled rows violate.
+	Warnings []Problem `json:"-"`
+	// State says how far a change that already started is ("" for one
+	// that has not): it runs as registered and is not checked again.
+	State string `json:"state"`
 }
 
 // MarshalJSON writes problems with lower-case keys, like the rest of the
@@ -36,10 +40,14 @@ func (v Validation) MarshalJSON() ([]byte, error) {
 	out := struct {
 		validation
 		Problems []problem `json:"problems"`
+		Warnings []problem `json:"warnings"`
 		OK       bool      `json:"ok"`
 	}{validation: validation(v), OK: v.OK()}
 	for _, p := range v.Problems {
 		out.Problems = append(out.Problems, problem{Field: p.Field, Message: p.Message, Hint: p.Hint})
+	}
+	for _, p := range v.Warnings {
+		out.Warnings = append(out.Warnings, problem{Field: p.Field, Message: p.Message, Hint: p.Hint})
 	}
 	return json.Marshal(out)
 }
@@ -50,55 +58,110 @@ func (v Validation) OK() bool { return len(v.Problems) == 0 }
 // Validate checks specs against the live schema without changing anything:
 // the table and columns exist, a key exists for backfills, types are known,
 // expressions are valid SQL for the table, and the kind's own live checks.
-// Problems carry a hint naming the safe alternative.
+// The whole sequence is applied to a model of the schema first, so that a
+// change is judged against the table as the earlier changes leave it and
+// contradictions between changes are refused naming both. It reports
+// specs edited after their change started and missing privileges per
+// change; a newer state or a state schema that cannot be created come back
+// as a *PreflightError along with the results. Problems carry a hint
+// naming the safe alternative.
 func (e *Engine) Validate(ctx context.Context, specs []Spec) ([]Validation, error) {
+	return e.ValidateWith(ctx, specs, ValidateOptions{})
+}
+
+// ValidateOptions tune Validate.
+type ValidateOptions struct {
+	// Full evaluates expressions on every existing row (in batches, each
+	// in a read-only transaction) rather than on a sample.
+	Full bool
+}
+
+// ValidateWith is Validate with options.
+func (e *Engine) ValidateWith(ctx context.Context, specs []Spec, opts ValidateOptions) ([]Validation, error) {
 	if err := checkUniqueIDs(specs); err != nil {
 		return nil, err
 	}
-	version, err := serverVersion(ctx, e.Pool)
+	pf, err := e.preflight(ctx, specs)
 	if err != nil {
 		return nil, err
 	}
-	var out []Validation
-	for _, s := range specs {
+	batch := newLiveBatch()
+	batch.sample, batch.full, batch.catalog = true, opts.Full, pf.tables
+	out := make([]Validation, len(specs))
+	finish := make([]func() ([]Problem, []Problem), len(specs))
+	for i, s := range specs {
 		v := Validation{ID: s.ID, Kind: s.Kind, File: s.File, Line: s.Line}
 		if s.Change == nil {
 			v.Problems = append(v.Problems, Problem{Message: "the spec has no fields"})
-			out = append(out, v)
+			out[i] = v
 			continue
 		}
 		name := s.Change.Table()
 		v.Table = name.String()
-		table, err := loadTable(ctx, e.Pool, name)
-		if errors.Is(err, ErrInput) {
-			v.Problems = append(v.Problems, Problem{Field: "table", Message: fmt.Sprintf("table %s does not exist", name),
-				Hint: "check the name; schema-qualify it (schema.table) when it is not in public"})
-			out = append(out, v)
+		if c := pf.stored[s.ID]; pf.edited[s.ID] {
+			v.Problems = append(v.Problems, Problem{Message: editedMessage(s, c)})
+			out[i] = v
+			continue
+		} else if pf.started[s.ID] {
+			// It runs as registered, against its own snapshot.
+			v.State = fmt.Sprintf("in flight, phase %d of %d applied", c.Applied, c.Total)
+			if c.Status == StatusDone {
+				v.State = "complete"
+			}
+			if plan, err := Compile(s, Target{Version: c.ServerVersion, Table: c.Catalog}); err == nil {
+				v.Phases = phaseNames(plan)
+			}
+			out[i] = v
 			continue
 		}
-		if err != nil {
-			return nil, err
+		if ps := pf.seq.Problems[s.ID]; len(ps) > 0 {
+			v.Problems = append(v.Problems, ps...)
+			out[i] = v
+			continue
+		}
+		table := pf.seq.Before[s.ID]
+		if table == nil {
+			v.Problems = append(v.Problems, Problem{Field: "table", Message: fmt.Sprintf("table %s does not exist", name),
+				Hint: "check the name; schema-qualify it (schema.table) when it is not in public"})
+			out[i] = v
+			continue
 		}
 		if err := ResolveExpressions(ctx, e.Pool, table, s.Change); err != nil {
 			return nil, err
 		}
-		plan, err := Compile(s, Target{Version: version, Table: table})
+		plan, err := Compile(s, Target{Version: pf.version, Table: table})
 		if err != nil {
 			v.Problems = append(v.Problems, problemsOf(err)...)
-			out = append(out, v)
+			out[i] = v
 			continue
 		}
-		for _, p := range plan.Phases {
-			v.Phases = append(v.Phases, p.Name)
+		v.Phases = phaseNames(plan)
+		finish[i] = batch.collect(s, plan, table)
+		out[i] = v
+	}
+	if err := batch.run(ctx, e.Pool); err != nil {
+		return nil, err
+	}
+	for i, s := range specs {
+		if finish[i] != nil {
+			ps, ws := finish[i]()
+			out[i].Problems = append(out[i].Problems, ps...)
+			out[i].Warnings = ws
 		}
-		ps, err := e.liveProblems(ctx, s, plan, table)
-		if err != nil {
-			return nil, err
-		}
-		v.Problems = append(v.Problems, ps...)
-		out = append(out, v)
+		out[i].Problems = append(out[i].Problems, pf.perChange[s.ID]...)
+	}
+	if len(pf.global) > 0 {
+		return out, &PreflightError{Problems: pf.global}
 	}
 	return out, nil
+}
+
+func phaseNames(p Plan) []string {
+	var names []string
+	for _, ph := range p.Phases {
+		names = append(names, ph.Name)
+	}
+	return names
 }
 
 // problemsOf turns a compile error into problems.
@@ -111,49 +174,18 @@ func problemsOf(err error) []Problem {
 }
 
 // liveProblems runs the checks that need the live schema. Next runs them
-// before a change's first phase; Validate runs them for every spec.
+// before a change's first phase; Validate runs them for every spec, in one
+// batch.
 func (e *Engine) liveProblems(ctx context.Context, s Spec, plan Plan, table *Table) ([]Problem, error) {
-	var ps []Problem
-	if lc, ok := s.Change.(LiveChecker); ok && table != nil {
-		ps = append(ps, lc.CheckLive(table)...)
+	b := newLiveBatch()
+	b.sample = true
+	problems := b.collect(s, plan, table)
+	if err := b.run(ctx, e.Pool); err != nil {
+		return nil, err
 	}
-	needsKey := false
-	for _, p := range plan.Phases {
-		needsKey = needsKey || p.Backfill != nil
-	}
-	if needsKey && table != nil && len(table.Key) == 0 {
-		ps = append(ps, Problem{Field: "table",
-			Message: fmt.Sprintf("%s has neither a primary key nor a unique index on NOT NULL columns, and this change backfills rows in batches paginated on one", table.Name),
-			Hint:    "add a primary key first without blocking writes: CREATE UNIQUE INDEX CONCURRENTLY t_pkey_idx ON t (id); ALTER TABLE t ADD CONSTRAINT t_pkey PRIMARY KEY USING INDEX t_pkey_idx"})
-	}
-	fields := specFieldMap(s)
-	// Types named by the spec must exist.
-	for _, f := range []string{"type"} {
-		typ, ok := fields[f].(string)
-		if !ok || typ == "" {
-			continue
-		}
-		if msg, err := e.checkType(ctx, typ); err != nil {
-			return nil, err
-		} else if msg != "" {
-			ps = append(ps, Problem{Field: f, Message: msg, Hint: "write a type PostgreSQL knows, e.g. text, bigint, varchar(80), numeric(12,2), timestamptz; create custom types before the change"})
-		}
-	}
-	if table == nil {
-		return ps, nil
-	}
-	// Expressions must be valid against the table, as they will run: each is
-	// planned (never executed) in a transaction that is rolled back, against
-	// a temporary copy of the table's columns plus the columns the change
-	// adds.
-	for _, x := range expressionsOf(s, plan, fields, table) {
-		msg, err := e.checkExpression(ctx, table, x)
-		if err != nil {
-			return nil, err
-		}
-		if msg != "" {
-			ps = append(ps, Problem{Field: x.field, Message: msg, Hint: x.hint})
-		}
+	ps, warnings := problems()
+	for _, w := range warnings {
+		e.logf("warning: change %s %s: %s\n", s.ID, w.Field, w.Message)
 	}
 	return ps, nil
 }
@@ -250,100 +282,30 @@ func expressionsOf(s Spec, plan Plan, fields map[string]any, table *Table) []exp
 	return out
 }
 
-// checkType returns a message when typ is not a known type.
-func (e *Engine) checkType(ctx context.Context, typ string) (string, error) {
-	var known bool
-	err := e.Pool.QueryRow(ctx, `SELECT to_regtype($1) IS NOT NULL`, typ).Scan(&known)
-	var pe *pgconn.PgError
-	if errors.As(err, &pe) {
-		return fmt.Sprintf("%q is not a valid type: %s", typ, pe.Message), nil
-	}
-	if err != nil {
-		return "", err
-	}
-	if !known {
-		return fmt.Sprintf("type %q does not exist", typ), nil
-	}
-	return "", nil
-}
-
-// checkExpression plans the expression against a temporary table with the
-// target table's columns (plus the ones the change adds) in a transaction
-// that is always rolled back. It returns PostgreSQL's complaint, if any.
-func (e *Engine) checkExpression(ctx context.Context, table *Table, x expression) (string, error) {
-	tx, err := e.Pool.Begin(ctx)
-	if err != nil {
-		return "", err
-	}
-	defer tx.Rollback(context.WithoutCancel(ctx))
-	if _, err := tx.Exec(ctx, `SET LOCAL statement_timeout = '10s'; SET LOCAL lock_timeout = '1s'`); err != nil {
-		return "", err
-	}
-	scratch := pgx.Identifier{"planner_validate"}.Sanitize()
-	if _, err := tx.Exec(ctx, `CREATE TEMP TABLE `+scratch+` (LIKE `+table.Name.Quoted()+`) ON COMMIT DROP`); err != nil {
-		return "", fmt.Errorf("validate: copy the columns of %s: %w", table.Name, err)
-	}
-	cols := make([]string, 0, len(x.adds))
-	for c := range x.adds {
-		cols = append(cols, c)
-	}
-	sort.Strings(cols)
-	for _, c := range cols {
-		if _, err := tx.Exec(ctx, `ALTER TABLE `+scratch+` ADD COLUMN `+pgx.Identifier{c}.Sanitize()+` `+x.adds[c]); err != nil {
-			var pe *pgconn.PgError
-			if errors.As(err, &pe) {
-				return fmt.Sprintf("column %s of type %s: %s", c, x.adds[c], pe.Message), nil
-			}
-			return "", err
-		}
-	}
-	// The alias is the table's own name, so expressions qualified with it
-	// (users.email) resolve too.
-	alias := pgx.Identifier{table.Name.Name}.Sanitize()
-	var sql string
-	if x.column != "" {
-		// UPDATE applies assignment casts exactly as the backfill will.
-		sql = `EXPLAIN UPDATE ` + scratch + ` AS ` + alias + ` SET ` + pgx.Identifier{x.column}.Sanitize() + ` = (` + x.expr + "\n)"
-	} else {
-		sql = `EXPLAIN SELECT 1 FROM ` + scratch + ` AS ` + alias + ` WHERE (` + x.expr + "\n)"
-	}
-	if err := execOne(ctx, tx.Conn().PgConn(), sql); err != nil {
-		var pe *pgconn.PgError
-		if errors.As(err, &pe) {
-			msg := pe.Message
-			if pe.Hint != "" {
-				msg += " (" + pe.Hint + ")"
-			}
-			return fmt.Sprintf("%q is not valid for %s: %s", oneLine(x.expr, 80), table.Name, msg), nil
-		}
-		return "", err
-	}
-	return "", nil
-}
-
 // describeValidation renders problems for a terminal.
 func (v Validation) String() string {
-	if v.OK() {
-		return fmt.Sprintf("ok    %s (%s on %s): %s", v.ID, v.Kind, v.Table, strings.Join(v.Phases, " → "))
-	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "FAIL  %s (%s on %s) at %s:%d", v.ID, v.Kind, v.Table, v.File, v.Line)
-	for _, p := range v.Problems {
-		b.WriteString("\n      - ")
-		if p.Field != "" {
-			b.WriteString(p.Field + ": ")
+	if v.OK() {
+		fmt.Fprintf(&b, "ok    %s (%s on %s): %s", v.ID, v.Kind, v.Table, strings.Join(v.Phases, " → "))
+		if v.State != "" {
+			b.WriteString(" (" + v.State + ")")
 		}
-		b.WriteString(p.Message)
-		if p.Hint != "" {
-			b.WriteString("\n        safe alternative: " + p.Hint)
+	} else {
+		fmt.Fprintf(&b, "FAIL  %s (%s on %s) at %s:%d", v.ID, v.Kind, v.Table, v.File, v.Line)
+	}
+	write := func(prefix string, ps []Problem) {
+		for _, p := range ps {
+			b.WriteString("\n      " + prefix)
+			if p.Field != "" {
+				b.WriteString(p.Field + ": ")
+			}
+			b.WriteString(p.Message)
+			if p.Hint != "" {
+				b.WriteString("\n        safe alternative: " + p.Hint)
+			}
 		}
 	}
+	write("- ", v.Problems)
+	write("warning: ", v.Warnings)
 	return b.String()
-}
-
-// LiveProblems runs, for one compiled spec, the live-schema checks that
-// Validate and Next run (a key for backfills, types, expressions, the
-// kind's own), so that `planner plan` with a database refuses the same.
-func (e *Engine) LiveProblems(ctx context.Context, s Spec, plan Plan, table *Table) ([]Problem, error) {
-	return e.liveProblems(ctx, s, plan, table)
 }

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"io"
 
 	"github.com/spf13/cobra"
@@ -70,21 +68,11 @@ constraints to copy) and the server's version is used; --offline ignores them.`,
 }
 
 func compileOffline(specs []planner.Spec, version int) ([]planner.Plan, error) {
-	var plans []planner.Plan
-	var errs []error
-	for _, s := range specs {
-		p, err := planner.Compile(s, planner.Target{Version: version})
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		plans = append(plans, p)
-	}
-	return plans, errors.Join(errs...)
+	return planner.PlanOffline(specs, version)
 }
 
 func compileLive(ctx context.Context, specs []planner.Spec, version int, versionSet bool) ([]planner.Plan, error) {
-	pool, err := connect(ctx)
+	pool, err := openPool(ctx, "planner", 0, true)
 	if err != nil {
 		return nil, err
 	}
@@ -94,42 +82,9 @@ func compileLive(ctx context.Context, specs []planner.Spec, version int, version
 			return nil, err
 		}
 	}
-	live := &planner.Engine{Pool: pool}
-	var plans []planner.Plan
-	var errs []error
-	for _, s := range specs {
-		table, err := planner.LoadTable(ctx, pool, s.Change.Table())
-		if err != nil {
-			errs = append(errs, fmt.Errorf("change %s: %w", s.ID, err))
-			continue
-		}
-		ps, err := planner.CheckTypes(ctx, pool, s.Change)
-		if err != nil {
-			return nil, err
-		}
-		if err := planner.ResolveExpressions(ctx, pool, table, s.Change); err != nil {
-			return nil, err
-		}
-		if len(ps) > 0 {
-			errs = append(errs, &planner.ChangeError{ID: s.ID, File: s.File, Line: s.Line, Problems: ps})
-			continue
-		}
-		p, err := planner.Compile(s, planner.Target{Version: version, Table: table})
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		// What validate and next refuse (a backfill on a table without a
-		// key, an invalid expression), plan refuses too.
-		ps, err = live.LiveProblems(ctx, s, p, table)
-		if err != nil {
-			return nil, err
-		}
-		if len(ps) > 0 {
-			errs = append(errs, &planner.ChangeError{ID: s.ID, File: s.File, Line: s.Line, Problems: ps})
-			continue
-		}
-		plans = append(plans, p)
-	}
-	return plans, errors.Join(errs...)
+	// What validate and next refuse (a backfill on a table without a key,
+	// an invalid expression, changes that contradict each other), plan
+	// refuses too.
+	e := &planner.Engine{Pool: pool, Schema: g.stateSchema}
+	return e.PlanLive(ctx, specs, version)
 }

@@ -54,6 +54,9 @@ With --output json every command prints one JSON document (docs/schema).`,
 			if planner.MaxSpecSize <= 0 {
 				return usageErrorf("--max-spec-size must be positive")
 			}
+			if err := planner.CheckStateSchemaName(g.stateSchema); err != nil {
+				return usageErrorf("--state-schema: %v", strings.TrimSuffix(err.Error(), ": "+planner.ErrInput.Error()))
+			}
 			return nil
 		},
 	}

@@ -55,7 +55,7 @@ func main() {
 	flag.DurationVar(&c.sleep, "sleep", 0, "backfill pause between batches")
 	flag.BoolVar(&c.explain, "explain", false, "print EXPLAIN ANALYZE of one batch UPDATE")
 	flag.BoolVar(&c.verbose, "v", false, "print every batch")
-	flag.StringVar(&c.parts, "parts", "1234", "which measurements to run: 1-2 (UPDATE vs backfill), 3 (workload), 4 (memory at 1 and -scale times the rows)")
+	flag.StringVar(&c.parts, "parts", "12345", "which measurements to run: 1-2 (UPDATE vs backfill), 3 (workload), 4 (memory at 1 and -scale times the rows), 5 (validate and connected plan of many changes)")
 	flag.DurationVar(&c.gentle, "gentle-sleep", 150*time.Millisecond, "workload measurement: also backfill with this pause between batches (0: skip)")
 	flag.BoolVar(&c.autovacuum, "autovacuum", true, "leave autovacuum on for the workload table")
 	flag.BoolVar(&c.sync, "sync", true, "install the sync trigger before backfilling, as a rename does")
@@ -163,6 +163,11 @@ func run(ctx context.Context, c config) error {
 	}
 	if c.repeat > 0 {
 		if err := summary(c, floors, trigFloors, writes, totals, r); err != nil {
+			return err
+		}
+	}
+	if strings.Contains(c.parts, "5") {
+		if err := part5(ctx, pool); err != nil {
 			return err
 		}
 	}

@@ -1,0 +1,452 @@
+package planner
+
+import (
+	"fmt"
+
+	"github.com/pgplanner/planner/phases"
+)
+
+// The sequence model applies every declared change, in order, to a model
+// of the schema, so that contradictions between changes (a column renamed
+// and then dropped, two changes adding one name, a change on a column an
+// earlier change removes) are refused before the first deploy rather than
+// discovered at the sixth, after an irreversible contract. It also yields
+// each change's table as it will be when the change starts, so a change on
+// a column an earlier change adds is accepted.
+//
+// Online the model starts from the catalogs; offline from what the specs
+// say: a column no change mentions is assumed to exist.
+
+// effect is what a change needs from, and does to, its table.
+type effect struct {
+	uses    []colRef // columns that must exist when the change starts
+	adds    []colAdd // columns that exist once it is done
+	removes []colGone
+	notNull string    // column made NOT NULL
+	names   []objName // indexes and constraints it creates
+	// exprs are expressions that may name the table's columns.
+	exprs []fieldExpr
+	// refTable/refCols: a foreign key's referenced columns.
+	refTable TableName
+	refCols  []colRef
+}
+
+type colRef struct{ field, name string }
+
+type colAdd struct {
+	field, name, typ string
+	notNull          bool
+	from             string // copy of this column (rename, type change)
+}
+
+type colGone struct {
+	name, how string // how: "dropped", `renamed to "x"`, ...
+}
+
+type objName struct {
+	field, name string
+	index       bool // an index (schema-wide name) or only a constraint (per table)
+}
+
+type fieldExpr struct{ field, expr string }
+
+func effectOf(s Spec) effect {
+	var e effect
+	switch k := s.Change.(type) {
+	case *RenameColumn:
+		e.uses = []colRef{{"column", k.Column}}
+		e.adds = []colAdd{{field: "to", name: k.To, from: k.Column}}
+		e.removes = []colGone{{k.Column, fmt.Sprintf("renamed to %q", k.To)}}
+	case *ChangeColumnType:
+		e.uses = []colRef{{"column", k.Column}}
+		e.adds = []colAdd{{field: "new_column", name: k.New(), typ: k.Type, from: k.Column}}
+		e.removes = []colGone{{k.Column, fmt.Sprintf("replaced by %q (type %s)", k.New(), k.Type)}}
+		e.exprs = []fieldExpr{{"up", k.Up}}
+	case *DropColumn:
+		e.uses = []colRef{{"column", k.Column}}
+		e.removes = []colGone{{k.Column, "dropped"}}
+	case *AddColumn:
+		e.adds = []colAdd{{field: "column", name: k.Column, typ: k.Type, notNull: k.NotNull}}
+		e.exprs = []fieldExpr{{"backfill", k.Backfill}, {"default", k.Default}}
+	case *SetNotNull:
+		e.uses = []colRef{{"column", k.Column}}
+		e.notNull = k.Column
+		e.exprs = []fieldExpr{{"backfill", k.Backfill}}
+	case *AddIndex:
+		for i, c := range k.Columns {
+			if phases.IsExpression(c) {
+				e.exprs = append(e.exprs, fieldExpr{fmt.Sprintf("columns[%d]", i), c})
+			} else {
+				e.uses = append(e.uses, colRef{fmt.Sprintf("columns[%d]", i), c})
+			}
+		}
+		e.exprs = append(e.exprs, fieldExpr{"where", k.Where})
+		e.names = []objName{{"name", k.IndexName(), true}}
+	case *AddUnique:
+		for i, c := range k.Columns {
+			e.uses = append(e.uses, colRef{fmt.Sprintf("columns[%d]", i), c})
+		}
+		e.names = []objName{{"name", k.constraintName(), true}}
+	case *AddCheck:
+		e.exprs = []fieldExpr{{"check", k.Expr}}
+		e.names = []objName{{"name", k.constraintName(s.ID), false}}
+	case *AddForeignKey:
+		for i, c := range k.Columns {
+			e.uses = append(e.uses, colRef{fmt.Sprintf("columns[%d]", i), c})
+		}
+		e.names = []objName{{"name", k.constraintName(), false}}
+		e.refTable = ParseTableName(k.References.Table)
+		for i, c := range k.References.Columns {
+			e.refCols = append(e.refCols, colRef{fmt.Sprintf("references.columns[%d]", i), c})
+		}
+	}
+	return e
+}
+
+// modelTable is one table as the sequence has it so far.
+type modelTable struct {
+	// live is the table's modeled catalog; nil when its columns are
+	// unknown (offline, or a table that does not exist).
+	live *Table
+	// snapshot is a copy of live handed out as a change's starting point;
+	// nil once live changed since.
+	snapshot *Table
+	// cols records what changes did to columns, to name them in problems.
+	cols map[string]*modelCol
+	// changed: some earlier change of the sequence altered the table.
+	changed bool
+}
+
+type modelCol struct {
+	present bool
+	by      *Spec
+	how     string // for a removed column
+}
+
+// sequence is the model of the whole schema.
+type sequence struct {
+	tables map[string]*modelTable
+	// indexNames are schema-wide; constraint names per table.
+	indexNames      map[string]*Spec // schema.name
+	constraintNames map[string]*Spec // schema.table.name
+}
+
+// SequenceResult is the model's verdict per change id: the contradictions
+// it found and, online, the table each change starts from.
+type SequenceResult struct {
+	Problems map[string][]Problem
+	// Before is the change's table as the earlier changes leave it (online
+	// only); Changed says whether an earlier change altered it, i.e.
+	// whether Before differs from the catalog.
+	Before  map[string]*Table
+	Changed map[string]bool
+}
+
+// CheckSequence applies specs in order to a model of the schema. live maps
+// TableName.String() to the catalog (nil: offline). started lists the ids
+// of changes that already started: their effects are applied without
+// checks, the catalog already showing part of them.
+func CheckSequence(specs []Spec, live map[string]*Table, started map[string]bool) SequenceResult {
+	seq := &sequence{tables: map[string]*modelTable{}, indexNames: map[string]*Spec{}, constraintNames: map[string]*Spec{}}
+	res := SequenceResult{Problems: map[string][]Problem{}, Before: map[string]*Table{}, Changed: map[string]bool{}}
+	for i := range specs {
+		s := &specs[i]
+		if s.Change == nil {
+			continue
+		}
+		mt := seq.table(s.Change.Table(), live)
+		e := effectOf(*s)
+		var ps []Problem
+		if !started[s.ID] {
+			ps = seq.check(s, mt, e, live)
+		}
+		if len(ps) > 0 {
+			res.Problems[s.ID] = ps
+		}
+		if mt.live != nil {
+			res.Before[s.ID] = mt.before()
+			res.Changed[s.ID] = mt.changed
+		}
+		// A refused change is still applied, so that the changes after it
+		// are judged against what it declares rather than twice.
+		seq.apply(s, mt, e)
+	}
+	return res
+}
+
+func (seq *sequence) table(name TableName, live map[string]*Table) *modelTable {
+	key := name.String()
+	if mt := seq.tables[key]; mt != nil {
+		return mt
+	}
+	mt := &modelTable{cols: map[string]*modelCol{}}
+	if t := live[key]; t != nil {
+		mt.live = copyTable(t)
+	}
+	seq.tables[key] = mt
+	return mt
+}
+
+// before is the table as the change finds it.
+func (mt *modelTable) before() *Table {
+	if mt.snapshot == nil {
+		mt.snapshot = copyTable(mt.live)
+	}
+	return mt.snapshot
+}
+
+// exists reports whether column name exists at this point: false with the
+// change that removed it, or false with nil when the catalog lacks it.
+func (mt *modelTable) exists(name string) (bool, *modelCol) {
+	if mc := mt.cols[name]; mc != nil {
+		return mc.present, mc
+	}
+	if mt.live == nil {
+		return true, nil // offline: assumed
+	}
+	return mt.live.Column(name) != nil, nil
+}
+
+// changeAt names a change and where it is declared.
+func changeAt(s *Spec) string {
+	return fmt.Sprintf("change %s (%s:%d)", s.ID, s.File, s.Line)
+}
+
+func (seq *sequence) check(s *Spec, mt *modelTable, e effect, live map[string]*Table) []Problem {
+	var ps []Problem
+	name := s.Change.Table()
+	for _, u := range e.uses {
+		ps = append(ps, usesProblem(mt, name, u)...)
+	}
+	if len(e.refCols) > 0 {
+		rt := seq.table(e.refTable, live)
+		for _, u := range e.refCols {
+			ps = append(ps, usesProblem(rt, e.refTable, u)...)
+		}
+	}
+	for _, a := range e.adds {
+		if mc := mt.cols[a.name]; mc != nil && mc.present && mc.by != nil {
+			ps = append(ps, Problem{Field: a.field,
+				Message: fmt.Sprintf("column %q is also added to %s by %s, which comes earlier: two changes cannot produce one name", a.name, name, changeAt(mc.by)),
+				Hint:    "pick another name for one of them"})
+		}
+	}
+	for _, n := range e.names {
+		if prev := seq.names(n)[seq.nameKey(name, n)]; prev != nil {
+			what := "a constraint"
+			if n.index {
+				what = "an index"
+			}
+			ps = append(ps, Problem{Field: n.field,
+				Message: fmt.Sprintf("%s named %q is also created by %s, which comes earlier: two changes cannot produce one name", what, n.name, changeAt(prev)),
+				Hint:    "pick another name for one of them"})
+		}
+	}
+	// Expressions naming a column an earlier change removed.
+	for _, x := range e.exprs {
+		for _, col := range identifiersOf(x.expr) {
+			if ok, mc := mt.exists(col); !ok && mc != nil {
+				ps = append(ps, Problem{Field: x.field,
+					Message: fmt.Sprintf("%q uses column %q, which is %s by %s, which comes earlier", oneLine(x.expr, 80), col, mc.how, changeAt(mc.by)),
+					Hint:    "use the column's new name, or order the changes the other way"})
+			}
+		}
+	}
+	return ps
+}
+
+func usesProblem(mt *modelTable, table TableName, u colRef) []Problem {
+	ok, mc := mt.exists(u.name)
+	switch {
+	case ok:
+		return nil
+	case mc != nil:
+		return []Problem{{Field: u.field,
+			Message: fmt.Sprintf("column %q of %s is %s by %s, which comes earlier", u.name, table, mc.how, changeAt(mc.by)),
+			Hint:    "use the column's new name, order the changes the other way, or remove one of them"}}
+	default:
+		return []Problem{{Field: u.field, Message: fmt.Sprintf("column %q does not exist on %s", u.name, mt.live.Name),
+			Hint: "check the column name" + nearest(u.name, columnNames(mt.live))}}
+	}
+}
+
+func (seq *sequence) nameKey(t TableName, n objName) string {
+	if n.index {
+		return t.SchemaOrPublic() + "." + n.name
+	}
+	return t.String() + "." + n.name
+}
+
+func (seq *sequence) names(n objName) map[string]*Spec {
+	if n.index {
+		return seq.indexNames
+	}
+	return seq.constraintNames
+}
+
+// apply records the change's effect on the model.
+func (seq *sequence) apply(s *Spec, mt *modelTable, e effect) {
+	t := s.Change.Table()
+	for _, n := range e.names {
+		seq.names(n)[seq.nameKey(t, n)] = s
+	}
+	if len(e.adds)+len(e.removes) == 0 && e.notNull == "" && len(e.names) == 0 {
+		return
+	}
+	mt.changed = true
+	mt.snapshot = nil
+	for _, a := range e.adds {
+		mt.cols[a.name] = &modelCol{present: true, by: s}
+		if mt.live != nil {
+			mt.live.addColumn(a)
+		}
+	}
+	for _, r := range e.removes {
+		mt.cols[r.name] = &modelCol{by: s, how: r.how}
+		if mt.live != nil {
+			mt.live.removeColumn(r.name)
+		}
+	}
+	if mt.live == nil {
+		return
+	}
+	if c := mt.live.Column(e.notNull); c != nil {
+		c.NotNull = true
+	}
+	for _, n := range e.names {
+		switch k := s.Change.(type) {
+		case *AddIndex:
+			mt.live.Indexes = append(mt.live.Indexes, Index{Name: n.name, Columns: plainColumns(k.Columns), Unique: k.Unique})
+		case *AddUnique:
+			mt.live.Indexes = append(mt.live.Indexes, Index{Name: n.name, Columns: k.Columns, Unique: true, Constraint: n.name})
+			mt.live.Checks = append(mt.live.Checks, Constraint{Name: n.name, Table: mt.live.Name, Type: "u", Columns: k.Columns})
+		case *AddCheck:
+			mt.live.Checks = append(mt.live.Checks, Constraint{Name: n.name, Table: mt.live.Name, Type: "c", Definition: "CHECK (" + k.Expr + ")"})
+		case *AddForeignKey:
+			mt.live.Checks = append(mt.live.Checks, Constraint{Name: n.name, Table: mt.live.Name, Type: "f", Columns: k.Columns})
+		}
+	}
+}
+
+func plainColumns(cols []string) []string {
+	var out []string
+	for _, c := range cols {
+		if !phases.IsExpression(c) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// addColumn adds a column: a copy of a.from when set (with a.typ as its
+// new type, if any), taking over its indexes and constraints as the copy
+// kinds re-create them.
+func (t *Table) addColumn(a colAdd) {
+	if t.Column(a.name) != nil {
+		return // a change that already started: the catalog has it
+	}
+	c := Column{Name: a.name, Type: a.typ, NotNull: a.notNull}
+	if src := t.Column(a.from); a.from != "" && src != nil {
+		c = Column{Name: a.name, Type: src.Type, NotNull: src.NotNull, Default: src.Default}
+		if a.typ != "" {
+			c.Type = a.typ
+		}
+		for i := range t.Indexes {
+			ix := &t.Indexes[i]
+			if contains(ix.Columns, a.from) && !ix.Primary {
+				t.Indexes = append(t.Indexes, Index{Name: copyName(ix.Name, a.from, a.name), Definition: renameInExpr(ix.Definition, a.from, a.name),
+					Columns: replaced(ix.Columns, a.from, a.name), Unique: ix.Unique, Constraint: copyNameIf(ix.Constraint, a.from, a.name)})
+			}
+		}
+		for _, k := range t.Checks {
+			if contains(k.Columns, a.from) {
+				t.Checks = append(t.Checks, Constraint{Name: copyName(k.Name, a.from, a.name), Table: k.Table, Type: k.Type,
+					Definition: renameInExpr(k.Definition, a.from, a.name), Columns: replaced(k.Columns, a.from, a.name)})
+			}
+		}
+	}
+	t.Columns = append(t.Columns, c)
+}
+
+func copyNameIf(name, old, new string) string {
+	if name == "" {
+		return ""
+	}
+	return copyName(name, old, new)
+}
+
+// removeColumn drops a column and what depends on it.
+func (t *Table) removeColumn(name string) {
+	cols := t.Columns[:0:0]
+	for _, c := range t.Columns {
+		if c.Name != name {
+			cols = append(cols, c)
+		}
+	}
+	t.Columns = cols
+	idx := t.Indexes[:0:0]
+	for _, ix := range t.Indexes {
+		if !contains(ix.Columns, name) {
+			idx = append(idx, ix)
+		}
+	}
+	t.Indexes = idx
+	checks := t.Checks[:0:0]
+	for _, k := range t.Checks {
+		if !contains(k.Columns, name) {
+			checks = append(checks, k)
+		}
+	}
+	t.Checks = checks
+	if contains(t.Key, name) {
+		t.Key = []string{}
+	}
+}
+
+func replaced(list []string, old, new string) []string {
+	out := make([]string, len(list))
+	for i, s := range list {
+		if s == old {
+			s = new
+		}
+		out[i] = s
+	}
+	return out
+}
+
+// copyTable copies a table deeply enough for the model to change the copy.
+func copyTable(t *Table) *Table {
+	if t == nil {
+		return nil
+	}
+	c := *t
+	c.Columns = append([]Column{}, t.Columns...)
+	c.Indexes = append([]Index{}, t.Indexes...)
+	c.Checks = append([]Constraint{}, t.Checks...)
+	c.Key = append([]string{}, t.Key...)
+	c.Referencing = append([]Constraint{}, t.Referencing...)
+	return &c
+}
+
+// identifiersOf lists the plain and quoted identifiers of an expression
+// that are not function names: the columns it may read.
+func identifiersOf(expr string) []string {
+	if expr == "" {
+		return nil
+	}
+	tokens := tokenize(expr)
+	var out []string
+	for i, tk := range tokens {
+		if !tk.isIdent() {
+			continue
+		}
+		prev, next := neighbour(tokens, i, -1), neighbour(tokens, i, +1)
+		if next.text == "(" || next.text == "." || prev.text == "::" {
+			continue
+		}
+		if !contains(out, tk.value()) {
+			out = append(out, tk.value())
+		}
+	}
+	return out
+}
