@@ -22,7 +22,7 @@ type engineOptions struct {
 	lockTimeout, statementTimeout, longStatementTimeout time.Duration
 	retries                                             int
 	wait, leaseTTL                                      time.Duration
-	minSoak                                             time.Duration
+	minSoak, fleetExpiry                                time.Duration
 	async                                               bool
 	// backfill tunes inline backfills (next only: hasBackfill).
 	backfill    backfill.Options
@@ -48,6 +48,7 @@ func (o *engineOptions) registerTimeouts(cmd *cobra.Command) {
 func (o *engineOptions) registerNext(cmd *cobra.Command) {
 	o.register(cmd)
 	f := cmd.Flags()
+	f.DurationVar(&o.fleetExpiry, "fleet-expiry", planner.DefaultFleetExpiry, "an application instance that stopped heartbeating counts as live for this long (for the enforce and contract gates)")
 	f.DurationVar(&o.minSoak, "min-soak", 0, "minimum time the previous phase's flags must be live before a phase gated on them (contract; add_column's enforce)")
 	f.BoolVar(&o.async, "async", false, "start backfills and return; the phase completes at a later deploy once the backfill is verified (run it with planner backfill run)")
 	registerBackfillFlags(cmd, &o.backfill, "backfill-")
@@ -80,7 +81,7 @@ func (o *engineOptions) engine(cmd *cobra.Command) (*planner.Engine, func(), err
 	e := &planner.Engine{
 		Pool: pool, Schema: g.stateSchema,
 		LockTimeout: o.lockTimeout, StatementTimeout: o.statementTimeout, LongStatementTimeout: o.longStatementTimeout,
-		Retries: o.retries, Wait: o.wait, LeaseTTL: o.leaseTTL, MinSoak: o.minSoak, Async: o.async,
+		Retries: o.retries, Wait: o.wait, LeaseTTL: o.leaseTTL, MinSoak: o.minSoak, FleetExpiry: o.fleetExpiry, Async: o.async,
 		Log: cmd.ErrOrStderr(), Verbose: g.verbose,
 	}
 	e.Backfill = o.backfill

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/pgplanner/planner/flags"
 	"github.com/pgplanner/planner/planner"
 )
 
@@ -15,7 +16,7 @@ func init() { commands = append(commands, statusCmd) }
 
 func statusCmd() *cobra.Command {
 	src := specSource{optional: true}
-	var minSoak = new(engineOptions)
+	var gates engineOptions
 	cmd := &cobra.Command{
 		Use:   "status [PATH]",
 		Short: "Show every change: phase k of N, the next phase and its gate, backfill progress, flags",
@@ -30,7 +31,7 @@ func statusCmd() *cobra.Command {
 				return err
 			}
 			defer pool.Close()
-			e := &planner.Engine{Pool: pool, Schema: g.stateSchema, MinSoak: minSoak.minSoak}
+			e := &planner.Engine{Pool: pool, Schema: g.stateSchema, MinSoak: gates.minSoak, FleetExpiry: gates.fleetExpiry}
 			list, err := e.Status(cmd.Context(), specs)
 			if err != nil {
 				return err
@@ -42,11 +43,21 @@ func statusCmd() *cobra.Command {
 				return emit(list)
 			}
 			printStatus(cmd.OutOrStdout(), list)
+			if fleet, err := flags.Fleet(cmd.Context(), pool, g.stateSchema, e.FleetExpiry); err == nil && len(fleet) > 0 {
+				live := 0
+				for _, in := range fleet {
+					if in.Live {
+						live++
+					}
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "\nfleet: %d live application instance(s), %d stale (planner fleet lists them)\n", live, len(fleet)-live)
+			}
 			return nil
 		},
 	}
 	src.register(cmd)
-	cmd.Flags().DurationVar(&minSoak.minSoak, "min-soak", 0, "minimum soak time to evaluate gates on flags with (as given to planner next)")
+	cmd.Flags().DurationVar(&gates.minSoak, "min-soak", 0, "minimum soak time to evaluate gates on flags with (as given to planner next)")
+	cmd.Flags().DurationVar(&gates.fleetExpiry, "fleet-expiry", planner.DefaultFleetExpiry, "as given to planner next")
 	return cmd
 }
 
