@@ -44,7 +44,7 @@ func (t *target) changed(args *[]any) (returning, record string) {
 	}
 	*args = append(*args, t.undo.changeID)
 	return fmt.Sprintf("ARRAY[%s] AS undo_key, %s::text AS undo_value", t.keyList("::text"), t.column),
-		fmt.Sprintf(", recorded AS (INSERT INTO %s (change_id, key, value) SELECT $%d, undo_key, undo_value FROM done ON CONFLICT DO NOTHING)",
+		fmt.Sprintf(", recorded AS (INSERT INTO %s (change_id, key, value) SELECT $%d::text, undo_key, undo_value FROM done ON CONFLICT DO NOTHING)",
 			t.undo.table, len(*args))
 }
 
