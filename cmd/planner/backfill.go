@@ -103,6 +103,7 @@ func registerBackfillFlags(cmd *cobra.Command, o *backfill.Options, prefix strin
 	f.IntVar(&o.MinBatch, prefix+"min-batch", 100, "smallest batch, in rows")
 	f.IntVar(&o.MaxBatch, prefix+"max-batch", 200_000, "largest batch, in rows")
 	f.DurationVar(&o.Sleep, prefix+"sleep", 0, "pause between two batches of a worker")
+	f.DurationVar(&o.MaxAppWait, prefix+"max-app-wait", 200*time.Millisecond, "longest an application statement may wait for a batch's row locks: batches skip rows the application holds (and come back for them), and the server cancels a batch running past 90% of it, retried smaller; --"+prefix+"batch-time is lowered to 75% of it")
 	f.DurationVar(&o.MaxReplicaLag, prefix+"max-replica-lag", 10*time.Second, "wait while a replica lags more than this (negative: never check)")
 }
 
@@ -114,6 +115,8 @@ func checkBackfillFlags(o *backfill.Options, prefix string) error {
 		return usageErrorf("--%sworkers must be at least 1", prefix)
 	case o.TargetBatch <= 0:
 		return usageErrorf("--%sbatch-time must be positive", prefix)
+	case o.MaxAppWait < 10*time.Millisecond:
+		return usageErrorf("--%smax-app-wait must be at least 10ms (a batch must fit in it)", prefix)
 	case o.MinBatch < 1:
 		return usageErrorf("--%smin-batch must be at least 1", prefix)
 	case o.MaxBatch < o.MinBatch:
