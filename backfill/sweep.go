@@ -129,6 +129,9 @@ func (r *runner) sweepSQL(c claim, size int, retry time.Duration) (string, []any
 		after = t.tuple() + " > " + t.keyArgs(&a, c.cursor)
 	}
 	within := after
+	if c.cursor == nil {
+		after = t.firstKeyCond()
+	}
 	upper := ""
 	if c.upper != nil {
 		upper = t.keyArgs(&a, c.upper)

@@ -228,6 +228,9 @@ func (t *target) stepSQL(lower, upper []string, size int, verify bool) (string, 
 	args = append(args, size-1)
 	// The same parameters serve the lower bound below.
 	lowerCond, _ := t.cond(lower, nil)
+	if lower == nil {
+		lowerCond = t.firstKeyCond()
+	}
 	bound := fmt.Sprintf("SELECT %s FROM %s WHERE %s ORDER BY %s LIMIT 1 OFFSET $%d",
 		t.keyList(""), t.name, boundCond, t.orderBy(), len(args))
 	upTo := fmt.Sprintf("%s AND %s <= (SELECT %s FROM bound) AND %s IS DISTINCT FROM %s",
@@ -241,6 +244,13 @@ func (t *target) stepSQL(lower, upper []string, size int, verify bool) (string, 
 			bound, t.name, t.column, t.value, upTo, returning, record)
 	}
 	return fmt.Sprintf("%s, %s FROM (VALUES (1)) AS one (x) LEFT JOIN bound ON true", work, t.keyListOf("bound.", "::text")), args
+}
+
+// firstKeyCond bounds the key from below by the table's first key: with
+// only an upper bound known at execution time, the planner would take a
+// batch's rows for a third of the table and scan it whole.
+func (t *target) firstKeyCond() string {
+	return fmt.Sprintf("%s >= (SELECT %s FROM %s ORDER BY %s LIMIT 1)", t.tuple(), t.keyList(""), t.name, t.orderBy())
 }
 
 // tailSQL finishes a range with fewer rows left than a batch: for a
