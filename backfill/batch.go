@@ -93,7 +93,7 @@ func (r *runner) batch(ctx context.Context, size int, sz *sizer) (outcome, int, 
 	var res result
 	switch {
 	case c.verify:
-		res, err = r.apply(ctx, conn, c, size)
+		res, err = r.verify(ctx, conn, c, size)
 	case c.swept:
 		res, err = r.revisit(ctx, conn, c)
 	default:
@@ -259,15 +259,16 @@ FOR UPDATE OF r SKIP LOCKED`, rangesTable(r.schema), jobsTable(r.schema)), r.cha
 	return c, true, nil
 }
 
-// apply does the batch's work after the cursor of a claimed range.
-func (r *runner) apply(ctx context.Context, conn *pgxpool.Conn, c claim, size int) (result, error) {
+// verify runs a verification batch after the cursor of a claimed range,
+// fixing the rows that differ.
+func (r *runner) verify(ctx context.Context, conn *pgxpool.Conn, c claim, size int) (result, error) {
 	res := result{rows: int64(size)}
 	end := make([]*string, len(r.t.key.cols))
 	dest := []any{&res.changed}
 	for i := range end {
 		dest = append(dest, &end[i])
 	}
-	sql, args := r.t.stepSQL(c.cursor, c.upper, size, c.verify)
+	sql, args := r.t.verifySQL(c.cursor, c.upper, size)
 	if err := conn.QueryRow(ctx, sql, args...).Scan(dest...); err != nil {
 		return res, err
 	}
@@ -275,7 +276,7 @@ func (r *runner) apply(ctx context.Context, conn *pgxpool.Conn, c claim, size in
 		// Fewer than size rows left: the batch runs to the range's end
 		// (open for the last range: rows inserted since Start included).
 		res.last, res.end, res.changed = true, c.upper, 0
-		sql, args := r.t.tailSQL(c.cursor, c.upper, c.verify)
+		sql, args := r.t.verifyTailSQL(c.cursor, c.upper)
 		if err := conn.QueryRow(ctx, sql, args...).Scan(&res.rows, &res.changed); err != nil {
 			return res, err
 		}
@@ -286,7 +287,7 @@ func (r *runner) apply(ctx context.Context, conn *pgxpool.Conn, c claim, size in
 		}
 		res.last = c.upper != nil && slices.Equal(res.end, c.upper)
 	}
-	if !c.verify || res.changed == 0 {
+	if res.changed == 0 {
 		return res, nil
 	}
 	// Verification found rows that differ: fix them and count again. The
