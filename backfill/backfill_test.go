@@ -1056,3 +1056,44 @@ func TestRetriesGiveUp(t *testing.T) {
 		t.Fatalf("err = %v, want a lock timeout after retries", err)
 	}
 }
+
+// TestRowChangedUnderABatchGetsItsNewValue: an application commits a new
+// value in a row after a batch's statement began but before the batch
+// reached (and locked) it; the batch writes the value computed from the
+// row as the application left it, so verification has nothing to fix.
+func TestRowChangedUnderABatchGetsItsNewValue(t *testing.T) {
+	db := newDB(t)
+	ctx := context.Background()
+	db.Exec(t, `CREATE TABLE t (id int PRIMARY KEY, old text, new text);
+INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 10) g`)
+	// Row 1 takes 300ms each time its value is computed: the batch's
+	// statement is still at row 1 when the application writes row 2.
+	db.Exec(t, `CREATE FUNCTION slow(id int, v text) RETURNS text LANGUAGE sql VOLATILE AS $$
+SELECT CASE WHEN id = 1 THEN v || left(pg_sleep(0.3)::text, 0) ELSE v END || '!' $$`)
+	if err := StartWith(ctx, db.Pool, state, "c1", phases.Backfill{Table: "t", Column: "new", Expr: "slow(id, old)"}, nil,
+		StartOptions{BatchSize: 100}); err != nil {
+		t.Fatal(err)
+	}
+	written := make(chan error, 1)
+	var once sync.Once
+	p, err := Run(ctx, db.Pool, state, "c1", Options{MaxAppWait: 5 * time.Second, MinBatch: 100,
+		Progress: func(Progress) {
+			once.Do(func() {
+				go func() {
+					time.Sleep(100 * time.Millisecond)
+					_, err := db.Pool.Exec(ctx, `UPDATE t SET old = 'changed' WHERE id = 2`)
+					written <- err
+				}()
+			})
+		}, ProgressEvery: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-written; err != nil {
+		t.Fatal(err)
+	}
+	if !p.Verified || p.Fixed != 0 {
+		t.Fatalf("progress %+v: want verified with nothing to fix", p)
+	}
+	assertAllRight(t, db, "t", "new = old || '!'")
+}

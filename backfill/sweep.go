@@ -154,11 +154,9 @@ func (r *runner) sweepSQL(c claim, size int, retry time.Duration) (string, []any
 ), hi AS MATERIALIZED (
   (SELECT %[3]s FROM bound) UNION ALL (SELECT %[3]s FROM %[1]s WHERE %[4]s ORDER BY %[7]s LIMIT 1) LIMIT 1
 ), locked AS MATERIALIZED (
-  SELECT %[28]s, "planner new"."planner value" FROM %[1]s
-  CROSS JOIN LATERAL (SELECT %[10]s AS "planner value" OFFSET 0) "planner new"
-  WHERE %[8]s AND %[2]s IS DISTINCT FROM "planner new"."planner value" FOR NO KEY UPDATE OF %[29]s SKIP LOCKED
+  SELECT %[28]s FROM %[1]s WHERE %[8]s AND %[9]s FOR NO KEY UPDATE SKIP LOCKED
 ), done AS (
-  UPDATE %[1]s SET %[2]s = l."planner value" FROM locked l WHERE (%[27]s) = (%[19]s) RETURNING %[11]s
+  UPDATE %[1]s SET %[2]s = %[10]s FROM locked l WHERE (%[27]s) = (%[19]s) RETURNING %[11]s
 )%[12]s, skip AS (
   INSERT INTO %[13]s (change_id, range_no, key, retry_at)
   SELECT %[14]s, %[15]s, ARRAY[%[18]s], now() + %[16]s * interval '1 millisecond'
@@ -186,7 +184,7 @@ FROM step s`,
 		t.name, t.column, keys, within, t.orderBy(), sz, t.orderByDesc(), upTo, differs, t.value,
 		returning, record, skippedTable(r.schema), ch, no, retryMS, t.tuple(), t.keyListOf("b.", "::text"),
 		lockedKeys("l.", len(t.key.cols)), t.keyListOf("b.", ""), within, last, t.keyListOf("", "::text"), upperText, cursorText,
-		rangesTable(r.schema), t.keyListOf(t.name+".", ""), t.lockedKeyAs(), t.ref)
+		rangesTable(r.schema), t.keyListOf(t.name+".", ""), t.lockedKeyAs())
 	return sql, a
 }
 

@@ -22,7 +22,6 @@ type keySpec struct {
 // target is a job's table, column and expression, with the SQL it needs.
 type target struct {
 	name       string // quoted, schema-qualified table
-	ref        string // quoted table name, as FOR UPDATE OF names it
 	column     string // quoted column
 	columnType string
 	value      string // the expression, cast to the column's type
@@ -52,7 +51,6 @@ func (t *target) changed(args *[]any) (returning, record string) {
 func newTarget(schema, table, column, columnType, expr string, key keySpec) *target {
 	return &target{
 		name:       pgx.Identifier{schema, table}.Sanitize(),
-		ref:        pgx.Identifier{table}.Sanitize(),
 		column:     pgx.Identifier{column}.Sanitize(),
 		columnType: columnType,
 		// Cast once, the same way in SET and in IS DISTINCT FROM, so that a
