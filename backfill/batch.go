@@ -95,7 +95,7 @@ func (r *runner) batch(ctx context.Context, size int, sz *sizer) (outcome, int, 
 	case c.verify:
 		res, err = r.verify(ctx, conn, c, size)
 	case c.swept:
-		res, err = r.revisit(ctx, conn, c)
+		res, err = r.revisit(ctx, conn, c, size)
 	default:
 		res, err = r.sweep(ctx, conn, c, size)
 	}
@@ -104,8 +104,10 @@ func (r *runner) batch(ctx context.Context, size int, sz *sizer) (outcome, int, 
 		if ctx.Err() == nil && retryable(err) {
 			next := max(r.opts.MinBatch, size/2)
 			switch {
+			case c.swept && !isTimeout(err):
+				next = size // a revisit that waited for a row's lock
 			case c.swept:
-				next = size
+				// Fewer keys next time: a revisit takes at most size.
 			case isTimeout(err):
 				next = sz.cancelled(size, took)
 				err = fmt.Errorf("a batch of %d rows ran past its cap of %s (--max-app-wait %s): %w",
@@ -161,9 +163,9 @@ func (r *runner) sweep(ctx context.Context, conn *pgxpool.Conn, c claim, size in
 	return result{rows: n[0], changed: n[1], skipped: n[2], last: row[3] == "t"}, nil
 }
 
-// revisit takes up the skipped keys of a swept range that are due, and
-// commits. After revisitWaitAfter revisits it waits for a key's lock.
-func (r *runner) revisit(ctx context.Context, conn *pgxpool.Conn, c claim) (result, error) {
+// revisit takes up at most size skipped keys of a swept range that are
+// due, and commits. After revisitWaitAfter revisits it waits for a key's lock.
+func (r *runner) revisit(ctx context.Context, conn *pgxpool.Conn, c claim, size int) (result, error) {
 	wait := c.waits >= revisitWaitAfter
 	var pre []string
 	if wait {
@@ -171,7 +173,7 @@ func (r *runner) revisit(ctx context.Context, conn *pgxpool.Conn, c claim) (resu
 		pre = append(pre, fmt.Sprintf("SELECT set_config('statement_timeout', '%d', true)",
 			(r.opts.StatementTimeout+r.opts.LockTimeout).Milliseconds()))
 	}
-	sql, args := r.revisitSQL(c, wait, r.opts.Poll)
+	sql, args := r.revisitSQL(c, min(size, revisitBatch), wait, r.opts.Poll)
 	row, err := execAndCommit(ctx, conn.Conn().PgConn(), pre, sql, args)
 	if err != nil {
 		return result{}, err

@@ -188,17 +188,17 @@ FROM step s`,
 	return sql, a
 }
 
-// revisitSQL takes up range c's skipped keys that are due: the rows now
+// revisitSQL takes up to limit of range c's skipped keys that are due: the rows now
 // free are updated and their keys forgotten; keys still locked wait for a
 // later revisit, twice as late each time. With wait, it takes the key
 // skipped most often, alone, and waits for its lock. The range is done
 // when no skipped key is left. It returns the keys taken, the rows updated
 // and the keys still locked.
-func (r *runner) revisitSQL(c claim, wait bool, retry time.Duration) (string, []any) {
+func (r *runner) revisitSQL(c claim, limit int, wait bool, retry time.Duration) (string, []any) {
 	t := r.t
 	var a argList
 	ch, no := a.add(r.changeID)+"::text", a.add(c.no)+"::int"
-	limit, skip := revisitBatch, " SKIP LOCKED"
+	skip := " SKIP LOCKED"
 	if wait {
 		limit, skip = 1, ""
 	}
