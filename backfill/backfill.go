@@ -8,9 +8,9 @@
 // goroutines and processes may work on one job; a process killed at any
 // moment loses at most its uncommitted batch, and a rerun resumes.
 //
-// A batch never waits for the application's row locks, nor holds its own
-// longer than Options.MaxAppWait (see sweep.go): it skips rows locked by
-// the application and records their keys in the same commit; a range whose
+// A batch does not queue behind the application's row locks, nor holds
+// its own longer than Options.MaxAppWait (see sweep.go): it skips rows
+// locked by the application and records their keys in the same commit; a range whose
 // keys are all swept is done once a later batch has done those rows.
 //
 // The ranges split the keys that exist at Start; the last range has no

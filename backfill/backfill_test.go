@@ -896,7 +896,8 @@ SELECT CASE WHEN id <= 200 THEN v || left(pg_sleep(0.003)::text, 0) ELSE v END $
 
 // TestBackfillDoesNotWaitForApplicationLocks: an application transaction
 // holds the lock of one row (and changes it) for as long as it takes the
-// backfill to do every other row; the backfill goes past it without waiting,
+// backfill to do every other row; the backfill goes past it (after waiting
+// rowLockWait once, no batch failing),
 // is not done while the row is left, and comes back for it once the
 // transaction commits: the row is right, changed once by the backfill, and
 // not by the verification pass. With a plain key and a composite one.

@@ -50,7 +50,7 @@ type result struct {
 
 // batch runs one batch transaction of at most size rows (0: the range's
 // persisted size) and returns the size for the worker's next batch.
-func (r *runner) batch(ctx context.Context, size int, sz *sizer) (outcome, int, error) {
+func (r *runner) batch(ctx context.Context, size int, sz *sizer, skipLocked bool) (outcome, int, error) {
 	begun := time.Now()
 	conn, err := r.pool.Acquire(ctx)
 	if err != nil {
@@ -97,9 +97,12 @@ func (r *runner) batch(ctx context.Context, size int, sz *sizer) (outcome, int, 
 	case c.swept:
 		res, err = r.revisit(ctx, conn, c, size)
 	default:
-		res, err = r.sweep(ctx, conn, c, size)
+		res, err = r.sweep(ctx, conn, c, size, skipLocked)
 	}
 	took := time.Since(start)
+	if err != nil && !c.verify && !c.swept && !skipLocked && isLockTimeout(err) && ctx.Err() == nil {
+		return rowLocked, size, nil // the server rolled it back; again, skipping locked rows
+	}
 	if err != nil {
 		if ctx.Err() == nil && retryable(err) {
 			next := max(r.opts.MinBatch, size/2)
@@ -146,10 +149,19 @@ func isTimeout(err error) bool {
 	return errors.As(err, &pg) && pg.Code == "57014"
 }
 
+func isLockTimeout(err error) bool {
+	var pg *pgconn.PgError
+	return errors.As(err, &pg) && pg.Code == "55P03"
+}
+
 // sweep runs the batch of a range being swept, and commits it.
-func (r *runner) sweep(ctx context.Context, conn *pgxpool.Conn, c claim, size int) (result, error) {
-	sql, args := r.sweepSQL(c, size, r.opts.Poll)
-	row, err := execAndCommit(ctx, conn.Conn().PgConn(), nil, sql, args)
+func (r *runner) sweep(ctx context.Context, conn *pgxpool.Conn, c claim, size int, skipLocked bool) (result, error) {
+	var pre []string
+	if !skipLocked {
+		pre = append(pre, fmt.Sprintf("SELECT set_config('lock_timeout', '%d', true)", rowLockWait.Milliseconds()))
+	}
+	sql, args := r.sweepSQL(c, size, skipLocked, r.opts.Poll)
+	row, err := execAndCommit(ctx, conn.Conn().PgConn(), pre, sql, args)
 	if err != nil {
 		return result{}, err
 	}

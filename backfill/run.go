@@ -341,6 +341,7 @@ func (e *retryError) Unwrap() error { return e.err }
 func (r *runner) work(ctx context.Context) error {
 	size := 0 // 0: take the range's persisted size
 	sz := newSizer(r.opts)
+	skipLocked := false // the last batch met a row held by the application
 	failures := 0
 	var lagChecked, splitTried time.Time
 	for {
@@ -353,7 +354,8 @@ func (r *runner) work(ctx context.Context) error {
 			}
 			lagChecked = time.Now()
 		}
-		outcome, next, err := r.batch(ctx, size, sz)
+		outcome, next, err := r.batch(ctx, size, sz, skipLocked)
+		skipLocked = outcome == rowLocked
 		var retry *retryError
 		switch {
 		case errors.As(err, &retry):
@@ -419,6 +421,7 @@ const (
 	worked outcome = iota
 	paused
 	nothingToClaim
+	rowLocked // rolled back on a row the application holds
 )
 
 func sleep(ctx context.Context, d time.Duration) error {

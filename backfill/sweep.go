@@ -14,11 +14,14 @@ import (
 // An application statement can only wait for a batch's row locks, from the
 // moment the batch takes them until its transaction ends. So:
 //
-//   - the batch takes the rows it changes with FOR NO KEY UPDATE SKIP
-//     LOCKED: it never queues behind an application transaction (nor, in
-//     the queue for a row, in front of other application statements). The
-//     keys it skipped are recorded (backfill_skipped) in the batch's own
-//     commit, and revisited later; the range is done only when they are;
+//   - a batch waits at most rowLockWait for a row an application
+//     transaction holds; then it is rolled back and done again taking its
+//     rows first with FOR NO KEY UPDATE SKIP LOCKED: it does not queue
+//     behind the application (nor, in the queue for a row, in front of
+//     other application statements). The keys it skipped are recorded
+//     (backfill_skipped) in the batch's own commit, and revisited later;
+//     the range is done only when they are. (Locking first costs a WAL
+//     record per row, so batches do it only after such a conflict.)
 //   - the whole batch is one statement (find the end key, lock, update,
 //     record the skipped keys, advance the range's cursor) followed by
 //     COMMIT in the same round trip, in a segment of its own: locks are held
@@ -34,6 +37,10 @@ import (
 // for many seconds) is waited for instead, alone in its batch and under
 // lock_timeout: only statements that wait for that row anyway queue behind
 // the backfill, and a lock held for good ends in Run's retry limit.
+
+// rowLockWait is the lock_timeout of a batch that does not lock its rows
+// first.
+const rowLockWait = 10 * time.Millisecond
 
 // revisitWaitAfter is the number of revisits that skip a locked key before
 // one waits for it.
@@ -115,10 +122,10 @@ func (t *target) orderByDesc() string {
 }
 
 // sweepSQL is one backfill batch of range c, up to size keys after its
-// cursor, in one statement (see above); retry is the first revisit's delay
-// for the keys it skips. It returns the keys gone through, the rows
+// cursor, in one statement (see above); with skipLocked it locks the rows
+// first and skips those locked, retry being the first revisit's delay. It returns the keys gone through, the rows
 // updated, the keys skipped and whether the range's keys are all swept.
-func (r *runner) sweepSQL(c claim, size int, retry time.Duration) (string, []any) {
+func (r *runner) sweepSQL(c claim, size int, skipLocked bool, retry time.Duration) (string, []any) {
 	t := r.t
 	var a argList
 	after := "true"
@@ -138,7 +145,6 @@ func (r *runner) sweepSQL(c claim, size int, retry time.Duration) (string, []any
 	cursorText := keyTextArgs(&a, c.cursor)
 	sz := a.add(size) + "::int"
 	ch, no := a.add(r.changeID)+"::text", a.add(c.no)+"::int"
-	retryMS := a.add(retry.Milliseconds()) + "::int"
 	differs := t.column + " IS DISTINCT FROM " + t.value
 	keys := t.keyList("")
 	// The batch's last key: the size-th after the cursor or, with fewer
@@ -149,47 +155,55 @@ func (r *runner) sweepSQL(c claim, size int, retry time.Duration) (string, []any
 		last += fmt.Sprintf(" OR (SELECT %s FROM bound) = %s", t.tuple(), upper)
 	}
 	returning, record := t.changed((*[]any)(&a))
-	sql := fmt.Sprintf(`WITH bound AS MATERIALIZED (
-  SELECT %[3]s FROM %[1]s WHERE %[4]s ORDER BY %[5]s LIMIT 1 OFFSET %[6]s - 1
-), hi AS MATERIALIZED (
-  (SELECT %[3]s FROM bound) UNION ALL (SELECT %[3]s FROM %[1]s WHERE %[4]s ORDER BY %[7]s LIMIT 1) LIMIT 1
-), locked AS MATERIALIZED (
-  SELECT %[28]s FROM %[1]s WHERE %[8]s AND %[9]s FOR NO KEY UPDATE SKIP LOCKED
+	// The rows' update: directly, or after locking the rows free.
+	work := fmt.Sprintf(`done AS (
+  UPDATE %[1]s SET %[2]s = %[3]s WHERE %[4]s AND %[5]s RETURNING %[6]s
+)%[7]s, skip AS (SELECT 1 WHERE false)`, t.name, t.column, t.value, upTo, differs, returning, record)
+	if skipLocked {
+		retryMS := a.add(retry.Milliseconds()) + "::int"
+		work = fmt.Sprintf(`locked AS MATERIALIZED (
+  SELECT %[1]s FROM %[2]s WHERE %[3]s AND %[4]s FOR NO KEY UPDATE SKIP LOCKED
 ), done AS (
-  UPDATE %[1]s SET %[2]s = %[10]s FROM locked l WHERE (%[27]s) = (%[19]s) RETURNING %[11]s
-)%[12]s, skip AS (
-  INSERT INTO %[13]s (change_id, range_no, key, retry_at)
-  SELECT %[14]s, %[15]s, ARRAY[%[18]s], now() + %[16]s * interval '1 millisecond'
-  FROM (SELECT %[3]s FROM %[1]s WHERE %[8]s AND %[9]s) b
-  WHERE NOT EXISTS (SELECT 1 FROM locked l WHERE (%[19]s) = (%[20]s))
+  UPDATE %[2]s SET %[5]s = %[6]s FROM locked l WHERE (%[7]s) = (%[8]s) RETURNING %[9]s
+)%[10]s, skip AS (
+  INSERT INTO %[11]s (change_id, range_no, key, retry_at)
+  SELECT %[12]s, %[13]s, ARRAY[%[14]s], now() + %[15]s * interval '1 millisecond'
+  FROM (SELECT %[16]s FROM %[2]s WHERE %[3]s AND %[4]s) b
+  WHERE NOT EXISTS (SELECT 1 FROM locked l WHERE (%[8]s) = (%[17]s))
   ON CONFLICT DO NOTHING RETURNING 1
-), step AS MATERIALIZED (
+)`, t.lockedKeyAs(), t.name, upTo, differs, t.column, t.value, t.keyListOf(t.name+".", ""),
+			lockedKeys("l.", len(t.key.cols)), returning, record, skippedTable(r.schema), ch, no,
+			t.keyListOf("b.", "::text"), retryMS, keys, t.keyListOf("b.", ""))
+	}
+	sql := fmt.Sprintf(`WITH bound AS MATERIALIZED (
+  SELECT %[2]s FROM %[1]s WHERE %[3]s ORDER BY %[4]s LIMIT 1 OFFSET %[5]s - 1
+), hi AS MATERIALIZED (
+  (SELECT %[2]s FROM bound) UNION ALL (SELECT %[2]s FROM %[1]s WHERE %[3]s ORDER BY %[6]s LIMIT 1) LIMIT 1
+), %[7]s, step AS MATERIALIZED (
   SELECT s.full,
-         CASE WHEN s.full THEN %[6]s::bigint ELSE (SELECT count(*) FROM %[1]s WHERE %[21]s) END AS n_rows,
-         %[22]s AS is_last,
-         CASE WHEN s.full THEN (SELECT ARRAY[%[23]s] FROM bound)
-              ELSE coalesce(%[24]s, (SELECT ARRAY[%[23]s] FROM hi), %[25]s) END AS new_cursor
+         CASE WHEN s.full THEN %[5]s::bigint ELSE (SELECT count(*) FROM %[1]s WHERE %[3]s) END AS n_rows,
+         %[11]s AS is_last,
+         CASE WHEN s.full THEN (SELECT ARRAY[%[12]s] FROM bound)
+              ELSE coalesce(%[13]s, (SELECT ARRAY[%[12]s] FROM hi), %[14]s) END AS new_cursor
   FROM (SELECT EXISTS (SELECT 1 FROM bound) AS full) s
 ), rng AS (
-  UPDATE %[26]s SET cursor = s.new_cursor, rows_done = rows_done + s.n_rows,
-    rows_updated = rows_updated + (SELECT count(*) FROM done), batch_size = %[6]s, batches = batches + 1,
+  UPDATE %[15]s SET cursor = s.new_cursor, rows_done = rows_done + s.n_rows,
+    rows_updated = rows_updated + (SELECT count(*) FROM done), batch_size = %[5]s, batches = batches + 1,
     updated_at = now(), swept = s.is_last,
     done_at = CASE WHEN s.is_last AND NOT EXISTS (SELECT 1 FROM skip)
-                    AND NOT EXISTS (SELECT 1 FROM %[13]s WHERE change_id = %[14]s AND range_no = %[15]s) THEN now() END
-  FROM step s WHERE change_id = %[14]s AND range_no = %[15]s
+                    AND NOT EXISTS (SELECT 1 FROM %[8]s WHERE change_id = %[9]s AND range_no = %[10]s) THEN now() END
+  FROM step s WHERE change_id = %[9]s AND range_no = %[10]s
   RETURNING 1
 )
 SELECT s.n_rows, (SELECT count(*) FROM done), (SELECT count(*) FROM skip), s.is_last, (SELECT count(*) FROM rng)
 FROM step s`,
-		t.name, t.column, keys, within, t.orderBy(), sz, t.orderByDesc(), upTo, differs, t.value,
-		returning, record, skippedTable(r.schema), ch, no, retryMS, t.tuple(), t.keyListOf("b.", "::text"),
-		lockedKeys("l.", len(t.key.cols)), t.keyListOf("b.", ""), within, last, t.keyListOf("", "::text"), upperText, cursorText,
-		rangesTable(r.schema), t.keyListOf(t.name+".", ""), t.lockedKeyAs())
+		t.name, keys, within, t.orderBy(), sz, t.orderByDesc(), work, skippedTable(r.schema), ch, no, last,
+		t.keyListOf("", "::text"), upperText, cursorText, rangesTable(r.schema))
 	return sql, a
 }
 
-// revisitSQL takes up to limit of range c's skipped keys that are due: the rows now
-// free are updated and their keys forgotten; keys still locked wait for a
+// revisitSQL takes up to limit of range c's skipped keys that are due:
+// the rows now free are updated and their keys forgotten; keys still locked wait for a
 // later revisit, twice as late each time. With wait, it takes the key
 // skipped most often, alone, and waits for its lock. The range is done
 // when no skipped key is left. It returns the keys taken, the rows updated
