@@ -8,6 +8,11 @@
 // goroutines and processes may work on one job; a process killed at any
 // moment loses at most its uncommitted batch, and a rerun resumes.
 //
+// A batch does not queue behind the application's row locks, nor holds
+// its own longer than Options.MaxAppWait (see sweep.go): it skips rows
+// locked by the application and records their keys in the same commit; a range whose
+// keys are all swept is done once a later batch has done those rows.
+//
 // The ranges split the keys that exist at Start; the last range has no
 // upper bound, so rows inserted meanwhile past the last key are covered
 // too (not only by a sync trigger: an add_column has none). A batch ends
@@ -186,6 +191,9 @@ func (p Progress) Fraction() float64 {
 func jobsTable(schema string) string   { return pgx.Identifier{schema, "backfill_jobs"}.Sanitize() }
 func rangesTable(schema string) string { return pgx.Identifier{schema, "backfill_ranges"}.Sanitize() }
 func undoTable(schema string) string   { return pgx.Identifier{schema, "backfill_undo"}.Sanitize() }
+func skippedTable(schema string) string {
+	return pgx.Identifier{schema, "backfill_skipped"}.Sanitize()
+}
 
 // Migrate creates the job and range tables in the state schema (created if
 // missing). Idempotent; the engine runs it inside its own migration.
@@ -244,7 +252,7 @@ CREATE TABLE IF NOT EXISTS %[3]s (
   key       text[] NOT NULL,
   value     text,  -- the value written, as text: a row changed since is left alone
   PRIMARY KEY (change_id, key)
-)`, jobsTable(schema), rangesTable(schema), undoTable(schema))
+)`, jobsTable(schema), rangesTable(schema), undoTable(schema)) + ";\n" + fmt.Sprintf(skippedDDL, jobsTable(schema), skippedTable(schema))
 	if _, err := tx.Exec(ctx, ddl); err != nil {
 		return fmt.Errorf("backfill: migrate: %w", err)
 	}
@@ -254,35 +262,67 @@ CREATE TABLE IF NOT EXISTS %[3]s (
 	return nil
 }
 
-// laterJobColumns were added to the jobs table after its first release.
-var laterJobColumns = []struct{ name, def string }{
-	{"rate_since", "timestamptz"},
-	{"rate_rows", "bigint NOT NULL DEFAULT 0"},
-	{"seen_at", "timestamptz"},
-	{"undo", "boolean NOT NULL DEFAULT false"},
-	{"throttled_by", "text"},        // why workers wait for replicas; NULL: they do not
-	{"throttled_at", "timestamptz"}, // when a waiting worker last said so
+// skippedDDL is the table of keys a backfill batch passed over because an
+// application transaction held their row lock (see sweep.go): the range
+// they belong to is done only once they are.
+const skippedDDL = `CREATE TABLE IF NOT EXISTS %[2]s (
+  change_id text NOT NULL REFERENCES %[1]s ON DELETE CASCADE,
+  range_no  int NOT NULL,
+  key       text[] NOT NULL,
+  tries     int NOT NULL DEFAULT 0,  -- revisits that found the row still locked
+  retry_at  timestamptz NOT NULL,   -- next revisit
+  PRIMARY KEY (change_id, key)
+)`
+
+// laterColumns were added to the jobs and ranges tables after their first
+// release.
+var laterColumns = []struct {
+	table     func(schema string) string
+	name, def string
+}{
+	{jobsTable, "rate_since", "timestamptz"},
+	{jobsTable, "rate_rows", "bigint NOT NULL DEFAULT 0"},
+	{jobsTable, "seen_at", "timestamptz"},
+	{jobsTable, "undo", "boolean NOT NULL DEFAULT false"},
+	{jobsTable, "throttled_by", "text"},        // why workers wait for replicas; NULL: they do not
+	{jobsTable, "throttled_at", "timestamptz"}, // when a waiting worker last said so
+	// swept: the range's cursor went through all its keys; it is done
+	// once its skipped keys are.
+	{rangesTable, "swept", "boolean NOT NULL DEFAULT false"},
 }
 
-// addJobColumns adds the jobs table's later columns where they are missing
-// (state written by an older planner). It looks at the catalog first: ALTER
-// TABLE takes an ACCESS EXCLUSIVE lock even when there is nothing to add,
-// and would wait for every batch in flight. Readers do not depend on it
-// (list reads these columns tolerantly); Run and Resume, which write them,
-// call it.
+// addJobColumns adds the later columns where they are missing, and the
+// skipped keys' table (state written by an older planner). It looks at the
+// catalog first: ALTER TABLE takes an ACCESS EXCLUSIVE lock even when there
+// is nothing to add, and would wait for every batch in flight. Readers do
+// not depend on it (list reads these columns tolerantly); Run and Resume,
+// which write them, call it.
 func addJobColumns(ctx context.Context, q Querier, schema string) error {
-	var have []string
-	if err := q.QueryRow(ctx, `
+	have := map[string][]string{}
+	for _, table := range []string{jobsTable(schema), rangesTable(schema)} {
+		var cols []string
+		if err := q.QueryRow(ctx, `
 SELECT coalesce(array_agg(attname::text), '{}') FROM pg_catalog.pg_attribute
-WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped`, jobsTable(schema)).Scan(&have); err != nil {
-		return err
+WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped`, table).Scan(&cols); err != nil {
+			return err
+		}
+		have[table] = cols
 	}
-	for _, c := range laterJobColumns {
-		if slices.Contains(have, c.name) {
+	for _, c := range laterColumns {
+		if slices.Contains(have[c.table(schema)], c.name) {
 			continue
 		}
 		if _, err := q.Exec(ctx, fmt.Sprintf(`ALTER TABLE %s ADD COLUMN IF NOT EXISTS %s %s`,
-			jobsTable(schema), pgx.Identifier{c.name}.Sanitize(), c.def)); err != nil {
+			c.table(schema), pgx.Identifier{c.name}.Sanitize(), c.def)); err != nil {
+			return err
+		}
+	}
+	var skipped bool
+	if err := q.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, skippedTable(schema)).Scan(&skipped); err != nil {
+		return err
+	}
+	if !skipped {
+		if _, err := q.Exec(ctx, fmt.Sprintf(skippedDDL, jobsTable(schema), skippedTable(schema))); err != nil {
 			return err
 		}
 	}

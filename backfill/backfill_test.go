@@ -800,50 +800,141 @@ INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 3000) g`)
 	assertAllRight(t, db, "t", "new = old")
 }
 
-// TestFailingBatchIsRetriedSmaller holds a row lock the backfill needs:
-// its batches time out, are retried at half the size, and succeed once the
-// lock goes.
-func TestFailingBatchIsRetriedSmaller(t *testing.T) {
+// TestBatchOverItsCapIsCancelledAndRetriedSmaller makes the first 200 rows
+// slow (3ms each time their value is computed): a batch of 400 rows, 200 or
+// 100 runs far past its cap (MaxAppWait 300ms), the server cancels it, and it is retried
+// with half the rows until batches fit; every row is changed exactly once.
+func TestBatchOverItsCapIsCancelledAndRetriedSmaller(t *testing.T) {
 	db := newDB(t)
 	ctx := context.Background()
 	db.Exec(t, `CREATE TABLE t (id int PRIMARY KEY, old text, new text);
 INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 2000) g`)
-	if err := StartWith(ctx, db.Pool, state, "c1", phases.Backfill{Table: "t", Column: "new", Expr: "old"}, nil,
-		StartOptions{BatchSize: 400}); err != nil {
+	countUpdates(t, db, "t", "new")
+	db.Exec(t, `CREATE FUNCTION slow(id int, v text) RETURNS text LANGUAGE sql VOLATILE AS $$
+SELECT CASE WHEN id <= 200 THEN v || left(pg_sleep(0.003)::text, 0) ELSE v END $$`)
+	if err := StartWith(ctx, db.Pool, state, "c1", phases.Backfill{Table: "t", Column: "new", Expr: "slow(id, old)"}, nil,
+		StartOptions{BatchSize: 400, RangeRows: 1000}); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var failed, small []Batch
+	p, err := Run(ctx, db.Pool, state, "c1", Options{MinBatch: 10, MaxBatch: 400, MaxAppWait: 300 * time.Millisecond,
+		Poll: 10 * time.Millisecond, MaxRetries: 20,
+		OnBatch: func(b Batch) {
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case b.Err != nil:
+				failed = append(failed, b)
+			case !b.Verify && b.Range == 0 && b.Size < 100:
+				small = append(small, b)
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(failed) < 3 || failed[0].Size != 400 || failed[1].Size != 200 || failed[2].Size != 100 {
+		t.Fatalf("failed batches %+v, want 400, 200 and 100 rows cancelled first", failed)
+	}
+	for _, b := range failed[:3] {
+		if !strings.Contains(b.Err.Error(), "statement timeout") || !strings.Contains(b.Err.Error(), "ran past its cap") {
+			t.Fatalf("batch error %v, want a cancellation at the cap", b.Err)
+		}
+	}
+	if len(small) == 0 {
+		t.Fatalf("no batch under 100 rows committed in the slow range; failed %+v", failed)
+	}
+	if !p.Verified || p.Updated != 2000 {
+		t.Fatalf("progress %+v", p)
+	}
+	assertAllRight(t, db, "t", "new = old AND n_updates = 1")
+}
+
+// TestBackfillDoesNotWaitForApplicationLocks: an application transaction
+// holds the lock of one row (and changes it) for as long as it takes the
+// backfill to do every other row; the backfill goes past it (after waiting
+// rowLockWait once, no batch failing),
+// is not done while the row is left, and comes back for it once the
+// transaction commits: the row is right, changed once by the backfill, and
+// not by the verification pass. With a plain key and a composite one.
+func TestBackfillDoesNotWaitForApplicationLocks(t *testing.T) {
+	for _, tc := range []struct{ name, ddl, held string }{
+		{"int key", `CREATE TABLE t (id int PRIMARY KEY, old text, new text);
+INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 3000) g`, "id = 1500"},
+		{"composite key", `CREATE TABLE t (id int, k text, old text, new text, PRIMARY KEY (k, id));
+INSERT INTO t SELECT g, 'k' || (g % 7), 'v' || g FROM generate_series(1, 3000) g`, "k = 'k2' AND id = 1500"},
+	} {
+		t.Run(tc.name, func(t *testing.T) { backfillPastHeldRow(t, tc.ddl, tc.held) })
+	}
+}
+
+func backfillPastHeldRow(t *testing.T, ddl, held string) {
+	db := newDB(t)
+	ctx := context.Background()
+	db.Exec(t, ddl)
+	countUpdates(t, db, "t", "new")
+	if err := StartWith(ctx, db.Pool, state, "c1", phases.Backfill{Table: "t", Column: "new", Expr: "old || '!'"}, nil,
+		StartOptions{BatchSize: 100, RangeRows: 1000}); err != nil {
 		t.Fatal(err)
 	}
 	holder, err := db.Pool.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := holder.Exec(ctx, `SELECT * FROM t WHERE id = 10 FOR UPDATE`); err != nil {
-		t.Fatal(err)
+	defer holder.Rollback(ctx)
+	if tag, err := holder.Exec(ctx, `UPDATE t SET old = 'held' WHERE `+held); err != nil || tag.RowsAffected() != 1 {
+		t.Fatal(tag, err)
 	}
-	var mu sync.Mutex
-	var failed []Batch
-	released := make(chan struct{})
-	p, err := Run(ctx, db.Pool, state, "c1", Options{MinBatch: 50, MaxBatch: 400, LockTimeout: 50 * time.Millisecond,
-		Poll: 10 * time.Millisecond,
-		OnBatch: func(b Batch) {
-			mu.Lock()
-			defer mu.Unlock()
-			if b.Err == nil {
-				return
-			}
-			failed = append(failed, b)
-			if len(failed) == 3 {
-				holder.Rollback(ctx)
-				close(released)
-			}
-		}})
+	var failures, skipped atomic.Int64
+	done := make(chan error, 1)
+	var final Progress
+	go func() {
+		p, err := Run(ctx, db.Pool, state, "c1", Options{Workers: 2, MinBatch: 50, MaxBatch: 100,
+			Poll: 20 * time.Millisecond, LockTimeout: 100 * time.Millisecond,
+			OnBatch: func(b Batch) {
+				if b.Err != nil {
+					failures.Add(1)
+				}
+				if !b.Revisit {
+					skipped.Add(b.Skipped)
+				}
+			}})
+		final = p
+		done <- err
+	}()
+	// Every other row is done while the transaction is open.
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
+		if queryInt(t, db, `SELECT count(*) FROM t WHERE new IS NOT DISTINCT FROM old || '!'`) == 2999 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the backfill did not get past the locked row")
+		}
+	}
+	time.Sleep(300 * time.Millisecond) // a few revisits find the row still locked
+	p, err := Get(ctx, db.Pool, state, "c1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	<-released
-	if !p.Verified || failed[0].Size != 400 || failed[1].Size != 200 || failed[2].Size != 100 {
-		t.Fatalf("progress %+v; failed batches %+v", p, failed)
+	if p.Done || p.RangesDone != p.Ranges-1 {
+		t.Fatalf("with a row left, progress %+v: want its range not done", p)
 	}
-	assertAllRight(t, db, "t", "new = old")
+	if failures.Load() != 0 || skipped.Load() != 1 {
+		t.Fatalf("%d batches failed, %d rows skipped: want none failed, the held row skipped", failures.Load(), skipped.Load())
+	}
+	if err := holder.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !final.Verified || final.Fixed != 0 || final.Updated != 3000 {
+		t.Fatalf("progress %+v: want verified, every row updated by the backfill, none fixed", final)
+	}
+	assertAllRight(t, db, "t", "new = old || '!' AND n_updates = 1")
+	if v := queryInt(t, db, `SELECT count(*) FROM t WHERE new = 'held!' AND `+held); v != 1 {
+		t.Fatal("the held row does not have the value computed from the application's write")
+	}
 }
 
 // TestLostConnectionsAreRetried terminates the backends of batches in
@@ -921,4 +1012,45 @@ func TestRetriesGiveUp(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "lock timeout") {
 		t.Fatalf("err = %v, want a lock timeout after retries", err)
 	}
+}
+
+// TestRowChangedUnderABatchGetsItsNewValue: an application commits a new
+// value in a row after a batch's statement began but before the batch
+// reached (and locked) it; the batch writes the value computed from the
+// row as the application left it, so verification has nothing to fix.
+func TestRowChangedUnderABatchGetsItsNewValue(t *testing.T) {
+	db := newDB(t)
+	ctx := context.Background()
+	db.Exec(t, `CREATE TABLE t (id int PRIMARY KEY, old text, new text);
+INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 10) g`)
+	// Row 1 takes 300ms each time its value is computed: the batch's
+	// statement is still at row 1 when the application writes row 2.
+	db.Exec(t, `CREATE FUNCTION slow(id int, v text) RETURNS text LANGUAGE sql VOLATILE AS $$
+SELECT CASE WHEN id = 1 THEN v || left(pg_sleep(0.3)::text, 0) ELSE v END || '!' $$`)
+	if err := StartWith(ctx, db.Pool, state, "c1", phases.Backfill{Table: "t", Column: "new", Expr: "slow(id, old)"}, nil,
+		StartOptions{BatchSize: 100}); err != nil {
+		t.Fatal(err)
+	}
+	written := make(chan error, 1)
+	var once sync.Once
+	p, err := Run(ctx, db.Pool, state, "c1", Options{MaxAppWait: 5 * time.Second, MinBatch: 100,
+		Progress: func(Progress) {
+			once.Do(func() {
+				go func() {
+					time.Sleep(100 * time.Millisecond)
+					_, err := db.Pool.Exec(ctx, `UPDATE t SET old = 'changed' WHERE id = 2`)
+					written <- err
+				}()
+			})
+		}, ProgressEvery: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-written; err != nil {
+		t.Fatal(err)
+	}
+	if !p.Verified || p.Fixed != 0 {
+		t.Fatalf("progress %+v: want verified with nothing to fix", p)
+	}
+	assertAllRight(t, db, "t", "new = old || '!'")
 }

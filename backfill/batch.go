@@ -8,17 +8,22 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// A batch is one transaction in three round trips, so that a busy server
-// or a distant one costs little per batch:
+// A batch is one transaction in two round trips, so that a busy server
+// or a distant one costs little per batch, and so that no row lock is held
+// across a round trip (see sweep.go):
 //
 //  1. BEGIN, the transaction's settings, and the claim of a range
 //     (FOR UPDATE SKIP LOCKED), pipelined;
-//  2. one statement that finds the batch's end key and updates the rows
-//     up to it that differ (or, verifying, counts them);
-//  3. the range's new cursor and COMMIT, pipelined.
+//  2. one statement that finds the batch's end key, updates the rows up
+//     to it that differ and are not locked, records the keys it skipped
+//     and advances the range's cursor; then COMMIT, pipelined.
+//
+// A verification batch counts the rows that differ instead, in a third
+// round trip fixes them if any, and records its cursor with the commit.
 
 // claim is a range locked by this worker's batch transaction.
 type claim struct {
@@ -28,6 +33,11 @@ type claim struct {
 	upper  []string
 	size   int
 	paused bool
+	// swept: every key of the range has been gone through; the batch
+	// revisits its skipped keys. waits: the most revisits one of those
+	// found still locked.
+	swept bool
+	waits int
 }
 
 type result struct {
@@ -35,11 +45,12 @@ type result struct {
 	last    bool
 	rows    int64
 	changed int64 // rows updated (verification: rows fixed)
+	skipped int64 // rows skipped: locked by the application
 }
 
 // batch runs one batch transaction of at most size rows (0: the range's
 // persisted size) and returns the size for the worker's next batch.
-func (r *runner) batch(ctx context.Context, size int) (outcome, int, error) {
+func (r *runner) batch(ctx context.Context, size int, sz *sizer, skipLocked bool) (outcome, int, error) {
 	begun := time.Now()
 	conn, err := r.pool.Acquire(ctx)
 	if err != nil {
@@ -72,33 +83,121 @@ func (r *runner) batch(ctx context.Context, size int) (outcome, int, error) {
 		size = c.size
 	}
 	size = min(r.opts.MaxBatch, max(r.opts.MinBatch, size))
+	report := func(b Batch) {
+		if r.opts.OnBatch != nil {
+			b.Range, b.Verify, b.Elapsed = c.no, c.verify, time.Since(begun)
+			r.opts.OnBatch(b)
+		}
+	}
 	start := time.Now()
-	res, err := r.apply(ctx, conn, c, size)
+	var res result
+	switch {
+	case c.verify:
+		res, err = r.verify(ctx, conn, c, size)
+	case c.swept:
+		res, err = r.revisit(ctx, conn, c, size)
+	default:
+		res, err = r.sweep(ctx, conn, c, size, skipLocked)
+	}
 	took := time.Since(start)
+	if err != nil && !c.verify && !c.swept && !skipLocked && isLockTimeout(err) && ctx.Err() == nil {
+		return rowLocked, size, nil // the server rolled it back; again, skipping locked rows
+	}
 	if err != nil {
 		if ctx.Err() == nil && retryable(err) {
 			next := max(r.opts.MinBatch, size/2)
-			if r.opts.OnBatch != nil {
-				r.opts.OnBatch(Batch{Range: c.no, Verify: c.verify, Size: size, Took: took, Elapsed: time.Since(begun), Next: next, Err: err})
+			switch {
+			case c.swept && !isTimeout(err):
+				next = size // a revisit that waited for a row's lock
+			case c.swept:
+				// Fewer keys next time: a revisit takes at most size.
+			case isTimeout(err):
+				next = sz.cancelled(size, took)
+				err = fmt.Errorf("a batch of %d rows ran past its cap of %s (--max-app-wait %s): %w",
+					size, r.opts.batchCap(), r.opts.MaxAppWait, err)
 			}
+			report(Batch{Size: size, Took: took, Next: next, Err: err, Revisit: c.swept})
 			return 0, next, &retryError{err}
 		}
 		return 0, size, fmt.Errorf("backfill %s: range %d: %w", r.changeID, c.no, err)
 	}
-	next := adapt(size, res.rows, took, r.opts)
-	open = false
-	if err := r.commit(ctx, conn, c, res, next); err != nil {
-		rollback(conn)
-		if ctx.Err() == nil && retryable(err) {
-			return 0, max(r.opts.MinBatch, size/2), &retryError{err}
+	if c.swept {
+		// A revisit says nothing about the size of sweeping batches.
+		open = false
+		report(Batch{Size: int(res.rows), Updated: res.changed, Skipped: res.skipped, Revisit: true, Took: took, Next: size})
+		return worked, size, nil
+	}
+	next := sz.next(size, res.rows, took)
+	if c.verify {
+		open = false
+		if err := r.commit(ctx, conn, c, res, next); err != nil {
+			rollback(conn)
+			if ctx.Err() == nil && retryable(err) {
+				return 0, max(r.opts.MinBatch, size/2), &retryError{err}
+			}
+			return 0, size, fmt.Errorf("backfill %s: range %d: commit: %w", r.changeID, c.no, err)
 		}
-		return 0, size, fmt.Errorf("backfill %s: range %d: commit: %w", r.changeID, c.no, err)
 	}
-	if r.opts.OnBatch != nil {
-		r.opts.OnBatch(Batch{Range: c.no, Verify: c.verify, Size: size, Rows: res.rows, Updated: res.changed,
-			Took: took, Elapsed: time.Since(begun), Next: next})
-	}
+	open = false
+	report(Batch{Size: size, Rows: res.rows, Updated: res.changed, Skipped: res.skipped, Took: took, Next: next})
 	return worked, next, nil
+}
+
+// isTimeout: the server cancelled the statement (statement_timeout).
+func isTimeout(err error) bool {
+	var pg *pgconn.PgError
+	return errors.As(err, &pg) && pg.Code == "57014"
+}
+
+func isLockTimeout(err error) bool {
+	var pg *pgconn.PgError
+	return errors.As(err, &pg) && pg.Code == "55P03"
+}
+
+// sweep runs the batch of a range being swept, and commits it.
+func (r *runner) sweep(ctx context.Context, conn *pgxpool.Conn, c claim, size int, skipLocked bool) (result, error) {
+	var pre []string
+	if !skipLocked {
+		pre = append(pre, fmt.Sprintf("SELECT set_config('lock_timeout', '%d', true)", rowLockWait.Milliseconds()))
+	}
+	sql, args := r.sweepSQL(c, size, skipLocked, r.opts.Poll)
+	row, err := execAndCommit(ctx, conn.Conn().PgConn(), pre, sql, args)
+	if err != nil {
+		return result{}, err
+	}
+	n, err := ints(row, 3)
+	if err != nil {
+		return result{}, err
+	}
+	if row[4] != "1" {
+		return result{}, fmt.Errorf("range %d vanished under its batch", c.no)
+	}
+	return result{rows: n[0], changed: n[1], skipped: n[2], last: row[3] == "t"}, nil
+}
+
+// revisit takes up at most size skipped keys of a swept range that are
+// due, and commits. After revisitWaitAfter revisits it waits for a key's lock.
+func (r *runner) revisit(ctx context.Context, conn *pgxpool.Conn, c claim, size int) (result, error) {
+	wait := c.waits >= revisitWaitAfter
+	var pre []string
+	if wait {
+		// This batch holds no other row lock while it waits.
+		pre = append(pre, fmt.Sprintf("SELECT set_config('statement_timeout', '%d', true)",
+			(r.opts.StatementTimeout+r.opts.LockTimeout).Milliseconds()))
+	}
+	sql, args := r.revisitSQL(c, min(size, revisitBatch), wait, r.opts.Poll)
+	row, err := execAndCommit(ctx, conn.Conn().PgConn(), pre, sql, args)
+	if err != nil {
+		return result{}, err
+	}
+	n, err := ints(row, 4)
+	if err != nil {
+		return result{}, err
+	}
+	if n[3] != 1 {
+		return result{}, fmt.Errorf("range %d vanished under its batch", c.no)
+	}
+	return result{rows: n[0], changed: n[1], skipped: n[2]}, nil
 }
 
 // rollback ends a failed batch; a connection that cannot roll back is
@@ -124,17 +223,25 @@ func (r *runner) begin(ctx context.Context, conn *pgxpool.Conn) (claim, bool, er
 	// A worker whose machine vanishes mid-batch leaves its backend idle in
 	// the transaction, holding its range: the idle timeout ends it, so that
 	// another worker takes the range over.
+	// The batch's statements run under its cap (MaxAppWait): the server
+	// cancels one that would hold its row locks any longer.
 	idle := max(30*time.Second, 2*r.opts.StatementTimeout)
 	b.Queue(`SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true),
   set_config('synchronous_commit', $3, true), set_config('idle_in_transaction_session_timeout', $4, true), `+pinTextFormsExprs,
-		fmt.Sprint(r.opts.LockTimeout.Milliseconds()), fmt.Sprint(r.opts.StatementTimeout.Milliseconds()), syncCommit,
+		fmt.Sprint(r.opts.LockTimeout.Milliseconds()), fmt.Sprint(max(1, r.opts.batchCap().Milliseconds())), syncCommit,
 		fmt.Sprint(idle.Milliseconds()))
+	// A range whose keys are all swept is claimed again when its skipped
+	// keys are due for a revisit.
 	b.Queue(fmt.Sprintf(`
-SELECT r.range_no, false, r.cursor, r.upper_bound, r.batch_size, j.paused
+SELECT r.range_no, false, r.cursor, r.upper_bound, r.batch_size, j.paused, r.swept,
+       coalesce((SELECT max(s.tries) FROM %[3]s s WHERE s.change_id = $1 AND s.range_no = r.range_no AND s.retry_at <= now()), 0)
 FROM %[1]s r JOIN %[2]s j USING (change_id)
 WHERE r.change_id = $1 AND r.done_at IS NULL
+  AND (NOT r.swept
+       OR EXISTS (SELECT 1 FROM %[3]s s WHERE s.change_id = $1 AND s.range_no = r.range_no AND s.retry_at <= now())
+       OR NOT EXISTS (SELECT 1 FROM %[3]s s WHERE s.change_id = $1 AND s.range_no = r.range_no))
 ORDER BY r.range_no LIMIT 1
-FOR UPDATE OF r SKIP LOCKED`, rangesTable(r.schema), jobsTable(r.schema)), r.changeID)
+FOR UPDATE OF r SKIP LOCKED`, rangesTable(r.schema), jobsTable(r.schema), skippedTable(r.schema)), r.changeID)
 	br := conn.SendBatch(ctx, b)
 	var c claim
 	_, err := br.Exec()
@@ -142,7 +249,7 @@ FOR UPDATE OF r SKIP LOCKED`, rangesTable(r.schema), jobsTable(r.schema)), r.cha
 		_, err = br.Exec()
 	}
 	if err == nil {
-		err = br.QueryRow().Scan(&c.no, &c.verify, &c.cursor, &c.upper, &c.size, &c.paused)
+		err = br.QueryRow().Scan(&c.no, &c.verify, &c.cursor, &c.upper, &c.size, &c.paused, &c.swept, &c.waits)
 	}
 	if cerr := br.Close(); err == nil || errors.Is(err, pgx.ErrNoRows) && cerr != nil {
 		err = cerr
@@ -166,15 +273,16 @@ FOR UPDATE OF r SKIP LOCKED`, rangesTable(r.schema), jobsTable(r.schema)), r.cha
 	return c, true, nil
 }
 
-// apply does the batch's work after the cursor of a claimed range.
-func (r *runner) apply(ctx context.Context, conn *pgxpool.Conn, c claim, size int) (result, error) {
+// verify runs a verification batch after the cursor of a claimed range,
+// fixing the rows that differ.
+func (r *runner) verify(ctx context.Context, conn *pgxpool.Conn, c claim, size int) (result, error) {
 	res := result{rows: int64(size)}
 	end := make([]*string, len(r.t.key.cols))
 	dest := []any{&res.changed}
 	for i := range end {
 		dest = append(dest, &end[i])
 	}
-	sql, args := r.t.stepSQL(c.cursor, c.upper, size, c.verify)
+	sql, args := r.t.verifySQL(c.cursor, c.upper, size)
 	if err := conn.QueryRow(ctx, sql, args...).Scan(dest...); err != nil {
 		return res, err
 	}
@@ -182,7 +290,7 @@ func (r *runner) apply(ctx context.Context, conn *pgxpool.Conn, c claim, size in
 		// Fewer than size rows left: the batch runs to the range's end
 		// (open for the last range: rows inserted since Start included).
 		res.last, res.end, res.changed = true, c.upper, 0
-		sql, args := r.t.tailSQL(c.cursor, c.upper, c.verify)
+		sql, args := r.t.verifyTailSQL(c.cursor, c.upper)
 		if err := conn.QueryRow(ctx, sql, args...).Scan(&res.rows, &res.changed); err != nil {
 			return res, err
 		}
@@ -193,7 +301,7 @@ func (r *runner) apply(ctx context.Context, conn *pgxpool.Conn, c claim, size in
 		}
 		res.last = c.upper != nil && slices.Equal(res.end, c.upper)
 	}
-	if !c.verify || res.changed == 0 {
+	if res.changed == 0 {
 		return res, nil
 	}
 	// Verification found rows that differ: fix them and count again. The

@@ -30,9 +30,18 @@ type Options struct {
 	// Sleep between two batches of a worker, to leave room to the
 	// application (default none).
 	Sleep time.Duration
-	// LockTimeout and StatementTimeout are set in every batch transaction
-	// (defaults 1s and max(20×TargetBatch, 10s)). A batch that times out
-	// is retried with half the rows.
+	// MaxAppWait bounds how long an application statement can wait for a
+	// batch's row locks (default 200ms): batches skip rows the application
+	// holds and come back for them, and the server cancels a batch whose
+	// statement runs past 90% of MaxAppWait, which is then retried with
+	// fewer rows (see sweep.go). TargetBatch is lowered to 75% of it when
+	// larger.
+	MaxAppWait time.Duration
+	// LockTimeout bounds a batch's waits for table locks (a DDL queued
+	// ahead) and a revisit's wait for a row an application transaction has
+	// held for many revisits; StatementTimeout bounds such a waiting
+	// revisit and a range split's statements (defaults 1s and
+	// max(20×TargetBatch, 10s)). A batch that times out is retried smaller.
 	LockTimeout, StatementTimeout time.Duration
 	// MaxRetries is how many batches in a row may fail with a retryable
 	// error (timeout, lock, deadlock, serialization) before Run gives up
@@ -75,8 +84,15 @@ type Batch struct {
 	Size    int  // rows asked for
 	Rows    int64
 	Updated int64 // rows changed (verification: rows fixed)
+	// Skipped rows were locked by an application transaction: the batch
+	// went past them and a later revisit does them.
+	Skipped int64
+	// Revisit: the batch took up skipped rows (Size of them) of a range
+	// whose keys are all swept; Skipped is the rows still locked.
+	Revisit bool
 	// Took is the time of the batch's work statement(s), the duration the
-	// size adapts to; Elapsed is the whole transaction's, commit included.
+	// size adapts to (a backfill batch's commit included); Elapsed is the
+	// whole transaction's.
 	Took    time.Duration
 	Elapsed time.Duration
 	Next    int   // size of the worker's next batch
@@ -90,6 +106,10 @@ func (o Options) withDefaults() Options {
 	if o.TargetBatch <= 0 {
 		o.TargetBatch = 150 * time.Millisecond
 	}
+	if o.MaxAppWait <= 0 {
+		o.MaxAppWait = 200 * time.Millisecond
+	}
+	o.TargetBatch = min(o.TargetBatch, o.MaxAppWait*3/4)
 	if o.MinBatch <= 0 {
 		o.MinBatch = 100
 	}
@@ -318,6 +338,10 @@ func (r *runner) rate(p Progress) (float64, time.Duration) {
 	return p.RowsPerSec, eta(p)
 }
 
+// batchCap is the statement_timeout of a batch's statement: MaxAppWait
+// less a margin for its commit.
+func (o Options) batchCap() time.Duration { return o.MaxAppWait * 9 / 10 }
+
 // retryError is a batch that failed in a way worth retrying, smaller.
 type retryError struct{ err error }
 
@@ -327,6 +351,8 @@ func (e *retryError) Unwrap() error { return e.err }
 // work is one worker: batches until the job is verified.
 func (r *runner) work(ctx context.Context) error {
 	size := 0 // 0: take the range's persisted size
+	sz := newSizer(r.opts)
+	skipLocked := false // the last batch met a row held by the application
 	failures := 0
 	var lagChecked, splitTried time.Time
 	for {
@@ -339,7 +365,8 @@ func (r *runner) work(ctx context.Context) error {
 			}
 			lagChecked = time.Now()
 		}
-		outcome, next, err := r.batch(ctx, size)
+		outcome, next, err := r.batch(ctx, size, sz, skipLocked)
+		skipLocked = outcome == rowLocked
 		var retry *retryError
 		switch {
 		case errors.As(err, &retry):
@@ -405,6 +432,7 @@ const (
 	worked outcome = iota
 	paused
 	nothingToClaim
+	rowLocked // rolled back on a row the application holds
 )
 
 func sleep(ctx context.Context, d time.Duration) error {

@@ -87,7 +87,7 @@ func (r *runner) trySplit(ctx context.Context) (bool, error) {
 	var cursor, upper []string
 	err = tx.QueryRow(ctx, fmt.Sprintf(`
 SELECT range_no, cursor, upper_bound, batch_size FROM %s
-WHERE change_id = $1 AND done_at IS NULL ORDER BY rows_done, range_no LIMIT 1`, rangesTable(r.schema)), r.changeID).
+WHERE change_id = $1 AND done_at IS NULL AND NOT swept ORDER BY rows_done, range_no LIMIT 1`, rangesTable(r.schema)), r.changeID).
 		Scan(&no, &cursor, &upper, &size)
 	if errors.Is(err, pgx.ErrNoRows) {
 		verify = true
@@ -134,7 +134,7 @@ WHERE change_id = $1 AND verified_at IS NULL ORDER BY rows_verified, range_no LI
 	var doneAt *time.Time
 	err = tx.QueryRow(ctx, fmt.Sprintf(`
 SELECT CASE WHEN $3 THEN verify_cursor ELSE cursor END, upper_bound, cursor, done_at,
-       CASE WHEN $3 THEN verified_at IS NULL ELSE done_at IS NULL END
+       CASE WHEN $3 THEN verified_at IS NULL ELSE done_at IS NULL AND NOT swept END
 FROM %s WHERE change_id = $1 AND range_no = $2 FOR UPDATE`, rangesTable(r.schema)), r.changeID, no, verify).
 		Scan(&lockedCursor, &lockedUpper, &backfilledTo, &doneAt, &open)
 	if errors.Is(err, pgx.ErrNoRows) {

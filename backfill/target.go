@@ -44,7 +44,7 @@ func (t *target) changed(args *[]any) (returning, record string) {
 	}
 	*args = append(*args, t.undo.changeID)
 	return fmt.Sprintf("ARRAY[%s] AS undo_key, %s::text AS undo_value", t.keyList("::text"), t.column),
-		fmt.Sprintf(", recorded AS (INSERT INTO %s (change_id, key, value) SELECT $%d, undo_key, undo_value FROM done ON CONFLICT DO NOTHING)",
+		fmt.Sprintf(", recorded AS (INSERT INTO %s (change_id, key, value) SELECT $%d::text, undo_key, undo_value FROM done ON CONFLICT DO NOTHING)",
 			t.undo.table, len(*args))
 }
 
@@ -218,44 +218,40 @@ func (t *target) orderBy() string {
 	return strings.Join(order, ", ")
 }
 
-// stepSQL is one batch in one statement: find the size-th key after
-// lower (up to upper) and, for a backfill, update the rows up to it that
-// differ, or, for a verification, count them. It returns one row: the
-// count, then the end key as text, all NULL when fewer than size rows are
-// left (nothing was done: see tailSQL).
-func (t *target) stepSQL(lower, upper []string, size int, verify bool) (string, []any) {
+// verifySQL is one verification batch in one statement: find the
+// size-th key after lower (up to upper) and count the rows up to it that
+// differ. It returns one row: the count, then the end key as text, all
+// NULL when fewer than size rows are left (nothing was counted: see
+// verifyTailSQL).
+func (t *target) verifySQL(lower, upper []string, size int) (string, []any) {
 	boundCond, args := t.cond(lower, upper)
 	args = append(args, size-1)
 	// The same parameters serve the lower bound below.
 	lowerCond, _ := t.cond(lower, nil)
+	if lower == nil {
+		lowerCond = t.firstKeyCond()
+	}
 	bound := fmt.Sprintf("SELECT %s FROM %s WHERE %s ORDER BY %s LIMIT 1 OFFSET $%d",
 		t.keyList(""), t.name, boundCond, t.orderBy(), len(args))
 	upTo := fmt.Sprintf("%s AND %s <= (SELECT %s FROM bound) AND %s IS DISTINCT FROM %s",
 		lowerCond, t.tuple(), t.keyListOf("bound.", ""), t.column, t.value)
-	var work string
-	if verify {
-		work = fmt.Sprintf("WITH bound AS (%s)\nSELECT (SELECT count(*) FROM %s WHERE %s)", bound, t.name, upTo)
-	} else {
-		returning, record := t.changed(&args)
-		work = fmt.Sprintf("WITH bound AS (%s), done AS (UPDATE %s SET %s = %s WHERE %s RETURNING %s)%s\nSELECT (SELECT count(*) FROM done)",
-			bound, t.name, t.column, t.value, upTo, returning, record)
-	}
-	return fmt.Sprintf("%s, %s FROM (VALUES (1)) AS one (x) LEFT JOIN bound ON true", work, t.keyListOf("bound.", "::text")), args
+	return fmt.Sprintf("WITH bound AS (%s)\nSELECT (SELECT count(*) FROM %s WHERE %s), %s FROM (VALUES (1)) AS one (x) LEFT JOIN bound ON true",
+		bound, t.name, upTo, t.keyListOf("bound.", "::text")), args
 }
 
-// tailSQL finishes a range with fewer rows left than a batch: for a
-// backfill, it updates the rows that differ and counts all rows; for a
-// verification, it counts all rows and those that differ.
-func (t *target) tailSQL(lower, upper []string, verify bool) (string, []any) {
+// firstKeyCond bounds the key from below by the table's first key: with
+// only an upper bound known at execution time, the planner would take a
+// batch's rows for a third of the table and scan it whole.
+func (t *target) firstKeyCond() string {
+	return fmt.Sprintf("%s >= (SELECT %s FROM %s ORDER BY %s LIMIT 1)", t.tuple(), t.keyList(""), t.name, t.orderBy())
+}
+
+// verifyTailSQL finishes the verification of a range with fewer rows left
+// than a batch: it counts all rows and those that differ.
+func (t *target) verifyTailSQL(lower, upper []string) (string, []any) {
 	cond, args := t.cond(lower, upper)
-	if verify {
-		return fmt.Sprintf("SELECT count(*), count(*) FILTER (WHERE %s IS DISTINCT FROM %s) FROM %s WHERE %s",
-			t.column, t.value, t.name, cond), args
-	}
-	returning, record := t.changed(&args)
-	return fmt.Sprintf(`WITH done AS (UPDATE %s SET %s = %s WHERE %s AND %s IS DISTINCT FROM %s RETURNING %s)%s
-SELECT (SELECT count(*) FROM %s WHERE %s), (SELECT count(*) FROM done)`,
-		t.name, t.column, t.value, cond, t.column, t.value, returning, record, t.name, cond), args
+	return fmt.Sprintf("SELECT count(*), count(*) FILTER (WHERE %s IS DISTINCT FROM %s) FROM %s WHERE %s",
+		t.column, t.value, t.name, cond), args
 }
 
 // probeSQL finds the n-th key after lower (up to upper) as text: the end of

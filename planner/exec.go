@@ -57,6 +57,9 @@ type Runner struct {
 	Tables []string
 	// Sleep waits between tries; tests replace it.
 	Sleep func(ctx context.Context, d time.Duration) error
+
+	// waitEvery and waitAfter replace waitReportEvery and waitLogAfter.
+	waitEvery, waitAfter time.Duration
 }
 
 // Unit is a group of statements run together: one transaction, or one
@@ -199,9 +202,13 @@ func (r *Runner) retry(ctx context.Context, attempt func() error) error {
 			if len(tables) == 0 {
 				tables = r.Tables
 			}
+			holders := le.blockers
+			if len(holders) == 0 {
+				holders = r.lockHolders(ctx, tables)
+			}
 			return &LockError{
 				Statement: le.stmt.SQL, Tables: tables, Tries: tries, Timeout: r.LockTimeout,
-				Holders: r.lockHolders(ctx, tables), Err: le.err,
+				Holders: holders, Err: le.err,
 			}
 		}
 		// Full doubling with jitter in [d/2, d): concurrent planners and
@@ -219,10 +226,12 @@ func (r *Runner) retry(ctx context.Context, attempt func() error) error {
 	}
 }
 
-// lockAttemptError marks a try that failed on a lock timeout or deadlock.
+// lockAttemptError marks a try that failed on a lock timeout or deadlock;
+// blockers are the sessions the statement was seen waiting for.
 type lockAttemptError struct {
-	stmt phases.Statement
-	err  error
+	stmt     phases.Statement
+	err      error
+	blockers []string
 }
 
 func (e *lockAttemptError) Error() string { return e.err.Error() }
@@ -283,9 +292,9 @@ func (r *Runner) runTx(ctx context.Context, u Unit, finish func(context.Context,
 			current = timeout
 		}
 		r.logf("  %s\n", oneLine(s.SQL, 200))
-		if err := execOne(ctx, tx.Conn().PgConn(), s.SQL); err != nil {
+		if blockers, err := r.execWatched(ctx, tx.Conn().PgConn(), s, lockTimeout); err != nil {
 			if isLockFailure(err) {
-				return &lockAttemptError{stmt: s, err: err}
+				return &lockAttemptError{stmt: s, err: err, blockers: blockers}
 			}
 			return &StatementError{Index: idx, Statement: s.SQL, Err: err}
 		}
@@ -350,9 +359,9 @@ func (r *Runner) runAlone(ctx context.Context, u Unit) error {
 		return err
 	}
 	r.logf("  %s\n", oneLine(s.SQL, 200))
-	if err := execOne(ctx, conn.Conn().PgConn(), s.SQL); err != nil {
+	if blockers, err := r.execWatched(ctx, conn.Conn().PgConn(), s, lockTimeout); err != nil {
 		if isLockFailure(err) {
-			return &lockAttemptError{stmt: s, err: err}
+			return &lockAttemptError{stmt: s, err: err, blockers: blockers}
 		}
 		return &StatementError{Index: u.First, Statement: s.SQL, Err: err}
 	}
@@ -395,32 +404,57 @@ func pgDuration(d time.Duration) string {
 	return strconv.FormatInt(max(d.Milliseconds(), 1), 10) + "ms"
 }
 
-// lockHolders describes the sessions holding locks on tables, for an error
-// message. Best effort: errors yield nothing.
+// execWatched runs a statement while watching whom it waits for (see
+// waits.go): a statement that may wait for a lock is looked at halfway
+// through its lock timeout, long ones every few seconds, logged after
+// waitLogAfter.
+// It returns the sessions the statement was last seen waiting for, and
+// its error.
+func (r *Runner) execWatched(ctx context.Context, conn *pgconn.PgConn, s phases.Statement, lockTimeout time.Duration) ([]string, error) {
+	_, first := r.waitTimes()
+	if lockTimeout > 0 {
+		first = min(first, lockTimeout/2)
+	}
+	w := r.watchWaits(ctx, conn.PID(), s.SQL, first)
+	err := execOne(ctx, conn, s.SQL)
+	return w.stop(), err
+}
+
+// lockHolders describes the sessions of this database holding locks on
+// tables, oldest transaction first, for an error message when the
+// statement was not seen waiting. Best effort: errors yield nothing.
 func (r *Runner) lockHolders(ctx context.Context, tables []string) []string {
 	if len(tables) == 0 {
 		return nil
 	}
 	rows, err := r.Pool.Query(ctx, `
-		SELECT DISTINCT a.pid, l.mode, a.state, coalesce(a.application_name, ''),
-		       coalesce(extract(epoch FROM now() - a.xact_start)::int, 0), left(coalesce(a.query, ''), 80)
+		SELECT a.pid, string_agg(DISTINCT l.mode, ', '), coalesce(a.state, ''), coalesce(a.application_name, ''),
+		       extract(epoch FROM now() - coalesce(a.xact_start, a.backend_start))::int, left(coalesce(a.query, ''), 80),
+		       count(*) OVER ()
 		FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
 		WHERE l.granted AND l.locktype = 'relation' AND a.pid <> pg_backend_pid()
+		  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+		  AND a.datname = current_database()
 		  AND l.relation IN (SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 		                     WHERE n.nspname || '.' || c.relname = ANY ($1::text[]))
-		ORDER BY a.pid LIMIT 5`, tables)
+		GROUP BY a.pid, a.state, a.application_name, a.xact_start, a.backend_start, a.query
+		ORDER BY a.xact_start NULLS LAST, a.backend_start, a.pid LIMIT $2`, tables, maxNamed)
 	if err != nil {
 		return nil
 	}
 	defer rows.Close()
 	var out []string
+	total := 0
 	for rows.Next() {
 		var pid, age int
 		var mode, st, app, query string
-		if rows.Scan(&pid, &mode, &st, &app, &age, &query) != nil {
+		if rows.Scan(&pid, &mode, &st, &app, &age, &query, &total) != nil {
 			return out
 		}
-		out = append(out, fmt.Sprintf("pid %d (%s, %s, transaction open %ds, application %q, last query %q)", pid, mode, st, age, app, oneLine(query, 80)))
+		out = append(out, describeSession(pid, []string{mode}, st, age, app, query))
+	}
+	if total > len(out) && rows.Err() == nil {
+		out = append(out, fmt.Sprintf("and %d more", total-len(out)))
 	}
 	return out
 }

@@ -106,6 +106,7 @@ func registerBackfillFlags(cmd *cobra.Command, o *backfill.Options, prefix strin
 	f.DurationVar(&o.MaxReplicaLag, prefix+"max-replica-lag", 10*time.Second, "wait while a replica replays more than this far behind the primary, in time (negative: no time limit)")
 	o.MaxReplicaLagBytes = 256 << 20
 	f.Var(byteSize{&o.MaxReplicaLagBytes}, prefix+"max-replica-lag-bytes", "wait while a replica has more than this much WAL left to replay, e.g. 64kB, 1GB (negative: no size limit)")
+	f.DurationVar(&o.MaxAppWait, prefix+"max-app-wait", 200*time.Millisecond, "longest an application statement may wait for a batch's row locks: batches skip rows the application holds (and come back for them), and the server cancels a batch running past 90% of it, retried smaller; --"+prefix+"batch-time is lowered to 75% of it")
 }
 
 // checkBackfillFlags rejects values of the flags registerBackfillFlags
@@ -116,6 +117,8 @@ func checkBackfillFlags(o *backfill.Options, prefix string) error {
 		return usageErrorf("--%sworkers must be at least 1", prefix)
 	case o.TargetBatch <= 0:
 		return usageErrorf("--%sbatch-time must be positive", prefix)
+	case o.MaxAppWait < 10*time.Millisecond:
+		return usageErrorf("--%smax-app-wait must be at least 10ms (a batch must fit in it)", prefix)
 	case o.MinBatch < 1:
 		return usageErrorf("--%smin-batch must be at least 1", prefix)
 	case o.MaxBatch < o.MinBatch:

@@ -40,6 +40,8 @@ type config struct {
 	parts            string
 	autovacuum       bool
 	gentle           time.Duration
+	waitRows         int
+	maxAppWait       time.Duration
 }
 
 func main() {
@@ -55,7 +57,9 @@ func main() {
 	flag.DurationVar(&c.sleep, "sleep", 0, "backfill pause between batches")
 	flag.BoolVar(&c.explain, "explain", false, "print EXPLAIN ANALYZE of one batch UPDATE")
 	flag.BoolVar(&c.verbose, "v", false, "print every batch")
-	flag.StringVar(&c.parts, "parts", "12345", "which measurements to run: 1-2 (UPDATE vs backfill), 3 (workload), 4 (memory at 1 and -scale times the rows), 5 (validate and connected plan of many changes)")
+	flag.StringVar(&c.parts, "parts", "123456", "which measurements to run: 1-2 (UPDATE vs backfill), 3 (workload), 4 (memory at 1 and -scale times the rows), 5 (validate and connected plan of many changes), 6 (application lock waits, with and without a CPU hog)")
+	flag.IntVar(&c.waitRows, "wait-rows", 200_000, "rows of the table of measurement 6")
+	flag.DurationVar(&c.maxAppWait, "max-app-wait", 200*time.Millisecond, "backfill bound on application lock waits (measurement 6)")
 	flag.DurationVar(&c.gentle, "gentle-sleep", 150*time.Millisecond, "workload measurement: also backfill with this pause between batches (0: skip)")
 	flag.BoolVar(&c.autovacuum, "autovacuum", true, "leave autovacuum on for the workload table")
 	flag.BoolVar(&c.sync, "sync", true, "install the sync trigger before backfilling, as a rename does")
@@ -173,6 +177,11 @@ func run(ctx context.Context, c config) error {
 	}
 	if strings.Contains(c.parts, "3") {
 		if err := part3(ctx, pool, c, opts); err != nil {
+			return err
+		}
+	}
+	if strings.Contains(c.parts, "6") {
+		if err := part6(ctx, pool, cluster.URL("postgres"), c, opts); err != nil {
 			return err
 		}
 	}
