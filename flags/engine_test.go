@@ -189,7 +189,9 @@ func runWorkload(t *testing.T, w workload) {
 	deploy := 0
 	next := func(wantPhase string) {
 		t.Helper()
-		for range 5 { // a gate may need another deploy
+		// A gate may need another deploy, or an instance to load the flags
+		// (the polling one below: up to its poll interval).
+		for range 12 {
 			deploy++
 			rep, err := engine.Next(ctx, specs, fmt.Sprintf("deploy-%d", deploy), false)
 			if err != nil {
@@ -202,6 +204,7 @@ func runWorkload(t *testing.T, w workload) {
 				return
 			}
 			t.Logf("deploy-%d: %+v", deploy, rep.Changes)
+			time.Sleep(250 * time.Millisecond)
 		}
 		t.Fatalf("%s never applied", wantPhase)
 	}
