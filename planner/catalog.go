@@ -29,11 +29,12 @@ type Querier interface {
 func LoadTable(ctx context.Context, q Querier, name TableName) (*Table, error) {
 	var oid uint32
 	var reltuples float64
+	var relkind string
 	err := q.QueryRow(ctx, `
-SELECT c.oid, c.reltuples
+SELECT c.oid, c.reltuples, c.relkind::text
 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')`,
-		name.SchemaOrPublic(), name.Name).Scan(&oid, &reltuples)
+		name.SchemaOrPublic(), name.Name).Scan(&oid, &reltuples, &relkind)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("table %s does not exist: %w", name, ErrInput)
 	}
@@ -46,6 +47,9 @@ WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')`,
 		t.RowEstimate = int64(reltuples)
 	}
 	steps := []func(context.Context, Querier, uint32, *Table) error{loadColumns, loadIndexes, loadKey, loadConstraints, loadReferencing}
+	if relkind == "p" {
+		steps = append(steps, loadPartitioning)
+	}
 	for _, step := range steps {
 		if err := step(ctx, q, oid, t); err != nil {
 			return nil, fmt.Errorf("load table %s: %w", name, err)

@@ -70,6 +70,8 @@ type Table struct {
 	// Referencing are foreign keys on other tables that reference this one.
 	Referencing []Constraint `json:"referencing"`
 	RowEstimate int64        `json:"row_estimate"`
+	// Partitioning is set for a declaratively partitioned table (partition.go).
+	Partitioning *Partitioning `json:"partitioning,omitempty"`
 }
 
 // Column is one column of a table.

@@ -1,0 +1,214 @@
+package planner
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// partitionedSetup makes events, range-partitioned by day into parts
+// partitions of 10 days each plus a default partition, with rows in every
+// one of them (days 0..10*parts+9), an index, a unique constraint (which
+// includes the partition key) and a foreign key to users.
+func partitionedSetup(parts, rows int) string {
+	var b strings.Builder
+	b.WriteString(`CREATE TABLE events (id bigint NOT NULL, day int NOT NULL, email text NOT NULL, note text, legacy int,
+	amount numeric(12,2) NOT NULL DEFAULT 0, user_id bigint, PRIMARY KEY (id, day)) PARTITION BY RANGE (day);
+`)
+	for i := 0; i < parts; i++ {
+		fmt.Fprintf(&b, "CREATE TABLE events_p%d PARTITION OF events FOR VALUES FROM (%d) TO (%d);\n", i, i*10, i*10+10)
+	}
+	b.WriteString("CREATE TABLE events_pdef PARTITION OF events DEFAULT;\n")
+	fmt.Fprintf(&b, `CREATE INDEX events_email_idx ON events (email);
+ALTER TABLE events ADD CONSTRAINT events_email_day_key UNIQUE (email, day);
+ALTER TABLE events ADD CONSTRAINT events_user_id_fkey FOREIGN KEY (user_id) REFERENCES users (id);
+INSERT INTO events SELECT g, g %% %d, 'e' || g || '@example.com', CASE WHEN g %% 5 = 0 THEN NULL ELSE 'note ' || g END,
+	g %% 3, (g %% 100) * 1.5, 1 + g %% 2000 FROM generate_series(1, %d) g;
+ANALYZE events;
+`, parts*10+10, rows)
+	return b.String()
+}
+
+func partitionTables(parts int) []string {
+	out := []string{"events", "events_pdef"}
+	for i := 0; i < parts; i++ {
+		out = append(out, fmt.Sprintf("events_p%d", i))
+	}
+	return out
+}
+
+// onEveryPartition is true when cond (with p the partition's oid) holds
+// for every partition of events.
+func onEveryPartition(cond string) string {
+	return `SELECT bool_and(` + cond + `) AND count(*) > 0 FROM (SELECT inhrelid AS p FROM pg_inherits WHERE inhparent = 'events'::regclass) s`
+}
+
+// The stairway (stairway_test.go) of every kind on a partitioned table:
+// range partitions and a default partition, rows in all of them.
+func TestStairwayPartitioned(t *testing.T) {
+	const parts, rows = 2, 300
+	setup := partitionedSetup(parts, rows)
+	tables := partitionTables(parts)
+	cases := []struct {
+		kind, spec  string
+		after       map[string][]string
+		final       []string
+		extraTables []string
+	}{
+		{
+			kind: "rename_column",
+			spec: `kind: rename_column
+    table: events
+    column: email
+    to: email_address`,
+			after: map[string][]string{
+				"expand": {onEveryPartition(`EXISTS (SELECT FROM pg_trigger WHERE tgrelid = p AND tgname = 'planner_sync_stair' AND tgparentid <> 0)`)},
+				"enforce": {
+					`SELECT indisvalid FROM pg_index WHERE indexrelid = 'events_email_address_idx'::regclass`,
+					onEveryPartition(`EXISTS (SELECT FROM pg_index i JOIN pg_inherits h ON h.inhrelid = i.indexrelid
+						WHERE i.indrelid = p AND h.inhparent = 'events_email_address_idx'::regclass AND i.indisvalid)`),
+					`SELECT convalidated FROM pg_constraint WHERE conrelid = 'events'::regclass AND conname = 'events_email_address_day_key'`,
+				},
+			},
+			final: []string{
+				`SELECT count(*) = 300 FROM events WHERE email_address = 'e' || id || '@example.com'`,
+				onEveryPartition(`(SELECT attnotnull FROM pg_attribute WHERE attrelid = p AND attname = 'email_address')`),
+				`SELECT NOT EXISTS (SELECT FROM pg_trigger WHERE tgname LIKE 'planner%')`,
+			},
+		},
+		{
+			kind: "add_column",
+			spec: `kind: add_column
+    table: events
+    column: status
+    type: text
+    not_null: true
+    backfill: "'active'"
+    default: "'active'"`,
+			after: map[string][]string{
+				"expand": {onEveryPartition(`EXISTS (SELECT FROM pg_trigger WHERE tgrelid = p AND tgname = 'planner_fill_stair')`)},
+			},
+			final: []string{
+				`SELECT count(*) = 300 FROM events WHERE status = 'active'`,
+				onEveryPartition(`(SELECT attnotnull FROM pg_attribute WHERE attrelid = p AND attname = 'status')`),
+			},
+		},
+		{
+			kind: "change_column_type",
+			spec: `kind: change_column_type
+    table: events
+    column: amount
+    type: bigint
+    up: "round(amount * 100)::bigint"
+    down: "(amount_cents / 100.0)::numeric(12,2)"
+    new_column: amount_cents`,
+			final: []string{`SELECT count(*) = 300 FROM events WHERE amount_cents = (id % 100) * 150`},
+		},
+		{
+			kind: "set_not_null",
+			spec: `kind: set_not_null
+    table: events
+    column: note
+    backfill: "'(none)'"`,
+			final: []string{
+				`SELECT count(*) = 300 / 5 FROM events WHERE note = '(none)'`,
+				onEveryPartition(`(SELECT attnotnull FROM pg_attribute WHERE attrelid = p AND attname = 'note')`),
+			},
+		},
+		{
+			kind: "drop_column",
+			spec: `kind: drop_column
+    table: events
+    column: legacy`,
+			final: []string{`SELECT NOT EXISTS (SELECT FROM pg_attribute WHERE attrelid = 'events_p0'::regclass AND attname = 'legacy' AND NOT attisdropped)`},
+		},
+		{
+			kind: "add_index",
+			spec: `kind: add_index
+    table: events
+    name: events_note_idx
+    columns: [note]
+    where: "note IS NOT NULL"`,
+			final: []string{
+				`SELECT indisvalid FROM pg_index WHERE indexrelid = 'events_note_idx'::regclass`,
+				`SELECT count(*) = 3 FROM pg_inherits WHERE inhparent = 'events_note_idx'::regclass`,
+			},
+		},
+		{
+			kind: "add_unique",
+			spec: `kind: add_unique
+    table: events
+    name: events_note_day_key
+    columns: [note, day]`,
+			final: []string{
+				`SELECT contype = 'u' FROM pg_constraint WHERE conrelid = 'events'::regclass AND conname = 'events_note_day_key'`,
+				onEveryPartition(`EXISTS (SELECT FROM pg_constraint WHERE conrelid = p AND contype = 'u' AND conparentid =
+					(SELECT oid FROM pg_constraint WHERE conrelid = 'events'::regclass AND conname = 'events_note_day_key'))`),
+			},
+		},
+		{
+			kind: "add_foreign_key", extraTables: []string{"users"},
+			spec: `kind: add_foreign_key
+    table: events
+    name: events_user_fk
+    columns: [user_id]
+    references:
+      table: users
+      columns: [id]`,
+			final: []string{
+				`SELECT convalidated FROM pg_constraint WHERE conrelid = 'events'::regclass AND conname = 'events_user_fk'`,
+				onEveryPartition(`EXISTS (SELECT FROM pg_constraint WHERE conrelid = p AND conname = 'events_user_fk' AND convalidated AND conparentid <> 0)`),
+			},
+		},
+		{
+			kind: "add_check",
+			spec: `kind: add_check
+    table: events
+    name: events_amount_positive
+    check: "amount >= 0"`,
+			final: []string{onEveryPartition(`EXISTS (SELECT FROM pg_constraint WHERE conrelid = p AND conname = 'events_amount_positive' AND convalidated)`)},
+		},
+	}
+	covered := map[string]bool{}
+	for _, c := range cases {
+		covered[c.kind] = true
+	}
+	for _, k := range KindNames() {
+		if !covered[k] {
+			t.Errorf("kind %s has no partitioned stairway case", k)
+		}
+	}
+	for _, c := range cases {
+		t.Run(c.kind, func(t *testing.T) {
+			t.Parallel()
+			stairway(t, setup, c.spec, append(tables, c.extraTables...), c.after, c.final)
+		})
+	}
+}
+
+// Many partitions: the per-partition index build and a rename (which
+// copies an index, a unique constraint and a foreign key per partition).
+func TestStairwayManyPartitions(t *testing.T) {
+	const parts = 63 // and the default partition: 64
+	setup := partitionedSetup(parts, 1000)
+	tables := partitionTables(parts)
+	t.Run("add_index", func(t *testing.T) {
+		t.Parallel()
+		stairway(t, setup, `kind: add_index
+    table: events
+    columns: [note]`, tables, nil, []string{
+			`SELECT indisvalid FROM pg_index WHERE indexrelid = 'events_note_idx'::regclass`,
+			`SELECT count(*) = 64 FROM pg_inherits WHERE inhparent = 'events_note_idx'::regclass`,
+		})
+	})
+	t.Run("rename_column", func(t *testing.T) {
+		t.Parallel()
+		stairway(t, setup, `kind: rename_column
+    table: events
+    column: user_id
+    to: account_id`, tables, nil, []string{
+			`SELECT count(*) = 64 FROM pg_constraint WHERE conname = 'events_account_id_fkey' AND convalidated AND conparentid <> 0`,
+			`SELECT count(*) = 1000 FROM events WHERE account_id = 1 + id % 2000`,
+		})
+	})
+}
