@@ -1,6 +1,8 @@
 package planner
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -211,4 +213,124 @@ func TestStairwayManyPartitions(t *testing.T) {
 			`SELECT count(*) = 1000 FROM events WHERE account_id = 1 + id % 2000`,
 		})
 	})
+}
+
+// A partition attached or detached while a change is in flight: a phase
+// that works per partition is refused, before it runs anything, with what
+// to do; restoring the partitions lets it go on. Phases that work on the
+// parent alone go on: the new partition gets the sync trigger from
+// PostgreSQL and its rows from the backfill.
+func TestPartitionAttachedInFlight(t *testing.T) {
+	ctx := context.Background()
+	f := newEngineFixture(t)
+	f.db.Exec(t, partitionedSetup(2, 200))
+	specs := f.specs(t, `changes:
+  - id: ren
+    kind: rename_column
+    table: events
+    column: email
+    to: email_address
+`)
+	if cr := reportOf(t, f.next(t, specs, "d1"), "ren"); cr.Action != Advanced || cr.Phase != "expand" {
+		t.Fatalf("expand: %+v", cr)
+	}
+	// The default partition holds days 20..29: move them to a new partition
+	// attached after expand, with the new column already (ATTACH requires it).
+	f.db.Exec(t, `CREATE TABLE events_p2 (LIKE events INCLUDING DEFAULTS);
+		WITH moved AS (DELETE FROM events WHERE day >= 20 AND day < 30 RETURNING *) INSERT INTO events_p2 SELECT * FROM moved;
+		ALTER TABLE events ATTACH PARTITION events_p2 FOR VALUES FROM (20) TO (30);
+		UPDATE events SET email_address = NULL;`)
+	checkQueries(t, f, "attached", []string{
+		`SELECT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = 'events_p2'::regclass AND tgname = 'planner_sync_ren' AND tgparentid <> 0)`,
+		`SELECT count(*) > 0 FROM events_p2`,
+	})
+	// A write into the new partition is synced by the cloned trigger.
+	f.db.Exec(t, `INSERT INTO events (id, day, email) VALUES (10001, 25, 'new@example.com')`)
+	checkQueries(t, f, "synced", []string{`SELECT email_address = 'new@example.com' FROM events WHERE id = 10001`})
+	for _, d := range []string{"d2", "d3"} {
+		if cr := reportOf(t, f.next(t, specs, d), "ren"); cr.Action != Advanced {
+			t.Fatalf("%s: %+v", d, cr)
+		}
+	}
+	checkQueries(t, f, "backfilled", []string{`SELECT count(*) = 0 FROM events WHERE email_address IS DISTINCT FROM email`})
+	// enforce copies the index and the unique constraint per partition.
+	_, err := f.e.Next(ctx, specs, "d4", false)
+	if !errors.Is(err, ErrInput) || !strings.Contains(err.Error(), "attached since: public.events_p2") || !strings.Contains(err.Error(), "planner rollback ren") {
+		t.Fatalf("enforce with a partition attached since registration: %v", err)
+	}
+	if c := f.change(t, "ren"); c.Applied != 3 || c.Status == StatusApplying {
+		t.Fatalf("the refused phase changed the state: %+v", c)
+	}
+	checkQueries(t, f, "nothing ran", []string{`SELECT NOT EXISTS (SELECT FROM pg_class WHERE relname = 'events_email_address_idx')`})
+	// Restore the partitions as they were: the phase runs.
+	f.db.Exec(t, `ALTER TABLE events DETACH PARTITION events_p2;
+		WITH moved AS (DELETE FROM events_p2 RETURNING *) INSERT INTO events SELECT * FROM moved;`)
+	if cr := reportOf(t, f.next(t, specs, "d5"), "ren"); cr.Action != Advanced || cr.Phase != "enforce" {
+		t.Fatalf("enforce after restoring: %+v", cr)
+	}
+	checkQueries(t, f, "enforced", []string{`SELECT indisvalid FROM pg_index WHERE indexrelid = 'events_email_address_idx'::regclass`})
+}
+
+// A partition detached before a per-partition phase: refused likewise;
+// rollback to the start and next plan the change for the partitions as
+// they are.
+func TestPartitionDetachedBeforeIndex(t *testing.T) {
+	ctx := context.Background()
+	f := newEngineFixture(t)
+	f.db.Exec(t, partitionedSetup(2, 200))
+	specs := f.specs(t, `changes:
+  - id: uq
+    kind: add_unique
+    table: events
+    columns: [note, day]
+`)
+	if cr := reportOf(t, f.next(t, specs, "d1"), "uq"); cr.Action != Advanced || cr.Phase != "build_index" {
+		t.Fatalf("build_index: %+v", cr)
+	}
+	f.db.Exec(t, `ALTER TABLE events DETACH PARTITION events_p1`)
+	_, err := f.e.Next(ctx, specs, "d2", false)
+	if !errors.Is(err, ErrInput) || !strings.Contains(err.Error(), "detached since: public.events_p1") {
+		t.Fatalf("attach with a partition detached: %v", err)
+	}
+	if _, err := f.e.Rollback(ctx, "uq", "r1"); err != nil {
+		t.Fatalf("rollback with a partition detached: %v", err)
+	}
+	checkQueries(t, f, "rolled back", []string{`SELECT NOT EXISTS (SELECT FROM pg_class WHERE relname LIKE '%events_note_day_key')`})
+	for _, d := range []string{"d3", "d4"} {
+		if cr := reportOf(t, f.next(t, specs, d), "uq"); cr.Action != Advanced {
+			t.Fatalf("%s: %+v", d, cr)
+		}
+	}
+	checkQueries(t, f, "done", []string{
+		`SELECT count(*) = 2 FROM pg_constraint WHERE contype = 'u' AND conparentid = (SELECT oid FROM pg_constraint WHERE conname = 'events_note_day_key' AND conrelid = 'events'::regclass)`,
+	})
+}
+
+// A unique index or constraint without the partition key is refused at
+// plan time with the safe alternative.
+func TestPartitionedUniqueNeedsKey(t *testing.T) {
+	f := newEngineFixture(t)
+	db := f.db
+	db.Exec(t, partitionedSetup(2, 10))
+	table, err := LoadTable(context.Background(), db.Pool, TableName{Name: "events"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := table.Partitioning; p == nil || p.Strategy != "range" || strings.Join(p.Key, ",") != "day" || len(p.Partitions) != 3 {
+		t.Fatalf("partitioning: %+v", p)
+	}
+	if strings.Join(table.Key, ",") != "id,day" || table.RowEstimate != 10 {
+		t.Fatalf("key %v, estimate %d", table.Key, table.RowEstimate)
+	}
+	for _, spec := range []string{
+		"kind: add_unique\n    table: events\n    columns: [note]",
+		"kind: add_index\n    table: events\n    unique: true\n    columns: [note]",
+	} {
+		specs := f.specs(t, "changes:\n  - id: u\n    "+spec+"\n")
+		_, err := Compile(specs[0], Target{Version: 15, Table: table})
+		if !errors.Is(err, ErrInput) || !strings.Contains(err.Error(), "must include every partition key column; day is missing") ||
+			!strings.Contains(err.Error(), "safe alternative: add day to the columns") {
+			t.Fatalf("%s: %v", spec, err)
+		}
+	}
 }

@@ -73,6 +73,9 @@ func (r *textRenderer) plan(p Plan) {
 func (r *textRenderer) phase(n int, ph phases.Phase) {
 	r.printf("### %d. %s\n\n%s.\n\n", n, ph.Name, capitalize(ph.Purpose))
 	r.printf("- **Gate:** %s\n", ph.Gate.Describe())
+	if len(ph.Partitions) > 0 {
+		r.printf("- **Partitions:** %s\n", partitionsLine(ph.Partitions))
+	}
 	if ph.Backfill != nil {
 		b := ph.Backfill
 		t := TableName{Schema: b.Schema, Name: b.Table}
@@ -299,4 +302,14 @@ func RenderJSON(w io.Writer, plans []Plan, offline bool) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(doc)
+}
+
+// partitionsLine says which partitions a per-partition phase handles.
+func partitionsLine(parts []string) string {
+	names := parts
+	if len(names) > 8 {
+		names = append(append([]string{}, names[:8]...), fmt.Sprintf("and %d more", len(parts)-8))
+	}
+	return fmt.Sprintf("one step per partition, for the %d partitions of the catalog snapshot (%s); a partition attached or detached since refuses the phase before it runs",
+		len(parts), strings.Join(names, ", "))
 }

@@ -1,0 +1,48 @@
+package planner
+
+import (
+	"bytes"
+	"testing"
+)
+
+// goldenPartitionedOrders is orders as a range-partitioned table (by
+// created_at, so its key includes it) with a default partition.
+func goldenPartitionedOrders() *Table {
+	t := goldenOrders()
+	t.Key = []string{"id", "created_at"}
+	t.Indexes[0].Definition = "CREATE UNIQUE INDEX orders_pkey ON ONLY public.orders USING btree (id, created_at)"
+	t.Indexes[0].Columns = []string{"id", "created_at"}
+	t.Indexes[1].Definition = "CREATE INDEX orders_status_total_idx ON ONLY public.orders USING btree (status, total DESC)"
+	t.Partitioning = &Partitioning{Strategy: "range", Key: []string{"created_at"}, Partitions: []Partition{
+		{Table: TableName{Schema: "public", Name: "orders_2026_01"}, Bound: "FOR VALUES FROM ('2026-01-01 00:00:00+00') TO ('2026-02-01 00:00:00+00')", Kind: "r"},
+		{Table: TableName{Schema: "public", Name: "orders_2026_02"}, Bound: "FOR VALUES FROM ('2026-02-01 00:00:00+00') TO ('2026-03-01 00:00:00+00')", Kind: "r"},
+		{Table: TableName{Schema: "public", Name: "orders_default"}, Bound: "DEFAULT", Kind: "r"},
+	}}
+	return t
+}
+
+// Golden plans of the orders examples (plans/) on a partitioned orders:
+// the index built per partition and attached to an ON ONLY parent index,
+// the foreign key per partition before PostgreSQL 18 and on the parent
+// from 18, the check on the parent.
+func TestGoldenPartitioned(t *testing.T) {
+	for _, s := range goldenSpecs(t) {
+		if s.Change.Table().Name != "orders" {
+			continue
+		}
+		for _, v := range []struct {
+			name    string
+			version int
+		}{{"partitioned-pg17", 17}, {"partitioned-pg18", 18}} {
+			p, err := Compile(s, Target{Version: v.version, Table: goldenPartitionedOrders()})
+			if err != nil {
+				t.Fatalf("%s %s: %v", s.ID, v.name, err)
+			}
+			var text bytes.Buffer
+			if err := RenderText(&text, []Plan{p}, false); err != nil {
+				t.Fatal(err)
+			}
+			checkGolden(t, s.ID+"."+v.name+".md", text.Bytes())
+		}
+	}
+}
