@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // partitionedSetup makes events, range-partitioned by day into parts
@@ -332,5 +335,65 @@ func TestPartitionedUniqueNeedsKey(t *testing.T) {
 			!strings.Contains(err.Error(), "safe alternative: add day to the columns") {
 			t.Fatalf("%s: %v", spec, err)
 		}
+	}
+}
+
+// kill -9 inside the per-partition index build, at several points, then a
+// rerun finishes it; a build killed midway rolls back to the schema it
+// started from.
+func TestPartitionedIndexKilledMidBuild(t *testing.T) {
+	ctx := context.Background()
+	f := newEngineFixture(t)
+	f.db.Exec(t, partitionedSetup(2, 200))
+	tables := partitionTables(2)
+	f.specs(t, `changes:
+  - id: ix
+    kind: add_index
+    table: events
+    columns: [note]
+`)
+	f.e.LeaseTTL = time.Second
+	before := schemaOf(t, f.db, tables...)
+	killed := func(deploy, env string) {
+		t.Helper()
+		cmd, out := f.helper(t, deploy, env, "PLANNER_TEST_LEASE_TTL=1s")
+		err := cmd.Wait()
+		ee, ok := err.(*exec.ExitError)
+		if !ok || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+			t.Fatalf("%s %s: helper was not killed: %v\n%s", deploy, env, err, out)
+		}
+	}
+	// After the parent's ON ONLY index, after the first partition's build,
+	// then (the rerun skipping what is done) after a later step.
+	killed("d1", "PLANNER_TEST_CRASH_AFTER_COMMIT=1")
+	killed("d1", "PLANNER_TEST_CRASH_AFTER_COMMIT=3")
+	killed("d1", "PLANNER_TEST_CRASH_AFTER=4")
+	checkQueries(t, f, "killed midway", []string{
+		`SELECT NOT indisvalid FROM pg_index WHERE indexrelid = 'events_note_idx'::regclass`,
+		`SELECT count(*) BETWEEN 1 AND 2 FROM pg_inherits WHERE inhparent = 'events_note_idx'::regclass`,
+	})
+	if c := f.change(t, "ix"); c.Status != StatusApplying {
+		t.Fatalf("status after kills: %s", c.Status)
+	}
+	// Rolled back from there: as before the change.
+	if res, err := f.e.Rollback(ctx, "ix", "r1"); err != nil || !res.Partial {
+		t.Fatalf("rollback of the killed build: %+v %v", res, err)
+	}
+	if got := schemaOf(t, f.db, tables...); got != before {
+		t.Fatalf("rollback did not restore the schema:\n%s", diffLines(before, got))
+	}
+	// Killed again, then finished by a rerun.
+	killed("d2", "PLANNER_TEST_CRASH_AFTER_COMMIT=5")
+	cmd, out := f.helper(t, "d2", "PLANNER_TEST_LEASE_TTL=1s")
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("rerun: %v\n%s", err, out)
+	}
+	checkQueries(t, f, "finished", []string{
+		`SELECT indisvalid FROM pg_index WHERE indexrelid = 'events_note_idx'::regclass`,
+		`SELECT count(*) = 3 FROM pg_inherits WHERE inhparent = 'events_note_idx'::regclass`,
+		`SELECT count(*) = 4 FROM pg_class WHERE relname LIKE '%events_note_idx'`,
+	})
+	if c := f.change(t, "ix"); c.Status != StatusDone {
+		t.Fatalf("status: %s", c.Status)
 	}
 }
