@@ -117,7 +117,7 @@ func (p *Partitioning) perPartitionProblems(t TableName, what string) []Problem 
 		switch x.Kind {
 		case "p":
 			ps = append(ps, Problem{Message: fmt.Sprintf("%s on %s needs one step per partition, and partition %s is itself partitioned", what, t, x.Table),
-				Hint: "the planner builds per-partition steps for one level of partitions only: run this change on " + x.Table.String() + "'s parent after flattening it, or build the index by hand per sub-partition"})
+				Hint: "the planner builds per-partition steps for one level of partitions only: detach " + x.Table.String() + " until the change is done, or make this change by hand per sub-partition"})
 		case "f":
 			ps = append(ps, Problem{Message: fmt.Sprintf("%s on %s needs one step per partition, and partition %s is a foreign table", what, t, x.Table),
 				Hint: "foreign tables cannot carry indexes or local constraints: detach " + x.Table.String() + " first"})
