@@ -33,7 +33,7 @@ func Compile(spec Spec, target Target) (Plan, error) {
 		}
 		return Plan{}, fmt.Errorf("change %s: %w", spec.ID, err)
 	}
-	return Plan{Spec: spec, Phases: out}, nil
+	return Plan{Spec: spec, Phases: out, Partitioned: target.partitionedNote()}, nil
 }
 
 // ChangeError lists what is wrong with one change and how to do it safely.

@@ -88,6 +88,23 @@ func (target Target) partitioned() *Partitioning {
 	return target.Table.Partitioning
 }
 
+// partitionedNote tells a reviewer what a partitioned table changes in a
+// plan; "" for a plain table or offline.
+func (target Target) partitionedNote() string {
+	p := target.partitioned()
+	if p == nil {
+		return ""
+	}
+	fk := "foreign keys NOT VALID on the parent (PostgreSQL 18+)"
+	if !notValidOnParent(target.Version) {
+		fk = "foreign keys NOT VALID and validated per partition, then added on the parent (PostgreSQL before 18 refuses NOT VALID on a partitioned table)"
+	}
+	return fmt.Sprintf("%s is %s-partitioned on (%s) with %d partitions. Columns, defaults, the sync and fill triggers (cloned by PostgreSQL onto every partition), "+
+		"CHECK and NOT NULL constraints apply on the parent to every partition; indexes are built concurrently per partition and attached to an index ON ONLY the parent, "+
+		"unique constraints are made per partition and adopted by the parent's, %s. Phases with per-partition steps are refused if a partition is attached or detached first.",
+		target.Table.Name, p.Strategy, strings.Join(p.Key, ", "), len(p.Partitions), fk)
+}
+
 // refs lists the partitions for the phases package.
 func (p *Partitioning) refs() []phases.TableRef {
 	out := make([]phases.TableRef, len(p.Partitions))

@@ -2,6 +2,7 @@ package planner
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 )
 
@@ -43,6 +44,36 @@ func TestGoldenPartitioned(t *testing.T) {
 				t.Fatal(err)
 			}
 			checkGolden(t, s.ID+"."+v.name+".md", text.Bytes())
+			if s.Kind == "add_index" {
+				var js bytes.Buffer
+				if err := RenderJSON(&js, []Plan{p}, false); err != nil {
+					t.Fatal(err)
+				}
+				checkGolden(t, s.ID+"."+v.name+".json", js.Bytes())
+			}
+		}
+	}
+}
+
+// Per-partition steps need every partition to be a plain table: a
+// sub-partitioned or foreign partition is refused with the reason, while
+// kinds that work on the parent alone still compile.
+func TestPartitionKindsRefused(t *testing.T) {
+	for _, kind := range []string{"p", "f"} {
+		table := goldenPartitionedOrders()
+		table.Partitioning.Partitions[1].Kind = kind
+		for _, s := range goldenSpecs(t) {
+			if s.Change.Table().Name != "orders" {
+				continue
+			}
+			_, err := Compile(s, Target{Version: 17, Table: table})
+			perPartition := s.Kind == "add_index" || s.Kind == "add_foreign_key" || s.Kind == "change_column_type"
+			switch {
+			case perPartition && (err == nil || !strings.Contains(err.Error(), "partition public.orders_2026_02 is")):
+				t.Errorf("%s with a partition of kind %s: %v", s.ID, kind, err)
+			case !perPartition && err != nil:
+				t.Errorf("%s with a partition of kind %s: %v", s.ID, kind, err)
+			}
 		}
 	}
 }

@@ -22,4 +22,6 @@ type Spec struct {
 type Plan struct {
 	Spec   Spec           `json:"spec"`
 	Phases []phases.Phase `json:"phases"`
+	// Partitioned, for a partitioned table, says what differs (partition.go).
+	Partitioned string `json:"partitioned,omitempty"`
 }

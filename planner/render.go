@@ -60,6 +60,9 @@ func (r *textRenderer) plan(p Plan) {
 	} else if fields := describeFields(s.Change); fields != "" {
 		r.printf("`%s`\n\n", fields)
 	}
+	if p.Partitioned != "" {
+		r.printf("> **Partitioned table:** %s\n\n", p.Partitioned)
+	}
 	r.printf("| # | phase | gate | strongest lock | flags after | rollback |\n|---|---|---|---|---|---|\n")
 	for i, ph := range p.Phases {
 		r.printf("| %d | %s | %s | %s | %s | %s |\n", i+1, ph.Name, gateShort(ph.Gate), strongestLock(ph), flagsInline(ph.Flags, "unchanged"), rollbackShort(ph))
@@ -280,6 +283,8 @@ type JSONPlan struct {
 	Checksum string         `json:"checksum,omitempty"`
 	Change   Kind           `json:"change"`
 	Phases   []phases.Phase `json:"phases"`
+	// Partitioned says what differs on a partitioned table.
+	Partitioned string `json:"partitioned,omitempty"`
 }
 
 // JSONPlans is the document `planner plan --output json` writes.
@@ -297,7 +302,7 @@ func RenderJSON(w io.Writer, plans []Plan, offline bool) error {
 	}
 	for i, p := range plans {
 		doc.Plans[i] = JSONPlan{ID: p.Spec.ID, Kind: p.Spec.Kind, File: p.Spec.File, Line: p.Spec.Line,
-			Checksum: p.Spec.Checksum, Change: p.Spec.Change, Phases: p.Phases}
+			Checksum: p.Spec.Checksum, Change: p.Spec.Change, Phases: p.Phases, Partitioned: p.Partitioned}
 	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
