@@ -46,7 +46,7 @@ WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')`,
 	if reltuples > 0 {
 		t.RowEstimate = int64(reltuples)
 	}
-	steps := []func(context.Context, Querier, uint32, *Table) error{loadColumns, loadIndexes, loadKey, loadConstraints, loadReferencing}
+	steps := []func(context.Context, Querier, uint32, *Table) error{loadColumns, loadIndexes, loadKey, loadConstraints, loadReferencing, loadPartitionedReferrers}
 	if relkind == "p" {
 		steps = append(steps, loadPartitioning)
 	}
@@ -167,7 +167,7 @@ func loadReferencing(ctx context.Context, q Querier, oid uint32, t *Table) error
 SELECT k.conname, n.nspname, c.relname, k.contype::text, pg_catalog.pg_get_constraintdef(k.oid), %s
 FROM pg_catalog.pg_constraint k
 JOIN pg_catalog.pg_class c ON c.oid = k.conrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-WHERE k.confrelid = $1 AND k.conrelid <> $1 AND k.contype = 'f'
+WHERE k.confrelid = $1 AND k.conrelid <> $1 AND k.contype = 'f' AND k.conparentid = 0
 ORDER BY n.nspname, c.relname, k.conname`, fmt.Sprintf(constraintColumns, "k.confkey", "k.confrelid")), oid)
 	if err != nil {
 		return err

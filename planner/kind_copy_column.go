@@ -345,6 +345,9 @@ func copyDependents(t *Table, cc copyColumn, _ []phases.Statement) (dependentCop
 		if !contains(c.Columns, cc.old) {
 			continue
 		}
+		if err := partitionedReferrerProblem(t, c, cc.version); err != nil {
+			return out, err
+		}
 		if taken := constraintOn(c.Table, copyName(c.Name, cc.old, cc.new), t); taken {
 			return out, nameTaken(copyName(c.Name, cc.old, cc.new), c.Table)
 		}

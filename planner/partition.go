@@ -213,3 +213,37 @@ ORDER BY 1`, table.Quoted())
 		"(planner rollback %s, once per applied phase; rollback works with the new partitions) and run planner next, which plans it for the partitions as they are then: %w",
 		table, changeID, strings.Join(what, "; "), p.Name, changeID, ErrInput)
 }
+
+func loadPartitionedReferrers(ctx context.Context, q Querier, oid uint32, t *Table) error {
+	rows, err := q.Query(ctx, `
+SELECT DISTINCT n.nspname, c.relname
+FROM pg_catalog.pg_constraint k
+JOIN pg_catalog.pg_class c ON c.oid = k.conrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE k.confrelid = $1 AND k.conrelid <> $1 AND k.contype = 'f' AND k.conparentid = 0 AND c.relkind = 'p'
+ORDER BY 1, 2`, oid)
+	if err != nil {
+		return err
+	}
+	t.PartitionedReferrers, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (TableName, error) {
+		var n TableName
+		return n, r.Scan(&n.Schema, &n.Name)
+	})
+	return err
+}
+
+// partitionedReferrerProblem refuses to re-point a foreign key of a
+// partitioned table at the new column before PostgreSQL 18, which cannot
+// add it NOT VALID there.
+func partitionedReferrerProblem(t *Table, c Constraint, version int) error {
+	if notValidOnParent(version) {
+		return nil
+	}
+	for _, r := range t.PartitionedReferrers {
+		if r.SchemaOrPublic() == c.Table.SchemaOrPublic() && r.Name == c.Table.Name {
+			return problemsError([]Problem{{Field: "column", Message: fmt.Sprintf("the foreign key %s of partitioned table %s references %s.%s; PostgreSQL before 18 cannot add its copy NOT VALID on a partitioned table",
+				c.Name, c.Table, t.Name, c.Columns[0]),
+				Hint: "drop that foreign key first and re-create it with add_foreign_key after this change (or run on PostgreSQL 18)"}})
+		}
+	}
+	return nil
+}

@@ -397,3 +397,39 @@ func TestPartitionedIndexKilledMidBuild(t *testing.T) {
 		t.Fatalf("status: %s", c.Status)
 	}
 }
+
+// A foreign key of a partitioned table that references the renamed
+// column: one constraint to copy (not one per partition), refused before
+// PostgreSQL 18, which cannot add it NOT VALID on a partitioned table.
+func TestPartitionedReferrer(t *testing.T) {
+	f := newEngineFixture(t)
+	f.db.Exec(t, partitionedSetup(2, 10)+`
+ALTER TABLE users ADD CONSTRAINT users_email_key UNIQUE (email);
+UPDATE events SET email = 'user' || id || '@example.com';
+ALTER TABLE events ADD CONSTRAINT events_email_fkey FOREIGN KEY (email) REFERENCES users (email);`)
+	table, err := LoadTable(context.Background(), f.db.Pool, TableName{Name: "users"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(table.Referencing) != 2 || len(table.PartitionedReferrers) != 1 { // events_user_id_fkey, events_email_fkey
+		t.Fatalf("referencing %+v, partitioned %+v", table.Referencing, table.PartitionedReferrers)
+	}
+	specs := f.specs(t, "changes:\n  - id: r\n    kind: rename_column\n    table: users\n    column: email\n    to: email_address\n")
+	_, err = Compile(specs[0], Target{Version: 17, Table: table})
+	if !errors.Is(err, ErrInput) || !strings.Contains(err.Error(), "the foreign key events_email_fkey of partitioned table public.events") {
+		t.Fatalf("PostgreSQL 17: %v", err)
+	}
+	plan, err := Compile(specs[0], Target{Version: 18, Table: table})
+	if err != nil {
+		t.Fatalf("PostgreSQL 18: %v", err)
+	}
+	var adds int
+	for _, st := range plan.Phases[3].Statements {
+		if strings.Contains(st.SQL, "FOREIGN KEY") {
+			adds++
+		}
+	}
+	if adds != 1 {
+		t.Fatalf("enforce adds %d foreign keys, want 1:\n%+v", adds, plan.Phases[3].Statements)
+	}
+}

@@ -72,6 +72,9 @@ type Table struct {
 	RowEstimate int64        `json:"row_estimate"`
 	// Partitioning is set for a declaratively partitioned table (partition.go).
 	Partitioning *Partitioning `json:"partitioning,omitempty"`
+	// PartitionedReferrers are the tables among Referencing's that are
+	// partitioned.
+	PartitionedReferrers []TableName `json:"partitioned_referrers,omitempty"`
 }
 
 // Column is one column of a table.
