@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pgplanner/planner/phases"
 )
 
 // partitionedSetup makes events, range-partitioned by day into parts
@@ -432,4 +434,29 @@ ALTER TABLE events ADD CONSTRAINT events_email_fkey FOREIGN KEY (email) REFERENC
 	if adds != 1 {
 		t.Fatalf("enforce adds %d foreign keys, want 1:\n%+v", adds, plan.Phases[3].Statements)
 	}
+}
+
+// The guard before the parent's ADD CONSTRAINT ... UNIQUE: a partition the
+// phase did not prepare (attached between the engine's check and the
+// statement) fails the transaction instead of letting PostgreSQL build
+// that partition's index in place, which would block its writes.
+func TestPartitionGuardRefusesUnpreparedPartition(t *testing.T) {
+	f := newEngineFixture(t)
+	f.db.Exec(t, partitionedSetup(2, 100))
+	u := phases.PartitionedUnique{
+		Index:   phases.Index{Schema: "public", Table: "events", Name: "events_note_day_key", Unique: true, Columns: []string{"note", "day"}},
+		Columns: []string{"note", "day"},
+		// events_pdef left out, as if attached after the phase was planned.
+		Partitions: []phases.TableRef{{Schema: "public", Name: "events_p0"}, {Schema: "public", Name: "events_p1"}},
+	}
+	err := testRunner(f.db).Run(context.Background(), append(u.Build(), u.Attach()...), nil)
+	if err == nil || !strings.Contains(err.Error(), "the partitions of public.events changed while this phase ran") {
+		t.Fatalf("attach with an unprepared partition: %v", err)
+	}
+	checkQueries(t, f, "refused", []string{
+		`SELECT NOT EXISTS (SELECT FROM pg_constraint WHERE conname = 'events_note_day_key')`,
+		`SELECT NOT EXISTS (SELECT FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+			WHERE i.indrelid = 'events_pdef'::regclass AND a.attname = 'note')`,
+		`SELECT count(*) = 2 FROM pg_constraint WHERE conname IN ('events_p0_events_note_day_key', 'events_p1_events_note_day_key')`,
+	})
 }
