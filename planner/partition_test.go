@@ -460,3 +460,46 @@ func TestPartitionGuardRefusesUnpreparedPartition(t *testing.T) {
 		`SELECT count(*) = 2 FROM pg_constraint WHERE conname IN ('events_p0_events_note_day_key', 'events_p1_events_note_day_key')`,
 	})
 }
+
+// kill -9 inside both phases of add_unique on a partitioned table (the
+// per-partition builds, then the per-partition constraints before the
+// parent's): reruns finish them, and rolling both back restores the schema.
+func TestPartitionedUniqueKilledMidPhase(t *testing.T) {
+	ctx := context.Background()
+	f := newEngineFixture(t)
+	f.db.Exec(t, partitionedSetup(2, 200))
+	f.e.LeaseTTL = time.Second
+	tables := partitionTables(2)
+	f.specs(t, `changes:
+  - id: uq
+    kind: add_unique
+    table: events
+    columns: [note, day]
+`)
+	before := schemaOf(t, f.db, tables...)
+	for _, s := range []struct{ deploy, crash string }{
+		{"d1", "PLANNER_TEST_CRASH_AFTER_COMMIT=3"}, // build_index: after the first partition's build
+		{"d2", "PLANNER_TEST_CRASH_AFTER_COMMIT=2"}, // attach: after two partitions' constraints
+	} {
+		cmd, out := f.helper(t, s.deploy, s.crash, "PLANNER_TEST_LEASE_TTL=1s")
+		err := cmd.Wait()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+			t.Fatalf("%s: helper was not killed: %v\n%s", s.deploy, err, out)
+		}
+		cmd, out = f.helper(t, s.deploy, "PLANNER_TEST_LEASE_TTL=1s")
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("%s: rerun: %v\n%s", s.deploy, err, out)
+		}
+	}
+	checkQueries(t, f, "done", []string{
+		`SELECT count(*) = 3 FROM pg_constraint WHERE contype = 'u' AND conparentid = (SELECT oid FROM pg_constraint WHERE conname = 'events_note_day_key' AND conrelid = 'events'::regclass)`,
+	})
+	for _, r := range []string{"r1", "r2"} {
+		if _, err := f.e.Rollback(ctx, "uq", r); err != nil {
+			t.Fatalf("rollback %s: %v", r, err)
+		}
+	}
+	if got := schemaOf(t, f.db, tables...); got != before {
+		t.Fatalf("rollback did not restore the schema:\n%s", diffLines(before, got))
+	}
+}
