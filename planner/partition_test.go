@@ -478,7 +478,7 @@ func TestPartitionedUniqueKilledMidPhase(t *testing.T) {
 `)
 	before := schemaOf(t, f.db, tables...)
 	for _, s := range []struct{ deploy, crash string }{
-		{"d1", "PLANNER_TEST_CRASH_AFTER_COMMIT=3"}, // build_index: after the first partition's build
+		{"d1", "PLANNER_TEST_CRASH_AFTER_COMMIT=3"}, // build_index: after the first partition's build and the second's leftover drop
 		{"d2", "PLANNER_TEST_CRASH_AFTER_COMMIT=2"}, // attach: after two partitions' constraints
 	} {
 		cmd, out := f.helper(t, s.deploy, s.crash, "PLANNER_TEST_LEASE_TTL=1s")
