@@ -187,8 +187,7 @@ type PartitionedForeignKey struct {
 
 func (f PartitionedForeignKey) child(p TableRef) Constraint {
 	c := f.Constraint
-	c.Schema, c.Name = p.schema(), f.Name
-	c.Table = p.Name
+	c.Schema, c.Table = p.schema(), p.Name
 	return c
 }
 
@@ -217,8 +216,7 @@ func (f PartitionedForeignKey) Validate() []Statement {
 		out = append(out, s)
 	}
 	out = append(out, partitionGuard(t, f.Partitions, f.parentDone())...)
-	add := f.AddToParent()
-	return append(out, add)
+	return append(out, f.AddToParent())
 }
 
 // AddToParent is the parent's ADD CONSTRAINT, validated: every
