@@ -602,8 +602,13 @@ var exactSplitUpTo = 500_000.0
 // With step > 0 it walks the key index in steps of that many rows.
 func split(ctx context.Context, pool *pgxpool.Pool, t *target, step int) ([][]string, int64, error) {
 	if step <= 0 {
+		// A partitioned parent has no reltuples of its own (autovacuum
+		// never analyzes it): sum its leaf partitions'.
 		var est float64
-		if err := pool.QueryRow(ctx, `SELECT reltuples FROM pg_catalog.pg_class WHERE oid = to_regclass($1)`, t.name).Scan(&est); err != nil {
+		if err := pool.QueryRow(ctx, `SELECT CASE WHEN c.relkind = 'p' THEN (
+  SELECT coalesce(sum(l.reltuples) FILTER (WHERE l.reltuples > 0), 0)
+  FROM pg_catalog.pg_partition_tree(c.oid) p JOIN pg_catalog.pg_class l ON l.oid = p.relid WHERE p.isleaf) ELSE c.reltuples END
+FROM pg_catalog.pg_class c WHERE c.oid = to_regclass($1)`, t.name).Scan(&est); err != nil {
 			return nil, 0, err
 		}
 		if est >= exactSplitUpTo {

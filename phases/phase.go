@@ -130,4 +130,9 @@ type Phase struct {
 	RollbackFlags Flags       `json:"rollback_flags"`
 	// Irreversible, when set, says why the phase cannot be rolled back.
 	Irreversible string `json:"irreversible"`
+	// Partitions, when set, are the partitions (schema.name) of a
+	// partitioned table that the phase's statements handle one by one; the
+	// engine refuses to run the phase when the table's partitions differ.
+	// Its rollback does not depend on them.
+	Partitions []string `json:"partitions"`
 }

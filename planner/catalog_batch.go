@@ -27,7 +27,7 @@ func LoadTables(ctx context.Context, q Querier, names []TableName) (map[string]*
 		schemas, rels = append(schemas, n.SchemaOrPublic()), append(rels, n.Name)
 	}
 	rows, err := q.Query(ctx, `
-SELECT c.oid, n.nspname, c.relname, c.reltuples
+SELECT c.oid, n.nspname, c.relname, c.reltuples, c.relkind = 'p'
 FROM unnest($1::text[], $2::text[]) AS w(nspname, relname)
 JOIN pg_catalog.pg_namespace n ON n.nspname = w.nspname
 JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = w.relname
@@ -40,7 +40,9 @@ WHERE c.relkind IN ('r', 'p')`, schemas, rels)
 	var oid uint32
 	var schema, rel string
 	var reltuples float64
-	_, err = pgx.ForEachRow(rows, []any{&oid, &schema, &rel, &reltuples}, func() error {
+	var partitioned bool
+	partitionedOIDs := map[uint32]bool{}
+	_, err = pgx.ForEachRow(rows, []any{&oid, &schema, &rel, &reltuples, &partitioned}, func() error {
 		t := &Table{Name: TableName{Schema: schema, Name: rel}, Key: []string{},
 			Columns: []Column{}, Indexes: []Index{}, Checks: []Constraint{}, Referencing: []Constraint{}}
 		if reltuples > 0 {
@@ -48,6 +50,7 @@ WHERE c.relkind IN ('r', 'p')`, schemas, rels)
 		}
 		byOID[oid] = t
 		oids = append(oids, oid)
+		partitionedOIDs[oid] = partitioned
 		out[t.Name.String()] = t
 		return nil
 	})
@@ -63,6 +66,21 @@ WHERE c.relkind IN ('r', 'p')`, schemas, rels)
 	for _, step := range steps {
 		if err := step(ctx, q, oids, byOID); err != nil {
 			return nil, fmt.Errorf("load tables: %w", err)
+		}
+	}
+	// Rare cases, a query per table: partitioned tables, and tables that
+	// other tables reference (are some of those partitioned?).
+	for _, oid := range oids {
+		t := byOID[oid]
+		if partitionedOIDs[oid] {
+			if err := loadPartitioning(ctx, q, oid, t); err != nil {
+				return nil, fmt.Errorf("load table %s: %w", t.Name, err)
+			}
+		}
+		if len(t.Referencing) > 0 {
+			if err := loadPartitionedReferrers(ctx, q, oid, t); err != nil {
+				return nil, fmt.Errorf("load table %s: %w", t.Name, err)
+			}
 		}
 	}
 	return out, nil
@@ -181,7 +199,7 @@ func batchReferencing(ctx context.Context, q Querier, oids []uint32, byOID map[u
 SELECT k.confrelid, k.conname, n.nspname, c.relname, k.contype::text, pg_catalog.pg_get_constraintdef(k.oid), %s
 FROM pg_catalog.pg_constraint k
 JOIN pg_catalog.pg_class c ON c.oid = k.conrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-WHERE k.contype = 'f' AND k.confrelid = ANY($1::oid[]) AND k.conrelid <> k.confrelid
+WHERE k.contype = 'f' AND k.confrelid = ANY($1::oid[]) AND k.conrelid <> k.confrelid AND k.conparentid = 0
 ORDER BY k.confrelid, n.nspname, c.relname, k.conname`, fmt.Sprintf(constraintColumns, "k.confkey", "k.confrelid")), oids)
 	if err != nil {
 		return err

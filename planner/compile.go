@@ -36,7 +36,7 @@ func Compile(spec Spec, target Target) (Plan, error) {
 		}
 		return Plan{}, fmt.Errorf("change %s: %w", spec.ID, err)
 	}
-	return Plan{Spec: spec, Phases: out, Expressions: expressionNotes(spec.Change, target.Table)}, nil
+	return Plan{Spec: spec, Phases: out, Expressions: expressionNotes(spec.Change, target.Table), Partitioned: target.partitionedNote()}, nil
 }
 
 // ChangeError lists what is wrong with one change and how to do it safely.

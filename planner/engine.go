@@ -690,6 +690,9 @@ func (e *Engine) advance(ctx context.Context, en *entry, deployID string, versio
 		r.Action, r.Reason = Waiting, reason
 		return r, nil
 	}
+	if err := CheckPartitions(ctx, e.Pool, c.ID, c.Table, p); err != nil {
+		return failedReport(en, err), err
+	}
 	if dryRun {
 		r.Action = WouldApply
 		r.Statements, r.BackfillWork, r.Flags = p.Statements, p.Backfill, p.Flags

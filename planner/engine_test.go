@@ -676,6 +676,9 @@ func helperMain() int {
 	}
 	defer pool.Close()
 	e := testEngine(pool)
+	if d, err := time.ParseDuration(os.Getenv("PLANNER_TEST_LEASE_TTL")); err == nil {
+		e.LeaseTTL = d // a killed helper holds up the next one this long
+	}
 	if n, _ := strconv.Atoi(os.Getenv("PLANNER_TEST_BACKFILL_BATCH")); n > 0 {
 		e.Backfill.MinBatch, e.Backfill.MaxBatch = n, n
 		e.Backfill.Sleep = 20 * time.Millisecond

@@ -78,5 +78,9 @@ func (k *AddForeignKey) Compile(id string, target Target) ([]phases.Phase, error
 	}
 	c := phases.Constraint{Schema: t.SchemaOrPublic(), Table: t.Name, Name: k.constraintName(), Definition: def,
 		References: &phases.TableRef{Schema: rt.SchemaOrPublic(), Name: rt.Name}}
-	return notValidThenValidate(c, fmt.Sprintf("foreign key (%s) references %s", strings.Join(k.Columns, ", "), rt)), nil
+	what := fmt.Sprintf("foreign key (%s) references %s", strings.Join(k.Columns, ", "), rt)
+	if p := target.partitioned(); p != nil && !notValidOnParent(target.Version) {
+		return partitionedForeignKeyPhases(t, p, c, what)
+	}
+	return notValidThenValidate(c, what), nil
 }

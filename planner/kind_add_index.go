@@ -102,6 +102,14 @@ func (k *AddIndex) Compile(id string, target Target) ([]phases.Phase, error) {
 		Schema: t.SchemaOrPublic(), Table: t.Name, Name: k.IndexName(),
 		Unique: k.Unique, Using: k.Using, Columns: k.Columns, Where: k.Where,
 	}
+	if p := target.partitioned(); p != nil {
+		if k.Unique {
+			if ps := p.keyProblems(t, "columns", k.Columns); len(ps) > 0 {
+				return nil, problemsError(ps)
+			}
+		}
+		return partitionedIndexPhases(t, p, ix)
+	}
 	return []phases.Phase{{
 		Name:       "build_index",
 		Purpose:    fmt.Sprintf("build index %s on %s without blocking writes", ix.Name, t),

@@ -46,6 +46,9 @@ func (k *AddUnique) CheckLive(t *Table) []Problem {
 
 func (k *AddUnique) Compile(id string, target Target) ([]phases.Phase, error) {
 	t := k.Table()
+	if p := target.partitioned(); p != nil {
+		return partitionedUniquePhases(t, p, k.constraintName(), k.Columns)
+	}
 	u := phases.Unique{Index: phases.Index{Schema: t.SchemaOrPublic(), Table: t.Name, Name: k.constraintName(),
 		Unique: true, Columns: k.Columns}}
 	return []phases.Phase{

@@ -17,6 +17,8 @@ type copyColumn struct {
 	// change_column_type only:
 	newType, up, down  string
 	upLabel, downLabel phases.FunctionLabel
+	// version is the server's major version (set by compileCopyColumn).
+	version int
 }
 
 // flagVariants returns the read/write flags for a change id.
@@ -170,6 +172,7 @@ func compileCopyColumn(id string, target Target, cc copyColumn) ([]phases.Phase,
 	}
 	var contractFirst []phases.Statement
 	if target.Table != nil {
+		cc.version = target.Version
 		copies, err := copyDependents(target.Table, cc, contractFirst)
 		if err != nil {
 			return nil, err
@@ -178,6 +181,9 @@ func compileCopyColumn(id string, target Target, cc copyColumn) ([]phases.Phase,
 			add(c.what, c.forward, c.back)
 		}
 		contractFirst = copies.contractFirst
+		if copies.perPartition {
+			enforce.Partitions = target.Table.Partitioning.labels()
+		}
 	}
 	enforce.Statements, enforce.Rollback = forward, back
 	if len(did) == 0 {
@@ -220,6 +226,8 @@ type dependentCopies struct {
 	// foreign keys on other tables that reference the old column depend on
 	// its unique index and would block the DROP COLUMN.
 	contractFirst []phases.Statement
+	// perPartition: some step runs once per partition (kind_partitioned.go).
+	perPartition bool
 }
 
 // copyDependents builds, from the catalog snapshot, the indexes and
@@ -253,6 +261,14 @@ func copyDependents(t *Table, cc copyColumn, _ []phases.Statement) (dependentCop
 			return out, cantRewrite("unique constraint", c.Name, c.Definition)
 		}
 		u := phases.Unique{Index: phases.Index{Schema: schema, Table: t.Name.Name, Name: copyName(c.Name, cc.old, cc.new), Unique: true, Body: body}}
+		if t.Partitioning != nil {
+			step, err := partitionedUniqueCopy(t, c, *backing, u.Index, cc)
+			if err != nil {
+				return out, err
+			}
+			out.steps, out.perPartition = append(out.steps, step), true
+			continue
+		}
 		attach := u.Attach()
 		if i := strings.Index(c.Definition, " DEFERRABLE"); i >= 0 {
 			attach.SQL += c.Definition[i:]
@@ -269,6 +285,14 @@ func copyDependents(t *Table, cc copyColumn, _ []phases.Statement) (dependentCop
 			return out, cantRewrite("index", ix.Name, ix.Definition)
 		}
 		n := phases.Index{Schema: schema, Table: t.Name.Name, Name: copyName(ix.Name, cc.old, cc.new), Unique: ix.Unique, Body: body}
+		if t.Partitioning != nil {
+			step, err := partitionedIndexCopy(t, n)
+			if err != nil {
+				return out, err
+			}
+			out.steps, out.perPartition = append(out.steps, step), true
+			continue
+		}
 		out.steps = append(out.steps, dependentCopy{what: "index " + n.Name, name: n.Name, forward: n.Create(), back: n.Drop()})
 	}
 	for _, c := range t.Checks {
@@ -305,6 +329,14 @@ func copyDependents(t *Table, cc copyColumn, _ []phases.Statement) (dependentCop
 		}
 		validate := !notValid
 		k := phases.Constraint{Schema: schema, Table: t.Name.Name, Name: copyName(c.Name, cc.old, cc.new), Definition: def, References: ref}
+		if t.Partitioning != nil && c.Type == "f" && !notValidOnParent(cc.version) {
+			step, err := partitionedForeignKeyCopy(t, k, validate)
+			if err != nil {
+				return out, err
+			}
+			out.steps, out.perPartition = append(out.steps, step), true
+			continue
+		}
 		fwd := []phases.Statement{k.AddNotValid()}
 		if validate {
 			fwd = append(fwd, k.Validate())
@@ -314,6 +346,9 @@ func copyDependents(t *Table, cc copyColumn, _ []phases.Statement) (dependentCop
 	for _, c := range t.Referencing {
 		if !contains(c.Columns, cc.old) {
 			continue
+		}
+		if err := partitionedReferrerProblem(t, c, cc.version); err != nil {
+			return out, err
 		}
 		if taken := constraintOn(c.Table, copyName(c.Name, cc.old, cc.new), t); taken {
 			return out, nameTaken(copyName(c.Name, cc.old, cc.new), c.Table)

@@ -25,4 +25,6 @@ type Plan struct {
 	// Expressions says, for each SQL expression of the spec, its
 	// volatility and what it is allowed to reach.
 	Expressions []ExpressionNote `json:"expressions,omitempty"`
+	// Partitioned, for a partitioned table, says what differs (partition.go).
+	Partitioned string `json:"partitioned,omitempty"`
 }

@@ -67,6 +67,9 @@ func (r *textRenderer) plan(p Plan) {
 		}
 		r.printf("\n")
 	}
+	if p.Partitioned != "" {
+		r.printf("> **Partitioned table:** %s\n\n", p.Partitioned)
+	}
 	r.printf("| # | phase | gate | strongest lock | flags after | rollback |\n|---|---|---|---|---|---|\n")
 	for i, ph := range p.Phases {
 		r.printf("| %d | %s | %s | %s | %s | %s |\n", i+1, ph.Name, gateShort(ph.Gate), strongestLock(ph), flagsInline(ph.Flags, "unchanged"), rollbackShort(ph))
@@ -80,6 +83,9 @@ func (r *textRenderer) plan(p Plan) {
 func (r *textRenderer) phase(n int, ph phases.Phase) {
 	r.printf("### %d. %s\n\n%s.\n\n", n, ph.Name, capitalize(ph.Purpose))
 	r.printf("- **Gate:** %s\n", ph.Gate.Describe())
+	if len(ph.Partitions) > 0 {
+		r.printf("- **Partitions:** %s\n", partitionsLine(ph.Partitions))
+	}
 	if ph.Backfill != nil {
 		b := ph.Backfill
 		t := TableName{Schema: b.Schema, Name: b.Table}
@@ -322,7 +328,9 @@ type JSONPlan struct {
 	Change   Kind           `json:"change"`
 	Phases   []phases.Phase `json:"phases"`
 	// Expressions: volatility and reach of each SQL expression.
-	Expressions []ExpressionNote `json:"expressions,omitempty"`
+	Expressions []ExpressionNote `json:"expressions"`
+	// Partitioned says what differs on a partitioned table.
+	Partitioned string `json:"partitioned"`
 }
 
 // JSONPlans is the document `planner plan --output json` writes.
@@ -340,9 +348,19 @@ func RenderJSON(w io.Writer, plans []Plan, offline bool) error {
 	}
 	for i, p := range plans {
 		doc.Plans[i] = JSONPlan{ID: p.Spec.ID, Kind: p.Spec.Kind, File: p.Spec.File, Line: p.Spec.Line,
-			Checksum: p.Spec.Checksum, Change: p.Spec.Change, Phases: p.Phases, Expressions: p.Expressions}
+			Checksum: p.Spec.Checksum, Change: p.Spec.Change, Phases: p.Phases, Expressions: p.Expressions, Partitioned: p.Partitioned}
 	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(doc)
+}
+
+// partitionsLine says which partitions a per-partition phase handles.
+func partitionsLine(parts []string) string {
+	names := parts
+	if len(names) > 8 {
+		names = append(append([]string{}, names[:8]...), fmt.Sprintf("and %d more", len(parts)-8))
+	}
+	return fmt.Sprintf("one step per partition, for the %d partitions of the catalog snapshot (%s); a partition attached or detached since refuses the phase before it runs",
+		len(parts), strings.Join(names, ", "))
 }

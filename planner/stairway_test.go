@@ -177,14 +177,19 @@ func TestStairway(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.kind, func(t *testing.T) {
 			t.Parallel()
-			stairway(t, c.spec, c.tables, c.after, c.final)
+			stairway(t, "", c.spec, c.tables, c.after, c.final)
 		})
 	}
 }
 
-func stairway(t *testing.T, spec string, tables []string, after map[string][]string, final []string) {
+// stairway runs the stairway for one spec; setup, when set, is SQL run on
+// the fixture first (e.g. partitioned tables).
+func stairway(t *testing.T, setup, spec string, tables []string, after map[string][]string, final []string) {
 	ctx := context.Background()
 	f := newEngineFixture(t)
+	if setup != "" {
+		f.db.Exec(t, setup)
+	}
 	id := "stair"
 	specs := f.specs(t, "changes:\n  - id: "+id+"\n    "+spec+"\n")
 	type snapshot struct{ schema, data string }

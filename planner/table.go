@@ -73,6 +73,11 @@ type Table struct {
 	// Expressions holds, per expression text of the change, what the
 	// catalog says about its volatility (ResolveExpressions).
 	Expressions map[string]ExprFacts `json:"expressions,omitempty"`
+	// Partitioning is set for a declaratively partitioned table (partition.go).
+	Partitioning *Partitioning `json:"partitioning,omitempty"`
+	// PartitionedReferrers are the tables among Referencing's that are
+	// partitioned.
+	PartitionedReferrers []TableName `json:"partitioned_referrers,omitempty"`
 }
 
 // Column is one column of a table.
