@@ -72,6 +72,10 @@ const (
 	// for at least one earlier deploy and the configured minimum soak time,
 	// so no running application instance still uses the old column.
 	FlagsSoaked Gate = "flags_soaked"
+	// PurgeAfter: the previous phase (a reversible contract) was applied in
+	// an earlier deploy and at least the configured purge delay ago, so the
+	// tombstoned column it kept for a rollback may go.
+	PurgeAfter Gate = "purge_after"
 )
 
 // Describe explains the gate to a reviewer.
@@ -81,6 +85,8 @@ func (g Gate) Describe() string {
 		return "backfill complete and verified: no row differs"
 	case FlagsSoaked:
 		return "previous flags live for at least one earlier deploy (and the minimum soak time)"
+	case PurgeAfter:
+		return "contract applied at least one deploy and the purge delay (--purge-after, default 24h) ago; until then rollback restores the column"
 	}
 	return "none"
 }

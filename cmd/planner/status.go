@@ -30,7 +30,7 @@ func statusCmd() *cobra.Command {
 				return err
 			}
 			defer pool.Close()
-			e := &planner.Engine{Pool: pool, Schema: g.stateSchema, MinSoak: minSoak.minSoak}
+			e := &planner.Engine{Pool: pool, Schema: g.stateSchema, MinSoak: minSoak.minSoak, PurgeAfter: minSoak.purgeAfter}
 			list, err := e.Status(cmd.Context(), specs)
 			if err != nil {
 				return err
@@ -47,6 +47,7 @@ func statusCmd() *cobra.Command {
 	}
 	src.register(cmd)
 	cmd.Flags().DurationVar(&minSoak.minSoak, "min-soak", 0, "minimum soak time to evaluate gates on flags with (as given to planner next)")
+	registerPurgeAfter(cmd, &minSoak.purgeAfter)
 	return cmd
 }
 
