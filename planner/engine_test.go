@@ -109,7 +109,8 @@ func (f *engineFixture) change(t *testing.T, id string) *ChangeState {
 	return c
 }
 
-// schemaOf describes tables (and every trigger function) from the catalogs.
+// schemaOf describes tables (triggers by their definition) and every
+// function (by its body) from the catalogs.
 func schemaOf(t *testing.T, db *pgtest.DB, tables ...string) string {
 	t.Helper()
 	var out []string
@@ -123,7 +124,7 @@ SELECT coalesce(string_agg(x, E'\n' ORDER BY x), '') FROM (
   WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped
   UNION ALL SELECT 'index ' || pg_get_indexdef(indexrelid) || ' valid=' || indisvalid || ' ready=' || indisready FROM pg_index WHERE indrelid = $1::regclass
   UNION ALL SELECT 'constraint ' || conname || ' ' || pg_get_constraintdef(oid) || ' validated=' || convalidated FROM pg_constraint WHERE conrelid = $1::regclass
-  UNION ALL SELECT 'trigger ' || tgname || ' enabled=' || tgenabled::text FROM pg_trigger WHERE tgrelid = $1::regclass AND NOT tgisinternal
+  UNION ALL SELECT 'trigger ' || pg_get_triggerdef(oid) || ' enabled=' || tgenabled::text FROM pg_trigger WHERE tgrelid = $1::regclass AND NOT tgisinternal
 ) s`, table).Scan(&s)
 		if err != nil {
 			t.Fatalf("schema of %s: %v", table, err)
@@ -132,7 +133,7 @@ SELECT coalesce(string_agg(x, E'\n' ORDER BY x), '') FROM (
 	}
 	var fns string
 	if err := db.Pool.QueryRow(context.Background(), `
-SELECT coalesce(string_agg(p.oid::regprocedure::text, E'\n' ORDER BY p.oid::regprocedure::text), '') FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+SELECT coalesce(string_agg(p.oid::regprocedure::text || ' body ' || md5(p.prosrc), E'\n' ORDER BY p.oid::regprocedure::text), '') FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
 WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')`).Scan(&fns); err != nil {
 		t.Fatal(err)
 	}
