@@ -360,7 +360,7 @@ func TestGatesWaitAndSayWhy(t *testing.T) {
 		t.Fatalf("contract after soak: %+v", c)
 	}
 	if engHasColumn(t, f.db, "users", "email") || !engHasColumn(t, f.db, "users", "email_address") {
-		t.Fatal("contract did not drop the old column")
+		t.Fatal("contract did not move the old column away")
 	}
 }
 
@@ -380,7 +380,7 @@ func TestBackfillGateBlocksDualWriteUntilVerified(t *testing.T) {
 	}
 }
 
-func TestRollbackReversesPhasesAndRefusesContract(t *testing.T) {
+func TestRollbackReversesPhasesAndRefusesPurge(t *testing.T) {
 	f := newEngineFixture(t)
 	ctx := context.Background()
 	specs := f.specs(t, `
@@ -410,10 +410,11 @@ changes:
 		t.Fatalf("rollback with nothing applied: %v, want ErrInput", err)
 	}
 	f.next(t, specs, "d2")
-	f.next(t, specs, "d3")
+	f.next(t, specs, "d3") // contract: the column becomes a tombstone
+	f.next(t, specs, "d4") // purge
 	_, err = f.e.Rollback(ctx, "legacy-drop", "r3")
-	if !errors.Is(err, ErrInput) || !strings.Contains(err.Error(), "cannot be rolled back") || !strings.Contains(err.Error(), "drops public.users.legacy_flags") {
-		t.Fatalf("rollback of contract: %v", err)
+	if !errors.Is(err, ErrInput) || !strings.Contains(err.Error(), "phase purge cannot be rolled back") || !strings.Contains(err.Error(), "(the old legacy_flags) and its data") {
+		t.Fatalf("rollback of purge: %v", err)
 	}
 	if _, err := f.e.Rollback(ctx, "nope", ""); !errors.Is(err, ErrInput) {
 		t.Fatalf("unknown change: %v", err)
@@ -426,7 +427,7 @@ changes:
 	for _, e := range h {
 		dirs = append(dirs, e.Phase+":"+e.Direction+":"+e.DeployID)
 	}
-	if got, want := strings.Join(dirs, " "), "stop_using:up:d1 stop_using:down:r1 stop_using:up:d2 contract:up:d3"; got != want {
+	if got, want := strings.Join(dirs, " "), "stop_using:up:d1 stop_using:down:r1 stop_using:up:d2 contract:up:d3 purge:up:d4"; got != want {
 		t.Fatalf("history %q, want %q", got, want)
 	}
 }
@@ -486,7 +487,7 @@ func TestStatusAndHistory(t *testing.T) {
 			rename = s
 		}
 	}
-	if rename.Applied != 2 || rename.Total != 5 || rename.Next != "dual_write" || rename.Gate != "backfill_verified" ||
+	if rename.Applied != 2 || rename.Total != 6 || rename.Next != "dual_write" || rename.Gate != "backfill_verified" ||
 		rename.GateMet == nil || !*rename.GateMet || rename.Backfill == nil || !rename.Backfill.Verified ||
 		rename.Flags["users-email-rename.read"] != "old" {
 		b, _ := json.Marshal(rename)
