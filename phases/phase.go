@@ -86,7 +86,7 @@ func (g Gate) Describe() string {
 	case FlagsSoaked:
 		return "previous flags live for at least one earlier deploy (and the minimum soak time)"
 	case PurgeAfter:
-		return "contract applied at least one deploy and the purge delay (--purge-after, default 24h) ago; until then rollback restores the column"
+		return "contract applied in an earlier deploy and at least the purge delay ago (--purge-after, default 24h); until then rollback restores the old column"
 	}
 	return "none"
 }
