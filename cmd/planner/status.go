@@ -21,6 +21,9 @@ func statusCmd() *cobra.Command {
 		Short: "Show every change: phase k of N, the next phase and its gate, backfill progress, flags",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if minSoak.purgeAfter < 0 {
+				return usageErrorf("--purge-after must not be negative")
+			}
 			specs, err := src.load(cmd, firstArg(args))
 			if err != nil {
 				return err
