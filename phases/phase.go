@@ -77,6 +77,10 @@ const (
 	// FlagsLoaded: every live application instance that reports heartbeats
 	// has loaded the flags of the previous phase (met when none reports).
 	FlagsLoaded Gate = "flags_loaded"
+	// PurgeAfter: the previous phase (a reversible contract) was applied in
+	// an earlier deploy and at least the configured purge delay ago, so the
+	// tombstoned column it kept for a rollback may go.
+	PurgeAfter Gate = "purge_after"
 )
 
 // Describe explains the gate to a reviewer.
@@ -88,6 +92,8 @@ func (g Gate) Describe() string {
 		return "previous flags live for at least one earlier deploy (and the minimum soak time); with instances reporting heartbeats, every live one has had them for the soak time"
 	case FlagsLoaded:
 		return "every live application instance reporting heartbeats has loaded the previous flags (none reporting: met)"
+	case PurgeAfter:
+		return "contract applied in an earlier deploy and at least the purge delay ago (--purge-after, default 24h); until then rollback restores the old column"
 	}
 	return "none"
 }

@@ -35,9 +35,10 @@ import (
 // either column and sorts after planner_sync_<id> would act after the sync
 // and could leave the columns apart.
 //
-// While the trigger is installed the new column must have no DEFAULT: an
-// old-app INSERT would carry the default in new, and new would win over the
-// value the app wrote in old. Set the default after Remove (contract).
+// While old applications may write the old column the new column must have
+// no DEFAULT: an old-app INSERT would carry the default in new, and new would
+// win over the value the app wrote in old. Set the default at contract, once
+// the old column is renamed away (Retarget) or removed.
 type Sync struct {
 	// ID is the change id; object names derive from it.
 	ID string
@@ -229,7 +230,7 @@ func (s Sync) Install() []Statement {
 	return out
 }
 
-// Remove drops the trigger and its functions (contract, or rollback of
+// Remove drops the trigger and its functions (purge, or rollback of
 // expand). It must run before the old column is dropped: the trigger
 // depends on both columns.
 func (s Sync) Remove() []Statement {

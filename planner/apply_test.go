@@ -19,10 +19,10 @@ import (
 // the statements `planner plan` prints, with a small runner of their own
 // that follows the Statement rules (transactions split at CommitAfter and
 // around NoTransaction, Done probes skip work already done). Each phase is
-// run twice to prove it resumes cleanly. Then every phase but contract is
+// run twice to prove it resumes cleanly. Then every phase but purge is
 // rolled back in reverse, and after each rollback the catalog must match
 // what it was before that phase; finally all phases run forward again,
-// contract included, and the final schema and data are checked.
+// purge included, and the final schema and data are checked.
 
 type applyCase struct {
 	name string
@@ -33,7 +33,7 @@ type applyCase struct {
 	tables []TableName
 	spec   Spec
 	// data is a query whose result must be the same before the change and
-	// after contract (e.g. the old column's values, read from the new one).
+	// after purge (e.g. the old column's values, read from the new one).
 	dataBefore, dataAfter string
 	// final checks the schema after all phases; each query returns true.
 	final []string
@@ -90,7 +90,7 @@ func applyCases() []applyCase {
 	odd := TableName{Schema: "app", Name: `Odd "Users"`}
 	accounts := TableName{Schema: "app", Name: "User Accounts"}
 	allowed := TableName{Name: "allowed_emails"}
-	full := []string{"expand", "backfill", "dual_write", "enforce", "contract"}
+	full := []string{"expand", "backfill", "dual_write", "enforce", "contract", "purge"}
 	renameFinal := func(t TableName, oldCol, newCol string) []string {
 		reg := literal(t.Quoted())
 		col := literal(newCol)
@@ -184,7 +184,7 @@ func applyCases() []applyCase {
 				`SELECT count(*) = 0 FROM pg_attribute WHERE attrelid = 'users'::regclass AND attname = 'legacy_flags' AND NOT attisdropped`,
 				`SELECT to_regclass('users_legacy_flags_idx') IS NULL`,
 			},
-			phaseNames: []string{"stop_using", "contract"},
+			phaseNames: []string{"stop_using", "contract", "purge"},
 		},
 		{
 			name:   "add_index",
@@ -332,7 +332,7 @@ func testApply(t *testing.T, tc applyCase) {
 			t.Fatalf("rollback of %s did not restore the schema:\n got: %s\nwant: %s", ph.Name, got, snapshots[i])
 		}
 	}
-	// Forward again, contract included.
+	// Forward again, purge included.
 	for _, ph := range plan.Phases {
 		applyPhase(t, db.Pool, ph)
 	}

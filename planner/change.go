@@ -47,6 +47,11 @@ type Target struct {
 	// registered. Nil when planning offline: kinds then fill in what they
 	// cannot know with clearly marked placeholders.
 	Table *Table
+	// LegacyContract compiles the contract as planners before the tombstone
+	// did: one irreversible phase that drops the old column, no purge. Only
+	// for changes registered by such a planner (compileStored), so that they
+	// finish with the phases they started with.
+	LegacyContract bool
 }
 
 // DefaultVersion is the server version `planner plan` assumes offline.

@@ -172,10 +172,12 @@ func TestStatementsAreResumable(t *testing.T) {
 					}
 				}
 			}
-			if ph.Name == "contract" {
-				if ph.Irreversible == "" || ph.Gate != phases.FlagsSoaked {
-					t.Errorf("%s contract: irreversible %q, gate %q", p.Spec.ID, ph.Irreversible, ph.Gate)
+			if ph.Name == "purge" {
+				if ph.Irreversible == "" || ph.Gate != phases.PurgeAfter || p.Phases[len(p.Phases)-1].Name != "purge" {
+					t.Errorf("%s purge: irreversible %q, gate %q, not last", p.Spec.ID, ph.Irreversible, ph.Gate)
 				}
+			} else if ph.Name == "contract" && ph.Gate != phases.FlagsSoaked {
+				t.Errorf("%s contract: gate %q", p.Spec.ID, ph.Gate)
 			} else if ph.Irreversible != "" {
 				t.Errorf("%s %s is irreversible", p.Spec.ID, ph.Name)
 			}

@@ -50,6 +50,10 @@ type Engine struct {
 	// FleetExpiry is how long an instance that stopped heartbeating still
 	// counts as live for the gates (default DefaultFleetExpiry).
 	FleetExpiry time.Duration
+	// PurgeAfter is how long a reversible contract stays reversible: the
+	// purge that drops its tombstone runs at a later deploy, at least this
+	// long after the contract (the command line defaults to 24h).
+	PurgeAfter time.Duration
 	// Only, when set, limits Next to the changes with these ids: the others
 	// are neither advanced nor reported.
 	Only []string
@@ -531,7 +535,7 @@ func (e *Engine) compileStored(c *ChangeState) (*entry, error) {
 		return nil, fmt.Errorf("stored change %q: %w", c.ID, err)
 	}
 	spec.File, spec.Order = c.File, c.Order
-	plan, err := Compile(spec, Target{Version: c.ServerVersion, Table: c.Catalog})
+	plan, err := compileStoredPlan(spec, c)
 	if err != nil {
 		return nil, fmt.Errorf("stored change %q: %w", c.ID, err)
 	}
@@ -787,6 +791,9 @@ func (e *Engine) gateMet(ctx context.Context, q dbtx, en *entry, idx int, deploy
 			return false, fmt.Sprintf("flags of phase %s live for %s; minimum soak %s (%s left)", prev, age.Round(time.Second), e.MinSoak, (e.MinSoak - age).Round(time.Second)), nil, nil
 		}
 		met, reason, err := e.fleetReady(ctx, q, en, idx, e.MinSoak)
+		return met, reason, nil, err
+	case phases.PurgeAfter:
+		met, reason, err := e.purgeGate(ctx, q, en, idx, deployID)
 		return met, reason, nil, err
 	}
 	return false, "", nil, fmt.Errorf("change %q phase %s: unknown gate %q (a newer planner wrote this plan?)", en.state.ID, p.Name, p.Gate)

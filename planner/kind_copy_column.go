@@ -9,7 +9,8 @@ import (
 
 // copyColumn is the shared machinery of rename_column and
 // change_column_type: a new column kept equal to the old one by the sync
-// trigger, backfilled, enforced like the old one, then the old one dropped.
+// trigger, backfilled, enforced like the old one, then the old one renamed
+// to a tombstone (contract, reversible) and dropped a deploy later (purge).
 type copyColumn struct {
 	table    TableName
 	old, new string
@@ -192,27 +193,66 @@ func compileCopyColumn(id string, target Target, cc copyColumn) ([]phases.Phase,
 	enforce.Purpose = fmt.Sprintf("give %s what %s has (%s); applications stop writing %s (the trigger still fills it for older instances)",
 		cc.new, cc.old, strings.Join(did, ", "), cc.old)
 
+	var newDefault []phases.Statement
+	if def != "" {
+		d := def
+		if !cc.rename {
+			d = fmt.Sprintf("CAST((%s) AS %s)", def, newType)
+		}
+		// Set only at contract: while old applications may write the old
+		// column, a default on the new one would override what they write.
+		newDefault = []phases.Statement{newCol.SetDefault(d)}
+	}
+	if target.LegacyContract {
+		return []phases.Phase{expand, backfill, dual, enforce, legacyCopyContract(id, cc, sync, oldCol, contractFirst, newDefault)}, nil
+	}
+	// The old column becomes a tombstone. It keeps its NOT NULL, default,
+	// indexes and constraints: nothing writes it under its new name but the
+	// trigger, which fills it from the new column on every write exactly as
+	// during enforce, so it stays current and a rollback needs no scan.
+	tomb := phases.TombstoneName(id, cc.old)
+	tombCol := phases.Column{Schema: schema, Table: t.Name, Name: tomb}
+	contract := phases.Phase{
+		Name: "contract",
+		Purpose: fmt.Sprintf("rename %s to the tombstone %s (instant, keeping its data, which the trigger keeps current); %s is the only column applications see; rollback renames it back",
+			cc.old, tomb, cc.new),
+		Gate:  phases.FlagsSoaked,
+		Flags: flagVariants(id, "new", "new"),
+	}
+	contract.Statements = append([]phases.Statement{oldCol.Rename(tomb), sync.Retarget(tomb)}, newDefault...)
+	if len(newDefault) > 0 {
+		contract.Rollback = []phases.Statement{newCol.DropDefault()}
+	}
+	contract.Rollback = append(contract.Rollback, tombCol.Rename(cc.old), sync.Retarget(cc.old))
+	purge := phases.Phase{
+		Name:    "purge",
+		Purpose: fmt.Sprintf("drop the trigger, its functions and the tombstone %s (the old %s)", tomb, cc.old),
+		Gate:    phases.PurgeAfter,
+		Irreversible: fmt.Sprintf("drops %s.%s (the old %s) and its data (%s holds all of it); to go back, declare a new change",
+			t, tomb, cc.old, cc.new),
+	}
+	purge.Statements = append(purge.Statements, contractFirst...)
+	purge.Statements = append(purge.Statements, sync.Remove()...)
+	purge.Statements = append(purge.Statements, tombCol.Drop())
+	return []phases.Phase{expand, backfill, dual, enforce, contract, purge}, nil
+}
+
+// legacyCopyContract is the irreversible contract of changes registered
+// before contracts were reversible.
+func legacyCopyContract(id string, cc copyColumn, sync phases.Sync, oldCol phases.Column, contractFirst, newDefault []phases.Statement) phases.Phase {
 	contract := phases.Phase{
 		Name:    "contract",
 		Purpose: fmt.Sprintf("drop the trigger and %s; %s is the only column left", cc.old, cc.new),
 		Gate:    phases.FlagsSoaked,
 		Flags:   flagVariants(id, "new", "new"),
 		Irreversible: fmt.Sprintf("drops %s.%s and its data (%s holds all of it); to go back, declare a new change",
-			t, cc.old, cc.new),
+			cc.table, cc.old, cc.new),
 	}
 	contract.Statements = append(contract.Statements, contractFirst...)
 	contract.Statements = append(contract.Statements, sync.Remove()...)
-	if def != "" {
-		d := def
-		if !cc.rename {
-			d = fmt.Sprintf("CAST((%s) AS %s)", def, newType)
-		}
-		// Set only now: while the trigger runs, a default on the new
-		// column would override what an old application writes.
-		contract.Statements = append(contract.Statements, newCol.SetDefault(d))
-	}
+	contract.Statements = append(contract.Statements, newDefault...)
 	contract.Statements = append(contract.Statements, oldCol.Drop())
-	return []phases.Phase{expand, backfill, dual, enforce, contract}, nil
+	return contract
 }
 
 type dependentCopy struct {
@@ -222,7 +262,7 @@ type dependentCopy struct {
 
 type dependentCopies struct {
 	steps []dependentCopy
-	// contractFirst runs in contract before the old column is dropped:
+	// contractFirst runs before the old column is dropped (purge):
 	// foreign keys on other tables that reference the old column depend on
 	// its unique index and would block the DROP COLUMN.
 	contractFirst []phases.Statement

@@ -8,7 +8,9 @@ import (
 
 func init() { Register("drop_column", func() Kind { return &DropColumn{} }) }
 
-// DropColumn drops a column once applications have stopped using it.
+// DropColumn drops a column once applications have stopped using it: it is
+// renamed to a tombstone first (contract, reversible) and dropped a deploy
+// later (purge).
 type DropColumn struct {
 	TableName string `yaml:"table" json:"table"`
 	Column    string `yaml:"column" json:"column"`
@@ -74,12 +76,36 @@ func compileDropColumn(k *DropColumn, id string, target Target) ([]phases.Phase,
 		stop.Statements = []phases.Statement{col.DropNotNull()}
 		stop.Rollback = nn.Statements()
 	}
-	contract := phases.Phase{
-		Name:         "contract",
-		Purpose:      fmt.Sprintf("drop %s.%s", t, k.Column),
-		Gate:         phases.FlagsSoaked,
-		Statements:   append(dropFirst, col.Drop()),
-		Irreversible: fmt.Sprintf("drops %s.%s and its data", t, k.Column),
+	if target.LegacyContract {
+		contract := phases.Phase{
+			Name:         "contract",
+			Purpose:      fmt.Sprintf("drop %s.%s", t, k.Column),
+			Gate:         phases.FlagsSoaked,
+			Statements:   append(dropFirst, col.Drop()),
+			Irreversible: fmt.Sprintf("drops %s.%s and its data", t, k.Column),
+		}
+		return []phases.Phase{stop, contract}, nil
 	}
-	return []phases.Phase{stop, contract}, nil
+	// Nothing writes the tombstone: it keeps the values it had at contract,
+	// and rows inserted meanwhile get its default or NULL, as they did
+	// during stop_using. Foreign keys of other tables that reference it
+	// stay until the purge, so that a rollback finds them.
+	tomb := phases.TombstoneName(id, k.Column)
+	tombCol := phases.Column{Schema: col.Schema, Table: col.Table, Name: tomb}
+	contract := phases.Phase{
+		Name: "contract",
+		Purpose: fmt.Sprintf("rename %s.%s to the tombstone %s (instant): applications no longer see it; its data stays as it was at contract; rollback renames it back",
+			t, k.Column, tomb),
+		Gate:       phases.FlagsSoaked,
+		Statements: []phases.Statement{col.Rename(tomb)},
+		Rollback:   []phases.Statement{tombCol.Rename(k.Column)},
+	}
+	purge := phases.Phase{
+		Name:         "purge",
+		Purpose:      fmt.Sprintf("drop the tombstone %s (the old %s.%s)", tomb, t, k.Column),
+		Gate:         phases.PurgeAfter,
+		Statements:   append(dropFirst, tombCol.Drop()),
+		Irreversible: fmt.Sprintf("drops %s.%s (the old %s) and its data", t, tomb, k.Column),
+	}
+	return []phases.Phase{stop, contract, purge}, nil
 }

@@ -188,7 +188,7 @@ func TestStairwayPartitioned(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.kind, func(t *testing.T) {
 			t.Parallel()
-			stairway(t, setup, c.spec, append(tables, c.extraTables...), c.after, c.final)
+			stairway(t, setup, c.spec, append(tables, c.extraTables...), c.after, c.final, nil)
 		})
 	}
 }
@@ -206,7 +206,7 @@ func TestStairwayManyPartitions(t *testing.T) {
     columns: [note]`, tables, nil, []string{
 			`SELECT indisvalid FROM pg_index WHERE indexrelid = 'events_note_idx'::regclass`,
 			`SELECT count(*) = 64 FROM pg_inherits WHERE inhparent = 'events_note_idx'::regclass`,
-		})
+		}, nil)
 	})
 	t.Run("rename_column", func(t *testing.T) {
 		t.Parallel()
@@ -216,7 +216,7 @@ func TestStairwayManyPartitions(t *testing.T) {
     to: account_id`, tables, nil, []string{
 			`SELECT count(*) = 64 FROM pg_constraint WHERE conname = 'events_account_id_fkey' AND convalidated AND conparentid <> 0`,
 			`SELECT count(*) = 1000 FROM events WHERE account_id = 1 + id % 2000`,
-		})
+		}, nil)
 	})
 }
 

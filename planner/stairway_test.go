@@ -26,6 +26,11 @@ func TestStairway(t *testing.T) {
 		// applied; final ones once every phase is.
 		after map[string][]string
 		final []string
+		// tomb writes through the application's column while the contract's
+		// tombstone is in place; after rolling the contract back its checks
+		// must hold (the old column has the values written meanwhile), and
+		// its cleanup must bring the rows back to what they were.
+		tomb *tombWrites
 	}{
 		{
 			kind: "rename_column", tables: []string{"users"},
@@ -42,9 +47,27 @@ func TestStairway(t *testing.T) {
 					`SELECT attnotnull FROM pg_attribute WHERE attrelid = 'users'::regclass AND attname = 'email_address'`,
 					`SELECT EXISTS (SELECT FROM pg_attribute WHERE attrelid = 'users'::regclass AND attname = 'email' AND NOT attisdropped)`,
 				},
+				"contract": {
+					`SELECT NOT EXISTS (SELECT FROM pg_attribute WHERE attrelid = 'users'::regclass AND attname = 'email' AND NOT attisdropped)`,
+					`SELECT attnotnull FROM pg_attribute WHERE attrelid = 'users'::regclass AND attname = '` + phases.TombstoneName("stair", "email") + `'`,
+					`SELECT count(*) = 2000 FROM users WHERE ` + phases.TombstoneName("stair", "email") + ` = email_address`,
+					`SELECT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = 'users'::regclass AND tgname = 'planner_sync_stair')`,
+				},
+			},
+			tomb: &tombWrites{
+				write: `UPDATE users SET email_address = 'moved' || id || '@example.com' WHERE id <= 50;
+					INSERT INTO users (id, email_address, name) VALUES (100001, 'new@example.com', 'new')`,
+				checks: []string{
+					`SELECT count(*) = 50 FROM users WHERE id <= 50 AND email = 'moved' || id || '@example.com'`,
+					`SELECT email = 'new@example.com' FROM users WHERE id = 100001`,
+					`SELECT count(*) = 0 FROM users WHERE email IS DISTINCT FROM email_address`,
+				},
+				// Through the old column: the restored trigger syncs the new one.
+				cleanup: `UPDATE users SET email = 'user' || id || '@example.com' WHERE id <= 50; DELETE FROM users WHERE id = 100001`,
 			},
 			final: []string{
 				`SELECT NOT EXISTS (SELECT FROM pg_attribute WHERE attrelid = 'users'::regclass AND attname = 'email' AND NOT attisdropped)`,
+				`SELECT NOT EXISTS (SELECT FROM pg_attribute WHERE attrelid = 'users'::regclass AND attname LIKE 'planner_tomb_%' AND NOT attisdropped)`,
 				`SELECT attnotnull FROM pg_attribute WHERE attrelid = 'users'::regclass AND attname = 'email_address'`,
 				`SELECT count(*) = 2000 FROM users WHERE email_address = 'user' || id || '@example.com'`,
 				`SELECT NOT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = 'users'::regclass AND NOT tgisinternal)`,
@@ -84,6 +107,19 @@ func TestStairway(t *testing.T) {
     up: "round(total * 100)::bigint"
     down: "(total_cents / 100.0)::numeric(12,2)"
     new_column: total_cents`,
+			tomb: &tombWrites{
+				// The insert takes total_cents' default, set at contract.
+				write: `UPDATE orders SET total_cents = 12345 WHERE id <= 50;
+					INSERT INTO orders (id, user_id, status) VALUES (100001, 1, 'open');
+					INSERT INTO orders (id, user_id, status, total_cents) VALUES (100002, 1, 'open', 999)`,
+				checks: []string{
+					`SELECT count(*) = 50 FROM orders WHERE id <= 50 AND total = 123.45`,
+					`SELECT total = 0 AND total_cents = 0 FROM orders WHERE id = 100001`,
+					`SELECT total = 9.99 FROM orders WHERE id = 100002`,
+					`SELECT count(*) = 0 FROM orders WHERE total IS DISTINCT FROM (total_cents / 100.0)::numeric(12,2)`,
+				},
+				cleanup: `UPDATE orders SET total = (id % 500) * 1.25 WHERE id <= 50; DELETE FROM orders WHERE id > 100000`,
+			},
 			final: []string{
 				`SELECT format_type(atttypid, atttypmod) = 'bigint' AND attnotnull FROM pg_attribute WHERE attrelid = 'orders'::regclass AND attname = 'total_cents'`,
 				`SELECT NOT EXISTS (SELECT FROM pg_attribute WHERE attrelid = 'orders'::regclass AND attname = 'total' AND NOT attisdropped)`,
@@ -115,8 +151,19 @@ func TestStairway(t *testing.T) {
 			spec: `kind: drop_column
     table: users
     column: legacy_flags`,
+			tomb: &tombWrites{
+				// Nothing writes the tombstone: rows keep their values as at
+				// contract, a new row gets NULL, as during stop_using.
+				write: `UPDATE users SET name = 'renamed' WHERE id = 1; INSERT INTO users (id, email) VALUES (100001, 'new@example.com')`,
+				checks: []string{
+					`SELECT count(*) = 2000 FROM users WHERE legacy_flags = id % 3`,
+					`SELECT legacy_flags IS NULL FROM users WHERE id = 100001`,
+				},
+				cleanup: `UPDATE users SET name = 'name 1' WHERE id = 1; DELETE FROM users WHERE id = 100001`,
+			},
 			final: []string{
 				`SELECT NOT EXISTS (SELECT FROM pg_attribute WHERE attrelid = 'users'::regclass AND attname = 'legacy_flags' AND NOT attisdropped)`,
+				`SELECT NOT EXISTS (SELECT FROM pg_attribute WHERE attrelid = 'users'::regclass AND attname LIKE 'planner_tomb_%' AND NOT attisdropped)`,
 			},
 		},
 		{
@@ -177,14 +224,23 @@ func TestStairway(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.kind, func(t *testing.T) {
 			t.Parallel()
-			stairway(t, "", c.spec, c.tables, c.after, c.final)
+			stairway(t, "", c.spec, c.tables, c.after, c.final, c.tomb)
 		})
 	}
 }
 
+// tombWrites are an application's writes while a contract's tombstone is in
+// place (see TestStairway).
+type tombWrites struct {
+	write   string
+	checks  []string
+	cleanup string
+}
+
 // stairway runs the stairway for one spec; setup, when set, is SQL run on
-// the fixture first (e.g. partitioned tables).
-func stairway(t *testing.T, setup, spec string, tables []string, after map[string][]string, final []string) {
+// the fixture first (e.g. partitioned tables); tomb, when set, writes while
+// the contract's tombstone is in place.
+func stairway(t *testing.T, setup, spec string, tables []string, after map[string][]string, final []string, tomb *tombWrites) {
 	ctx := context.Background()
 	f := newEngineFixture(t)
 	if setup != "" {
@@ -295,6 +351,19 @@ func stairway(t *testing.T, setup, spec string, tables []string, after map[strin
 		}
 		checkPhaseResult(t, f, step+" (again)", plan, i)
 		checkQueries(t, f, step+" (again)", after[p.Name])
+		if p.Name == "contract" {
+			if tomb == nil {
+				t.Fatalf("%s: reversible contract without tombstone writes to test", step)
+			}
+			tombstoned(t, f, step, specs, i, tomb, before.schema, before.data, func() (string, string) { s := snap(); return s.schema, s.data })
+		}
+	}
+	if c := f.change(t, id); plan.Phases[len(plan.Phases)-1].Name == "purge" && c.Applied == len(plan.Phases) {
+		// After the purge the change is done: rollback refuses, saying why.
+		_, err := f.e.Rollback(ctx, id, "after-purge")
+		if !errors.Is(err, ErrInput) || !strings.Contains(err.Error(), "phase purge cannot be rolled back") {
+			t.Fatalf("rollback after purge: %v", err)
+		}
 	}
 	if c := f.change(t, id); c.Status != StatusDone {
 		t.Fatalf("status %s after every phase", c.Status)
@@ -355,4 +424,29 @@ func diffLines(a, b string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// tombstoned writes through the application's column while contract (phase
+// i) is applied, rolls the contract back, checks that the schema is as
+// before the contract and the old column holds what was written meanwhile,
+// undoes the writes (the rows must then be as before the contract), and
+// applies the contract again.
+func tombstoned(t *testing.T, f *engineFixture, step string, specs []Spec, i int, tomb *tombWrites, beforeSchema, beforeData string, snap func() (schema, data string)) {
+	t.Helper()
+	f.db.Exec(t, tomb.write)
+	if res, err := f.e.Rollback(context.Background(), "stair", fmt.Sprintf("down-%d-tomb", i)); err != nil || res.Applied != i {
+		t.Fatalf("%s: rollback after writes to the tombstoned table: %+v %v", step, res, err)
+	}
+	if schema, _ := snap(); schema != beforeSchema {
+		t.Fatalf("%s: rollback after writes did not restore the schema:\n%s", step, diffLines(beforeSchema, schema))
+	}
+	checkQueries(t, f, step+" (rolled back after writes)", tomb.checks)
+	f.db.Exec(t, tomb.cleanup)
+	if _, data := snap(); data != beforeData {
+		t.Fatalf("%s: rows not as before the contract after undoing the writes", step)
+	}
+	r := f.next(t, specs, fmt.Sprintf("up-%d-tomb", i))
+	if cr := reportOf(t, r, "stair"); cr.Action != Advanced || cr.PhaseIndex != i {
+		t.Fatalf("%s: next after rollback: %+v", step, cr)
+	}
 }

@@ -22,7 +22,7 @@ type engineOptions struct {
 	lockTimeout, statementTimeout, longStatementTimeout time.Duration
 	retries                                             int
 	wait, leaseTTL                                      time.Duration
-	minSoak, fleetExpiry                                time.Duration
+	minSoak, fleetExpiry, purgeAfter                    time.Duration
 	async                                               bool
 	// backfill tunes inline backfills (next only: hasBackfill).
 	backfill    backfill.Options
@@ -50,9 +50,15 @@ func (o *engineOptions) registerNext(cmd *cobra.Command) {
 	f := cmd.Flags()
 	f.DurationVar(&o.fleetExpiry, "fleet-expiry", planner.DefaultFleetExpiry, "an application instance that stopped heartbeating counts as live for this long (for the enforce and contract gates)")
 	f.DurationVar(&o.minSoak, "min-soak", 0, "minimum time the previous phase's flags must be live before a phase gated on them (contract; add_column's enforce)")
+	registerPurgeAfter(cmd, &o.purgeAfter)
 	f.BoolVar(&o.async, "async", false, "start backfills and return; the phase completes at a later deploy once the backfill is verified (run it with planner backfill run)")
 	registerBackfillFlags(cmd, &o.backfill, "backfill-")
 	o.hasBackfill = true
+}
+
+// registerPurgeAfter adds --purge-after (next, run, status).
+func registerPurgeAfter(cmd *cobra.Command, d *time.Duration) {
+	cmd.Flags().DurationVar(d, "purge-after", 24*time.Hour, "how long a contract stays reversible: the purge that drops the old column runs at a later deploy, at least this long after the contract")
 }
 
 // engine connects and builds a planner.Engine from the flags.
@@ -69,6 +75,9 @@ func (o *engineOptions) engine(cmd *cobra.Command) (*planner.Engine, func(), err
 	if o.leaseTTL < time.Second {
 		return nil, nil, usageErrorf("--lease-ttl must be at least 1s: the lease is renewed every quarter of it")
 	}
+	if o.purgeAfter < 0 {
+		return nil, nil, usageErrorf("--purge-after must not be negative")
+	}
 	if o.lockTimeout <= 0 {
 		return nil, nil, usageErrorf("--lock-timeout must be positive: without it a DDL statement waiting for its lock queues all application traffic behind it")
 	}
@@ -81,7 +90,7 @@ func (o *engineOptions) engine(cmd *cobra.Command) (*planner.Engine, func(), err
 	e := &planner.Engine{
 		Pool: pool, Schema: g.stateSchema,
 		LockTimeout: o.lockTimeout, StatementTimeout: o.statementTimeout, LongStatementTimeout: o.longStatementTimeout,
-		Retries: o.retries, Wait: o.wait, LeaseTTL: o.leaseTTL, MinSoak: o.minSoak, FleetExpiry: o.fleetExpiry, Async: o.async,
+		Retries: o.retries, Wait: o.wait, LeaseTTL: o.leaseTTL, MinSoak: o.minSoak, FleetExpiry: o.fleetExpiry, PurgeAfter: o.purgeAfter, Async: o.async,
 		Log: cmd.ErrOrStderr(), Verbose: g.verbose,
 	}
 	e.Backfill = o.backfill

@@ -160,18 +160,18 @@ func TestNextCommand(t *testing.T) {
 	if err := unmarshalResult(r.stdout, &status); err != nil {
 		t.Fatalf("status -o json: %v\n%s", err, r.stdout)
 	}
-	if len(status) != 1 || status[0].Applied != 1 || status[0].Total != 5 || status[0].Next != "backfill" ||
+	if len(status) != 1 || status[0].Applied != 1 || status[0].Total != 6 || status[0].Next != "backfill" ||
 		status[0].Flags["users-email-rename.read"] != "old" {
 		t.Fatalf("status %+v", status)
 	}
-	c.expect(c.run(nil, "status", dir), 0, "phase 1 of 5 applied", "next: backfill", "users-email-rename.read=old")
+	c.expect(c.run(nil, "status", dir), 0, "phase 1 of 6 applied", "next: backfill", "users-email-rename.read=old")
 
 	// Inline: the backfill runs and the phase completes.
 	c.expect(c.run(nil, "next", dir, "--deploy-id=d3"), 0, "1 advanced", "backfill")
 	c.expect(c.run(nil, "history"), 0, "github:4242", "d3", "expand", "backfill")
 
 	// Rollback, and its retry with the same deploy id.
-	c.expect(c.run(nil, "rollback", "users-email-rename", "--deploy-id=r1"), 0, "rolled back phase 2 backfill; 1 of 5")
+	c.expect(c.run(nil, "rollback", "users-email-rename", "--deploy-id=r1"), 0, "rolled back phase 2 backfill; 1 of 6")
 	c.expect(c.run(nil, "rollback", "users-email-rename", "--deploy-id=r1"), 0, "nothing rolled back")
 	c.expect(c.run(nil, "rollback", "nope"), 2, "no change \"nope\"")
 
@@ -260,7 +260,7 @@ func TestNextCommandKilledMidPhase(t *testing.T) {
 	if r.code != -1 {
 		t.Fatalf("exit %d, want killed by a signal\n%s%s", r.code, r.stdout, r.stderr)
 	}
-	c.expect(c.run(nil, "status", dir), 0, "phase 0 of 5 applied")
+	c.expect(c.run(nil, "status", dir), 0, "phase 0 of 6 applied")
 	c.expect(c.run(nil, "next", dir, "--deploy-id=d1"), 0, "1 advanced", "expand")
 	// Killed after the backfill phase committed: the rerun has nothing to do.
 	r = c.run([]string{"PLANNER_TEST_CRASH_AFTER_COMMIT=1"}, "next", dir, "--deploy-id=d2")

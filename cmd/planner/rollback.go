@@ -16,7 +16,7 @@ func rollbackCmd() *cobra.Command {
 	var id, to string
 	cmd := &cobra.Command{
 		Use:   "rollback CHANGE [--to PHASE]",
-		Short: "Reverse the last applied phase of a change (contract phases are refused)",
+		Short: "Reverse the last applied phase of a change (irreversible phases, such as purge, are refused)",
 		Long: `Reverses the change's last applied phase: its rollback statements run under
 the same lock timeout and retries as planner next, its flags go back to the
 previous phase's values, and a backfill phase forgets its job. A phase that

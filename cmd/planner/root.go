@@ -35,7 +35,7 @@ Exit codes:
   0  done, or nothing to do
   1  transient failure (statement error, lock not granted, lost connection): a rerun resumes
   2  bad input (spec, flag, edited in-flight spec): nothing of it ran; fix the input
-  3  waiting on a gate (backfill, soak): a later deploy advances
+  3  waiting on a gate (backfill, soak, purge delay): a later deploy advances
   4  another planner holds the lease for longer than --wait: rerun
   5  configuration a rerun cannot fix (authentication, missing database or
      privilege, no database configured, a transaction-mode pooler)

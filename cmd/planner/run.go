@@ -17,12 +17,12 @@ func runCmd() *cobra.Command {
 	var src specSource
 	cmd := &cobra.Command{
 		Use:   "run CHANGE...",
-		Short: "Run changes through every phase at once, contract included (development only)",
+		Short: "Run changes through every phase at once, contract and purge included (development only)",
 		Long: `Advances the named changes phase after phase until they are done, each step
-as its own deploy and with no soak time: what a pipeline does over many
-deploys, at once. For development and test databases only: applications get
-no deploy between phases to switch columns, and the contract at the end
-cannot be rolled back.`,
+as its own deploy and with no soak time nor purge delay: what a pipeline does
+over many deploys, at once. For development and test databases only:
+applications get no deploy between phases to switch columns, and the purge
+at the end cannot be rolled back.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			specs, err := src.load(cmd, "")
@@ -34,7 +34,7 @@ cannot be rolled back.`,
 				return err
 			}
 			defer closePool()
-			e.Only, e.MinSoak = args, 0
+			e.Only, e.MinSoak, e.PurgeAfter = args, 0, 0
 			prefix := "run:" + time.Now().UTC().Format("20060102T150405.000")
 			var reports []*planner.Report
 			defer func() {

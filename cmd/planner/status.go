@@ -22,6 +22,9 @@ func statusCmd() *cobra.Command {
 		Short: "Show every change: phase k of N, the next phase and its gate, backfill progress, flags",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if gates.purgeAfter < 0 {
+				return usageErrorf("--purge-after must not be negative")
+			}
 			specs, err := src.load(cmd, firstArg(args))
 			if err != nil {
 				return err
@@ -31,7 +34,7 @@ func statusCmd() *cobra.Command {
 				return err
 			}
 			defer pool.Close()
-			e := &planner.Engine{Pool: pool, Schema: g.stateSchema, MinSoak: gates.minSoak, FleetExpiry: gates.fleetExpiry}
+			e := &planner.Engine{Pool: pool, Schema: g.stateSchema, MinSoak: gates.minSoak, FleetExpiry: gates.fleetExpiry, PurgeAfter: gates.purgeAfter}
 			list, err := e.Status(cmd.Context(), specs)
 			if err != nil {
 				return err
@@ -58,6 +61,7 @@ func statusCmd() *cobra.Command {
 	src.register(cmd)
 	cmd.Flags().DurationVar(&gates.minSoak, "min-soak", 0, "minimum soak time to evaluate gates on flags with (as given to planner next)")
 	cmd.Flags().DurationVar(&gates.fleetExpiry, "fleet-expiry", planner.DefaultFleetExpiry, "as given to planner next")
+	registerPurgeAfter(cmd, &gates.purgeAfter)
 	return cmd
 }
 

@@ -39,7 +39,7 @@ func TestDemoSmall(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{
-		"phase 1/5 expand", "ACCESS EXCLUSIVE", "phase 5/5 contract",
+		"phase 1/6 expand", "ACCESS EXCLUSIVE", "phase 5/6 contract", "phase 6/6 purge",
 		"flags the application sees: read=new write=both",
 		"backfill: ", "writes lost: 0", "failed operations: 0", "PASS: zero downtime",
 	} {

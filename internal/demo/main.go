@@ -163,7 +163,7 @@ func run(ctx context.Context, o options) error {
 			describe(w, st.Applied, plan)
 		}
 		id := fmt.Sprintf("demo-%d", deploy)
-		fmt.Fprintf(w, "   $ planner next --dir %s --deploy-id %s\n", specPath, id)
+		fmt.Fprintf(w, "   $ planner next --dir %s --deploy-id %s --purge-after 0\n", specPath, id)
 		code, err := next(ctx, w, bin, root, url, id)
 		if err != nil {
 			return err
@@ -326,7 +326,8 @@ func firstLine(sql string, n int) string {
 func next(ctx context.Context, w io.Writer, bin, root, url, deployID string) (int, error) {
 	// Streamed as it comes, so the backfill's progress lines show live.
 	out := &indenter{w: w, prefix: "   | "}
-	cmd := exec.CommandContext(ctx, bin, "next", "--dir", specPath, "--deploy-id", deployID, "--database-url", url)
+	// --purge-after 0: the demo's deploys are seconds apart, not days.
+	cmd := exec.CommandContext(ctx, bin, "next", "--dir", specPath, "--deploy-id", deployID, "--database-url", url, "--purge-after", "0")
 	cmd.Dir = root
 	cmd.Stdout, cmd.Stderr = out, out
 	err := cmd.Run()

@@ -109,7 +109,7 @@ func runNext(t *testing.T, bin, url, dir, deployID string, killAt int, extra tim
 	}
 	defer pr.Close()
 	cmd := exec.Command(bin, "next", "-v", "--dir", dir, "--deploy-id", deployID, "--database-url", url,
-		"--wait", "60s", "--lease-ttl", "2s", "--lock-timeout", "500ms", "--backfill-batch-time", "10ms")
+		"--wait", "60s", "--lease-ttl", "2s", "--lock-timeout", "500ms", "--backfill-batch-time", "10ms", "--purge-after", "0")
 	cmd.Stdout, cmd.Stderr = pw, pw
 	if err := cmd.Start(); err != nil {
 		pw.Close()

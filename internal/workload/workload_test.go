@@ -136,7 +136,7 @@ func TestMaxOpsBoundsTheRun(t *testing.T) {
 
 // TestSyncedChangeThroughFlagStates walks a fleet through the flag states of
 // a rename and of a type change (old/old, new/both, new/new), retires the old
-// instances and drops the old column as a contract phase would, all while the
+// instances and drops the old column as the purge phase would, all while the
 // fleet runs; nothing may fail or diverge.
 func TestSyncedChangeThroughFlagStates(t *testing.T) {
 	tests := []struct {
@@ -163,7 +163,7 @@ func TestSyncedChangeThroughFlagStates(t *testing.T) {
 			time.Sleep(300 * time.Millisecond)
 			w.RetireOld()
 			oldOps := w.Stats().OldOps
-			// Like a contract phase: trigger and column go in one transaction.
+			// Like the purge phase: trigger and column go in one transaction.
 			db.Exec(t, "BEGIN; DROP TRIGGER items_sync ON items; ALTER TABLE items DROP COLUMN email; COMMIT")
 			time.Sleep(300 * time.Millisecond)
 			r := w.Stop()

@@ -1,0 +1,60 @@
+package planner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// purgeGate opens once the contract before the purge (phase idx-1) was
+// applied in an earlier deploy and at least PurgeAfter ago: until then a
+// rollback can still bring the old column back. The reason says when the
+// purge may run.
+func (e *Engine) purgeGate(ctx context.Context, q dbtx, en *entry, idx int, deployID string) (bool, string, error) {
+	if idx == 0 {
+		return true, "", nil
+	}
+	prev := en.plan.Phases[idx-1].Name
+	var applied, now time.Time
+	var deploy string
+	err := q.QueryRow(ctx, `SELECT deploy_id, finished, clock_timestamp()
+		FROM `+e.state().table("history")+` WHERE change = $1 AND phase_index = $2 AND direction = 'up' AND error = ''
+		ORDER BY id DESC LIMIT 1`, en.state.ID, idx-1).Scan(&deploy, &applied, &now)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, "no record of the " + prev + " phase being applied", nil
+	}
+	if err != nil {
+		return false, "", err
+	}
+	rollback := fmt.Sprintf("until then planner rollback %s restores the old column", en.state.ID)
+	if deploy == deployID {
+		return false, fmt.Sprintf("phase %s was applied in this deploy (%s); the purge runs at a later deploy, at least %s after it; %s",
+			prev, deployID, e.PurgeAfter, rollback), nil
+	}
+	if age := now.Sub(applied); age < e.PurgeAfter {
+		at := applied.Add(e.PurgeAfter).UTC().Format(time.RFC3339)
+		return false, fmt.Sprintf("phase %s applied %s ago; the purge may run from %s (%s left, --purge-after %s); %s",
+			prev, age.Round(time.Second), at, (e.PurgeAfter - age).Round(time.Second), e.PurgeAfter, rollback), nil
+	}
+	return true, "", nil
+}
+
+// compileStoredPlan compiles a stored change as it was registered. A change
+// registered by a planner whose contract was not reversible (its stored
+// phase count matches the legacy plan, not the current one) keeps that
+// contract: its phase list must not change under it.
+func compileStoredPlan(spec Spec, c *ChangeState) (Plan, error) {
+	target := Target{Version: c.ServerVersion, Table: c.Catalog}
+	plan, err := Compile(spec, target)
+	if err != nil || c.Total == 0 || c.Total == len(plan.Phases) {
+		return plan, err
+	}
+	target.LegacyContract = true
+	if legacy, lerr := Compile(spec, target); lerr == nil && len(legacy.Phases) == c.Total {
+		return legacy, nil
+	}
+	return plan, nil
+}
