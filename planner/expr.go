@@ -211,10 +211,10 @@ type ExpressionNote struct {
 	Field      string `json:"field"`
 	Volatility string `json:"volatility"`
 	// Assumed: offline, nothing known about the expression's functions.
-	Assumed bool `json:"assumed,omitempty"`
+	Assumed bool `json:"assumed"`
 	// ReadsOtherTables and CallsVolatile are set when the change allows them.
-	ReadsOtherTables bool `json:"reads_other_tables,omitempty"`
-	CallsVolatile    bool `json:"calls_volatile,omitempty"`
+	ReadsOtherTables bool `json:"reads_other_tables"`
+	CallsVolatile    bool `json:"calls_volatile"`
 }
 
 // expressionNotes describes every expression of a spec for the plan.

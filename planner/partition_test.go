@@ -61,6 +61,7 @@ func TestStairwayPartitioned(t *testing.T) {
 		after       map[string][]string
 		final       []string
 		extraTables []string
+		tomb        *tombWrites
 	}{
 		{
 			kind: "rename_column",
@@ -68,6 +69,16 @@ func TestStairwayPartitioned(t *testing.T) {
     table: events
     column: email
     to: email_address`,
+			tomb: &tombWrites{
+				write: `UPDATE events SET email_address = 'moved' || id || '@example.com' WHERE id <= 20;
+					INSERT INTO events (id, day, email_address) VALUES (100001, 25, 'new@example.com')`,
+				checks: []string{
+					`SELECT count(*) = 20 FROM events WHERE id <= 20 AND email = 'moved' || id || '@example.com'`,
+					`SELECT email = 'new@example.com' FROM events WHERE id = 100001`,
+					`SELECT count(*) = 0 FROM events WHERE email IS DISTINCT FROM email_address`,
+				},
+				cleanup: `UPDATE events SET email = 'e' || id || '@example.com' WHERE id <= 20; DELETE FROM events WHERE id = 100001`,
+			},
 			after: map[string][]string{
 				"expand": {onEveryPartition(`EXISTS (SELECT FROM pg_trigger WHERE tgrelid = p AND tgname = 'planner_sync_stair' AND tgparentid <> 0)`)},
 				"enforce": {
@@ -109,6 +120,16 @@ func TestStairwayPartitioned(t *testing.T) {
     up: "round(amount * 100)::bigint"
     down: "(amount_cents / 100.0)::numeric(12,2)"
     new_column: amount_cents`,
+			tomb: &tombWrites{
+				write: `UPDATE events SET amount_cents = 12345 WHERE id <= 20;
+					INSERT INTO events (id, day, email) VALUES (100001, 25, 'x1@example.com')`,
+				checks: []string{
+					`SELECT count(*) = 20 FROM events WHERE id <= 20 AND amount = 123.45`,
+					`SELECT amount = 0 AND amount_cents = 0 FROM events WHERE id = 100001`,
+					`SELECT count(*) = 0 FROM events WHERE amount IS DISTINCT FROM (amount_cents / 100.0)::numeric(12,2)`,
+				},
+				cleanup: `UPDATE events SET amount = (id % 100) * 1.5 WHERE id <= 20; DELETE FROM events WHERE id = 100001`,
+			},
 			final: []string{`SELECT count(*) = 300 FROM events WHERE amount_cents = (id % 100) * 150`},
 		},
 		{
@@ -127,6 +148,16 @@ func TestStairwayPartitioned(t *testing.T) {
 			spec: `kind: drop_column
     table: events
     column: legacy`,
+			tomb: &tombWrites{
+				// Nothing writes the tombstone: rows keep their values.
+				write: `UPDATE events SET note = 'renamed' WHERE id = 1;
+					INSERT INTO events (id, day, email) VALUES (100001, 25, 'x1@example.com')`,
+				checks: []string{
+					`SELECT count(*) = 300 FROM events WHERE legacy = id % 3`,
+					`SELECT legacy IS NULL FROM events WHERE id = 100001`,
+				},
+				cleanup: `UPDATE events SET note = 'note 1' WHERE id = 1; DELETE FROM events WHERE id = 100001`,
+			},
 			final: []string{`SELECT NOT EXISTS (SELECT FROM pg_attribute WHERE attrelid = 'events_p0'::regclass AND attname = 'legacy' AND NOT attisdropped)`},
 		},
 		{
@@ -188,7 +219,7 @@ func TestStairwayPartitioned(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.kind, func(t *testing.T) {
 			t.Parallel()
-			stairway(t, setup, c.spec, append(tables, c.extraTables...), c.after, c.final, nil)
+			stairway(t, setup, c.spec, append(tables, c.extraTables...), c.after, c.final, c.tomb)
 		})
 	}
 }
@@ -216,7 +247,16 @@ func TestStairwayManyPartitions(t *testing.T) {
     to: account_id`, tables, nil, []string{
 			`SELECT count(*) = 64 FROM pg_constraint WHERE conname = 'events_account_id_fkey' AND convalidated AND conparentid <> 0`,
 			`SELECT count(*) = 1000 FROM events WHERE account_id = 1 + id % 2000`,
-		}, nil)
+		}, &tombWrites{
+			write: `UPDATE events SET account_id = 2 WHERE id <= 20;
+				INSERT INTO events (id, day, email, account_id) VALUES (100001, 5, 'x1@example.com', 3)`,
+			checks: []string{
+				`SELECT count(*) = 20 FROM events WHERE id <= 20 AND user_id = 2`,
+				`SELECT user_id = 3 FROM events WHERE id = 100001`,
+				`SELECT count(*) = 0 FROM events WHERE user_id IS DISTINCT FROM account_id`,
+			},
+			cleanup: `UPDATE events SET user_id = 1 + id % 2000 WHERE id <= 20; DELETE FROM events WHERE id = 100001`,
+		})
 	})
 }
 
