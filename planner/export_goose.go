@@ -36,8 +36,7 @@ func gooseFiles(revs []revision, opts ExportOptions) map[string]string {
 
 func gooseUnits(b *strings.Builder, units []SQLUnit) {
 	if len(units) == 0 {
-		// goose needs a statement in a section it runs without a transaction.
-		b.WriteString("-- no SQL: nothing to do in the schema\nSELECT 1;\n")
+		b.WriteString("-- no SQL: nothing to do in the schema\n")
 	}
 	for _, u := range units {
 		if u.Comment != "" {

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
@@ -221,4 +222,96 @@ func TestExportAlembic(t *testing.T) {
 		alembic("upgrade", "+1")
 	}
 	expectSchema(t, "after every alembic upgrade", catalogDump(t, db.URL), want)
+}
+
+// The session guards of a statement that cannot run in a transaction
+// reach it under goose: a CREATE INDEX CONCURRENTLY that waits for a lock
+// fails after the exported --long-statement-timeout instead of waiting.
+func TestExportGooseGuards(t *testing.T) {
+	c, _ := newCLI(t)
+	db, env := exportDB(t)
+	index := `changes:
+  - id: users-name-index
+    kind: add_index
+    table: users
+    columns: [name]
+`
+	if err := os.WriteFile(filepath.Join(c.dir, "01.yaml"), []byte(index), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	c.expect(c.run(env, "export", "--dir="+c.dir, "--format=goose", "--long-statement-timeout=1s", dir), 0, "wrote 1 goose revision file(s)")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	holder, err := db.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Rollback(context.Background())
+	if _, err := holder.Exec(ctx, `LOCK TABLE users IN SHARE UPDATE EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	if err := goose.SetDialect("postgres"); err != nil {
+		t.Fatal(err)
+	}
+	goose.SetLogger(log.New(io.Discard, "", 0))
+	sqlDB, err := sql.Open("pgx", db.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sqlDB.Close()
+	start := time.Now()
+	err = goose.UpByOneContext(ctx, sqlDB, dir)
+	// lock_timeout and statement_timeout are both 1s: either may fire.
+	if err == nil || !strings.Contains(err.Error(), "due to") || time.Since(start) > 10*time.Second {
+		t.Fatalf("goose up while the table is locked: %v after %s, want a lock or statement timeout after about 1s", err, time.Since(start))
+	}
+	holder.Rollback(ctx)
+	// A rerun (a new goose process: a new connection) builds the index.
+	sqlDB.Close()
+	if sqlDB, err = sql.Open("pgx", db.URL); err != nil {
+		t.Fatal(err)
+	}
+	if err := goose.UpByOneContext(ctx, sqlDB, dir); err != nil {
+		t.Fatalf("goose up after the lock is gone: %v", err)
+	}
+	if !strings.Contains(catalogDump(t, db.URL), "CREATE INDEX users_name_idx ON public.users USING btree (name)") {
+		t.Fatalf("no index:\n%s", catalogDump(t, db.URL))
+	}
+	noSessionSettingsLeft(t, sqlDB)
+}
+
+// The plain SQL revisions, run one file at a time with psql, give the
+// schema planner next gives; the down files undo the reversible ones.
+func TestExportSQL(t *testing.T) {
+	psql, err := exec.LookPath("psql")
+	if err != nil {
+		t.Fatalf("psql is needed (Debian: postgresql-client, which make test installs with postgresql): %v", err)
+	}
+	c, want, original := exportCLI(t)
+	db, env := exportDB(t)
+	dir := t.TempDir()
+	c.expect(c.run(env, "export", "--dir="+c.dir, "--format=sql", dir), 0, "wrote 12 sql revision file(s)")
+	runFile := func(name string) {
+		t.Helper()
+		out, err := exec.Command(psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", db.URL, "-f", filepath.Join(dir, name)).CombinedOutput()
+		if err != nil {
+			t.Fatalf("psql -f %s: %v\n%s", name, err, out)
+		}
+	}
+	ups, _ := filepath.Glob(filepath.Join(dir, "*.up.sql"))
+	if len(ups) != 6 {
+		t.Fatalf("%d up files, want 6", len(ups))
+	}
+	for _, f := range ups[:5] {
+		runFile(filepath.Base(f))
+	}
+	for i := 4; i >= 0; i-- {
+		runFile(strings.TrimSuffix(filepath.Base(ups[i]), ".up.sql") + ".down.sql")
+	}
+	expectSchema(t, "after every down file", catalogDump(t, db.URL), original)
+	for _, f := range ups {
+		runFile(filepath.Base(f))
+	}
+	expectSchema(t, "after every up file", catalogDump(t, db.URL), want)
 }
