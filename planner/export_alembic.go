@@ -77,13 +77,14 @@ func alembicUnits(b *strings.Builder, units []SQLUnit) {
 
 // escapeBinds keeps SQLAlchemy's text(), which op.execute applies to a
 // string, from reading ":name" as a bind parameter: it becomes "\:name",
-// which text() turns back into ":name". A "::" cast is left alone, as
-// text() leaves it.
+// which text() turns back into ":name" (and "\:name" into "\\:name", since
+// text() drops the backslash of "\:name" too). A "::" cast is left alone,
+// as text() leaves it.
 func escapeBinds(sql string) string {
 	var b strings.Builder
 	for i := 0; i < len(sql); i++ {
 		c := sql[i]
-		if c == ':' && i+1 < len(sql) && isWord(sql[i+1]) && (i == 0 || !(isWord(sql[i-1]) || sql[i-1] == ':' || sql[i-1] == '\\')) {
+		if c == ':' && i+1 < len(sql) && isWord(sql[i+1]) && (i == 0 || !(isWord(sql[i-1]) || sql[i-1] == ':')) {
 			j := i + 1
 			for j < len(sql) && isWord(sql[j]) {
 				j++

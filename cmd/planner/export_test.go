@@ -315,3 +315,28 @@ func TestExportSQL(t *testing.T) {
 	}
 	expectSchema(t, "after every up file", catalogDump(t, db.URL), want)
 }
+
+// export refuses a missing or unknown format and writes nothing; offline,
+// it says the SQL has placeholders, on stdout and in every file.
+func TestExportInputs(t *testing.T) {
+	c, _ := newCLI(t)
+	dir := filepath.Join(t.TempDir(), "out")
+	c.expect(c.run(nil, "export", "--dir="+c.dir, dir), 2, "--format is required: goose, alembic or sql")
+	c.expect(c.run(nil, "export", "--dir="+c.dir, "--format=flyway", dir), 2, "--format must be goose, alembic or sql")
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Fatalf("a refused export created %s (%v)", dir, err)
+	}
+	r := c.run(nil, "export", "--dir="+c.dir, "--format=sql", "--offline", "--start=7", dir)
+	c.expect(r, 0, "offline: column facts assumed", "00007_users-email-rename_expand.up.sql")
+	data, err := os.ReadFile(filepath.Join(dir, "00011_users-email-rename_contract.down.sql"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"-- NOT FOR RUNNING AS IS: offline", "-- gate: flags_soaked", "RAISE EXCEPTION"} {
+		if !strings.Contains(string(data), want) {
+			t.Fatalf("contract down file lacks %q:\n%s", want, data)
+		}
+	}
+	r = c.run(nil, "export", "--dir="+c.dir, "--format=goose", "--output=json", filepath.Join(dir, "g"))
+	c.expect(r, 0, `"offline": false`, `00005_users-email-rename_contract.sql`)
+}
