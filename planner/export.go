@@ -94,6 +94,9 @@ func (r revision) header(opts ExportOptions) []string {
 	if ph.Irreversible != "" {
 		lines = append(lines, "down: refused, irreversible: "+ph.Irreversible)
 	}
+	if ph.Backfill != nil && ph.Backfill.Undo {
+		lines = append(lines, "down: keeps the values this backfill filled in (planner rollback sets them back to NULL from the keys it records; this revision records none)")
+	}
 	if opts.Offline {
 		lines = append(lines, "NOT FOR RUNNING AS IS: "+OfflineNote)
 	}
