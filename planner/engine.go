@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"sort"
 	"strings"
 	"time"
@@ -65,6 +66,9 @@ type Engine struct {
 	// Log receives progress lines (nil: silent); Verbose adds every statement.
 	Log     io.Writer
 	Verbose bool
+	// Logger, when set, receives the progress as structured events
+	// (events.go) instead of Log's lines.
+	Logger *slog.Logger
 }
 
 // lockClass is the first key of the planner's transaction advisory locks ("plnr").
@@ -180,9 +184,8 @@ func (e *Engine) runner() *Runner {
 }
 
 func (e *Engine) logf(format string, args ...any) {
-	if e.Log != nil {
-		fmt.Fprintf(e.Log, format, args...)
-	}
+	text := fmt.Sprintf(format, args...)
+	e.event(text, EventNote, slog.String("reason", strings.TrimSpace(text)))
 }
 
 func serverVersion(ctx context.Context, q dbtx) (int, error) {
@@ -692,6 +695,7 @@ func (e *Engine) advance(ctx context.Context, en *entry, deployID string, versio
 	}
 	if !met {
 		r.Action, r.Reason = Waiting, reason
+		e.event("", EventGateNotMet, append(phaseAttrs(c.ID, p.Name, idx, len(en.plan.Phases), deployID), slog.String("gate", string(p.Gate)), slog.String("reason", reason))...)
 		return r, nil
 	}
 	if err := CheckPartitions(ctx, e.Pool, c.ID, c.Table, p); err != nil {
@@ -810,7 +814,8 @@ func (e *Engine) apply(ctx context.Context, en *entry, idx int, deployID string)
 	if err := e.Pool.QueryRow(ctx, `SELECT clock_timestamp()`).Scan(&started); err != nil {
 		return failedReport(en, err), err
 	}
-	e.logf("%s: phase %d/%d %s (%s)\n", c.ID, idx+1, len(en.plan.Phases), p.Name, p.Purpose)
+	e.event(fmt.Sprintf("%s: phase %d/%d %s (%s)\n", c.ID, idx+1, len(en.plan.Phases), p.Name, p.Purpose),
+		EventPhaseStart, phaseAttrs(c.ID, p.Name, idx, len(en.plan.Phases), deployID)...)
 	// partial: the phase may be partly in effect (status applying), which
 	// rollback must undo before anything else.
 	partial := c.Status == StatusApplying
@@ -893,7 +898,8 @@ func (e *Engine) apply(ctx context.Context, en *entry, idx int, deployID string)
 	var finished time.Time
 	e.Pool.QueryRow(ctx, `SELECT clock_timestamp()`).Scan(&finished)
 	r.Action, r.Applied, r.Duration = Advanced, idx+1, finished.Sub(started)
-	e.logf("%s: phase %s applied in %s\n", c.ID, p.Name, r.Duration.Round(time.Millisecond))
+	e.event(fmt.Sprintf("%s: phase %s applied in %s\n", c.ID, p.Name, r.Duration.Round(time.Millisecond)),
+		EventPhaseEnd, append(phaseAttrs(c.ID, p.Name, idx, len(en.plan.Phases), deployID), durationAttr(r.Duration))...)
 	return r, nil
 }
 
@@ -915,14 +921,18 @@ func (e *Engine) backfill(ctx context.Context, en *entry, work phases.Backfill) 
 		return &prog, prog.Verified, nil
 	}
 	opts := e.Backfill
-	if opts.Progress == nil && e.Log != nil {
-		opts.Progress = func(p backfill.Progress) { e.logf("%s: %s\n", en.state.ID, p.Summary()) }
+	if opts.Progress == nil && e.logging() {
+		opts.Progress = func(p backfill.Progress) {
+			e.event(fmt.Sprintf("%s: %s\n", en.state.ID, p.Summary()), EventBackfillProgress, ProgressAttrs(p)...)
+		}
 		if opts.ProgressEvery == 0 {
 			opts.ProgressEvery = 2 * time.Second
 		}
 	}
-	if opts.Log == nil && e.Log != nil {
-		opts.Log = func(msg string) { e.logf("%s: %s\n", en.state.ID, msg) }
+	if opts.Log == nil && e.logging() {
+		opts.Log = func(msg string) {
+			e.event(fmt.Sprintf("%s: %s\n", en.state.ID, msg), EventBackfillNote, slog.String("change", en.state.ID), slog.String("reason", msg))
+		}
 	}
 	// A job an operator paused must not hold the deploy (and the planner's
 	// lock) hostage: report it as waiting instead.
@@ -1100,7 +1110,8 @@ func (e *Engine) rollbackOne(ctx context.Context, changeID, deployID string, onc
 	if err := e.Pool.QueryRow(ctx, `SELECT clock_timestamp()`).Scan(&started); err != nil {
 		return nil, err
 	}
-	e.logf("%s: rolling back phase %d/%d %s\n", c.ID, idx+1, len(en.plan.Phases), p.Name)
+	e.event(fmt.Sprintf("%s: rolling back phase %d/%d %s\n", c.ID, idx+1, len(en.plan.Phases), p.Name),
+		EventRollbackStart, phaseAttrs(c.ID, p.Name, idx, len(en.plan.Phases), deployID)...)
 	finish := func(ctx context.Context, tx pgx.Tx) error {
 		status := StatusActive
 		if idx == 0 {
@@ -1135,6 +1146,7 @@ func (e *Engine) rollbackOne(ctx context.Context, changeID, deployID string, onc
 		return nil, err
 	}
 	res.Applied = idx
+	e.event("", EventRollbackEnd, append(phaseAttrs(c.ID, p.Name, idx, len(en.plan.Phases), deployID), durationAttr(time.Since(started)))...)
 	return res, nil
 }
 
@@ -1168,7 +1180,7 @@ func (e *Engine) rollbackBackfill(ctx context.Context, run *Runner, en *entry, i
 		return err
 	}
 	if n > 0 {
-		e.logf("%s: %d rows the backfill filled set back to NULL\n", id, n)
+		e.event(fmt.Sprintf("%s: %d rows the backfill filled set back to NULL\n", id, n), EventBackfillRestored, slog.String("change", id), slog.Int64("rows", n))
 	}
 	return run.Run(ctx, nil, finish)
 }

@@ -1,6 +1,7 @@
 package planner
 
 import (
+	"fmt"
 	"io"
 	"sort"
 	"strings"
@@ -21,6 +22,73 @@ type SQLScriptOptions struct {
 	Offline bool
 }
 
+// SQLUnit is one piece of a phase's SQL, to run as written.
+type SQLUnit struct {
+	// Comment says what the unit is, when it needs saying.
+	Comment string
+	// Setup, SQL and Teardown: for a statement that cannot run in a
+	// transaction, the session SETs before it, the statement alone and the
+	// RESETs after it (three strings: PostgreSQL refuses such a statement in
+	// a multi-statement string). Otherwise SQL only: a whole transaction
+	// (BEGIN, SET LOCAL guards, statements, COMMIT) or a backfill's DO loop,
+	// each one string that runs on one connection.
+	Setup, SQL, Teardown string
+}
+
+// Script is the unit's statements, each ending with a semicolon.
+func (u SQLUnit) Script() string {
+	var b strings.Builder
+	for _, s := range []string{u.Setup, u.SQL, u.Teardown} {
+		if s != "" {
+			b.WriteString(s)
+			b.WriteString("\n")
+		}
+	}
+	return b.String()
+}
+
+// PhaseSQL is one phase of one change as SQL: Up runs it, Down undoes it
+// from the phase's rollback statements, under the same guards.
+type PhaseSQL struct {
+	Spec Spec
+	// Index is the phase's 0-based position, Total the change's phase count.
+	Index, Total int
+	Phase        phases.Phase
+	Up, Down     []SQLUnit
+}
+
+// Gate describes the phase's gate for a comment.
+func (p PhaseSQL) Gate() string {
+	if p.Phase.Gate == phases.NoGate {
+		return "none: may run at any deploy"
+	}
+	return string(p.Phase.Gate) + ": " + p.Phase.Gate.Describe()
+}
+
+// PhasesSQL turns every phase of every plan, in order, into SQL units.
+func PhasesSQL(plans []Plan, opts SQLScriptOptions) []PhaseSQL {
+	if opts.BatchSize <= 0 {
+		opts.BatchSize = 5000
+	}
+	var out []PhaseSQL
+	for _, p := range plans {
+		for i, ph := range p.Phases {
+			ps := PhaseSQL{Spec: p.Spec, Index: i, Total: len(p.Phases), Phase: ph}
+			for _, u := range GroupStatements(ph.Statements) {
+				ps.Up = append(ps.Up, unitSQL(u, opts))
+			}
+			if b := ph.Backfill; b != nil {
+				ps.Up = append(ps.Up, backfillSQL(*b, opts))
+			}
+			for _, u := range GroupStatements(ph.Rollback) {
+				ps.Down = append(ps.Down, unitSQL(u, opts))
+			}
+			out = append(out, ps)
+		}
+	}
+	return out
+}
+
 // RenderSQL writes each phase of each plan as a psql script for review or
 // for a hand-run: the phase's transactions under the same lock_timeout and
 // statement_timeout guards planner next uses, statements that cannot run in
@@ -28,47 +96,43 @@ type SQLScriptOptions struct {
 // and the gate, the flags and the rollback as comments.
 func RenderSQL(w io.Writer, plans []Plan, opts SQLScriptOptions) error {
 	r := &textRenderer{w: w}
-	if opts.BatchSize <= 0 {
-		opts.BatchSize = 5000
-	}
 	r.printf("-- planner plan --format sql: %d change(s). Run with psql; stop at the first error.\n", len(plans))
 	if opts.Offline {
 		r.printf("-- %s\n", OfflineNote)
 	}
 	r.printf("\\set ON_ERROR_STOP on\n")
-	for _, p := range plans {
-		for i, ph := range p.Phases {
-			r.printf("\n-- ==== %s (%s), phase %d of %d: %s\n", p.Spec.ID, p.Spec.Kind, i+1, len(p.Phases), ph.Name)
-			r.printf("-- %s\n", ph.Purpose)
-			gate := "none: may run at any deploy"
-			if ph.Gate != phases.NoGate {
-				gate = string(ph.Gate) + ": " + ph.Gate.Describe()
-			}
-			r.printf("-- gate: %s\n", gate)
-			for _, u := range GroupStatements(ph.Statements) {
-				r.unitSQL(u, opts)
-			}
-			if b := ph.Backfill; b != nil {
-				r.backfillSQL(*b, opts)
-			}
-			if len(ph.Flags) > 0 {
-				r.printf("-- flags after this phase (planner next publishes them): %s\n", flagList(ph.Flags))
-			}
-			switch {
-			case ph.Irreversible != "":
-				r.printf("-- rollback: none, irreversible: %s\n", ph.Irreversible)
-			case len(ph.Rollback) > 0:
-				r.printf("-- rollback:\n")
-				for _, s := range ph.Rollback {
-					r.printf("--   %s;\n", oneLine(s.SQL, 1000))
-				}
+	for _, ps := range PhasesSQL(plans, opts) {
+		r.printf("\n-- ==== %s (%s), phase %d of %d: %s\n", ps.Spec.ID, ps.Spec.Kind, ps.Index+1, ps.Total, ps.Phase.Name)
+		r.printf("-- %s\n", ps.Phase.Purpose)
+		r.printf("-- gate: %s\n", ps.Gate())
+		for _, u := range ps.Up {
+			r.printf("%s", u.commented())
+		}
+		if len(ps.Phase.Flags) > 0 {
+			r.printf("-- flags after this phase (planner next publishes them): %s\n", flagList(ps.Phase.Flags))
+		}
+		switch {
+		case ps.Phase.Irreversible != "":
+			r.printf("-- rollback: none, irreversible: %s\n", ps.Phase.Irreversible)
+		case len(ps.Phase.Rollback) > 0:
+			r.printf("-- rollback:\n")
+			for _, s := range ps.Phase.Rollback {
+				r.printf("--   %s;\n", oneLine(s.SQL, 1000))
 			}
 		}
 	}
 	return r.err
 }
 
-func (r *textRenderer) unitSQL(u Unit, opts SQLScriptOptions) {
+// commented is the unit's script after its comment.
+func (u SQLUnit) commented() string {
+	if u.Comment == "" {
+		return u.Script()
+	}
+	return "-- " + u.Comment + "\n" + u.Script()
+}
+
+func unitSQL(u Unit, opts SQLScriptOptions) SQLUnit {
 	lockTimeout, timeout := opts.LockTimeout, opts.StatementTimeout
 	if u.Tx {
 		long := false
@@ -78,12 +142,13 @@ func (r *textRenderer) unitSQL(u Unit, opts SQLScriptOptions) {
 		if long {
 			timeout = opts.LongStatementTimeout
 		}
-		r.printf("BEGIN;\nSET LOCAL lock_timeout = '%s';\nSET LOCAL statement_timeout = '%s';\n", pgDuration(lockTimeout), pgDuration(timeout))
+		var b strings.Builder
+		fmt.Fprintf(&b, "BEGIN;\nSET LOCAL lock_timeout = '%s';\nSET LOCAL statement_timeout = '%s';\n", pgDuration(lockTimeout), pgDuration(timeout))
 		for _, s := range u.Statements {
-			r.printf("%s;\n", strings.TrimSpace(s.SQL))
+			fmt.Fprintf(&b, "%s;\n", strings.TrimSpace(s.SQL))
 		}
-		r.printf("COMMIT;\n")
-		return
+		b.WriteString("COMMIT;")
+		return SQLUnit{SQL: b.String()}
 	}
 	s := u.Statements[0]
 	if !blocksTraffic(s) {
@@ -92,20 +157,24 @@ func (r *textRenderer) unitSQL(u Unit, opts SQLScriptOptions) {
 	if s.Long {
 		timeout = opts.LongStatementTimeout
 	}
-	r.printf("-- cannot run in a transaction: session settings, reset after it\n")
-	r.printf("SET lock_timeout = '%s';\nSET statement_timeout = '%s';\n%s;\nRESET lock_timeout;\nRESET statement_timeout;\n",
-		pgDuration(lockTimeout), pgDuration(timeout), strings.TrimSpace(s.SQL))
+	return SQLUnit{
+		Comment:  "cannot run in a transaction: session settings, reset after it",
+		Setup:    fmt.Sprintf("SET lock_timeout = '%s';\nSET statement_timeout = '%s';", pgDuration(lockTimeout), pgDuration(timeout)),
+		SQL:      strings.TrimSpace(s.SQL) + ";",
+		Teardown: "RESET lock_timeout;\nRESET statement_timeout;",
+	}
 }
 
 // backfillSQL is a loop of short transactions (PostgreSQL 11+: COMMIT in
 // DO), each updating at most BatchSize rows that still differ. planner next
 // and planner backfill run do better: keyset batches sized by time,
 // resumable, verified, in parallel.
-func (r *textRenderer) backfillSQL(b phases.Backfill, opts SQLScriptOptions) {
+func backfillSQL(b phases.Backfill, opts SQLScriptOptions) SQLUnit {
 	table := pgx.Identifier{b.Schema, b.Table}.Sanitize()
 	col := pgx.Identifier{b.Column}.Sanitize()
-	r.printf("-- backfill: %s.%s = %s, %d rows per transaction\n", table, col, b.Expr, opts.BatchSize)
-	r.printf(`DO $planner$
+	return SQLUnit{
+		Comment: fmt.Sprintf("backfill: %s.%s = %s, %d rows per transaction", table, col, b.Expr, opts.BatchSize),
+		SQL: fmt.Sprintf(`DO $planner$
 DECLARE n bigint;
 BEGIN
   LOOP
@@ -118,8 +187,8 @@ BEGIN
     EXIT WHEN n = 0;
   END LOOP;
 END
-$planner$;
-`, pgDuration(opts.LockTimeout), table, col, b.Expr, table, col, b.Expr, opts.BatchSize)
+$planner$;`, pgDuration(opts.LockTimeout), table, col, b.Expr, table, col, b.Expr, opts.BatchSize),
+	}
 }
 
 func flagList(f phases.Flags) string {

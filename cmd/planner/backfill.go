@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -34,6 +35,7 @@ and may run on several machines at once: workers share the work through the stat
 
 func backfillRunCmd() *cobra.Command {
 	var opts backfill.Options
+	var logs logFormat
 	cmd := &cobra.Command{
 		Use:   "run [CHANGE]",
 		Short: "Run or resume a backfill (every unfinished one without CHANGE) until verified",
@@ -49,6 +51,10 @@ left is not split.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkBackfillFlags(&opts, ""); err != nil {
+				return err
+			}
+			logger, err := logs.logger(cmd.ErrOrStderr())
+			if err != nil {
 				return err
 			}
 			ctx := cmd.Context()
@@ -76,7 +82,7 @@ left is not split.`,
 			}
 			var results []backfill.Progress
 			for _, id := range ids {
-				p, err := runOne(ctx, cmd.OutOrStdout(), cmd.ErrOrStderr(), pool, id, opts)
+				p, err := runOne(ctx, cmd.OutOrStdout(), cmd.ErrOrStderr(), logger, pool, id, opts)
 				results = append(results, p)
 				if err != nil {
 					return err
@@ -89,6 +95,7 @@ left is not split.`,
 		},
 	}
 	registerBackfillFlags(cmd, &opts, "")
+	logs.register(cmd)
 	cmd.Flags().BoolVar(&opts.StopWhenPaused, "stop-when-paused", false, "exit when the backfill is paused instead of waiting for resume")
 	return cmd
 }
@@ -139,9 +146,18 @@ func backfillPool(ctx context.Context, workers int) (*pgxpool.Pool, error) {
 	return openPool(ctx, "planner backfill", int32(workers+2), true)
 }
 
-func runOne(ctx context.Context, out, errOut io.Writer, pool *pgxpool.Pool, id string, opts backfill.Options) (backfill.Progress, error) {
+// runOne runs one job to its end; logger, when set, gets its progress and
+// notes as structured events instead of lines.
+func runOne(ctx context.Context, out, errOut io.Writer, logger *slog.Logger, pool *pgxpool.Pool, id string, opts backfill.Options) (backfill.Progress, error) {
 	opts.Log = func(msg string) { fmt.Fprintf(errOut, "%s: %s\n", id, msg) }
-	show := g.output == "text"
+	show := g.output == "text" && logger == nil
+	if logger != nil {
+		opts.Log = func(msg string) { logger.Info(planner.EventBackfillNote, "change", id, "reason", msg) }
+		opts.ProgressEvery = 10 * time.Second
+		opts.Progress = func(p backfill.Progress) {
+			logger.LogAttrs(ctx, slog.LevelInfo, planner.EventBackfillProgress, planner.ProgressAttrs(p)...)
+		}
+	}
 	tty := show && isTerminal(out)
 	if show {
 		if tty {

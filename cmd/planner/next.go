@@ -27,10 +27,12 @@ type engineOptions struct {
 	// backfill tunes inline backfills (next only: hasBackfill).
 	backfill    backfill.Options
 	hasBackfill bool
+	log         logFormat
 }
 
 func (o *engineOptions) register(cmd *cobra.Command) {
 	o.registerTimeouts(cmd)
+	o.log.register(cmd)
 	f := cmd.Flags()
 	f.IntVar(&o.retries, "retries", 8, "tries per transaction when a lock is not available (escalating backoff with jitter)")
 	f.DurationVar(&o.wait, "wait", 5*time.Minute, "how long to wait for another planner to finish (then exit 4)")
@@ -78,6 +80,10 @@ func (o *engineOptions) engine(cmd *cobra.Command) (*planner.Engine, func(), err
 	if o.purgeAfter < 0 {
 		return nil, nil, usageErrorf("--purge-after must not be negative")
 	}
+	logger, err := o.log.logger(cmd.ErrOrStderr())
+	if err != nil {
+		return nil, nil, err
+	}
 	if o.lockTimeout <= 0 {
 		return nil, nil, usageErrorf("--lock-timeout must be positive: without it a DDL statement waiting for its lock queues all application traffic behind it")
 	}
@@ -91,7 +97,7 @@ func (o *engineOptions) engine(cmd *cobra.Command) (*planner.Engine, func(), err
 		Pool: pool, Schema: g.stateSchema,
 		LockTimeout: o.lockTimeout, StatementTimeout: o.statementTimeout, LongStatementTimeout: o.longStatementTimeout,
 		Retries: o.retries, Wait: o.wait, LeaseTTL: o.leaseTTL, MinSoak: o.minSoak, FleetExpiry: o.fleetExpiry, PurgeAfter: o.purgeAfter, Async: o.async,
-		Log: cmd.ErrOrStderr(), Verbose: g.verbose,
+		Log: cmd.ErrOrStderr(), Verbose: g.verbose, Logger: logger,
 	}
 	e.Backfill = o.backfill
 	return e, pool.Close, nil
@@ -173,7 +179,10 @@ a transaction-mode pooler is refused (exit 5) before anything changes.`,
 			}
 			defer closePool()
 			e.Only = args
-			if !dryRun && g.output == "text" {
+			switch {
+			case !dryRun && e.Logger != nil:
+				e.Logger.Info(planner.EventDeployStart, "deploy_id", deploy, "deploy_id_source", source, "specs", len(specs), "dir", src.dir)
+			case !dryRun && g.output == "text":
 				fmt.Fprintf(cmd.ErrOrStderr(), "planner next: deploy %s (from %s), %d spec(s) in %s\n", deploy, source, len(specs), src.dir)
 			}
 			report, err := e.Next(cmd.Context(), specs, deploy, dryRun)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure PostgreSQL server binaries (initdb, pg_ctl, postgres) and
 # PgBouncer (the tests run the planner and the flags provider through it)
-# exist, installing Debian's packages for what is missing. Prints nothing
+# and Alembic with psycopg2 (the tests apply planner export's revisions with
+# it) exist, installing Debian's packages for what is missing. Prints nothing
 # when they are already there.
 set -euo pipefail
 
@@ -10,6 +11,10 @@ have_pgbouncer() { command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ]
 
 packages=()
 have_pgbouncer || packages+=(pgbouncer)
+# The tests run Debian's alembic as /usr/bin/python3 -m alembic, whatever
+# python3 is first in PATH.
+have_alembic() { /usr/bin/python3 -c 'import alembic, psycopg2' 2>/dev/null; }
+have_alembic || packages+=(python3-alembic python3-psycopg2)
 
 server_found() {
   if command -v pg_config >/dev/null && have "$(pg_config --bindir)"; then return 0; fi
@@ -48,3 +53,4 @@ if [ -z "${PLANNER_PG_BINDIR:-}" ] && ! server_found; then
   exit 1
 fi
 have_pgbouncer || { echo "apt-get install pgbouncer finished but no pgbouncer was found" >&2; exit 1; }
+have_alembic || { echo "apt-get install python3-alembic python3-psycopg2 finished but /usr/bin/python3 cannot import alembic and psycopg2" >&2; exit 1; }
