@@ -98,13 +98,13 @@ func TestValidateReportsEditedSpecAndNewerState(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if vs[0].OK() || !strings.Contains(vs[0].String(), "was edited after it started (phase 1 of 5 applied)") {
+	if vs[0].OK() || !strings.Contains(vs[0].String(), "was edited after it started (phase 1 of 6 applied)") {
 		t.Fatalf("edited spec: %s", vs[0])
 	}
 	// Unedited, the change in flight is shown as such, not checked again
 	// against a catalog it already changed.
 	vs, err = f.e.Validate(context.Background(), f.specs(t, renameSpec))
-	if err != nil || !vs[0].OK() || !strings.Contains(vs[0].String(), "in flight, phase 1 of 5 applied") {
+	if err != nil || !vs[0].OK() || !strings.Contains(vs[0].String(), "in flight, phase 1 of 6 applied") {
 		t.Fatalf("in flight: %v %v", vs, err)
 	}
 	f.db.Exec(t, `UPDATE planner.meta SET version = version + 1`)

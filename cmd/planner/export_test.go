@@ -44,7 +44,7 @@ func exportCLI(t *testing.T) (c *cli, want, original string) {
 		t.Fatal(err)
 	}
 	for i := 1; i <= 8; i++ {
-		r := c.run(nil, "next", "--dir="+c.dir, "--deploy-id="+strconv.Itoa(i))
+		r := c.run(nil, "next", "--dir="+c.dir, "--deploy-id="+strconv.Itoa(i), "--purge-after=0")
 		if r.code != 0 && r.code != 3 {
 			t.Fatalf("next: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 		}
@@ -124,7 +124,7 @@ func TestExportGoose(t *testing.T) {
 	db, env := exportDB(t)
 	dir := t.TempDir()
 	r := c.run(env, "export", "--dir="+c.dir, "--format=goose", dir)
-	c.expect(r, 0, "wrote 6 goose revision file(s)", "00006_users-email-rename_contract.sql")
+	c.expect(r, 0, "wrote 7 goose revision file(s)", "00006_users-email-rename_contract.sql", "00007_users-email-rename_purge.sql")
 	if strings.Contains(r.stdout, "offline") {
 		t.Fatalf("connected export says offline:\n%s", r.stdout)
 	}
@@ -137,26 +137,26 @@ func TestExportGoose(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sqlDB.Close()
-	// Up to the last reversible revision, then all the way down.
-	for i := 0; i < 5; i++ {
+	// Up to the last reversible revision (the contract), then all the way down.
+	for i := 0; i < 6; i++ {
 		if err := goose.UpByOne(sqlDB, dir); err != nil {
 			t.Fatalf("goose up-by-one #%d: %v", i+1, err)
 		}
 	}
-	for i := 5; i > 0; i-- {
+	for i := 6; i > 0; i-- {
 		if err := goose.Down(sqlDB, dir); err != nil {
 			t.Fatalf("goose down from %d: %v", i, err)
 		}
 	}
 	expectSchema(t, "after every goose down", catalogDump(t, db.URL), original)
-	for i := 0; i < 6; i++ {
+	for i := 0; i < 7; i++ {
 		if err := goose.UpByOne(sqlDB, dir); err != nil {
 			t.Fatalf("goose up-by-one #%d: %v", i+1, err)
 		}
 	}
 	expectSchema(t, "after every goose up", catalogDump(t, db.URL), want)
 	if err := goose.Down(sqlDB, dir); err == nil || !strings.Contains(err.Error(), "irreversible") {
-		t.Fatalf("goose down of contract: %v, want an irreversible error", err)
+		t.Fatalf("goose down of purge: %v, want an irreversible error", err)
 	}
 	expectSchema(t, "after a refused goose down", catalogDump(t, db.URL), want)
 	var copied int
@@ -204,7 +204,7 @@ func TestExportAlembic(t *testing.T) {
 	c, want, original := exportCLI(t)
 	db, env := exportDB(t)
 	dir := t.TempDir()
-	c.expect(c.run(env, "export", "--dir="+c.dir, "--format=alembic", dir), 0, "wrote 9 alembic revision file(s)", "env.py")
+	c.expect(c.run(env, "export", "--dir="+c.dir, "--format=alembic", dir), 0, "wrote 10 alembic revision file(s)", "env.py")
 	alembic := func(args ...string) {
 		t.Helper()
 		cmd := exec.Command(python, append([]string{"-m", "alembic", "-c", filepath.Join(dir, "alembic.ini")}, args...)...)
@@ -213,12 +213,12 @@ func TestExportAlembic(t *testing.T) {
 			t.Fatalf("alembic %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
 	}
-	for i := 0; i < 5; i++ {
+	for i := 0; i < 6; i++ {
 		alembic("upgrade", "+1")
 	}
 	alembic("downgrade", "base")
 	expectSchema(t, "after alembic downgrade base", catalogDump(t, db.URL), original)
-	for i := 0; i < 6; i++ {
+	for i := 0; i < 7; i++ {
 		alembic("upgrade", "+1")
 	}
 	expectSchema(t, "after every alembic upgrade", catalogDump(t, db.URL), want)
@@ -291,7 +291,7 @@ func TestExportSQL(t *testing.T) {
 	c, want, original := exportCLI(t)
 	db, env := exportDB(t)
 	dir := t.TempDir()
-	c.expect(c.run(env, "export", "--dir="+c.dir, "--format=sql", dir), 0, "wrote 12 sql revision file(s)")
+	c.expect(c.run(env, "export", "--dir="+c.dir, "--format=sql", dir), 0, "wrote 14 sql revision file(s)")
 	runFile := func(name string) {
 		t.Helper()
 		out, err := exec.Command(psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", db.URL, "-f", filepath.Join(dir, name)).CombinedOutput()
@@ -300,13 +300,13 @@ func TestExportSQL(t *testing.T) {
 		}
 	}
 	ups, _ := filepath.Glob(filepath.Join(dir, "*.up.sql"))
-	if len(ups) != 6 {
-		t.Fatalf("%d up files, want 6", len(ups))
+	if len(ups) != 7 {
+		t.Fatalf("%d up files, want 7", len(ups))
 	}
-	for _, f := range ups[:5] {
+	for _, f := range ups[:6] {
 		runFile(filepath.Base(f))
 	}
-	for i := 4; i >= 0; i-- {
+	for i := 5; i >= 0; i-- {
 		runFile(strings.TrimSuffix(filepath.Base(ups[i]), ".up.sql") + ".down.sql")
 	}
 	expectSchema(t, "after every down file", catalogDump(t, db.URL), original)
@@ -328,13 +328,13 @@ func TestExportInputs(t *testing.T) {
 	}
 	r := c.run(nil, "export", "--dir="+c.dir, "--format=sql", "--offline", "--start=7", dir)
 	c.expect(r, 0, "offline: column facts assumed", "00007_users-email-rename_expand.up.sql")
-	data, err := os.ReadFile(filepath.Join(dir, "00011_users-email-rename_contract.down.sql"))
+	data, err := os.ReadFile(filepath.Join(dir, "00012_users-email-rename_purge.down.sql"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"-- NOT FOR RUNNING AS IS: offline", "-- gate: flags_soaked", "RAISE EXCEPTION"} {
+	for _, want := range []string{"-- NOT FOR RUNNING AS IS: offline", "-- gate: purge_after", "RAISE EXCEPTION"} {
 		if !strings.Contains(string(data), want) {
-			t.Fatalf("contract down file lacks %q:\n%s", want, data)
+			t.Fatalf("purge down file lacks %q:\n%s", want, data)
 		}
 	}
 	r = c.run(nil, "export", "--dir="+c.dir, "--format=goose", "--output=json", filepath.Join(dir, "g"))

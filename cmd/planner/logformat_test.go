@@ -47,7 +47,7 @@ func TestLogFormatJSON(t *testing.T) {
 	c, _ := newCLI(t)
 	dir := "--dir=" + c.dir
 	r := c.run(nil, "next", dir, "--deploy-id=1")
-	c.expect(r, 0, "users-email-rename: phase 1/5 expand (")
+	c.expect(r, 0, "users-email-rename: phase 1/6 expand (")
 	if strings.Contains(r.stderr, `"msg"`) {
 		t.Fatalf("text log has JSON:\n%s", r.stderr)
 	}
@@ -57,7 +57,7 @@ func TestLogFormatJSON(t *testing.T) {
 		c.expect(r, 0)
 		all = append(all, jsonEvents(t, r.stderr)...)
 	}
-	start := findEvent(all, "phase_start", map[string]any{"change": "users-email-rename", "phase": "backfill", "deploy_id": "2", "phase_index": 1.0, "phases": 5.0})
+	start := findEvent(all, "phase_start", map[string]any{"change": "users-email-rename", "phase": "backfill", "deploy_id": "2", "phase_index": 1.0, "phases": 6.0})
 	if start == nil || start["level"] != "INFO" || start["time"] == nil {
 		t.Fatalf("no phase_start event for the backfill: %v", all)
 	}
