@@ -122,7 +122,11 @@ func (p *Provider) sendHeartbeat(ctx context.Context, conn *pgx.Conn, changed bo
 	switch {
 	case err == nil:
 		p.heartbeatRefused = false
-	case errors.As(err, &pe) && (pe.Code == "42501" || pe.Code == "42P01"):
+	case errors.As(err, &pe) && pe.Code == "42P01":
+		// No fleet table yet: the planner creates it at its first deploy,
+		// which may come after the application started. Try again soon.
+		p.log.Debug("flags: no fleet table yet for the heartbeat", "error", err)
+	case errors.As(err, &pe) && pe.Code == "42501":
 		if !p.heartbeatRefused {
 			p.log.Warn(fmt.Sprintf("flags: cannot record this instance's heartbeat (%s); the planner's gates then cannot see it and fall back to counting deploys; grant it: GRANT USAGE ON SCHEMA %s TO <role>; GRANT SELECT, INSERT, UPDATE ON %s TO <role>. Serving flags all the same",
 				pe.Message, pgx.Identifier{p.schema}.Sanitize(), fleetTable(p.schema)))
