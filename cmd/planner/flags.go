@@ -56,13 +56,30 @@ derive from them.`,
 
 func flagsExportCmd() *cobra.Command {
 	var format, file string
+	var watch bool
+	var poll time.Duration
 	cmd := &cobra.Command{
-		Use:   "export --format flagd [-o FILE]",
+		Use:   "export --format flagd [-f FILE [--watch]]",
 		Short: "Write the flags as a flagd flag-definition file, for services in other languages",
-		Args:  cobra.NoArgs,
+		Long: `Write the flags as a flagd flag-definition file, for services in other languages.
+
+With --watch (and --file) it keeps running and rewrites the file atomically
+whenever the flags change: at once on the planner's notification, and every
+--poll-interval in any case (through a transaction-mode pooler, where
+notifications cannot arrive). SIGINT or SIGTERM stops it cleanly (exit 0).`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if format != "flagd" {
 				return usageErrorf("--format must be flagd, not %q", format)
+			}
+			if watch {
+				if file == "" || file == "-" {
+					return usageErrorf("--watch needs --file: the file to keep current")
+				}
+				if poll <= 0 {
+					return usageErrorf("--poll-interval must be positive, not %s", poll)
+				}
+				return watchFlags(cmd.Context(), cmd.ErrOrStderr(), file, poll)
 			}
 			list, err := loadFlags(cmd)
 			if err != nil {
@@ -90,6 +107,8 @@ func flagsExportCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&format, "format", "flagd", "export format (flagd)")
 	cmd.Flags().StringVarP(&file, "file", "f", "", "file to write, replaced atomically (default standard output)")
+	cmd.Flags().BoolVar(&watch, "watch", false, "keep running and rewrite --file whenever the flags change")
+	cmd.Flags().DurationVar(&poll, "poll-interval", flags.DefaultPollInterval, "with --watch, how often to reload without a notification")
 	return cmd
 }
 
