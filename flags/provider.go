@@ -64,18 +64,18 @@ type snapshot struct {
 
 // answer is what evaluating a key returns, but for the reason.
 type answer struct {
-	isString bool // a stored (string) flag; otherwise a derived boolean
-	str      string
-	b        bool
-	variant  string
-	metadata openfeature.FlagMetadata // shared: the SDK hands callers a copy
+	isString bool   // a stored flag, whose value is its variant; otherwise a derived boolean
+	b        bool   // a derived boolean's value
+	variant  string // the stored variant, or on/off
+	// shared by every evaluation: the SDK hands each caller a copy
+	metadata openfeature.FlagMetadata
 }
 
 func newSnapshot(list []Flag) *snapshot {
 	s := &snapshot{strings: map[string]Flag{}, booleans: map[string]boolFlag{}, answers: map[string]*answer{}}
 	for _, f := range list {
 		s.strings[f.Key] = f
-		s.answers[f.Key] = &answer{isString: true, str: f.Variant, variant: f.Variant, metadata: metadata(f)}
+		s.answers[f.Key] = &answer{isString: true, variant: f.Variant, metadata: metadata(f)}
 	}
 	for _, f := range list {
 		for k, v := range derived(f) {
@@ -578,7 +578,7 @@ func (p *Provider) StringEvaluation(_ context.Context, flag string, defaultValue
 	if !a.isString {
 		return openfeature.StringResolutionDetail{Value: defaultValue, ProviderResolutionDetail: mismatch(flag, "boolean", "string")}
 	}
-	return openfeature.StringResolutionDetail{Value: a.str, ProviderResolutionDetail: a.detail(stale)}
+	return openfeature.StringResolutionDetail{Value: a.variant, ProviderResolutionDetail: a.detail(stale)}
 }
 
 // BooleanEvaluation resolves the derived boolean flags (<change>.read_new,
