@@ -30,7 +30,7 @@ func part7(ctx context.Context, pool *pgxpool.Pool, url string) error {
 		timeRatio := flagbench.NsPerOp(mine) / flagbench.NsPerOp(theirs)
 		allocRatio := float64(mine.AllocsPerOp()) / float64(theirs.AllocsPerOp())
 		fmt.Printf("   %-8s planner %s; memprovider %s: %.2f× the time, %.2f× the allocations\n", row.Op+":", per(mine), per(theirs), timeRatio, allocRatio)
-		report("flag evaluation, "+row.Op+",", fmt.Sprintf("%.2f× memprovider's time, %.2f× its allocations", timeRatio, allocRatio),
+		report("flag evaluation ("+row.Op+")", fmt.Sprintf("%.2f× memprovider's time, %.2f× its allocations", timeRatio, allocRatio),
 			fmt.Sprintf("≤ %.1f× both", hotPathGoal), timeRatio <= hotPathGoal && allocRatio <= hotPathGoal)
 	}
 	fmt.Println()

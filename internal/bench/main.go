@@ -224,7 +224,7 @@ func run(ctx context.Context, c config) error {
 			mib(heaps[0]), c.rows, mib(heaps[1]), c.rows*c.scale, float64(heaps[1])/float64(heaps[0]),
 			took[0].Round(time.Millisecond), took[1].Round(time.Millisecond), took[1].Seconds()/took[0].Seconds(), c.scale)
 		growth, mem := took[1].Seconds()/took[0].Seconds(), float64(heaps[1])/float64(heaps[0])
-		report(fmt.Sprintf("backfill time at %d× the rows", c.scale), fmt.Sprintf("%.2f×", growth),
+		report(fmt.Sprintf("backfill with verification at %d× the rows", c.scale), fmt.Sprintf("%.2f× the time", growth),
 			fmt.Sprintf("≤ %.2f×", growthGoal*float64(c.scale)), growth <= growthGoal*float64(c.scale))
 		report(fmt.Sprintf("planner heap at %d× the rows", c.scale), fmt.Sprintf("%.2f× (%s → %s)", mem, mib(heaps[0]), mib(heaps[1])),
 			fmt.Sprintf("≤ %.2f× (flat)", memoryGoal), mem <= memoryGoal)
@@ -242,9 +242,9 @@ func summary(c config, floors, trigFloors, writes, totals []time.Duration, r res
 	fmt.Printf("                                                   = %.2f× the UPDATE with the same trigger\n", write.Seconds()/trigFloor.Seconds())
 	fmt.Printf("   with the verification pass:           %8s  = %.2f×\n", total.Round(time.Millisecond), total.Seconds()/floor.Seconds())
 	fmt.Printf("   Go heap in use (max, after GC):       %8s\n", mib(r.heap))
-	name, goal := "backfill with verification, default settings,", backfillGoal
+	name, goal := "backfill with verification (default settings)", backfillGoal
 	if c.workers >= 2 {
-		name, goal = fmt.Sprintf("backfill with verification, %d workers,", c.workers), parallelGoal
+		name, goal = fmt.Sprintf("backfill with verification (%d workers)", c.workers), parallelGoal
 	}
 	ratio := total.Seconds() / floor.Seconds()
 	report(name, fmt.Sprintf("%.2f× the single UPDATE", ratio), fmt.Sprintf("≤ %.1f×", goal), ratio <= goal)
@@ -320,7 +320,7 @@ func part3(ctx context.Context, pool *pgxpool.Pool, c config, opts backfill.Opti
 			during.p99.Seconds()/base.p99.Seconds(), during.p50.Seconds()/base.p50.Seconds(), during.errors+base.errors)
 		if i == 0 { // the target is about the default backfill
 			ratio, errs := during.p99.Seconds()/base.p99.Seconds(), during.errors+base.errors
-			report("application during the default backfill:",
+			report("application during the default backfill",
 				fmt.Sprintf("p99 %.2f× baseline, max %s, %d errors", ratio, ms(during.max), errs),
 				fmt.Sprintf("≤ %.0f×, ≤ %s, 0 errors", p99Goal, ms(maxLatencyGoal)),
 				ratio <= p99Goal && during.max <= maxLatencyGoal && errs == 0)

@@ -110,7 +110,7 @@ func part6(ctx context.Context, pool *pgxpool.Pool, url string, c config, opts b
 			return err
 		}
 	}
-	report("application lock waits behind the backfill,", fmt.Sprintf("max %s quiet, %s with a CPU hog, %d errors", ms(worst[0]), ms(worst[1]), errs),
+	report("application lock waits behind the backfill", fmt.Sprintf("max %s quiet, %s with a CPU hog, %d errors", ms(worst[0]), ms(worst[1]), errs),
 		fmt.Sprintf("≤ %s (--max-app-wait), 0 errors", ms(c.maxAppWait)), max(worst[0], worst[1]) <= c.maxAppWait && errs == 0)
 	return nil
 }
