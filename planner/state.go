@@ -364,3 +364,6 @@ func (s state) advancedIn(ctx context.Context, q dbtx, deploy string) (map[strin
 	}
 	return out, rows.Err()
 }
+
+// lockClass is the first key of the planner's transaction advisory locks ("plnr").
+const lockClass = 0x706c6e72
