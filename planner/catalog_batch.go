@@ -3,6 +3,7 @@ package planner
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -140,7 +141,7 @@ ORDER BY i.indrelid, ic.relname`, oids)
 		one := ix
 		one.Columns = append([]string{}, ix.Columns...)
 		for _, c := range refs {
-			if !contains(one.Columns, c) {
+			if !slices.Contains(one.Columns, c) {
 				one.Columns = append(one.Columns, c)
 			}
 		}

@@ -3,6 +3,7 @@ package planner
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -153,7 +154,7 @@ func (p *Partitioning) keyProblems(t TableName, field string, columns []string) 
 			return []Problem{{Field: field, Message: fmt.Sprintf("%s is partitioned by an expression; PostgreSQL cannot enforce a unique constraint across its partitions", t),
 				Hint: "enforce uniqueness per partition with add_index (unique: true) on each partition, or in the application"}}
 		}
-		if !contains(columns, k) {
+		if !slices.Contains(columns, k) {
 			missing = append(missing, k)
 		}
 	}
@@ -189,12 +190,12 @@ ORDER BY 1`, table.Quoted())
 	}
 	var attached, detached []string
 	for _, l := range live {
-		if !contains(p.Partitions, l) {
+		if !slices.Contains(p.Partitions, l) {
 			attached = append(attached, l)
 		}
 	}
 	for _, w := range p.Partitions {
-		if !contains(live, w) {
+		if !slices.Contains(live, w) {
 			detached = append(detached, w)
 		}
 	}

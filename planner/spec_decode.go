@@ -32,6 +32,7 @@ import (
 	"io"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -445,7 +446,7 @@ func (p *specParser) fields(v reflect.Value, n *yaml.Node, keys []specKey, path,
 	present := map[string]bool{}
 	suggested := map[string]bool{} // a typo's "did you mean" already covers the missing field
 	for _, kv := range keys {
-		if containsString(skip, kv.name) {
+		if slices.Contains(skip, kv.name) {
 			continue
 		}
 		f, ok := byName[kv.name]
@@ -660,13 +661,4 @@ func lastPathSegment(path string) string {
 		return path[i+1:]
 	}
 	return path
-}
-
-func containsString(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

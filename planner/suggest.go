@@ -1,3 +1,9 @@
+// Did-you-mean suggestions. One edit distance serves two callers:
+// didYouMean/nearestName for spec keys, kinds and values (case-insensitive,
+// tolerance growing with the word), and nearest for names from the live
+// catalog (exact case, at most two edits), whose hints are appended to a
+// message rather than replacing it.
+
 package planner
 
 import (
@@ -19,7 +25,7 @@ func nearestName(got string, candidates []string) (string, bool) {
 	best, bestD := "", -1
 	lg := strings.ToLower(got)
 	for _, c := range candidates {
-		d := specEditDistance(lg, strings.ToLower(c))
+		d := editDistance(lg, strings.ToLower(c))
 		if bestD < 0 || d < bestD {
 			best, bestD = c, d
 		}
@@ -29,7 +35,7 @@ func nearestName(got string, candidates []string) (string, bool) {
 }
 
 // editDistance is the Levenshtein distance between a and b, in runes.
-func specEditDistance(a, b string) int {
+func editDistance(a, b string) int {
 	ra, rb := []rune(a), []rune(b)
 	if len(ra) > 64 || len(rb) > 64 {
 		return max(len(ra), len(rb)) // not a typo of a short key; keep it cheap
@@ -80,4 +86,19 @@ func suggestSpecID(id string) string {
 		return "my-change"
 	}
 	return s
+}
+
+// nearest returns `; did you mean "x"?` for the closest candidate within a
+// small edit distance, else "".
+func nearest(s string, candidates []string) string {
+	best, bestD := "", 3
+	for _, c := range candidates {
+		if d := editDistance(s, c); d < bestD {
+			best, bestD = c, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf(`; did you mean %q?`, best)
 }

@@ -2,6 +2,7 @@ package planner
 
 import (
 	"context"
+	"slices"
 	"sort"
 	"strings"
 
@@ -155,7 +156,7 @@ func namedVolatility(ctx context.Context, tx pgx.Tx, x *sqllex.Expr) (ExprFacts,
 		if rank[v] > rank[f.Volatility] {
 			f.Volatility = v
 		}
-		if v == Volatile && !contains(f.Volatile, name) {
+		if v == Volatile && !slices.Contains(f.Volatile, name) {
 			f.Volatile = append(f.Volatile, name)
 		}
 		f.ParallelSafe = f.ParallelSafe && safe
