@@ -343,8 +343,7 @@ func (e *Engine) apply(ctx context.Context, en *entry, idx int, deployID string)
 		if err := st.setStatus(ctx, tx, c.ID, idx+1, status, ""); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO `+st.table("history")+` (change, phase_index, phase, direction, deploy_id, started, finished)
-			VALUES ($1, $2, $3, 'up', $4, $5, clock_timestamp())`, c.ID, idx, p.Name, deployID, started); err != nil {
+		if err := st.recordFinish(ctx, tx, c.ID, idx, p.Name, Up, deployID, started); err != nil {
 			return err
 		}
 		if len(p.Flags) > 0 {

@@ -47,11 +47,7 @@ func (e *Engine) gateMet(ctx context.Context, q dbtx, en *entry, idx int, deploy
 		if idx == 0 {
 			return true, "", nil, nil
 		}
-		var h HistoryEntry
-		var age time.Duration
-		err := q.QueryRow(ctx, `SELECT deploy_id, finished, clock_timestamp() - finished
-			FROM `+e.state().table("history")+` WHERE change = $1 AND phase_index = $2 AND direction = 'up' AND error = '' AND finished IS NOT NULL
-			ORDER BY id DESC LIMIT 1`, en.state.ID, idx-1).Scan(&h.DeployID, &h.Finished, &age)
+		h, age, err := e.state().lastFinishedUp(ctx, q, en.state.ID, idx-1)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return false, "no record of the previous phase being applied", nil, nil
 		}

@@ -154,8 +154,7 @@ func (e *Engine) rollbackOne(ctx context.Context, changeID, deployID string, onc
 		if err := st.setStatus(ctx, tx, c.ID, idx, status, ""); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO `+st.table("history")+` (change, phase_index, phase, direction, deploy_id, started, finished)
-			VALUES ($1, $2, $3, 'down', $4, $5, clock_timestamp())`, c.ID, idx, p.Name, deployID, started); err != nil {
+		if err := st.recordFinish(ctx, tx, c.ID, idx, p.Name, Down, deployID, started); err != nil {
 			return err
 		}
 		if p.Backfill != nil {
