@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/pgplanner/planner/internal/clock"
 	"github.com/pgplanner/planner/phases"
 )
 
@@ -218,7 +219,7 @@ func (r *Runner) retry(ctx context.Context, attempt func() error) error {
 		r.logf("  lock not available (%s), try %d of %d: waiting %s\n", oneLine(le.stmt.SQL, 60), try, tries, d.Round(time.Millisecond))
 		sleep := r.Sleep
 		if sleep == nil {
-			sleep = sleepCtx
+			sleep = clock.Sleep
 		}
 		if err := sleep(ctx, d); err != nil {
 			return err
@@ -462,17 +463,6 @@ func (r *Runner) lockHolders(ctx context.Context, tables []string) []string {
 func (r *Runner) logf(format string, args ...any) {
 	if r.Log != nil {
 		fmt.Fprintf(r.Log, format, args...)
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/pgplanner/planner/internal/clock"
 	"github.com/pgplanner/planner/internal/pgtest"
 	"github.com/pgplanner/planner/phases"
 )
@@ -229,7 +230,7 @@ func TestRunnerRetriesLockTimeoutWithoutStallingReaders(t *testing.T) {
 	r.Sleep = func(ctx context.Context, d time.Duration) error {
 		tries.Add(1)
 		if sleep == nil {
-			return sleepCtx(ctx, d)
+			return clock.Sleep(ctx, d)
 		}
 		return sleep(ctx, d)
 	}
@@ -371,7 +372,7 @@ func TestRunnerRestartsPhaseAfterConcurrentBuildTimesOut(t *testing.T) {
 		if n > 0 {
 			invalidSeen.Store(true)
 		}
-		return sleepCtx(ctx, d)
+		return clock.Sleep(ctx, d)
 	}
 	// Declared ACCESS EXCLUSIVE so that the short lock timeout applies.
 	stmts := []phases.Statement{
