@@ -326,7 +326,7 @@ func (e *Engine) apply(ctx context.Context, en *entry, idx int, deployID string)
 	}
 	// A phase that cannot commit in one transaction is marked first, so a
 	// crash midway leaves a record that rollback and status can read.
-	units := GroupStatements(p.Statements)
+	units := groupStatements(p.Statements)
 	if len(units) > 1 || (len(units) == 1 && !units[0].Tx) || p.Backfill != nil {
 		if !partial {
 			if err := st.setStatus(ctx, e.Pool, c.ID, c.Applied, StatusApplying, ""); err != nil {

@@ -74,8 +74,8 @@ func (e *Engine) schema() string {
 
 func (e *Engine) state() state { return state{schema: e.schema()} }
 
-func (e *Engine) runner() *Runner {
-	r := &Runner{
+func (e *Engine) runner() *runner {
+	r := &runner{
 		Pool:                 e.Pool,
 		LockTimeout:          e.LockTimeout,
 		StatementTimeout:     e.StatementTimeout,

@@ -115,7 +115,7 @@ func (e *Engine) preflight(ctx context.Context, specs []Spec) (*preflight, error
 	for _, s := range specs {
 		if pf.edited[s.ID] {
 			// The stored version is what runs.
-			if stored, err := DecodeSpec(pf.stored[s.ID].Spec); err == nil {
+			if stored, err := decodeSpec(pf.stored[s.ID].Spec); err == nil {
 				stored.File, stored.Line, stored.Order = s.File, s.Line, s.Order
 				pf.started[s.ID] = true
 				all = append(all, stored)

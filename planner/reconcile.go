@@ -192,7 +192,7 @@ func (e *Engine) newChangeState(ctx context.Context, q dbtx, s Spec, version int
 	if s.Change == nil {
 		return nil, fmt.Errorf("change %q has no fields: %w", s.ID, ErrInput)
 	}
-	enc, err := EncodeSpec(s)
+	enc, err := encodeSpec(s)
 	if err != nil {
 		return nil, err
 	}
@@ -222,7 +222,7 @@ func loadTable(ctx context.Context, q dbtx, name TableName) (*Table, error) {
 // compileStored decodes a stored change and compiles it against its
 // snapshot, so every deploy runs the phases it was registered with.
 func (e *Engine) compileStored(c *ChangeState) (*entry, error) {
-	spec, err := DecodeSpec(c.Spec)
+	spec, err := decodeSpec(c.Spec)
 	if err != nil {
 		return nil, fmt.Errorf("stored change %q: %w", c.ID, err)
 	}

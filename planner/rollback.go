@@ -190,7 +190,7 @@ func (e *Engine) rollbackOne(ctx context.Context, changeID, deployID string, onc
 // (the fill trigger goes, so that nothing refills the column), then the
 // rows it filled are set back to NULL (a backfill with Undo), and last the
 // state records the rollback.
-func (e *Engine) rollbackBackfill(ctx context.Context, run *Runner, en *entry, idx int, finish func(context.Context, pgx.Tx) error) error {
+func (e *Engine) rollbackBackfill(ctx context.Context, run *runner, en *entry, idx int, finish func(context.Context, pgx.Tx) error) error {
 	id, p := en.state.ID, en.plan.Phases[idx]
 	err := pgx.BeginFunc(ctx, e.Pool, func(tx pgx.Tx) error {
 		if err := e.state().setStatus(ctx, tx, id, idx, StatusApplying, ""); err != nil {

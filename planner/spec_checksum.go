@@ -129,9 +129,9 @@ type encodedSpec struct {
 	Order  int             `json:"order"`
 }
 
-// EncodeSpec serializes a spec as JSON {id, kind, fields, file, line, order}
+// encodeSpec serializes a spec as JSON {id, kind, fields, file, line, order}
 // for the state tables.
-func EncodeSpec(s Spec) ([]byte, error) {
+func encodeSpec(s Spec) ([]byte, error) {
 	if s.Change == nil {
 		return nil, fmt.Errorf("encode spec %q: no change", s.ID)
 	}
@@ -146,10 +146,10 @@ func EncodeSpec(s Spec) ([]byte, error) {
 	return marshalCanonical(encodedSpec{ID: s.ID, Kind: s.Kind, Fields: fb, File: s.File, Line: s.Line, Order: s.Order})
 }
 
-// DecodeSpec reads what EncodeSpec wrote, decoding the fields as strictly as
+// decodeSpec reads what encodeSpec wrote, decoding the fields as strictly as
 // a spec file, and recomputes the checksum. It does not run the kind's Check:
 // a stored spec was checked when it was registered.
-func DecodeSpec(data []byte) (Spec, error) {
+func decodeSpec(data []byte) (Spec, error) {
 	var e encodedSpec
 	if err := json.Unmarshal(data, &e); err != nil {
 		return Spec{}, fmt.Errorf("decode spec: %v: %w", err, ErrInput)

@@ -47,7 +47,7 @@ type ChangeState struct {
 	Kind     string    `json:"kind"`
 	Table    TableName `json:"table"`
 	Checksum string    `json:"checksum"`
-	// Spec is EncodeSpec's output; Catalog the table as it was when the
+	// Spec is encodeSpec's output; Catalog the table as it was when the
 	// change started (or was registered); ServerVersion the major version
 	// it compiles for. Together they make every deploy compile the same
 	// phases.

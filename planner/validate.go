@@ -193,7 +193,7 @@ func (e *Engine) liveProblems(ctx context.Context, s Spec, plan Plan, table *Tab
 // specFieldMap returns the spec's fields as a generic map (the stored JSON
 // form), for checks common to several kinds.
 func specFieldMap(s Spec) map[string]any {
-	b, err := EncodeSpec(s)
+	b, err := encodeSpec(s)
 	if err != nil {
 		return nil
 	}
