@@ -308,7 +308,7 @@ JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = w.relname`,
 	return nil
 }
 
-// problems gathers the preflight's refusals as one error (nil: none),
+// err gathers the preflight's refusals as one error (nil: none),
 // sequence contradictions included, for next.
 func (pf *preflight) err(specs []Spec) error {
 	ps := append([]Problem{}, pf.global...)

@@ -12,7 +12,7 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// canonical turns a kind struct into plain values keyed by spec key, leaving
+// canonicalValue turns a kind struct into plain values keyed by spec key, leaving
 // out unset optional fields so that adding an optional field to a kind does
 // not change the checksums of existing specs.
 func canonicalValue(v reflect.Value) (any, error) {

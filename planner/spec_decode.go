@@ -585,7 +585,7 @@ func (p *specParser) scalarString(n *yaml.Node, path string) (string, bool) {
 	return n.Value, true
 }
 
-// resolve follows aliases (*anchor) to the anchored node.
+// resolveAlias follows aliases (*anchor) to the anchored node.
 func resolveAlias(n *yaml.Node) *yaml.Node {
 	for i := 0; n != nil && n.Kind == yaml.AliasNode && i < 100; i++ {
 		if n.Alias == nil {

@@ -57,7 +57,7 @@ func fieldPlaceholder(t reflect.Type) string {
 	return "<value>"
 }
 
-// locateField finds the node a Problem's Field ("to", "columns[1]",
+// locateSpecField finds the node a Problem's Field ("to", "columns[1]",
 // "references.table") refers to. When the field is absent it falls back to
 // the deepest node found (at worst the change itself) and returns the path
 // as given.
@@ -121,7 +121,7 @@ func splitSpecFieldPath(field string) []fieldPathSegment {
 	return segs
 }
 
-// fieldInfo is one spec key of a kind struct.
+// specField is one spec key of a kind struct.
 type specField struct {
 	name      string
 	index     []int
@@ -137,8 +137,8 @@ type specFieldsResult struct {
 	err    error
 }
 
-// structFields lists the spec keys of struct type t (see the convention at
-// the top of this file).
+// specFields lists the spec keys of struct type t (see the convention at
+// the top of spec_decode.go).
 func specFields(t reflect.Type) ([]specField, error) {
 	if r, ok := specFieldCache.Load(t); ok {
 		fr := r.(specFieldsResult)

@@ -59,7 +59,7 @@ func editDistance(a, b string) int {
 	return prev[len(rb)]
 }
 
-// suggestID turns a bad id into one that would be accepted.
+// suggestSpecID turns a bad id into one that would be accepted.
 func suggestSpecID(id string) string {
 	var b strings.Builder
 	dash := false

@@ -282,7 +282,7 @@ func expressionsOf(s Spec, plan Plan, fields map[string]any, table *Table) []exp
 	return out
 }
 
-// describeValidation renders problems for a terminal.
+// String renders problems for a terminal.
 func (v Validation) String() string {
 	var b strings.Builder
 	if v.OK() {

@@ -21,7 +21,7 @@ import (
 // measurement 6: the blockers whose victims are counted.
 const backfillApp = "bench backfill"
 
-// part5 measures how long application statements wait for locks held by
+// part6 measures how long application statements wait for locks held by
 // the backfill (sampling pg_locks), on a quiet machine and with a busy
 // loop on every core, against the configured bound.
 func part6(ctx context.Context, pool *pgxpool.Pool, url string, c config, opts backfill.Options) error {
