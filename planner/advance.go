@@ -1,3 +1,7 @@
+// Advancing changes: Next picks one change per table, checks its gate
+// (gates.go), runs the phase with the runner (exec.go) and records it in
+// the same transaction (state.go), running or starting its backfill.
+
 package planner
 
 import (

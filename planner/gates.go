@@ -1,3 +1,6 @@
+// Gates: when the next phase of a change may run (backfill verified, flags
+// loaded and soaked, fleet ready, purge delay).
+
 package planner
 
 import (

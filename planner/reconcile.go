@@ -1,3 +1,8 @@
+// Reconciling spec files with stored state: which changes are known, which
+// are new (registered with their spec and table snapshot), and which were
+// edited after they started (refused). Stored changes compile from their
+// stored spec, so a deploy runs what was registered.
+
 package planner
 
 import (

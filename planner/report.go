@@ -1,3 +1,5 @@
+// What Next reports: the action taken on each change and why.
+
 package planner
 
 import (

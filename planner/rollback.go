@@ -1,3 +1,6 @@
+// Rollback: reversing the last applied (or half-applied) phase of a change,
+// with its flags restored and its backfill forgotten.
+
 package planner
 
 import (

@@ -1,3 +1,6 @@
+// A spec's canonical form: its checksum (what counts as an edit) and the
+// JSON stored in the state tables.
+
 package planner
 
 import (

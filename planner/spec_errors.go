@@ -1,3 +1,5 @@
+// Spec errors: one problem with its file:line:col, and the list of them all.
+
 package planner
 
 import (

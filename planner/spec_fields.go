@@ -1,3 +1,6 @@
+// Kind structs by reflection: their spec keys and types, how they read in
+// messages, and how a Problem's field path finds its node.
+
 package planner
 
 import (

@@ -1,3 +1,6 @@
+// Loading specs: from a file or every spec file of a directory (Load), or
+// from bytes already read (Parse).
+
 package planner
 
 import (

@@ -1,3 +1,5 @@
+// Status and History: what `planner status` and `planner history` show.
+
 package planner
 
 import (
