@@ -264,7 +264,7 @@ func (e *Engine) advance(ctx context.Context, en *entry, deployID string, versio
 		e.event("", EventGateNotMet, append(phaseAttrs(c.ID, p.Name, idx, len(en.plan.Phases), deployID), slog.String("gate", string(p.Gate)), slog.String("reason", reason))...)
 		return r, nil
 	}
-	if err := CheckPartitions(ctx, e.Pool, c.ID, c.Table, p); err != nil {
+	if err := checkPartitions(ctx, e.Pool, c.ID, c.Table, p); err != nil {
 		return failedReport(en, err), err
 	}
 	if dryRun {

@@ -8,12 +8,12 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// LoadTables reads what LoadTable describes, for many tables in a fixed number
+// loadTables reads what LoadTable describes, for many tables in a fixed number
 // of queries (one per aspect, whatever the number of tables), so that
 // validating thousands of changes costs a handful of round trips. Tables
 // that do not exist are absent from the map, which is keyed by
 // TableName.String().
-func LoadTables(ctx context.Context, q Querier, names []TableName) (map[string]*Table, error) {
+func loadTables(ctx context.Context, q Querier, names []TableName) (map[string]*Table, error) {
 	out := map[string]*Table{}
 	if len(names) == 0 {
 		return out, nil

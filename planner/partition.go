@@ -17,7 +17,7 @@ import (
 // parent (CREATE INDEX CONCURRENTLY, ADD CONSTRAINT ... USING INDEX, and
 // before PostgreSQL 18 a NOT VALID foreign key) compile one statement per
 // partition from this list, and the engine refuses to run such a phase
-// when the live partitions differ (CheckPartitions).
+// when the live partitions differ (checkPartitions).
 type Partitioning struct {
 	Strategy string `json:"strategy"` // range, list or hash
 	// Key lists the partition key's columns; an expression in the key is
@@ -166,12 +166,12 @@ func (p *Partitioning) keyProblems(t TableName, field string, columns []string) 
 		Hint: fmt.Sprintf("add %s to the columns (unique per partition key value), or add a unique index on each partition with add_index (unique within one partition only)", strings.Join(missing, ", "))}}
 }
 
-// CheckPartitions compares the partitions a phase was compiled for with
+// checkPartitions compares the partitions a phase was compiled for with
 // the table's partitions now. A partition attached or detached since the
 // change was registered would make the phase's per-partition statements
 // miss one partition or fail on another; the phase is refused (ErrInput)
 // before anything runs, saying what to do.
-func CheckPartitions(ctx context.Context, q Querier, changeID string, table TableName, p phases.Phase) error {
+func checkPartitions(ctx context.Context, q Querier, changeID string, table TableName, p phases.Phase) error {
 	if len(p.Partitions) == 0 {
 		return nil
 	}

@@ -27,7 +27,7 @@ type preflight struct {
 	// what runs); edited those of them whose file changed since.
 	started map[string]bool
 	edited  map[string]bool
-	seq     SequenceResult
+	seq     sequenceResult
 }
 
 // PreflightError lists what makes a run impossible before it starts
@@ -134,13 +134,13 @@ func (e *Engine) preflight(ctx context.Context, specs []Spec) (*preflight, error
 			names = append(names, ParseTableName(fk.References.Table))
 		}
 	}
-	if pf.tables, err = LoadTables(ctx, e.Pool, names); err != nil {
+	if pf.tables, err = loadTables(ctx, e.Pool, names); err != nil {
 		return nil, err
 	}
 	if err := e.checkPrivileges(ctx, pf, specs); err != nil {
 		return nil, err
 	}
-	pf.seq = CheckSequence(all, pf.tables, pf.started)
+	pf.seq = checkSequence(all, pf.tables, pf.started)
 	return pf, nil
 }
 

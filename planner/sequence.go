@@ -132,9 +132,9 @@ type sequence struct {
 	constraintNames map[string]*Spec // schema.table.name
 }
 
-// SequenceResult is the model's verdict per change id: the contradictions
+// sequenceResult is the model's verdict per change id: the contradictions
 // it found and, online, the table each change starts from.
-type SequenceResult struct {
+type sequenceResult struct {
 	Problems map[string][]Problem
 	// Before is the change's table as the earlier changes leave it (online
 	// only); Changed says whether an earlier change altered it, i.e.
@@ -143,13 +143,13 @@ type SequenceResult struct {
 	Changed map[string]bool
 }
 
-// CheckSequence applies specs in order to a model of the schema. live maps
+// checkSequence applies specs in order to a model of the schema. live maps
 // TableName.String() to the catalog (nil: offline). started lists the ids
 // of changes that already started: their effects are applied without
 // checks, the catalog already showing part of them.
-func CheckSequence(specs []Spec, live map[string]*Table, started map[string]bool) SequenceResult {
+func checkSequence(specs []Spec, live map[string]*Table, started map[string]bool) sequenceResult {
 	seq := &sequence{tables: map[string]*modelTable{}, indexNames: map[string]*Spec{}, constraintNames: map[string]*Spec{}}
-	res := SequenceResult{Problems: map[string][]Problem{}, Before: map[string]*Table{}, Changed: map[string]bool{}}
+	res := sequenceResult{Problems: map[string][]Problem{}, Before: map[string]*Table{}, Changed: map[string]bool{}}
 	for i := range specs {
 		s := &specs[i]
 		if s.Change == nil {
