@@ -41,15 +41,16 @@ func Columns(ctx context.Context, client *openfeature.Client, changeID, oldCol, 
 	}
 	read := client.String(ctx, ReadKey(changeID), Old, openfeature.EvaluationContext{})
 	write := client.String(ctx, WriteKey(changeID), Old, openfeature.EvaluationContext{})
-	c := ColumnChoice{Read: oldCol, Write: []string{oldCol}}
+	both := []string{oldCol, newCol} // one allocation whatever the answer
+	c := ColumnChoice{Read: oldCol, Write: both[:1:1]}
 	if read == New {
 		c.Read = newCol
 	}
 	switch write {
 	case Both:
-		c.Write = []string{oldCol, newCol}
+		c.Write = both
 	case New:
-		c.Write = []string{newCol}
+		c.Write = both[1:]
 	}
 	return c
 }

@@ -57,14 +57,40 @@ type boolFlag struct {
 type snapshot struct {
 	strings  map[string]Flag
 	booleans map[string]boolFlag
+	// answers holds every key's resolution, metadata included, built once
+	// per snapshot: an evaluation only looks it up and sets the reason.
+	answers map[string]*answer
+}
+
+// answer is what evaluating a key returns, but for the reason.
+type answer struct {
+	isString bool   // a stored flag, whose value is its variant; otherwise a derived boolean
+	b        bool   // a derived boolean's value
+	variant  string // the stored variant, or on/off
+	// shared by every evaluation: the SDK hands each caller a copy
+	metadata openfeature.FlagMetadata
 }
 
 func newSnapshot(list []Flag) *snapshot {
-	s := &snapshot{strings: map[string]Flag{}, booleans: map[string]boolFlag{}}
+	s := &snapshot{strings: map[string]Flag{}, booleans: map[string]boolFlag{}, answers: map[string]*answer{}}
 	for _, f := range list {
 		s.strings[f.Key] = f
+		s.answers[f.Key] = &answer{isString: true, variant: f.Variant, metadata: metadata(f)}
+	}
+	for _, f := range list {
 		for k, v := range derived(f) {
 			s.booleans[k] = boolFlag{value: v, source: f}
+			if _, stored := s.strings[k]; stored {
+				continue // a stored flag of that name wins
+			}
+			m := metadata(f)
+			m["key"] = k
+			m["derived_from"] = f.Key
+			variant := Off
+			if v {
+				variant = On
+			}
+			s.answers[k] = &answer{b: v, variant: variant, metadata: m}
 		}
 	}
 	return s
@@ -506,22 +532,19 @@ func metadata(f Flag) openfeature.FlagMetadata {
 	return m
 }
 
-// resolve finds key and says what it is: a string flag, a boolean flag, or
-// an error detail.
-func (p *Provider) resolve(key string) (stale bool, str *Flag, b *boolFlag, fail *openfeature.ProviderResolutionDetail) {
+// resolve finds key's answer and whether the snapshot is stale, or an
+// error detail.
+func (p *Provider) resolve(key string) (*answer, bool, *openfeature.ProviderResolutionDetail) {
 	s, stale := p.lookup()
 	if s == nil {
-		return false, nil, nil, &openfeature.ProviderResolutionDetail{
+		return nil, false, &openfeature.ProviderResolutionDetail{
 			ResolutionError: openfeature.NewProviderNotReadyResolutionError("flags not loaded yet"),
 			Reason:          openfeature.ErrorReason}
 	}
-	if f, ok := s.strings[key]; ok {
-		return stale, &f, nil, nil
+	if a, ok := s.answers[key]; ok {
+		return a, stale, nil
 	}
-	if bf, ok := s.booleans[key]; ok {
-		return stale, nil, &bf, nil
-	}
-	return stale, nil, nil, &openfeature.ProviderResolutionDetail{
+	return nil, stale, &openfeature.ProviderResolutionDetail{
 		ResolutionError: openfeature.NewFlagNotFoundResolutionError(fmt.Sprintf("no flag %q in %s.flags", key, p.schema)),
 		Reason:          openfeature.ErrorReason}
 }
@@ -532,47 +555,43 @@ func mismatch(key, is, want string) openfeature.ProviderResolutionDetail {
 		Reason:          openfeature.ErrorReason}
 }
 
-// kindOf names the type of a found flag for mismatch messages.
-func kindOf(str *Flag) string {
-	if str != nil {
+// kind names the type of a found flag for mismatch messages.
+func (a *answer) kind() string {
+	if a.isString {
 		return "string"
 	}
 	return "boolean"
 }
 
+// detail is the answer's resolution detail at the snapshot's staleness.
+func (a *answer) detail(stale bool) openfeature.ProviderResolutionDetail {
+	return openfeature.ProviderResolutionDetail{Reason: reason(stale), Variant: a.variant, FlagMetadata: a.metadata}
+}
+
 // StringEvaluation resolves <change>.read and <change>.write: the value is
 // the variant.
 func (p *Provider) StringEvaluation(_ context.Context, flag string, defaultValue string, _ openfeature.FlattenedContext) openfeature.StringResolutionDetail {
-	stale, str, _, fail := p.resolve(flag)
+	a, stale, fail := p.resolve(flag)
 	if fail != nil {
 		return openfeature.StringResolutionDetail{Value: defaultValue, ProviderResolutionDetail: *fail}
 	}
-	if str == nil {
+	if !a.isString {
 		return openfeature.StringResolutionDetail{Value: defaultValue, ProviderResolutionDetail: mismatch(flag, "boolean", "string")}
 	}
-	return openfeature.StringResolutionDetail{Value: str.Variant, ProviderResolutionDetail: openfeature.ProviderResolutionDetail{
-		Reason: reason(stale), Variant: str.Variant, FlagMetadata: metadata(*str)}}
+	return openfeature.StringResolutionDetail{Value: a.variant, ProviderResolutionDetail: a.detail(stale)}
 }
 
 // BooleanEvaluation resolves the derived boolean flags (<change>.read_new,
 // .write_old, .write_new); the string flags give TYPE_MISMATCH.
 func (p *Provider) BooleanEvaluation(_ context.Context, flag string, defaultValue bool, _ openfeature.FlattenedContext) openfeature.BoolResolutionDetail {
-	stale, _, b, fail := p.resolve(flag)
+	a, stale, fail := p.resolve(flag)
 	if fail != nil {
 		return openfeature.BoolResolutionDetail{Value: defaultValue, ProviderResolutionDetail: *fail}
 	}
-	if b == nil {
+	if a.isString {
 		return openfeature.BoolResolutionDetail{Value: defaultValue, ProviderResolutionDetail: mismatch(flag, "string", "boolean")}
 	}
-	variant := Off
-	if b.value {
-		variant = On
-	}
-	m := metadata(b.source)
-	m["key"] = flag
-	m["derived_from"] = b.source.Key
-	return openfeature.BoolResolutionDetail{Value: b.value, ProviderResolutionDetail: openfeature.ProviderResolutionDetail{
-		Reason: reason(stale), Variant: variant, FlagMetadata: m}}
+	return openfeature.BoolResolutionDetail{Value: a.b, ProviderResolutionDetail: a.detail(stale)}
 }
 
 // FloatEvaluation: the planner has no numeric flags.
@@ -591,11 +610,11 @@ func (p *Provider) ObjectEvaluation(_ context.Context, flag string, defaultValue
 }
 
 func (p *Provider) noSuchType(flag, want string) openfeature.ProviderResolutionDetail {
-	_, str, _, fail := p.resolve(flag)
+	a, _, fail := p.resolve(flag)
 	if fail != nil {
 		return *fail
 	}
-	return mismatch(flag, kindOf(str), want)
+	return mismatch(flag, a.kind(), want)
 }
 
 // backoff grows a delay exponentially with jitter, up to a cap.

@@ -27,6 +27,17 @@ func (e *Engine) PlanLive(ctx context.Context, specs []Spec, version int) ([]Pla
 		checked func() ([]Problem, []Problem)
 	}
 	items := make([]item, len(specs))
+	// The expressions' volatility, for every change at once (one
+	// transaction, each repeated question asked once).
+	var resolve []Resolve
+	for _, s := range specs {
+		if t := pf.seq.Before[s.ID]; t != nil && s.Change != nil && !pf.started[s.ID] {
+			resolve = append(resolve, Resolve{Table: t, Change: s.Change})
+		}
+	}
+	if err := ResolveAll(ctx, e.Pool, resolve); err != nil {
+		return nil, err
+	}
 	for i, s := range specs {
 		if s.Change == nil {
 			items[i].err = fmt.Errorf("change %q has no fields (kind %q): %w", s.ID, s.Kind, ErrInput)
@@ -51,10 +62,6 @@ func (e *Engine) PlanLive(ctx context.Context, specs []Spec, version int) ([]Pla
 			}
 		}
 		items[i].typed = true
-		if err := ResolveExpressions(ctx, e.Pool, table, s.Change); err != nil {
-			items[i].err = err
-			continue
-		}
 		p, err := Compile(s, Target{Version: version, Table: table})
 		if err != nil {
 			items[i].err = err

@@ -89,6 +89,17 @@ func (e *Engine) ValidateWith(ctx context.Context, specs []Spec, opts ValidateOp
 	batch.sample, batch.full, batch.catalog = true, opts.Full, pf.tables
 	out := make([]Validation, len(specs))
 	finish := make([]func() ([]Problem, []Problem), len(specs))
+	// The expressions' volatility, for every change at once (one
+	// transaction, each repeated question asked once).
+	var resolve []Resolve
+	for _, s := range specs {
+		if t := pf.seq.Before[s.ID]; t != nil && s.Change != nil && !pf.started[s.ID] {
+			resolve = append(resolve, Resolve{Table: t, Change: s.Change})
+		}
+	}
+	if err := ResolveAll(ctx, e.Pool, resolve); err != nil {
+		return nil, err
+	}
 	for i, s := range specs {
 		v := Validation{ID: s.ID, Kind: s.Kind, File: s.File, Line: s.Line}
 		if s.Change == nil {
@@ -125,9 +136,6 @@ func (e *Engine) ValidateWith(ctx context.Context, specs []Spec, opts ValidateOp
 				Hint: "check the name; schema-qualify it (schema.table) when it is not in public"})
 			out[i] = v
 			continue
-		}
-		if err := ResolveExpressions(ctx, e.Pool, table, s.Change); err != nil {
-			return nil, err
 		}
 		plan, err := Compile(s, Target{Version: pf.version, Table: table})
 		if err != nil {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/pgplanner/planner/internal/pgtest"
 )
@@ -261,7 +262,13 @@ func TestNextCommandKilledMidPhase(t *testing.T) {
 		t.Fatalf("exit %d, want killed by a signal\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	c.expect(c.run(nil, "status", dir), 0, "phase 0 of 6 applied")
-	c.expect(c.run(nil, "next", dir, "--deploy-id=d1"), 0, "1 advanced", "expand")
+	// The killed run's lease (PLANNER_LEASE_TTL=2s) holds the rerun up until
+	// it expires, not for --wait.
+	start := time.Now()
+	c.expect(c.run(nil, "next", dir, "--deploy-id=d1", "--wait=5m"), 0, "1 advanced", "expand")
+	if took := time.Since(start); took > time.Minute {
+		t.Fatalf("the rerun took %s: it waited for --wait, not for the 2s lease", took)
+	}
 	// Killed after the backfill phase committed: the rerun has nothing to do.
 	r = c.run([]string{"PLANNER_TEST_CRASH_AFTER_COMMIT=1"}, "next", dir, "--deploy-id=d2")
 	if r.code != -1 {

@@ -23,14 +23,18 @@ const validateTarget = time.Millisecond
 func part5(ctx context.Context, pool *pgxpool.Pool) error {
 	fmt.Printf("5. validate and connected plan, target ≤ %s per change\n", validateTarget)
 	allMet := true
+	var worst time.Duration // per change, of validate and connected plan
 	for _, sc := range []struct{ changes, tables int }{{1_000, 100}, {10_000, 100}, {10_000, 1_000}} {
-		met, err := timedValidate(ctx, pool, sc.changes, sc.tables)
+		met, per, err := timedValidate(ctx, pool, sc.changes, sc.tables)
 		if err != nil {
 			return err
 		}
 		allMet = allMet && met
+		worst = max(worst, per)
 	}
 	fmt.Printf("   validate ≤ %s/change: %s\n\n", validateTarget, metOrNot(allMet))
+	report("validate and connected plan (up to 10,000 changes over 1,000 tables)", fmt.Sprintf("%.3f ms/change at worst", worst.Seconds()*1000),
+		fmt.Sprintf("≤ %s/change", ms(validateTarget)), allMet)
 	return nil
 }
 
@@ -41,7 +45,9 @@ func metOrNot(ok bool) string {
 	return "NOT met"
 }
 
-func timedValidate(ctx context.Context, pool *pgxpool.Pool, changes, tables int) (bool, error) {
+// timedValidate reports whether both met the target and the slower one's
+// time per change.
+func timedValidate(ctx context.Context, pool *pgxpool.Pool, changes, tables int) (bool, time.Duration, error) {
 	var ddl strings.Builder
 	for i := range tables {
 		fmt.Fprintf(&ddl, `DROP TABLE IF EXISTS v%[1]d; CREATE TABLE v%[1]d (id bigserial PRIMARY KEY, a text, b int NOT NULL DEFAULT 0, c numeric(12,2), created timestamptz);
@@ -49,7 +55,7 @@ INSERT INTO v%[1]d (a, b) SELECT 'x' || g, g FROM generate_series(1, 20) g;
 `, i)
 	}
 	if _, err := pool.Exec(ctx, ddl.String()); err != nil {
-		return false, err
+		return false, 0, err
 	}
 	defer func() {
 		var drop strings.Builder
@@ -60,32 +66,32 @@ INSERT INTO v%[1]d (a, b) SELECT 'x' || g, g FROM generate_series(1, 20) g;
 	}()
 	specs, err := validateSpecs(changes, tables)
 	if err != nil {
-		return false, err
+		return false, 0, err
 	}
 	e := &planner.Engine{Pool: pool, Schema: state + "_validate"}
 	start := time.Now()
 	if _, err := planner.PlanOffline(specs, planner.DefaultVersion); err != nil {
-		return false, fmt.Errorf("offline plan: %w", err)
+		return false, 0, fmt.Errorf("offline plan: %w", err)
 	}
 	offline := time.Since(start)
 	start = time.Now()
 	results, err := e.Validate(ctx, specs)
 	if err != nil {
-		return false, err
+		return false, 0, err
 	}
 	validate := time.Since(start)
 	for _, v := range results {
 		if !v.OK() {
-			return false, fmt.Errorf("validate refused a generated change: %s", v)
+			return false, 0, fmt.Errorf("validate refused a generated change: %s", v)
 		}
 	}
 	version, err := planner.ServerVersion(ctx, pool)
 	if err != nil {
-		return false, err
+		return false, 0, err
 	}
 	start = time.Now()
 	if _, err := e.PlanLive(ctx, specs, version); err != nil {
-		return false, fmt.Errorf("connected plan: %w", err)
+		return false, 0, fmt.Errorf("connected plan: %w", err)
 	}
 	plan := time.Since(start)
 	per := func(d time.Duration) float64 { return d.Seconds() * 1000 / float64(changes) }
@@ -93,7 +99,7 @@ INSERT INTO v%[1]d (a, b) SELECT 'x' || g, g FROM generate_series(1, 20) g;
 	fmt.Printf("   %6d changes over %4d tables: validate %s (%.3f ms/change, %.1f× offline plan %s), connected plan %s (%.3f ms/change, %.1f×): %s\n",
 		changes, tables, validate.Round(time.Millisecond), per(validate), validate.Seconds()/offline.Seconds(), offline.Round(time.Millisecond),
 		plan.Round(time.Millisecond), per(plan), plan.Seconds()/offline.Seconds(), metOrNot(met))
-	return met, nil
+	return met, max(validate, plan) / time.Duration(changes), nil
 }
 
 // validateSpecs writes a spec file of n changes spread over the tables,

@@ -42,7 +42,7 @@ type Cluster struct {
 	Port    int
 	Version int // server major version, e.g. 15
 	runAs   *syscall.Credential
-	watcher *os.Process
+	watcher *watcher
 }
 
 // ErrNoBinaries explains what to install when no server binaries are found.
@@ -175,7 +175,7 @@ func (c *Cluster) launch(opts Options) error {
 	if err != nil {
 		return err
 	}
-	if err := c.startWatcher(); err != nil {
+	if err := c.watch(); err != nil {
 		return err
 	}
 	if out, err := c.run("pg_ctl", "-D", c.dataDir(), "-l", filepath.Join(c.Dir, "server.log"), "-w", "-t", "60", "start"); err != nil {
@@ -197,22 +197,14 @@ func (c *Cluster) launch(opts Options) error {
 	return nil
 }
 
-// startWatcher launches a detached shell that stops the server and removes
-// its files once this process is gone, however it ended.
-func (c *Cluster) startWatcher() error {
-	script := fmt.Sprintf(`while [ -d /proc/%d ]; do sleep 1; done
-%q -D %q stop -m immediate >/dev/null 2>&1
-rm -rf %q`, os.Getpid(), filepath.Join(c.BinDir, "pg_ctl"), c.dataDir(), c.Dir)
-	cmd := exec.Command("sh", "-c", script)
-	// Unprivileged like the server (pg_ctl refuses root); the directory is
-	// owned by that user, so it can remove it too.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Credential: c.runAs}
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	c.watcher = cmd.Process
-	go cmd.Wait()
-	return nil
+// watch stops the server and removes its files once this process is gone.
+// The watcher runs unprivileged like the server (pg_ctl refuses root); the
+// directory is owned by that user, so it can remove it too.
+func (c *Cluster) watch() error {
+	w, err := startWatcher(fmt.Sprintf("%q -D %q stop -m immediate >/dev/null 2>&1\nrm -rf %q",
+		filepath.Join(c.BinDir, "pg_ctl"), c.dataDir(), c.Dir), c.runAs)
+	c.watcher = w
+	return err
 }
 
 func (c *Cluster) run(name string, args ...string) ([]byte, error) {
@@ -230,9 +222,7 @@ func (c *Cluster) Stop() {
 	if _, err := os.Stat(filepath.Join(c.dataDir(), "postmaster.pid")); err == nil {
 		c.run("pg_ctl", "-D", c.dataDir(), "stop", "-m", "immediate", "-w")
 	}
-	if c.watcher != nil {
-		c.watcher.Kill()
-	}
+	c.watcher.stop()
 	os.RemoveAll(c.Dir)
 }
 

@@ -19,10 +19,11 @@ import (
 // PgBouncer is a real PgBouncer in front of a throwaway cluster, started by
 // the tests themselves (Debian's package `pgbouncer`).
 type PgBouncer struct {
-	Port int
-	Dir  string
-	cmd  *exec.Cmd
-	done chan struct{}
+	Port    int
+	Dir     string
+	cmd     *exec.Cmd
+	done    chan struct{}
+	watcher *watcher
 }
 
 // ErrNoPgBouncer explains what to install when pgbouncer is not found.
@@ -98,14 +99,18 @@ logfile = %s
 		}
 	}
 	b.cmd = exec.Command(bin, filepath.Join(dir, "pgbouncer.ini"))
-	// Killed with this process however it ends, so no pooler outlives a test.
-	b.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: runAs, Pdeathsig: syscall.SIGKILL}
+	b.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: runAs}
 	b.cmd.Dir = dir
 	if err := b.cmd.Start(); err != nil {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("start pgbouncer: %w", err)
 	}
 	go func() { b.cmd.Wait(); close(b.done) }()
+	// Ended with this process however it ends, so no pooler outlives a test.
+	if b.watcher, err = startWatcher(fmt.Sprintf("kill -9 %d\nrm -rf %q", b.cmd.Process.Pid, dir), runAs); err != nil {
+		b.Stop()
+		return nil, err
+	}
 	if err := b.waitReady(10 * time.Second); err != nil {
 		log, _ := os.ReadFile(filepath.Join(dir, "pgbouncer.log"))
 		b.Stop()
@@ -149,6 +154,7 @@ func (b *PgBouncer) waitReady(limit time.Duration) error {
 
 // Stop ends PgBouncer and removes its files.
 func (b *PgBouncer) Stop() {
+	b.watcher.stop()
 	if b.cmd != nil && b.cmd.Process != nil {
 		b.cmd.Process.Signal(syscall.SIGTERM)
 		select {

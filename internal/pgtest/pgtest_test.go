@@ -1,9 +1,13 @@
 package pgtest
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -135,4 +139,52 @@ func TestStandbyStreams(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(2)
+}
+
+// A cluster and a pooler started by a process that is killed with kill -9
+// are stopped and removed by their watchers.
+func TestKilledProcessLeavesNothingBehind(t *testing.T) {
+	if os.Getenv("PGTEST_HELPER") == "1" {
+		c, err := Start(Options{})
+		if err != nil {
+			fmt.Println("error:", err)
+			os.Exit(1)
+		}
+		b, err := StartPgBouncer(c.Socket, c.Port, "transaction", 1, Superuser)
+		if err != nil {
+			fmt.Println("error:", err)
+			os.Exit(1)
+		}
+		fmt.Printf("dirs %s %s\n", c.Dir, b.Dir)
+		select {} // until killed
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestKilledProcessLeavesNothingBehind$")
+	cmd.Env = append(os.Environ(), "PGTEST_HELPER=1")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "dirs ") {
+		cmd.Process.Kill()
+		t.Fatalf("helper said %q (%v)", line, err)
+	}
+	dirs := strings.Fields(strings.TrimPrefix(line, "dirs "))
+	cmd.Process.Kill() // SIGKILL: no deferred cleanup runs
+	cmd.Wait()
+	deadline := time.Now().Add(20 * time.Second)
+	for _, d := range dirs {
+		for {
+			if _, err := os.Stat(d); os.IsNotExist(err) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s still there after the process was killed", d)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
 }

@@ -44,9 +44,13 @@ func StartStandby(primary *Cluster) (*Standby, error) {
 func (s *Standby) start() error {
 	// The connection is the primary's socket; the data directory goes in
 	// the standby's own temp dir, written as the user the server runs as.
-	if out, err := s.run("pg_basebackup", "-h", s.primary.Socket, "-p", fmt.Sprint(s.primary.Port), "-U", Superuser,
-		"-D", s.dataDir(), "-R", "--checkpoint=fast", "--wal-method=stream", "--no-sync"); err != nil {
-		return fmt.Errorf("pg_basebackup: %v: %s", err, out)
+	if _, err := os.Stat(filepath.Join(s.BinDir, "pg_basebackup")); err == nil {
+		if out, err := s.run("pg_basebackup", "-h", s.primary.Socket, "-p", fmt.Sprint(s.primary.Port), "-U", Superuser,
+			"-D", s.dataDir(), "-R", "--checkpoint=fast", "--wal-method=stream", "--no-sync"); err != nil {
+			return fmt.Errorf("pg_basebackup: %v: %s", err, out)
+		}
+	} else if err := s.copyBaseBackup(); err != nil {
+		return fmt.Errorf("base backup: %w", err)
 	}
 	// Unique among the standbys of every test process: the temp dir's suffix.
 	s.Name = "pgtest_standby_" + strings.TrimPrefix(filepath.Base(s.Dir), "pgt-")
