@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/pgplanner/planner/internal/clock"
 )
 
 // The replica-lag throttle. Before a batch (at most once a second per
@@ -191,7 +192,7 @@ func (r *runner) waitForReplicas(ctx context.Context) error {
 		waited = true
 		r.throttled.Add(1)
 		// Often enough that status never reads the reason as stale.
-		err = sleep(ctx, min(max(r.opts.Poll, time.Second), IdleAfter/3))
+		err = clock.Sleep(ctx, min(max(r.opts.Poll, time.Second), IdleAfter/3))
 		r.throttled.Add(-1)
 		if err != nil {
 			// Stopped while waiting: the reason no longer holds.

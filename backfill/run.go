@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/pgplanner/planner/internal/clock"
 )
 
 // Options tune Run. The zero value is a sensible default.
@@ -376,7 +377,7 @@ func (r *runner) work(ctx context.Context) error {
 			}
 			size = next
 			backoff := min(5*time.Second, r.opts.Poll*time.Duration(1<<min(failures, 5)))
-			if err := sleep(ctx, backoff/2+rand.N(backoff/2+1)); err != nil {
+			if err := clock.Sleep(ctx, backoff/2+rand.N(backoff/2+1)); err != nil {
 				return err
 			}
 			continue
@@ -388,7 +389,7 @@ func (r *runner) work(ctx context.Context) error {
 		case worked:
 			size = next
 			if r.opts.Sleep > 0 {
-				if err := sleep(ctx, r.opts.Sleep); err != nil {
+				if err := clock.Sleep(ctx, r.opts.Sleep); err != nil {
 					return err
 				}
 			}
@@ -396,7 +397,7 @@ func (r *runner) work(ctx context.Context) error {
 			if r.opts.StopWhenPaused {
 				return fmt.Errorf("%w: change %s", ErrPaused, r.changeID)
 			}
-			if err := sleep(ctx, r.opts.Poll); err != nil {
+			if err := clock.Sleep(ctx, r.opts.Poll); err != nil {
 				return err
 			}
 		case nothingToClaim:
@@ -419,7 +420,7 @@ func (r *runner) work(ctx context.Context) error {
 			// Other workers hold the remaining ranges; if one dies, its
 			// lock goes with it and we take the range over. Look again
 			// soon: a range is held for one batch at a time.
-			if err := sleep(ctx, min(r.opts.Poll, 50*time.Millisecond)); err != nil {
+			if err := clock.Sleep(ctx, min(r.opts.Poll, 50*time.Millisecond)); err != nil {
 				return err
 			}
 		}
@@ -434,17 +435,6 @@ const (
 	nothingToClaim
 	rowLocked // rolled back on a row the application holds
 )
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
 
 // finish runs when no range can be claimed: it marks the job done and
 // verified when every range is, and says whether the work is over.

@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/pgplanner/planner/internal/clock"
 	"github.com/pgplanner/planner/phases"
 )
 
@@ -77,7 +78,7 @@ SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM restored)`,
 			}
 		case ctx.Err() == nil && retryable(err) && failures < opts.MaxRetries:
 			failures++
-			if err := sleep(ctx, min(5*time.Second, 100*time.Millisecond<<failures)); err != nil {
+			if err := clock.Sleep(ctx, min(5*time.Second, 100*time.Millisecond<<failures)); err != nil {
 				return total, err
 			}
 		default:

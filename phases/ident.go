@@ -113,11 +113,6 @@ func probeValidIndex(schema, name string) string {
 		literal(schema), literal(name))
 }
 
-func probeDefault(t TableRef, column string) string {
-	return fmt.Sprintf("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_attrdef d JOIN pg_catalog.pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum WHERE d.adrelid = %s AND a.attname = %s)",
-		t.regclass(), literal(column))
-}
-
 func probeTrigger(t TableRef, name string) string {
 	return fmt.Sprintf("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = %s AND tgname = %s)",
 		t.regclass(), literal(name))

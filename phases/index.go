@@ -28,7 +28,7 @@ func (ix Index) table() TableRef { return TableRef{Schema: ix.Schema, Name: ix.T
 // Qualified is the index's schema-qualified, quoted name.
 func (ix Index) Qualified() string { return TableRef{Schema: ix.Schema, Name: ix.Name}.Quoted() }
 
-// Definition is everything after "ON <table>".
+// definition is everything after "ON <table>".
 func (ix Index) definition() string {
 	if ix.Body != "" {
 		return ix.Body

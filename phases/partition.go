@@ -13,9 +13,9 @@ import (
 // NOT NULL need nothing of this: on the parent they apply to every
 // partition (row triggers are cloned to each one, pg_trigger.tgparentid).
 
-// PartitionIndexName names a partition's part of a parent index: index
+// partitionIndexName names a partition's part of a parent index: index
 // names are unique per schema, so each partition's carries its name.
-func PartitionIndexName(partition TableRef, index string) string {
+func partitionIndexName(partition TableRef, index string) string {
 	return FitName(partition.Name + "_" + index)
 }
 
@@ -32,7 +32,7 @@ type PartitionedIndex struct {
 
 func (pi PartitionedIndex) child(p TableRef) Index {
 	c := pi.Index
-	c.Schema, c.Table, c.Name = p.schema(), p.Name, PartitionIndexName(p, pi.Name)
+	c.Schema, c.Table, c.Name = p.schema(), p.Name, partitionIndexName(p, pi.Name)
 	return c
 }
 
@@ -63,7 +63,7 @@ func (pi PartitionedIndex) Create() []Statement {
 			Done:        probeIndexAttached(c.Qualified(), pi.Qualified()),
 		})
 	}
-	return append(out, Assert(probeValidIndex(t.schema(), pi.Name),
+	return append(out, assert(probeValidIndex(t.schema(), pi.Name),
 		fmt.Sprintf("index %s on %s is not valid after attaching every partition's index: a partition has none", pi.Name, t.Label())))
 }
 
@@ -268,7 +268,7 @@ func partitionGuard(t TableRef, partitions []TableRef, done string) []Statement 
 	if len(want) == 0 {
 		wantArr = "'{}'::text[]"
 	}
-	check := Assert(fmt.Sprintf("SELECT %s @> %s AND %s @> %s", live, wantArr, wantArr, live),
+	check := assert(fmt.Sprintf("SELECT %s @> %s AND %s @> %s", live, wantArr, wantArr, live),
 		fmt.Sprintf("the partitions of %s changed while this phase ran: roll the change back to its start and run planner next again", t.Label()))
 	check.Done = done
 	return []Statement{
@@ -283,9 +283,9 @@ func partitionGuard(t TableRef, partitions []TableRef, done string) []Statement 
 	}
 }
 
-// Assert fails its transaction with message unless probe (a query
+// assert fails its transaction with message unless probe (a query
 // returning one boolean) is true.
-func Assert(probe, message string) Statement {
+func assert(probe, message string) Statement {
 	body := fmt.Sprintf("\nBEGIN\n  IF NOT coalesce((%s), false) THEN\n    RAISE EXCEPTION USING MESSAGE = %s;\n  END IF;\nEND\n", probe, literal(message))
 	tag := dollarTag(body)
 	return Statement{SQL: "DO " + tag + body + tag, Held: HeldNone}

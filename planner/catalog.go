@@ -27,7 +27,7 @@ type Querier interface {
 // constraints, Columns are the referenced columns of this table (what a
 // change to this table must care about); Table is the referencing table.
 func LoadTable(ctx context.Context, q Querier, name TableName) (*Table, error) {
-	tables, err := LoadTables(ctx, q, []TableName{name})
+	tables, err := loadTables(ctx, q, []TableName{name})
 	if err != nil {
 		return nil, fmt.Errorf("load table %s: %w", name, err)
 	}

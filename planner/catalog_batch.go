@@ -3,16 +3,17 @@ package planner
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 )
 
-// LoadTables reads what LoadTable describes, for many tables in a fixed number
+// loadTables reads what LoadTable describes, for many tables in a fixed number
 // of queries (one per aspect, whatever the number of tables), so that
 // validating thousands of changes costs a handful of round trips. Tables
 // that do not exist are absent from the map, which is keyed by
 // TableName.String().
-func LoadTables(ctx context.Context, q Querier, names []TableName) (map[string]*Table, error) {
+func loadTables(ctx context.Context, q Querier, names []TableName) (map[string]*Table, error) {
 	out := map[string]*Table{}
 	if len(names) == 0 {
 		return out, nil
@@ -140,7 +141,7 @@ ORDER BY i.indrelid, ic.relname`, oids)
 		one := ix
 		one.Columns = append([]string{}, ix.Columns...)
 		for _, c := range refs {
-			if !contains(one.Columns, c) {
+			if !slices.Contains(one.Columns, c) {
 				one.Columns = append(one.Columns, c)
 			}
 		}

@@ -913,9 +913,9 @@ func TestLockFailureLeavesChangeResumable(t *testing.T) {
 	}
 	r, err := f.e.Next(ctx, specs, "d1", false)
 	blocker.Rollback(ctx)
-	var le *LockError
+	var le *lockError
 	if !errors.As(err, &le) {
-		t.Fatalf("err = %v, want a LockError", err)
+		t.Fatalf("err = %v, want a lockError", err)
 	}
 	for _, want := range []string{"users-email-rename", "expand", "ADD COLUMN", "public.users", "AccessShareLock", "2 tries"} {
 		if !strings.Contains(err.Error(), want) {

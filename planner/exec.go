@@ -17,10 +17,11 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/pgplanner/planner/internal/clock"
 	"github.com/pgplanner/planner/phases"
 )
 
-// Runner runs a phase's statements safely:
+// runner runs a phase's statements safely:
 //
 //   - consecutive transactional statements share one transaction, split
 //     after a CommitAfter statement and around NoTransaction statements;
@@ -36,7 +37,7 @@ import (
 //     index build, which may leave an INVALID index when it times out)
 //     restarts the phase from its first statement instead, so the phase's
 //     probed cleanup runs again.
-type Runner struct {
+type runner struct {
 	Pool *pgxpool.Pool
 	// LockTimeout bounds each wait for a lock that blocks reads or writes.
 	LockTimeout time.Duration
@@ -52,7 +53,7 @@ type Runner struct {
 	// Log receives one line per statement run or skipped (nil: silent), and
 	// one per retry.
 	Log io.Writer
-	// Tables ("schema.name") are named in a LockError, with the sessions
+	// Tables ("schema.name") are named in a lockError, with the sessions
 	// holding locks on them, when the failing statement declares none.
 	Tables []string
 	// Sleep waits between tries; tests replace it.
@@ -62,27 +63,27 @@ type Runner struct {
 	waitEvery, waitAfter time.Duration
 }
 
-// Unit is a group of statements run together: one transaction, or one
+// unit is a group of statements run together: one transaction, or one
 // NoTransaction statement alone.
-type Unit struct {
+type unit struct {
 	// First is the index of the unit's first statement in the phase.
 	First      int
 	Statements []phases.Statement
 	Tx         bool
 }
 
-// GroupStatements splits a phase's statements into units.
-func GroupStatements(stmts []phases.Statement) []Unit {
-	var units []Unit
-	var cur *Unit
+// groupStatements splits a phase's statements into units.
+func groupStatements(stmts []phases.Statement) []unit {
+	var units []unit
+	var cur *unit
 	for i, s := range stmts {
 		if s.NoTransaction {
-			units = append(units, Unit{First: i, Statements: []phases.Statement{s}})
+			units = append(units, unit{First: i, Statements: []phases.Statement{s}})
 			cur = nil
 			continue
 		}
 		if cur == nil {
-			units = append(units, Unit{First: i, Tx: true})
+			units = append(units, unit{First: i, Tx: true})
 			cur = &units[len(units)-1]
 		}
 		cur.Statements = append(cur.Statements, s)
@@ -93,10 +94,10 @@ func GroupStatements(stmts []phases.Statement) []Unit {
 	return units
 }
 
-// LockError is a statement that could not get its lock within the lock
+// lockError is a statement that could not get its lock within the lock
 // timeout on any try. The phase stopped between transactions; a rerun
 // resumes it.
-type LockError struct {
+type lockError struct {
 	Statement string
 	Tables    []string
 	Tries     int
@@ -107,7 +108,7 @@ type LockError struct {
 	Err     error
 }
 
-func (e *LockError) Error() string {
+func (e *lockError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "could not get a lock within lock_timeout %s after %d tries for: %s", e.Timeout, e.Tries, oneLine(e.Statement, 120))
 	if len(e.Tables) > 0 {
@@ -120,27 +121,27 @@ func (e *LockError) Error() string {
 	return b.String()
 }
 
-func (e *LockError) Unwrap() error { return e.Err }
+func (e *lockError) Unwrap() error { return e.Err }
 
-// StatementError is a statement that failed for another reason than a lock.
-type StatementError struct {
+// statementError is a statement that failed for another reason than a lock.
+type statementError struct {
 	Index     int // in the phase
 	Statement string
 	Err       error
 }
 
-func (e *StatementError) Error() string {
+func (e *statementError) Error() string {
 	return fmt.Sprintf("statement %d (%s): %v", e.Index+1, oneLine(e.Statement, 160), e.Err)
 }
 
-func (e *StatementError) Unwrap() error { return e.Err }
+func (e *statementError) Unwrap() error { return e.Err }
 
 // Run runs stmts. finish, when not nil, runs inside the last transaction
 // (so a phase's DDL and its state update commit together) or, when the last
 // unit cannot run in a transaction, in a transaction of its own after it.
 // finish may be retried with its transaction on lock timeouts.
-func (r *Runner) Run(ctx context.Context, stmts []phases.Statement, finish func(ctx context.Context, tx pgx.Tx) error) error {
-	units := GroupStatements(stmts)
+func (r *runner) Run(ctx context.Context, stmts []phases.Statement, finish func(ctx context.Context, tx pgx.Tx) error) error {
+	units := groupStatements(stmts)
 	finishAlone := finish != nil && (len(units) == 0 || !units[len(units)-1].Tx)
 	from := 0 // the unit a try starts with; units before it are committed
 	return r.retry(ctx, func() error {
@@ -170,7 +171,7 @@ func (r *Runner) Run(ctx context.Context, stmts []phases.Statement, finish func(
 		}
 		from = len(units)
 		if finishAlone {
-			return r.runTx(ctx, Unit{Tx: true}, finish)
+			return r.runTx(ctx, unit{Tx: true}, finish)
 		}
 		return nil
 	})
@@ -178,7 +179,7 @@ func (r *Runner) Run(ctx context.Context, stmts []phases.Statement, finish func(
 
 // retry runs attempt until it succeeds, fails for another reason than a
 // lock, or has been tried Tries times.
-func (r *Runner) retry(ctx context.Context, attempt func() error) error {
+func (r *runner) retry(ctx context.Context, attempt func() error) error {
 	tries := max(r.Tries, 1)
 	backoff := r.Backoff
 	if backoff <= 0 {
@@ -206,7 +207,7 @@ func (r *Runner) retry(ctx context.Context, attempt func() error) error {
 			if len(holders) == 0 {
 				holders = r.lockHolders(ctx, tables)
 			}
-			return &LockError{
+			return &lockError{
 				Statement: le.stmt.SQL, Tables: tables, Tries: tries, Timeout: r.LockTimeout,
 				Holders: holders, Err: le.err,
 			}
@@ -218,7 +219,7 @@ func (r *Runner) retry(ctx context.Context, attempt func() error) error {
 		r.logf("  lock not available (%s), try %d of %d: waiting %s\n", oneLine(le.stmt.SQL, 60), try, tries, d.Round(time.Millisecond))
 		sleep := r.Sleep
 		if sleep == nil {
-			sleep = sleepCtx
+			sleep = clock.Sleep
 		}
 		if err := sleep(ctx, d); err != nil {
 			return err
@@ -251,7 +252,7 @@ func blocksTraffic(s phases.Statement) bool {
 	return s.Lock.Blocks() != "nothing"
 }
 
-func (r *Runner) runTx(ctx context.Context, u Unit, finish func(context.Context, pgx.Tx) error) error {
+func (r *runner) runTx(ctx context.Context, u unit, finish func(context.Context, pgx.Tx) error) error {
 	tx, err := r.Pool.Begin(ctx)
 	if err != nil {
 		return err
@@ -275,7 +276,7 @@ func (r *Runner) runTx(ctx context.Context, u Unit, finish func(context.Context,
 		idx := u.First + i
 		done, err := probe(ctx, tx, s)
 		if err != nil {
-			return &StatementError{Index: idx, Statement: s.Done, Err: fmt.Errorf("done probe: %w", err)}
+			return &statementError{Index: idx, Statement: s.Done, Err: fmt.Errorf("done probe: %w", err)}
 		}
 		if done {
 			r.logf("  skip (already done) %s\n", oneLine(s.SQL, 100))
@@ -296,7 +297,7 @@ func (r *Runner) runTx(ctx context.Context, u Unit, finish func(context.Context,
 			if isLockFailure(err) {
 				return &lockAttemptError{stmt: s, err: err, blockers: blockers}
 			}
-			return &StatementError{Index: idx, Statement: s.SQL, Err: err}
+			return &statementError{Index: idx, Statement: s.SQL, Err: err}
 		}
 		crashHook(crashAfterStatement)
 	}
@@ -323,7 +324,7 @@ func (r *Runner) runTx(ctx context.Context, u Unit, finish func(context.Context,
 
 // runAlone runs a NoTransaction statement on a connection of its own, with
 // session-level timeouts reset afterwards.
-func (r *Runner) runAlone(ctx context.Context, u Unit) error {
+func (r *runner) runAlone(ctx context.Context, u unit) error {
 	s := u.Statements[0]
 	conn, err := r.Pool.Acquire(ctx)
 	if err != nil {
@@ -332,7 +333,7 @@ func (r *Runner) runAlone(ctx context.Context, u Unit) error {
 	defer conn.Release()
 	done, err := probe(ctx, conn, s)
 	if err != nil {
-		return &StatementError{Index: u.First, Statement: s.Done, Err: fmt.Errorf("done probe: %w", err)}
+		return &statementError{Index: u.First, Statement: s.Done, Err: fmt.Errorf("done probe: %w", err)}
 	}
 	if done {
 		r.logf("  skip (already done) %s\n", oneLine(s.SQL, 100))
@@ -363,7 +364,7 @@ func (r *Runner) runAlone(ctx context.Context, u Unit) error {
 		if isLockFailure(err) {
 			return &lockAttemptError{stmt: s, err: err, blockers: blockers}
 		}
-		return &StatementError{Index: u.First, Statement: s.SQL, Err: err}
+		return &statementError{Index: u.First, Statement: s.SQL, Err: err}
 	}
 	crashHook(crashAfterStatement)
 	crashHook(crashAfterCommit)
@@ -410,7 +411,7 @@ func pgDuration(d time.Duration) string {
 // waitLogAfter.
 // It returns the sessions the statement was last seen waiting for, and
 // its error.
-func (r *Runner) execWatched(ctx context.Context, conn *pgconn.PgConn, s phases.Statement, lockTimeout time.Duration) ([]string, error) {
+func (r *runner) execWatched(ctx context.Context, conn *pgconn.PgConn, s phases.Statement, lockTimeout time.Duration) ([]string, error) {
 	_, first := r.waitTimes()
 	if lockTimeout > 0 {
 		first = min(first, lockTimeout/2)
@@ -423,7 +424,7 @@ func (r *Runner) execWatched(ctx context.Context, conn *pgconn.PgConn, s phases.
 // lockHolders describes the sessions of this database holding locks on
 // tables, oldest transaction first, for an error message when the
 // statement was not seen waiting. Best effort: errors yield nothing.
-func (r *Runner) lockHolders(ctx context.Context, tables []string) []string {
+func (r *runner) lockHolders(ctx context.Context, tables []string) []string {
 	if len(tables) == 0 {
 		return nil
 	}
@@ -459,20 +460,9 @@ func (r *Runner) lockHolders(ctx context.Context, tables []string) []string {
 	return out
 }
 
-func (r *Runner) logf(format string, args ...any) {
+func (r *runner) logf(format string, args ...any) {
 	if r.Log != nil {
 		fmt.Fprintf(r.Log, format, args...)
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
 }
 

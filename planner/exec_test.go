@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/pgplanner/planner/internal/clock"
 	"github.com/pgplanner/planner/internal/pgtest"
 	"github.com/pgplanner/planner/phases"
 )
@@ -36,7 +37,7 @@ func TestGroupStatements(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			var parts []string
 			next := 0
-			for _, u := range GroupStatements(c.stmts) {
+			for _, u := range groupStatements(c.stmts) {
 				if u.First != next {
 					t.Errorf("unit starts at %d, want %d", u.First, next)
 				}
@@ -58,8 +59,8 @@ func TestGroupStatements(t *testing.T) {
 	}
 }
 
-func testRunner(db *pgtest.DB) *Runner {
-	return &Runner{Pool: db.Pool, LockTimeout: 200 * time.Millisecond, StatementTimeout: 10 * time.Second,
+func testRunner(db *pgtest.DB) *runner {
+	return &runner{Pool: db.Pool, LockTimeout: 200 * time.Millisecond, StatementTimeout: 10 * time.Second,
 		LongStatementTimeout: time.Hour, Tries: 3, Backoff: 20 * time.Millisecond}
 }
 
@@ -78,9 +79,9 @@ func TestRunnerCommitsStatementsWithFinishAtomically(t *testing.T) {
 		{SQL: `ALTER TABLE t ADD COLUMN a int`, Lock: phases.AccessExclusive},
 		{SQL: `ALTER TABLE t ADD COLUMN a int`, Lock: phases.AccessExclusive},
 	}, finish)
-	var se *StatementError
+	var se *statementError
 	if !errors.As(err, &se) || se.Index != 1 {
-		t.Fatalf("err = %v, want a StatementError for statement 2", err)
+		t.Fatalf("err = %v, want a statementError for statement 2", err)
 	}
 	if engHasColumn(t, db, "t", "a") || engCount(t, db, `SELECT count(*) FROM marks`) != 0 {
 		t.Fatal("a failed transaction left changes behind")
@@ -229,7 +230,7 @@ func TestRunnerRetriesLockTimeoutWithoutStallingReaders(t *testing.T) {
 	r.Sleep = func(ctx context.Context, d time.Duration) error {
 		tries.Add(1)
 		if sleep == nil {
-			return sleepCtx(ctx, d)
+			return clock.Sleep(ctx, d)
 		}
 		return sleep(ctx, d)
 	}
@@ -312,9 +313,9 @@ func TestRunnerGivesUpClearlyAfterTries(t *testing.T) {
 	r.LockTimeout = 50 * time.Millisecond
 	r.Sleep = func(context.Context, time.Duration) error { return nil }
 	err = r.Run(ctx, []phases.Statement{{SQL: `ALTER TABLE t ADD COLUMN a int`, Lock: phases.AccessExclusive, Tables: []string{"public.t"}}}, nil)
-	var le *LockError
+	var le *lockError
 	if !errors.As(err, &le) {
-		t.Fatalf("err = %v, want a LockError", err)
+		t.Fatalf("err = %v, want a lockError", err)
 	}
 	msg := err.Error()
 	for _, want := range []string{"ALTER TABLE t ADD COLUMN a int", "public.t", "3 tries", "AccessShareLock", "resumable"} {
@@ -371,7 +372,7 @@ func TestRunnerRestartsPhaseAfterConcurrentBuildTimesOut(t *testing.T) {
 		if n > 0 {
 			invalidSeen.Store(true)
 		}
-		return sleepCtx(ctx, d)
+		return clock.Sleep(ctx, d)
 	}
 	// Declared ACCESS EXCLUSIVE so that the short lock timeout applies.
 	stmts := []phases.Statement{

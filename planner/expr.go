@@ -2,6 +2,7 @@ package planner
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"unicode/utf8"
@@ -119,7 +120,7 @@ func reachProblems(k expressioner, table TableName) []Problem {
 	var ps []Problem
 	allowed := k.Allowed()
 	for i, a := range allowed {
-		if !contains(allowValues, a) {
+		if !slices.Contains(allowValues, a) {
 			ps = append(ps, Problem{Field: fmt.Sprintf("allow[%d]", i), Message: fmt.Sprintf("%q is not something to allow", a),
 				Hint: didYouMean(a, allowValues, "use "+strings.Join(allowValues, " or "))})
 		}
@@ -135,7 +136,7 @@ func reachProblems(k expressioner, table TableName) []Problem {
 		at := func(pos int) string {
 			return fmt.Sprintf("at character %d of the expression", utf8.RuneCountInString(e.SQL[:pos])+1)
 		}
-		if !contains(allowed, allowSubquery) {
+		if !slices.Contains(allowed, allowSubquery) {
 			for _, pos := range x.Subqueries {
 				ps = append(ps, Problem{Field: e.Field, offset: pos + 1,
 					Message: fmt.Sprintf("reads other tables through a subquery (%s), which runs for every row and, in a trigger, on every write", at(pos)),
@@ -150,7 +151,7 @@ func reachProblems(k expressioner, table TableName) []Problem {
 					Hint:    fmt.Sprintf("use the columns of %s, unqualified or qualified with %s; for a field of a composite column write (%s).%s", table.Name, quoteIfNeeded(table.Name), r.Parts[0], r.Parts[1])})
 			}
 		}
-		if !contains(allowed, allowVolatile) {
+		if !slices.Contains(allowed, allowVolatile) {
 			for _, c := range x.Calls {
 				if len(c.Parts) <= 2 && (len(c.Parts) == 1 || c.Parts[0] == "pg_catalog") && knownVolatile[c.Name()] {
 					ps = append(ps, Problem{Field: e.Field, offset: c.Pos + 1,
@@ -178,7 +179,7 @@ func ownColumn(r sqllex.Ref, table TableName) bool {
 // liveVolatilityProblems refuses, from the facts the catalog gave, an
 // expression calling a volatile function, unless allowed.
 func liveVolatilityProblems(k expressioner, t *Table) []Problem {
-	if t == nil || contains(k.Allowed(), allowVolatile) {
+	if t == nil || slices.Contains(k.Allowed(), allowVolatile) {
 		return nil
 	}
 	var ps []Problem

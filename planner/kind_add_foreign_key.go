@@ -2,6 +2,7 @@ package planner
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/pgplanner/planner/phases"
@@ -59,7 +60,7 @@ func (k *AddForeignKey) Check() []Problem {
 			Message: fmt.Sprintf("lists %d columns but columns lists %d", len(k.References.Columns), len(k.Columns)),
 			Hint:    "a foreign key pairs each column with one referenced column"})
 	}
-	if k.OnDelete != "" && !contains(onDeleteActions, k.onDelete()) {
+	if k.OnDelete != "" && !slices.Contains(onDeleteActions, k.onDelete()) {
 		ps = append(ps, Problem{Field: "on_delete", Message: fmt.Sprintf("%q is not a referential action", k.OnDelete),
 			Hint: "use one of " + strings.Join(onDeleteActions, ", ") + nearest(k.onDelete(), onDeleteActions)})
 	}

@@ -2,6 +2,7 @@ package planner
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"unicode"
 
@@ -78,7 +79,7 @@ func (k *AddIndex) Check() []Problem {
 	ps = append(ps, requiredList("columns", names)...)
 	ps = append(ps, exprProblems("where", k.Where)...)
 	ps = append(ps, reachProblems(k, k.Table())...)
-	if m := k.method(); !contains(indexMethods, m) {
+	if m := k.method(); !slices.Contains(indexMethods, m) {
 		ps = append(ps, Problem{Field: "using", Message: fmt.Sprintf("%q is not an index access method", k.Using),
 			Hint: "use one of " + strings.Join(indexMethods, ", ") + nearest(m, indexMethods)})
 	} else if k.Unique && m != "btree" {

@@ -2,6 +2,7 @@ package planner
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/pgplanner/planner/phases"
@@ -47,7 +48,7 @@ func copyColumnProblems(t *Table, oldField, old, newField, new string) []Problem
 		ps = append(ps, Problem{Field: oldField, Message: fmt.Sprintf("%s.%s is an identity or generated column; the sync trigger cannot write it", t.Name, old),
 			Hint: "keep the column and expose the new name in a view, or add a new plain column (add_column with a backfill), move the application to it, then drop_column the old one"})
 	}
-	if contains(t.Key, old) || primaryKeyHas(t, old) {
+	if slices.Contains(t.Key, old) || primaryKeyHas(t, old) {
 		ps = append(ps, Problem{Field: oldField, Message: fmt.Sprintf("%s.%s is part of the table's key (%s); dropping it at contract would drop the key", t.Name, old, strings.Join(t.Key, ", ")),
 			Hint: "key columns cannot be moved online; keep the name, or add a new column with a unique index first and make it the key in a maintenance window"})
 	}
@@ -56,7 +57,7 @@ func copyColumnProblems(t *Table, oldField, old, newField, new string) []Problem
 			Hint: "run ALTER SEQUENCE ... OWNED BY NONE first, or keep the column"})
 	}
 	for _, ix := range t.Indexes {
-		if contains(ix.Columns, old) && ix.Constraint != "" && !ix.Primary && constraintByName(t, ix.Constraint) == nil {
+		if slices.Contains(ix.Columns, old) && ix.Constraint != "" && !ix.Primary && constraintByName(t, ix.Constraint) == nil {
 			ps = append(ps, Problem{Field: oldField, Message: fmt.Sprintf("%s.%s is used by the exclusion constraint %s, which cannot be copied online", t.Name, old, ix.Constraint),
 				Hint: "drop the exclusion constraint first or keep the column"})
 		}
@@ -78,7 +79,7 @@ func columnNames(t *Table) []string {
 
 func primaryKeyHas(t *Table, column string) bool {
 	for _, ix := range t.Indexes {
-		if ix.Primary && contains(ix.Columns, column) {
+		if ix.Primary && slices.Contains(ix.Columns, column) {
 			return true
 		}
 	}
@@ -284,7 +285,7 @@ func copyDependents(t *Table, cc copyColumn, _ []phases.Statement) (dependentCop
 	// Unique constraints first, plain indexes next: foreign keys referencing
 	// the new column need one of them to exist.
 	for _, c := range t.Checks {
-		if c.Type != "u" || !contains(c.Columns, cc.old) {
+		if c.Type != "u" || !slices.Contains(c.Columns, cc.old) {
 			continue
 		}
 		var backing *Index
@@ -317,7 +318,7 @@ func copyDependents(t *Table, cc copyColumn, _ []phases.Statement) (dependentCop
 		out.steps = append(out.steps, dependentCopy{what: "unique " + u.Name, name: u.Name, forward: fwd, back: append([]phases.Statement{u.DropConstraint()}, u.Index.Drop()...)})
 	}
 	for _, ix := range t.Indexes {
-		if ix.Primary || ix.Constraint != "" || !contains(ix.Columns, cc.old) {
+		if ix.Primary || ix.Constraint != "" || !slices.Contains(ix.Columns, cc.old) {
 			continue
 		}
 		body, ok := indexBody(ix.Definition, cc.old, cc.new)
@@ -362,7 +363,7 @@ func copyDependents(t *Table, cc copyColumn, _ []phases.Statement) (dependentCop
 			}
 			def = renamed
 		} else {
-			if !contains(c.Columns, cc.old) {
+			if !slices.Contains(c.Columns, cc.old) {
 				continue
 			}
 			def = renameInExpr(def, cc.old, cc.new)
@@ -384,7 +385,7 @@ func copyDependents(t *Table, cc copyColumn, _ []phases.Statement) (dependentCop
 		out.steps = append(out.steps, dependentCopy{what: what + k.Name, name: k.Name, forward: fwd, back: []phases.Statement{k.Drop()}})
 	}
 	for _, c := range t.Referencing {
-		if !contains(c.Columns, cc.old) {
+		if !slices.Contains(c.Columns, cc.old) {
 			continue
 		}
 		if err := partitionedReferrerProblem(t, c, cc.version); err != nil {

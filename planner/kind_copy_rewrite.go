@@ -164,7 +164,7 @@ func indexBody(def, old, new string) (string, bool) {
 	return "", false
 }
 
-// foreignKeyParts splits a pg_get_constraintdef foreign key definition:
+// fkTokens splits a pg_get_constraintdef foreign key definition:
 // the referencing columns' group, the referenced table's name, and the
 // referenced columns' group, as token ranges.
 type fkTokens struct {

@@ -2,6 +2,7 @@ package planner
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/pgplanner/planner/phases"
 )
@@ -55,7 +56,7 @@ func compileDropColumn(k *DropColumn, id string, target Target) ([]phases.Phase,
 		c := target.Table.Column(k.Column)
 		notNull = c.NotNull && c.Default == ""
 		for _, r := range target.Table.Referencing {
-			if contains(r.Columns, k.Column) {
+			if slices.Contains(r.Columns, k.Column) {
 				fk := phases.Constraint{Schema: r.Table.SchemaOrPublic(), Table: r.Table.Name, Name: r.Name,
 					References: &phases.TableRef{Schema: t.SchemaOrPublic(), Name: t.Name}}
 				dropFirst = append(dropFirst, fk.Drop())

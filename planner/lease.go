@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/pgplanner/planner/internal/clock"
 	"github.com/pgplanner/planner/internal/pooler"
 )
 
@@ -112,7 +113,7 @@ func (e *Engine) acquire(ctx context.Context, deployID, command string) (*lease,
 		if holder.expiresIn > 0 {
 			pause = min(pause, holder.expiresIn+10*time.Millisecond)
 		}
-		if err := sleepCtx(ctx, pause); err != nil {
+		if err := clock.Sleep(ctx, pause); err != nil {
 			return nil, err
 		}
 	}

@@ -3,6 +3,7 @@ package planner
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -16,7 +17,7 @@ import (
 // parent (CREATE INDEX CONCURRENTLY, ADD CONSTRAINT ... USING INDEX, and
 // before PostgreSQL 18 a NOT VALID foreign key) compile one statement per
 // partition from this list, and the engine refuses to run such a phase
-// when the live partitions differ (CheckPartitions).
+// when the live partitions differ (checkPartitions).
 type Partitioning struct {
 	Strategy string `json:"strategy"` // range, list or hash
 	// Key lists the partition key's columns; an expression in the key is
@@ -153,7 +154,7 @@ func (p *Partitioning) keyProblems(t TableName, field string, columns []string) 
 			return []Problem{{Field: field, Message: fmt.Sprintf("%s is partitioned by an expression; PostgreSQL cannot enforce a unique constraint across its partitions", t),
 				Hint: "enforce uniqueness per partition with add_index (unique: true) on each partition, or in the application"}}
 		}
-		if !contains(columns, k) {
+		if !slices.Contains(columns, k) {
 			missing = append(missing, k)
 		}
 	}
@@ -165,12 +166,12 @@ func (p *Partitioning) keyProblems(t TableName, field string, columns []string) 
 		Hint: fmt.Sprintf("add %s to the columns (unique per partition key value), or add a unique index on each partition with add_index (unique within one partition only)", strings.Join(missing, ", "))}}
 }
 
-// CheckPartitions compares the partitions a phase was compiled for with
+// checkPartitions compares the partitions a phase was compiled for with
 // the table's partitions now. A partition attached or detached since the
 // change was registered would make the phase's per-partition statements
 // miss one partition or fail on another; the phase is refused (ErrInput)
 // before anything runs, saying what to do.
-func CheckPartitions(ctx context.Context, q Querier, changeID string, table TableName, p phases.Phase) error {
+func checkPartitions(ctx context.Context, q Querier, changeID string, table TableName, p phases.Phase) error {
 	if len(p.Partitions) == 0 {
 		return nil
 	}
@@ -189,12 +190,12 @@ ORDER BY 1`, table.Quoted())
 	}
 	var attached, detached []string
 	for _, l := range live {
-		if !contains(p.Partitions, l) {
+		if !slices.Contains(p.Partitions, l) {
 			attached = append(attached, l)
 		}
 	}
 	for _, w := range p.Partitions {
-		if !contains(live, w) {
+		if !slices.Contains(live, w) {
 			detached = append(detached, w)
 		}
 	}

@@ -99,7 +99,7 @@ func (e *Engine) PlanLive(ctx context.Context, specs []Spec, version int) ([]Pla
 // the model knows, so it refuses only contradictions between the changes
 // (a column renamed away and then used, two changes adding one name).
 func PlanOffline(specs []Spec, version int) ([]Plan, error) {
-	seq := CheckSequence(specs, nil, nil)
+	seq := checkSequence(specs, nil, nil)
 	var plans []Plan
 	var errs []error
 	for _, s := range specs {

@@ -27,7 +27,7 @@ type preflight struct {
 	// what runs); edited those of them whose file changed since.
 	started map[string]bool
 	edited  map[string]bool
-	seq     SequenceResult
+	seq     sequenceResult
 }
 
 // PreflightError lists what makes a run impossible before it starts
@@ -115,7 +115,7 @@ func (e *Engine) preflight(ctx context.Context, specs []Spec) (*preflight, error
 	for _, s := range specs {
 		if pf.edited[s.ID] {
 			// The stored version is what runs.
-			if stored, err := DecodeSpec(pf.stored[s.ID].Spec); err == nil {
+			if stored, err := decodeSpec(pf.stored[s.ID].Spec); err == nil {
 				stored.File, stored.Line, stored.Order = s.File, s.Line, s.Order
 				pf.started[s.ID] = true
 				all = append(all, stored)
@@ -134,13 +134,13 @@ func (e *Engine) preflight(ctx context.Context, specs []Spec) (*preflight, error
 			names = append(names, ParseTableName(fk.References.Table))
 		}
 	}
-	if pf.tables, err = LoadTables(ctx, e.Pool, names); err != nil {
+	if pf.tables, err = loadTables(ctx, e.Pool, names); err != nil {
 		return nil, err
 	}
 	if err := e.checkPrivileges(ctx, pf, specs); err != nil {
 		return nil, err
 	}
-	pf.seq = CheckSequence(all, pf.tables, pf.started)
+	pf.seq = checkSequence(all, pf.tables, pf.started)
 	return pf, nil
 }
 
@@ -308,7 +308,7 @@ JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = w.relname`,
 	return nil
 }
 
-// problems gathers the preflight's refusals as one error (nil: none),
+// err gathers the preflight's refusals as one error (nil: none),
 // sequence contradictions included, for next.
 func (pf *preflight) err(specs []Spec) error {
 	ps := append([]Problem{}, pf.global...)

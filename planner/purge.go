@@ -18,11 +18,7 @@ func (e *Engine) purgeGate(ctx context.Context, q dbtx, en *entry, idx int, depl
 		return true, "", nil
 	}
 	prev := en.plan.Phases[idx-1].Name
-	var applied, now time.Time
-	var deploy string
-	err := q.QueryRow(ctx, `SELECT deploy_id, finished, clock_timestamp()
-		FROM `+e.state().table("history")+` WHERE change = $1 AND phase_index = $2 AND direction = 'up' AND error = ''
-		ORDER BY id DESC LIMIT 1`, en.state.ID, idx-1).Scan(&deploy, &applied, &now)
+	deploy, applied, now, err := e.state().lastUp(ctx, q, en.state.ID, idx-1)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return false, "no record of the " + prev + " phase being applied", nil
 	}

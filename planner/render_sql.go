@@ -74,13 +74,13 @@ func PhasesSQL(plans []Plan, opts SQLScriptOptions) []PhaseSQL {
 	for _, p := range plans {
 		for i, ph := range p.Phases {
 			ps := PhaseSQL{Spec: p.Spec, Index: i, Total: len(p.Phases), Phase: ph}
-			for _, u := range GroupStatements(ph.Statements) {
+			for _, u := range groupStatements(ph.Statements) {
 				ps.Up = append(ps.Up, unitSQL(u, opts))
 			}
 			if b := ph.Backfill; b != nil {
 				ps.Up = append(ps.Up, backfillSQL(*b, opts))
 			}
-			for _, u := range GroupStatements(ph.Rollback) {
+			for _, u := range groupStatements(ph.Rollback) {
 				ps.Down = append(ps.Down, unitSQL(u, opts))
 			}
 			out = append(out, ps)
@@ -132,7 +132,7 @@ func (u SQLUnit) commented() string {
 	return "-- " + u.Comment + "\n" + u.Script()
 }
 
-func unitSQL(u Unit, opts SQLScriptOptions) SQLUnit {
+func unitSQL(u unit, opts SQLScriptOptions) SQLUnit {
 	lockTimeout, timeout := opts.LockTimeout, opts.StatementTimeout
 	if u.Tx {
 		long := false

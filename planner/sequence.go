@@ -2,6 +2,7 @@ package planner
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/pgplanner/planner/phases"
 )
@@ -131,9 +132,9 @@ type sequence struct {
 	constraintNames map[string]*Spec // schema.table.name
 }
 
-// SequenceResult is the model's verdict per change id: the contradictions
+// sequenceResult is the model's verdict per change id: the contradictions
 // it found and, online, the table each change starts from.
-type SequenceResult struct {
+type sequenceResult struct {
 	Problems map[string][]Problem
 	// Before is the change's table as the earlier changes leave it (online
 	// only); Changed says whether an earlier change altered it, i.e.
@@ -142,13 +143,13 @@ type SequenceResult struct {
 	Changed map[string]bool
 }
 
-// CheckSequence applies specs in order to a model of the schema. live maps
+// checkSequence applies specs in order to a model of the schema. live maps
 // TableName.String() to the catalog (nil: offline). started lists the ids
 // of changes that already started: their effects are applied without
 // checks, the catalog already showing part of them.
-func CheckSequence(specs []Spec, live map[string]*Table, started map[string]bool) SequenceResult {
+func checkSequence(specs []Spec, live map[string]*Table, started map[string]bool) sequenceResult {
 	seq := &sequence{tables: map[string]*modelTable{}, indexNames: map[string]*Spec{}, constraintNames: map[string]*Spec{}}
-	res := SequenceResult{Problems: map[string][]Problem{}, Before: map[string]*Table{}, Changed: map[string]bool{}}
+	res := sequenceResult{Problems: map[string][]Problem{}, Before: map[string]*Table{}, Changed: map[string]bool{}}
 	for i := range specs {
 		s := &specs[i]
 		if s.Change == nil {
@@ -353,13 +354,13 @@ func (t *Table) addColumn(a colAdd) {
 		}
 		for i := range t.Indexes {
 			ix := &t.Indexes[i]
-			if contains(ix.Columns, a.from) && !ix.Primary {
+			if slices.Contains(ix.Columns, a.from) && !ix.Primary {
 				t.Indexes = append(t.Indexes, Index{Name: copyName(ix.Name, a.from, a.name), Definition: renameInExpr(ix.Definition, a.from, a.name),
 					Columns: replaced(ix.Columns, a.from, a.name), Unique: ix.Unique, Constraint: copyNameIf(ix.Constraint, a.from, a.name)})
 			}
 		}
 		for _, k := range t.Checks {
-			if contains(k.Columns, a.from) {
+			if slices.Contains(k.Columns, a.from) {
 				t.Checks = append(t.Checks, Constraint{Name: copyName(k.Name, a.from, a.name), Table: k.Table, Type: k.Type,
 					Definition: renameInExpr(k.Definition, a.from, a.name), Columns: replaced(k.Columns, a.from, a.name)})
 			}
@@ -386,19 +387,19 @@ func (t *Table) removeColumn(name string) {
 	t.Columns = cols
 	idx := t.Indexes[:0:0]
 	for _, ix := range t.Indexes {
-		if !contains(ix.Columns, name) {
+		if !slices.Contains(ix.Columns, name) {
 			idx = append(idx, ix)
 		}
 	}
 	t.Indexes = idx
 	checks := t.Checks[:0:0]
 	for _, k := range t.Checks {
-		if !contains(k.Columns, name) {
+		if !slices.Contains(k.Columns, name) {
 			checks = append(checks, k)
 		}
 	}
 	t.Checks = checks
-	if contains(t.Key, name) {
+	if slices.Contains(t.Key, name) {
 		t.Key = []string{}
 	}
 }
@@ -444,7 +445,7 @@ func identifiersOf(expr string) []string {
 		if next.text == "(" || next.text == "." || prev.text == "::" {
 			continue
 		}
-		if !contains(out, tk.value()) {
+		if !slices.Contains(out, tk.value()) {
 			out = append(out, tk.value())
 		}
 	}

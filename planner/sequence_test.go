@@ -84,7 +84,7 @@ changes:
 `, "", nil},
 }
 
-func checkSequenceCase(t *testing.T, res SequenceResult, refused string, words []string) {
+func checkSequenceCase(t *testing.T, res sequenceResult, refused string, words []string) {
 	t.Helper()
 	for id, ps := range res.Problems {
 		if id != refused {
@@ -111,7 +111,7 @@ func checkSequenceCase(t *testing.T, res SequenceResult, refused string, words [
 func TestSequenceOffline(t *testing.T) {
 	for _, tc := range sequenceCases {
 		t.Run(tc.name, func(t *testing.T) {
-			checkSequenceCase(t, CheckSequence(parseSpecs(t, tc.yaml), nil, nil), tc.refused, tc.words)
+			checkSequenceCase(t, checkSequence(parseSpecs(t, tc.yaml), nil, nil), tc.refused, tc.words)
 		})
 	}
 }
@@ -121,16 +121,16 @@ func TestSequenceOffline(t *testing.T) {
 // earlier ones leave it.
 func TestSequenceOnline(t *testing.T) {
 	f := newEngineFixture(t)
-	live, err := LoadTables(context.Background(), f.db.Pool, []TableName{{Name: "users"}, {Name: "orders"}})
+	live, err := loadTables(context.Background(), f.db.Pool, []TableName{{Name: "users"}, {Name: "orders"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range sequenceCases {
 		t.Run(tc.name, func(t *testing.T) {
-			checkSequenceCase(t, CheckSequence(parseSpecs(t, tc.yaml), live, nil), tc.refused, tc.words)
+			checkSequenceCase(t, checkSequence(parseSpecs(t, tc.yaml), live, nil), tc.refused, tc.words)
 		})
 	}
-	res := CheckSequence(parseSpecs(t, `
+	res := checkSequence(parseSpecs(t, `
 changes:
   - {id: a, kind: add_index, table: users, columns: [nickname]}
   - {id: b, kind: add_column, table: users, column: nickname, type: text}
@@ -149,7 +149,7 @@ changes:
 	}
 	// A change that already started is applied without checks: its
 	// effects are partly in the catalog already.
-	started := CheckSequence(parseSpecs(t, `
+	started := checkSequence(parseSpecs(t, `
 changes:
   - {id: a, kind: add_column, table: users, column: email, type: text}
   - {id: b, kind: drop_column, table: users, column: email}
@@ -157,7 +157,7 @@ changes:
 	checkSequenceCase(t, started, "", nil)
 }
 
-// LoadTables reads many tables in a few queries, and each comes out as it
+// loadTables reads many tables in a few queries, and each comes out as it
 // does when read alone: nothing of one table leaks into another.
 func TestLoadTablesMatchesLoadTable(t *testing.T) {
 	f := newEngineFixture(t)
@@ -168,7 +168,7 @@ ALTER TABLE orders ADD CONSTRAINT orders_user_fk FOREIGN KEY (user_id) REFERENCE
 ALTER TABLE orders ADD CONSTRAINT orders_total_check CHECK (total >= 0);
 CREATE TABLE nokey (a int, b text)`)
 	names := []TableName{{Name: "users"}, {Name: "orders"}, {Schema: "app", Name: "User Accounts"}, {Name: "nokey"}, {Name: "missing"}}
-	all, err := LoadTables(ctx, f.db.Pool, names)
+	all, err := loadTables(ctx, f.db.Pool, names)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,7 +12,7 @@ import (
 
 // FuzzParse feeds the spec parser arbitrary bytes. It must never panic;
 // it returns either valid specs or SpecErrors that all name the file, and
-// valid specs survive EncodeSpec/DecodeSpec unchanged.
+// valid specs survive encodeSpec/decodeSpec unchanged.
 func FuzzParse(f *testing.F) {
 	err := filepath.WalkDir("testdata/specs", func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
@@ -76,11 +76,11 @@ func FuzzParse(f *testing.F) {
 			if s.ID == "" || s.Change == nil || len(s.Checksum) != 64 || s.Order != i || s.File != file || s.Line < 1 {
 				t.Fatalf("malformed spec %#v", s)
 			}
-			enc, err := EncodeSpec(s)
+			enc, err := encodeSpec(s)
 			if err != nil {
 				t.Fatalf("encode %s: %v", s.ID, err)
 			}
-			dec, err := DecodeSpec(enc)
+			dec, err := decodeSpec(enc)
 			if err != nil {
 				t.Fatalf("decode %s: %v", enc, err)
 			}

@@ -448,7 +448,7 @@ func TestEncodeDecodeSpec(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, s := range specs {
-		data, err := EncodeSpec(s)
+		data, err := encodeSpec(s)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -459,7 +459,7 @@ func TestEncodeDecodeSpec(t *testing.T) {
 		if shape["id"] != s.ID || shape["kind"] != s.Kind || shape["fields"] == nil {
 			t.Errorf("encoded %s", data)
 		}
-		got, err := DecodeSpec(data)
+		got, err := decodeSpec(data)
 		if err != nil {
 			t.Fatalf("decode %s: %v", data, err)
 		}
@@ -468,7 +468,7 @@ func TestEncodeDecodeSpec(t *testing.T) {
 		}
 	}
 	// Expressions stay readable in the stored JSON.
-	data, _ := EncodeSpec(specs[7])
+	data, _ := encodeSpec(specs[7])
 	if !strings.Contains(string(data), `"check":"amount > 0"`) {
 		t.Errorf("encoded %s", data)
 	}
@@ -484,14 +484,14 @@ func TestEncodeDecodeSpec(t *testing.T) {
 	}
 	for _, tc := range bad {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := DecodeSpec([]byte(tc.data))
+			_, err := decodeSpec([]byte(tc.data))
 			if err == nil || !errors.Is(err, ErrInput) || !strings.Contains(err.Error(), tc.fragment) {
 				t.Errorf("got %v, want an ErrInput containing %q", err, tc.fragment)
 			}
 		})
 	}
-	if _, err := EncodeSpec(Spec{ID: "x"}); err == nil {
-		t.Error("EncodeSpec without a change succeeded")
+	if _, err := encodeSpec(Spec{ID: "x"}); err == nil {
+		t.Error("encodeSpec without a change succeeded")
 	}
 }
 

@@ -47,7 +47,7 @@ type ChangeState struct {
 	Kind     string    `json:"kind"`
 	Table    TableName `json:"table"`
 	Checksum string    `json:"checksum"`
-	// Spec is EncodeSpec's output; Catalog the table as it was when the
+	// Spec is encodeSpec's output; Catalog the table as it was when the
 	// change started (or was registered); ServerVersion the major version
 	// it compiles for. Together they make every deploy compile the same
 	// phases.
@@ -312,6 +312,34 @@ func (s state) recordStart(ctx context.Context, q dbtx, change string, idx int, 
 	return err
 }
 
+// recordFinish appends the history row of a phase that finished now, in
+// the transaction that records its effect.
+func (s state) recordFinish(ctx context.Context, q dbtx, change string, idx int, phase, direction, deploy string, started time.Time) error {
+	_, err := q.Exec(ctx, `INSERT INTO `+s.table("history")+` (change, phase_index, phase, direction, deploy_id, started, finished)
+			VALUES ($1, $2, $3, $4, $5, $6, clock_timestamp())`, change, idx, phase, direction, deploy, started)
+	return err
+}
+
+// lastFinishedUp is the latest finished, successful application of phase
+// idx of a change and how long ago it finished (pgx.ErrNoRows if none): the
+// soak gate's clock.
+func (s state) lastFinishedUp(ctx context.Context, q dbtx, change string, idx int) (h HistoryEntry, age time.Duration, err error) {
+	err = q.QueryRow(ctx, `SELECT deploy_id, finished, clock_timestamp() - finished
+			FROM `+s.table("history")+` WHERE change = $1 AND phase_index = $2 AND direction = 'up' AND error = '' AND finished IS NOT NULL
+			ORDER BY id DESC LIMIT 1`, change, idx).Scan(&h.DeployID, &h.Finished, &age)
+	return h, age, err
+}
+
+// lastUp is the deploy and finish time of the latest successful application
+// of phase idx of a change, with the database's clock (pgx.ErrNoRows if
+// none): the purge gate's clock.
+func (s state) lastUp(ctx context.Context, q dbtx, change string, idx int) (deploy string, finished, now time.Time, err error) {
+	err = q.QueryRow(ctx, `SELECT deploy_id, finished, clock_timestamp()
+		FROM `+s.table("history")+` WHERE change = $1 AND phase_index = $2 AND direction = 'up' AND error = ''
+		ORDER BY id DESC LIMIT 1`, change, idx).Scan(&deploy, &finished, &now)
+	return deploy, finished, now, err
+}
+
 // history lists history rows, oldest first; change "" means every change.
 func (s state) history(ctx context.Context, q dbtx, change string) ([]HistoryEntry, error) {
 	rows, err := q.Query(ctx, `SELECT id, change, phase_index, phase, direction, deploy_id, started, finished, error
@@ -364,3 +392,6 @@ func (s state) advancedIn(ctx context.Context, q dbtx, deploy string) (map[strin
 	}
 	return out, rows.Err()
 }
+
+// lockClass is the first key of the planner's transaction advisory locks ("plnr").
+const lockClass = 0x706c6e72

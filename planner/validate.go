@@ -201,7 +201,7 @@ func (e *Engine) liveProblems(ctx context.Context, s Spec, plan Plan, table *Tab
 // specFieldMap returns the spec's fields as a generic map (the stored JSON
 // form), for checks common to several kinds.
 func specFieldMap(s Spec) map[string]any {
-	b, err := EncodeSpec(s)
+	b, err := encodeSpec(s)
 	if err != nil {
 		return nil
 	}
@@ -290,7 +290,7 @@ func expressionsOf(s Spec, plan Plan, fields map[string]any, table *Table) []exp
 	return out
 }
 
-// describeValidation renders problems for a terminal.
+// String renders problems for a terminal.
 func (v Validation) String() string {
 	var b strings.Builder
 	if v.OK() {

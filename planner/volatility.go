@@ -3,6 +3,7 @@ package planner
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -276,7 +277,7 @@ func (r *resolver) namedVolatility(ctx context.Context, x *sqllex.Expr) (ExprFac
 		if rank[v] > rank[f.Volatility] {
 			f.Volatility = v
 		}
-		if v == Volatile && !contains(f.Volatile, name) {
+		if v == Volatile && !slices.Contains(f.Volatile, name) {
 			f.Volatile = append(f.Volatile, name)
 		}
 		f.ParallelSafe = f.ParallelSafe && safe

@@ -15,10 +15,10 @@ import (
 // named if it fails on its lock timeout.
 
 // waitReportEvery is how often a long wait is logged, once it has lasted
-// waitLogAfter (Runner.waitEvery and waitAfter replace them in tests).
+// waitLogAfter (runner.waitEvery and waitAfter replace them in tests).
 const waitReportEvery, waitLogAfter = 5 * time.Second, 2 * time.Second
 
-func (r *Runner) waitTimes() (every, after time.Duration) {
+func (r *runner) waitTimes() (every, after time.Duration) {
 	every, after = waitReportEvery, waitLogAfter
 	if r.waitEvery > 0 {
 		every, after = r.waitEvery, r.waitAfter
@@ -40,7 +40,7 @@ type waitWatch struct {
 
 // watchWaits starts watching the statement running on backend pid: the
 // first look after first, then every waitReportEvery.
-func (r *Runner) watchWaits(ctx context.Context, pid uint32, sql string, first time.Duration) *waitWatch {
+func (r *runner) watchWaits(ctx context.Context, pid uint32, sql string, first time.Duration) *waitWatch {
 	ctx, cancel := context.WithCancel(ctx)
 	w := &waitWatch{cancel: cancel, done: make(chan struct{})}
 	start := time.Now()
@@ -84,7 +84,7 @@ func (w *waitWatch) stop() []string {
 
 // blockers describes the sessions backend pid waits for, oldest
 // transaction first. Best effort: errors yield nothing.
-func (r *Runner) blockers(ctx context.Context, pid uint32) []string {
+func (r *runner) blockers(ctx context.Context, pid uint32) []string {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	rows, err := r.Pool.Query(ctx, `

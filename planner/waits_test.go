@@ -89,13 +89,13 @@ func TestLockErrorNamesBlockersOfThisDatabaseOldestFirst(t *testing.T) {
 		time.Sleep(20 * time.Millisecond) // distinct transaction start times
 	}
 
-	r := &Runner{Pool: pool, LockTimeout: 50 * time.Millisecond, StatementTimeout: 10 * time.Second, Tries: 2,
+	r := &runner{Pool: pool, LockTimeout: 50 * time.Millisecond, StatementTimeout: 10 * time.Second, Tries: 2,
 		Sleep: func(context.Context, time.Duration) error { return nil }}
 	err = r.Run(ctx, []phases.Statement{{SQL: `ALTER TABLE t ADD COLUMN a int`, Lock: phases.AccessExclusive,
 		Tables: []string{"public.t"}}}, nil)
-	var le *LockError
+	var le *lockError
 	if !errors.As(err, &le) {
-		t.Fatalf("err = %v, want a LockError", err)
+		t.Fatalf("err = %v, want a lockError", err)
 	}
 	check := func(what string, holders []string) {
 		t.Helper()

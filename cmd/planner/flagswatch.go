@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgplanner/planner/flags"
+	"github.com/pgplanner/planner/internal/clock"
 )
 
 // watchFlags keeps file equal to the flagd export of the flags until ctx
@@ -30,10 +31,7 @@ func watchFlags(ctx context.Context, log io.Writer, file string, poll time.Durat
 			return err // never connected: a configuration error to report, not to retry
 		}
 		fmt.Fprintf(log, "planner: flags export --watch: %v; retrying in %s\n", err, poll)
-		select {
-		case <-ctx.Done():
-		case <-time.After(poll):
-		}
+		clock.Sleep(ctx, poll)
 	}
 	return nil
 }

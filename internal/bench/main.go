@@ -21,6 +21,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgplanner/planner/backfill"
+	"github.com/pgplanner/planner/internal/clock"
 	"github.com/pgplanner/planner/internal/pgtest"
 	"github.com/pgplanner/planner/phases"
 )
@@ -282,7 +283,7 @@ func part3(ctx context.Context, pool *pgxpool.Pool, c config, opts backfill.Opti
 		}
 		if i == 0 {
 			var err error
-			if base, err = workload(ctx, pool, c, table, func(ctx context.Context) error { return sleepCtx(ctx, c.workload) }); err != nil {
+			if base, err = workload(ctx, pool, c, table, func(ctx context.Context) error { return clock.Sleep(ctx, c.workload) }); err != nil {
 				return err
 			}
 			fmt.Printf("   no backfill:       %s\n", base)
@@ -588,15 +589,6 @@ func workload(ctx context.Context, pool *pgxpool.Pool, c config, table string, d
 		l.max = merged[len(merged)-1]
 	}
 	return l, nil
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-time.After(d):
-		return nil
-	}
 }
 
 func count(ctx context.Context, pool *pgxpool.Pool, sql string) (int64, error) {

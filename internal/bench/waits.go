@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgplanner/planner/backfill"
+	"github.com/pgplanner/planner/internal/clock"
 )
 
 // backfillApp is the application_name of the backfill's connections in
@@ -142,10 +143,7 @@ WHERE NOT l.granted AND l.waitstart IS NOT NULL
 			}
 			rows.Close()
 		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(5 * time.Millisecond):
-		}
+		clock.Sleep(ctx, 5*time.Millisecond)
 	}
 	out := make([]time.Duration, 0, len(seen))
 	for _, d := range seen {

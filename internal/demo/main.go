@@ -32,6 +32,7 @@ import (
 
 	"github.com/pgplanner/planner/backfill"
 	"github.com/pgplanner/planner/flags"
+	"github.com/pgplanner/planner/internal/clock"
 	"github.com/pgplanner/planner/internal/pgtest"
 	"github.com/pgplanner/planner/internal/workload"
 	"github.com/pgplanner/planner/phases"
@@ -141,7 +142,7 @@ func run(ctx context.Context, o options) error {
 	}
 	defer fleet.Stop()
 	fmt.Fprintf(w, "   4 workers, 200 requests/s (inserts, updates, deletes, reads), half served by old instances\n")
-	sleep(ctx, o.dwell)
+	clock.Sleep(ctx, o.dwell)
 
 	eng := &planner.Engine{Pool: pool, Schema: stateSchema}
 	for deploy := 1; ; deploy++ {
@@ -187,7 +188,7 @@ func run(ctx context.Context, o options) error {
 		} else {
 			fmt.Fprintf(w, "   rollout: old and new instances both serving\n")
 		}
-		sleep(ctx, o.dwell)
+		clock.Sleep(ctx, o.dwell)
 		s := fleet.Stats()
 		fmt.Fprintf(w, "   application so far: %d requests (%d old, %d new), %d failed, %d wrong reads, longest stall %s\n",
 			s.Ops, s.OldOps, s.NewOps, s.Failed, s.ReadMismatches, s.LongestStall.Round(time.Millisecond))
@@ -227,13 +228,6 @@ func indent(s string) string {
 		return ""
 	}
 	return "   " + strings.ReplaceAll(s, "\n", "\n   ") + "\n"
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	select {
-	case <-ctx.Done():
-	case <-time.After(d):
-	}
 }
 
 // moduleRoot is the repository's root, where plans/ and cmd/ live.

@@ -29,12 +29,6 @@ type Fixed Choice
 // Choose returns the fixed choice.
 func (f Fixed) Choose(context.Context) (Choice, error) { return Choice(f), nil }
 
-// ChooserFunc adapts a function to ColumnChooser.
-type ChooserFunc func(ctx context.Context) (Choice, error)
-
-// Choose calls f.
-func (f ChooserFunc) Choose(ctx context.Context) (Choice, error) { return f(ctx) }
-
 func (c Choice) valid() bool {
 	return (c.Read == Old || c.Read == New) && (c.Write == Old || c.Write == Both || c.Write == New)
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/open-feature/go-sdk/openfeature"
 
 	"github.com/pgplanner/planner/flags"
+	"github.com/pgplanner/planner/internal/clock"
 )
 
 // FlagsChooser is how a new application instance chooses columns in real
@@ -83,10 +84,8 @@ func (w *Workload) Deploy(ctx context.Context, q flags.Querier, schema, changeID
 			return want, fmt.Errorf("workload: new instances see read=%s write=%s (err %v) %s after the planner published read=%s write=%s",
 				got.Read, got.Write, err, timeout, want.Read, want.Write)
 		}
-		select {
-		case <-ctx.Done():
-			return want, ctx.Err()
-		case <-time.After(10 * time.Millisecond):
+		if err := clock.Sleep(ctx, 10*time.Millisecond); err != nil {
+			return want, err
 		}
 	}
 	if want.Write == New && !w.cfg.KeepOld {

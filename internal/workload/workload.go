@@ -351,9 +351,6 @@ func (w *Workload) Wait() Report {
 	return w.report()
 }
 
-// Done is closed when the run has ended.
-func (w *Workload) Done() <-chan struct{} { return w.done }
-
 func (w *Workload) run(ctx context.Context, wk *worker) {
 	interval := time.Duration(float64(time.Second) * float64(len(w.workers)) / w.cfg.Rate)
 	var deadline <-chan time.Time

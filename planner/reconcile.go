@@ -1,0 +1,269 @@
+// Reconciling spec files with stored state: which changes are known, which
+// are new (registered with their spec and table snapshot), and which were
+// edited after they started (refused). Stored changes compile from their
+// stored spec, so a deploy runs what was registered.
+
+package planner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// entry is a change with its decoded spec and compiled phases.
+type entry struct {
+	state   *ChangeState
+	spec    Spec
+	plan    Plan
+	inFiles bool
+	// registered: this run registered it (or, dry run, would).
+	registered bool
+	// edited: the spec file differs from the stored spec (Status only).
+	edited bool
+}
+
+func (en *entry) tableKey() string { return en.state.Table.String() }
+
+func checkUniqueIDs(specs []Spec) error {
+	seen := map[string]string{}
+	for _, s := range specs {
+		if prev, dup := seen[s.ID]; dup {
+			return fmt.Errorf("change id %q is declared twice (%s and %s:%d): ids must be unique: %w", s.ID, prev, s.File, s.Line, ErrInput)
+		}
+		seen[s.ID] = fmt.Sprintf("%s:%d", s.File, s.Line)
+	}
+	return nil
+}
+
+// load reads the state, refuses edited in-flight specs, and registers new
+// ones (in dry run: pretends to).
+//
+// Status passes lenient: edited specs are then shown as stored, marked edited.
+func (e *Engine) load(ctx context.Context, specs []Spec, version int, dryRun, lenient bool) ([]*entry, error) {
+	st := e.state()
+	var stored []*ChangeState
+	if ok, err := st.exists(ctx, e.Pool); err != nil {
+		return nil, err
+	} else if ok {
+		if stored, err = st.changes(ctx, e.Pool); err != nil {
+			return nil, err
+		}
+	}
+	byID := map[string]*ChangeState{}
+	for _, c := range stored {
+		byID[c.ID] = c
+	}
+	// Refuse edits first, all of them at once, before anything changes.
+	var edited []string
+	isEdited := map[string]bool{}
+	for _, s := range specs {
+		c := byID[s.ID]
+		if c == nil || c.Checksum == s.Checksum || c.Status == StatusPending && c.Applied == 0 {
+			continue
+		}
+		isEdited[s.ID] = true
+		edited = append(edited, editedMessage(s, c))
+	}
+	if len(edited) > 0 && !lenient {
+		return nil, fmt.Errorf("%s: %w", strings.Join(edited, "; "), ErrInput)
+	}
+	var entries []*entry
+	var fresh []Spec
+	inFiles := map[string]bool{}
+	for _, s := range specs {
+		inFiles[s.ID] = true
+		c := byID[s.ID]
+		if isEdited[s.ID] {
+			en, err := e.compileStored(c)
+			if err != nil {
+				return nil, err
+			}
+			en.inFiles, en.edited = true, true
+			entries = append(entries, en)
+			continue
+		}
+		if c != nil && c.Checksum == s.Checksum {
+			if !dryRun && (c.File != s.File || c.Order != s.Order) {
+				if err := st.setPosition(ctx, e.Pool, c.ID, s.File, s.Order); err != nil {
+					return nil, err
+				}
+			}
+			c.File, c.Order = s.File, s.Order
+			en, err := e.compileStored(c)
+			if err != nil {
+				return nil, err
+			}
+			en.inFiles = true
+			entries = append(entries, en)
+			continue
+		}
+		fresh = append(fresh, s)
+	}
+	// New specs, or pending ones edited: (re-)register with a snapshot of
+	// the table as it is now.
+	var registered []*entry
+	for _, s := range fresh {
+		en, err := e.register(ctx, s, version, entries)
+		if err != nil && lenient {
+			// Status shows what it can of a spec that would be refused.
+			en, err = unregistered(s, err), nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		entries = append(entries, en)
+		registered = append(registered, en)
+	}
+	// All or none: a refused spec leaves nothing registered.
+	if !dryRun && len(registered) > 0 {
+		err := pgx.BeginFunc(ctx, e.Pool, func(tx pgx.Tx) error {
+			for _, en := range registered {
+				if err := st.register(ctx, tx, en.state); err != nil {
+					return fmt.Errorf("register change %q: %w", en.state.ID, err)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	for _, c := range stored {
+		if inFiles[c.ID] {
+			continue
+		}
+		en, err := e.compileStored(c)
+		if err != nil {
+			return nil, err
+		}
+		entries = append(entries, en)
+	}
+	return entries, nil
+}
+
+// register prepares the state row of a new spec. A spec that does not fit the live schema is
+// refused (ErrInput), unless an earlier change on the same table is still to
+// finish (it may add the column this one needs): then the spec is checked
+// when it starts.
+func (e *Engine) register(ctx context.Context, s Spec, version int, earlier []*entry) (*entry, error) {
+	c, err := e.newChangeState(ctx, e.Pool, s, version)
+	if err != nil {
+		return nil, err
+	}
+	plan, err := Compile(s, Target{Version: c.ServerVersion, Table: c.Catalog})
+	if err != nil {
+		var pending *entry
+		for _, en := range earlier {
+			if en.state.Table.String() == c.Table.String() && en.state.Status != StatusDone && en.state.Order < s.Order {
+				pending = en
+			}
+		}
+		if pending == nil || !errors.Is(err, ErrInput) {
+			return nil, err
+		}
+		// Checked against the live schema when it starts.
+		c.Catalog = nil
+		if plan, err = Compile(s, Target{Version: c.ServerVersion}); err != nil {
+			return nil, err
+		}
+	}
+	c.Total = len(plan.Phases)
+	return &entry{state: c, spec: s, plan: plan, inFiles: true, registered: true}, nil
+}
+
+// unregistered describes a spec that cannot be registered, for Status.
+func unregistered(s Spec, err error) *entry {
+	c := &ChangeState{ID: s.ID, File: s.File, Order: s.Order, Kind: s.Kind, Checksum: s.Checksum,
+		Status: StatusPending, LastError: err.Error()}
+	if s.Change != nil {
+		c.Table = s.Change.Table()
+	}
+	plan, cerr := Compile(s, Target{})
+	if cerr != nil {
+		plan = Plan{Spec: s}
+	}
+	c.Total = len(plan.Phases)
+	return &entry{state: c, spec: s, plan: plan, inFiles: true, registered: true}
+}
+
+// newChangeState builds the state row of a spec, with the table's catalog
+// snapshot.
+func (e *Engine) newChangeState(ctx context.Context, q dbtx, s Spec, version int) (*ChangeState, error) {
+	if s.Change == nil {
+		return nil, fmt.Errorf("change %q has no fields: %w", s.ID, ErrInput)
+	}
+	enc, err := encodeSpec(s)
+	if err != nil {
+		return nil, err
+	}
+	name := s.Change.Table()
+	table, err := loadTable(ctx, q, name)
+	if err != nil {
+		return nil, fmt.Errorf("change %q (%s:%d): %w", s.ID, s.File, s.Line, err)
+	}
+	if err := ResolveExpressions(ctx, e.Pool, table, s.Change); err != nil {
+		return nil, fmt.Errorf("change %q (%s:%d): volatility of its expressions: %w", s.ID, s.File, s.Line, err)
+	}
+	return &ChangeState{
+		ID: s.ID, File: s.File, Order: s.Order, Kind: s.Kind, Table: name, Checksum: s.Checksum,
+		Spec: enc, Catalog: table, ServerVersion: version, Status: StatusPending,
+	}, nil
+}
+
+// loadTable snapshots a table; a missing table is an ErrInput.
+func loadTable(ctx context.Context, q dbtx, name TableName) (*Table, error) {
+	t, err := LoadTable(ctx, q, name)
+	if errors.Is(err, ErrInput) {
+		return nil, fmt.Errorf("%w (check the spec's table; schema-qualify it when it is not in public)", err)
+	}
+	return t, err
+}
+
+// compileStored decodes a stored change and compiles it against its
+// snapshot, so every deploy runs the phases it was registered with.
+func (e *Engine) compileStored(c *ChangeState) (*entry, error) {
+	spec, err := decodeSpec(c.Spec)
+	if err != nil {
+		return nil, fmt.Errorf("stored change %q: %w", c.ID, err)
+	}
+	spec.File, spec.Order = c.File, c.Order
+	plan, err := compileStoredPlan(spec, c)
+	if err != nil {
+		return nil, fmt.Errorf("stored change %q: %w", c.ID, err)
+	}
+	if c.Total != len(plan.Phases) && c.Total != 0 {
+		return nil, fmt.Errorf("stored change %q has %d phases but this planner compiles %d: finish it with the planner version that started it", c.ID, c.Total, len(plan.Phases))
+	}
+	c.Total = len(plan.Phases)
+	return &entry{state: c, spec: spec, plan: plan}, nil
+}
+
+// byTable groups entries per table, each group in spec order, groups in
+// the order of their first change.
+func byTable(entries []*entry) [][]*entry {
+	sort.SliceStable(entries, func(i, j int) bool {
+		a, b := entries[i].state, entries[j].state
+		if a.Order != b.Order {
+			return a.Order < b.Order
+		}
+		return a.ID < b.ID
+	})
+	var groups [][]*entry
+	index := map[string]int{}
+	for _, en := range entries {
+		k := en.tableKey()
+		i, ok := index[k]
+		if !ok {
+			i = len(groups)
+			index[k] = i
+			groups = append(groups, nil)
+		}
+		groups[i] = append(groups[i], en)
+	}
+	return groups
+}
