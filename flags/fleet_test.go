@@ -10,37 +10,34 @@ import (
 	"time"
 
 	"github.com/pgplanner/planner/flags"
+	"github.com/pgplanner/planner/internal/pgtest"
 	"github.com/pgplanner/planner/phases"
 )
 
-// fleetOf waits until the instance appears with the wanted variant of key.
-func fleetOf(t *testing.T, db interface{ fleet() []flags.Instance }, id, key, want string) flags.Instance {
+// fleetOf waits until the instance appears with the wanted variant of key
+// in the fleet of db (live: seen within a second).
+func fleetOf(t *testing.T, db *pgtest.DB, id, key, want string) flags.Instance {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		for _, in := range db.fleet() {
+		list := fleet(t, db)
+		for _, in := range list {
 			if in.ID == id && in.Flags[key].Variant == want {
 				return in
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("instance %s never reported %s=%s: %+v", id, key, want, db.fleet())
+			t.Fatalf("instance %s never reported %s=%s: %+v", id, key, want, list)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 }
 
-type fleetDB struct {
-	t      *testing.T
-	url    string
-	expiry time.Duration
-	query  func() ([]flags.Instance, error)
-}
-
-func (f fleetDB) fleet() []flags.Instance {
-	list, err := f.query()
+func fleet(t *testing.T, db *pgtest.DB) []flags.Instance {
+	t.Helper()
+	list, err := flags.Fleet(context.Background(), db.Pool, "planner", time.Second)
 	if err != nil {
-		f.t.Fatal(err)
+		t.Fatal(err)
 	}
 	return list
 }
@@ -53,22 +50,19 @@ func TestProviderHeartbeats(t *testing.T) {
 	p := flags.NewProvider(db.URL, flags.WithLogger(quiet), flags.WithService("billing-api"),
 		flags.WithHeartbeat(100*time.Millisecond), flags.WithPollInterval(100*time.Millisecond))
 	register(t, p)
-	f := fleetDB{t: t, query: func() ([]flags.Instance, error) {
-		return flags.Fleet(context.Background(), db.Pool, "planner", time.Second)
-	}}
-	in := fleetOf(t, f, p.InstanceID(), "users-email.read", "old")
+	in := fleetOf(t, db, p.InstanceID(), "users-email.read", "old")
 	if in.Service != "billing-api" || !in.Live || in.Flags["users-email.read"].Since != nil || in.Revision == nil {
 		t.Fatalf("first heartbeat: %+v", in)
 	}
 	before := time.Now()
 	publish(t, db, "planner", "users-email", "dual_write", phases.Flags{"users-email.read": "new", "users-email.write": "both"}, emailMeta)
-	in = fleetOf(t, f, p.InstanceID(), "users-email.write", "both")
+	in = fleetOf(t, db, p.InstanceID(), "users-email.write", "both")
 	if s := in.Flags["users-email.write"].Since; s == nil || s.Before(before.Add(-time.Second)) {
 		t.Fatalf("since of a changed flag: %v (published at %v)", s, before)
 	}
 	p.Shutdown()
 	time.Sleep(1500 * time.Millisecond)
-	for _, in := range f.fleet() {
+	for _, in := range fleet(t, db) {
 		if in.ID == p.InstanceID() && in.Live {
 			t.Fatalf("a stopped instance is still live after the expiry: %+v", in)
 		}
