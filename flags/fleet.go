@@ -140,9 +140,7 @@ func (p *Provider) sendHeartbeat(ctx context.Context, conn *pgx.Conn, changed bo
 
 // Fleet lists the instances that ever heartbeated, live first; an instance
 // is live when it heartbeated within expiry.
-func Fleet(ctx context.Context, q interface {
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-}, schema string, expiry time.Duration) ([]Instance, error) {
+func Fleet(ctx context.Context, q Querier, schema string, expiry time.Duration) ([]Instance, error) {
 	rows, err := q.Query(ctx, `SELECT instance_id, service, host, pid, started_at, last_seen, revision, flags::text,
 		last_seen > now() - make_interval(secs => $1)
 		FROM `+fleetTable(schema)+` ORDER BY 9 DESC, service, host, pid, instance_id`, expiry.Seconds())

@@ -33,6 +33,10 @@ func (e *Engine) Next(ctx context.Context, specs []Spec, deployID string, dryRun
 	if err := checkUniqueIDs(specs); err != nil {
 		return nil, err
 	}
+	// Its queries, dry run included, rely on server sessions of their own.
+	if err := RequireSessions(ctx, e.Pool, "planner next"); err != nil {
+		return nil, err
+	}
 	// Refuse before anything is created or registered: a newer state,
 	// missing privileges, contradictions between the changes.
 	if pf, err := e.preflight(ctx, specs); err != nil {

@@ -53,7 +53,6 @@ type lease struct {
 	pool    *pgxpool.Pool
 	table   string
 	token   string
-	ttl     time.Duration
 	ctx     context.Context
 	cancel  context.CancelCauseFunc
 	stopped chan struct{}
@@ -138,7 +137,7 @@ func (e *Engine) leaseHolder(ctx context.Context, table string) (*leaseHolder, e
 // expires on the server, so no other planner can take it while this one
 // still works — or when the row is no longer this holder's.
 func (e *Engine) startRenewing(parent context.Context, table, token string, ttl time.Duration) *lease {
-	l := &lease{pool: e.Pool, table: table, token: token, ttl: ttl, stopped: make(chan struct{})}
+	l := &lease{pool: e.Pool, table: table, token: token, stopped: make(chan struct{})}
 	l.ctx, l.cancel = context.WithCancelCause(parent)
 	var stopCtx context.Context
 	stopCtx, l.stop = context.WithCancel(context.WithoutCancel(parent))
@@ -196,20 +195,25 @@ func (l *lease) release() {
 	l.pool.Exec(ctx, `DELETE FROM `+l.table+` WHERE token = $1`, l.token)
 }
 
-// begin prepares a run that changes the database: it refuses a
-// transaction-mode pooler, creates or upgrades the state schema, and takes
-// the planner lease.
+// begin prepares a run that changes the database, once RequireSessions
+// passed: it creates or upgrades the state schema and takes the planner
+// lease.
 func (e *Engine) begin(ctx context.Context, deployID, command string) (*lease, error) {
-	if err := pooler.RequireSessions(ctx, e.Pool, command); err != nil {
-		if errors.Is(err, pooler.ErrSharedSessions) {
-			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
-		}
-		return nil, err
-	}
 	if err := e.state().migrate(ctx, e.Pool); err != nil {
 		return nil, err
 	}
 	return e.acquire(ctx, deployID, command)
+}
+
+// RequireSessions refuses (ErrConfig) a pool whose connections share
+// server sessions: a pooler in transaction or statement mode. what names
+// the command in the message.
+func RequireSessions(ctx context.Context, pool *pgxpool.Pool, what string) error {
+	err := pooler.RequireSessions(ctx, pool, what)
+	if errors.Is(err, pooler.ErrSharedSessions) {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	return err
 }
 
 // finish releases the lease; a run that failed because the lease was lost

@@ -37,6 +37,9 @@ type RollbackResult struct {
 // non-empty deployID makes it idempotent: the same deploy does not roll the
 // same change back twice.
 func (e *Engine) Rollback(ctx context.Context, changeID, deployID string) (_ *RollbackResult, err error) {
+	if err := RequireSessions(ctx, e.Pool, "planner rollback"); err != nil {
+		return nil, err
+	}
 	lease, err := e.begin(ctx, deployID, "planner rollback "+changeID)
 	if err != nil {
 		return nil, err
@@ -49,6 +52,9 @@ func (e *Engine) Rollback(ctx context.Context, changeID, deployID string) (_ *Ro
 // one applied (to "" rolls every phase back). It is idempotent by its
 // target: rerun, it rolls back only what is still past it.
 func (e *Engine) RollbackTo(ctx context.Context, changeID, to, deployID string) (_ []RollbackResult, err error) {
+	if err := RequireSessions(ctx, e.Pool, "planner rollback"); err != nil {
+		return nil, err
+	}
 	lease, err := e.begin(ctx, deployID, "planner rollback "+changeID+" --to "+to)
 	if err != nil {
 		return nil, err

@@ -143,7 +143,7 @@ func checkBackfillFlags(o *backfill.Options, prefix string) error {
 // backfillPool is a pool with a connection per worker, plus one for
 // progress.
 func backfillPool(ctx context.Context, workers int) (*pgxpool.Pool, error) {
-	return openPool(ctx, "planner backfill", int32(workers+2), true)
+	return sessionPool(ctx, "planner backfill", int32(workers+2))
 }
 
 // runOne runs one job to its end; logger, when set, gets its progress and

@@ -2,13 +2,11 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/pgplanner/planner/internal/pooler"
 	"github.com/pgplanner/planner/planner"
 )
 
@@ -21,9 +19,8 @@ func connect(ctx context.Context) (*pgxpool.Pool, error) {
 
 // openPool opens a pool of at most maxConns connections (0: pgx's
 // default) named appName in pg_stat_activity and checks that the server
-// answers. With sessions, the command needs a server session of its own
-// per connection (it runs phases or backfill batches): a transaction-mode
-// pooler is refused (exit 5).
+// answers. With sessions, its queries may rely on session state (cached
+// statements, scratch tables); without, they prepare nothing (Exec mode).
 func openPool(ctx context.Context, appName string, maxConns int32, sessions bool) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(databaseURL())
 	if err != nil {
@@ -47,14 +44,19 @@ func openPool(ctx context.Context, appName string, maxConns int32, sessions bool
 		}
 		return nil, fmt.Errorf("connect to database: %w", err)
 	}
-	if !sessions {
-		return pool, nil
+	return pool, nil
+}
+
+// sessionPool is openPool for a command that needs a server session of its
+// own per connection (backfill batches, validation's scratch tables): a
+// transaction-mode pooler is refused (exit 5).
+func sessionPool(ctx context.Context, appName string, maxConns int32) (*pgxpool.Pool, error) {
+	pool, err := openPool(ctx, appName, maxConns, true)
+	if err != nil {
+		return nil, err
 	}
-	if err := pooler.RequireSessions(ctx, pool, "planner"); err != nil {
+	if err := planner.RequireSessions(ctx, pool, "planner"); err != nil {
 		pool.Close()
-		if errors.Is(err, pooler.ErrSharedSessions) {
-			return nil, fmt.Errorf("%w: %w", planner.ErrConfig, err)
-		}
 		return nil, err
 	}
 	return pool, nil

@@ -89,6 +89,7 @@ func (o *engineOptions) engine(cmd *cobra.Command) (*planner.Engine, func(), err
 	}
 	// One connection renews the planner lease, one runs statements, the
 	// rest serve backfill workers and progress.
+	// The Engine refuses a transaction-mode pooler itself, before its lease.
 	pool, err := openPool(cmd.Context(), "planner", int32(max(4, o.backfill.Workers+3)), true)
 	if err != nil {
 		return nil, nil, err

@@ -72,7 +72,7 @@ func compileOffline(specs []planner.Spec, version int) ([]planner.Plan, error) {
 }
 
 func compileLive(ctx context.Context, specs []planner.Spec, version int, versionSet bool) ([]planner.Plan, error) {
-	pool, err := openPool(ctx, "planner", 0, true)
+	pool, err := sessionPool(ctx, "planner", 0)
 	if err != nil {
 		return nil, err
 	}

@@ -40,7 +40,7 @@ spec has a problem.`,
 			if err != nil {
 				return err
 			}
-			pool, err := openPool(cmd.Context(), "planner", 0, true)
+			pool, err := sessionPool(cmd.Context(), "planner", 0)
 			if err != nil {
 				return err
 			}
