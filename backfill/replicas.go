@@ -190,6 +190,7 @@ func (r *runner) waitForReplicas(ctx context.Context) error {
 			return nil
 		}
 		waited = true
+		r.throttledBy.Store(&reason)
 		r.throttled.Add(1)
 		// Often enough that status never reads the reason as stale.
 		err = clock.Sleep(ctx, min(max(r.opts.Poll, time.Second), IdleAfter/3))

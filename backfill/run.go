@@ -271,8 +271,9 @@ type runner struct {
 	opts     Options
 	t        *target
 
-	throttled atomic.Int32 // workers waiting for replicas
-	replicas  replicaWatch
+	throttled   atomic.Int32           // workers waiting for replicas
+	throttledBy atomic.Pointer[string] // why, as the latest check said
+	replicas    replicaWatch
 
 	mu      sync.Mutex
 	samples []sample // recent (time, rows) for the rate
@@ -309,7 +310,11 @@ func (r *runner) report(ctx context.Context) {
 			continue
 		}
 		p.RowsPerSec, p.ETA = r.rate(p)
-		p.Throttled = p.Throttled || r.throttled.Load() > 0
+		// The job row read may predate a wait that began since: say why
+		// from memory then, not "throttled" with no reason.
+		if r.throttled.Load() > 0 && !p.Throttled {
+			p.Throttled, p.ThrottledBy = true, *r.throttledBy.Load()
+		}
 		r.opts.Progress(p)
 	}
 }
