@@ -78,7 +78,7 @@ func goldenOrders() *Table {
 			{Name: "id", Type: "bigint", NotNull: true, Default: "nextval('orders_id_seq'::regclass)"},
 			{Name: "user_id", Type: "bigint", NotNull: true},
 			{Name: "total", Type: "numeric(12,2)", NotNull: true, Default: "0"},
-			{Name: "status", Type: "text", NotNull: true},
+			{Name: "status", Type: "text", NotNull: true, Default: "'open'::text"},
 			{Name: "created_at", Type: "timestamp with time zone", NotNull: true},
 		},
 		Key: []string{"id"},

@@ -61,7 +61,9 @@ func TestStairwayPartitioned(t *testing.T) {
 		after       map[string][]string
 		final       []string
 		extraTables []string
-		tomb        *tombWrites
+		// extraSetup runs after the shared setup.
+		extraSetup string
+		tomb       *tombWrites
 	}{
 		{
 			kind: "rename_column",
@@ -206,10 +208,58 @@ func TestStairwayPartitioned(t *testing.T) {
     check: "amount >= 0"`,
 			final: []string{onEveryPartition(`EXISTS (SELECT FROM pg_constraint WHERE conrelid = p AND conname = 'events_amount_positive' AND convalidated)`)},
 		},
+		{
+			kind: "drop_constraint", extraSetup: `ALTER TABLE events ADD CONSTRAINT events_amount_check CHECK (amount >= 0)`,
+			spec: `kind: drop_constraint
+    table: events
+    constraint: events_amount_check`,
+			final: []string{`SELECT NOT EXISTS (SELECT FROM pg_constraint WHERE conname = 'events_amount_check')`},
+		},
+		{
+			kind: "rename_index",
+			spec: `kind: rename_index
+    table: events
+    index: events_email_idx
+    to: events_by_email_idx`,
+			final: []string{`SELECT to_regclass('events_email_idx') IS NULL AND to_regclass('events_by_email_idx') IS NOT NULL`},
+		},
+		{
+			kind: "rename_constraint", extraSetup: `ALTER TABLE events ADD CONSTRAINT events_amount_check CHECK (amount >= 0)`,
+			spec: `kind: rename_constraint
+    table: events
+    constraint: events_amount_check
+    to: events_amount_nonnegative`,
+			final: []string{onEveryPartition(`EXISTS (SELECT FROM pg_constraint WHERE conrelid = p AND conname = 'events_amount_nonnegative')`)},
+		},
+		{
+			kind: "set_default",
+			spec: `kind: set_default
+    table: events
+    column: note
+    default: "'none'"`,
+			final: []string{onEveryPartition(`EXISTS (SELECT FROM pg_attrdef d JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum WHERE d.adrelid = p AND a.attname = 'note')`)},
+		},
+		{
+			kind: "drop_default",
+			spec: `kind: drop_default
+    table: events
+    column: amount`,
+			final: []string{onEveryPartition(`NOT EXISTS (SELECT FROM pg_attrdef d JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum WHERE d.adrelid = p AND a.attname = 'amount')`)},
+		},
+		{
+			kind: "drop_not_null",
+			spec: `kind: drop_not_null
+    table: events
+    column: email`,
+			final: []string{onEveryPartition(`NOT (SELECT attnotnull FROM pg_attribute WHERE attrelid = p AND attname = 'email')`)},
+		},
 	}
 	covered := map[string]bool{}
 	for _, c := range cases {
 		covered[c.kind] = true
+	}
+	for k := range refusedOnPartitioned {
+		covered[k] = true // TestPartitionedRefusals
 	}
 	for _, k := range KindNames() {
 		if !covered[k] {
@@ -219,7 +269,7 @@ func TestStairwayPartitioned(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.kind, func(t *testing.T) {
 			t.Parallel()
-			stairway(t, setup, c.spec, append(tables, c.extraTables...), c.after, c.final, c.tomb)
+			stairway(t, setup+c.extraSetup, c.spec, append(tables, c.extraTables...), c.after, c.final, c.tomb)
 		})
 	}
 }

@@ -25,6 +25,10 @@ type effect struct {
 	removes []colGone
 	notNull string    // column made NOT NULL
 	names   []objName // indexes and constraints it creates
+	// drops are indexes and constraints it drops or renames away (how:
+	// "dropped", `renamed to "x"`).
+	drops    []objGone
+	nullable string // column made nullable
 	// exprs are expressions that may name the table's columns.
 	exprs []fieldExpr
 	// refTable/refCols: a foreign key's referenced columns.
@@ -50,6 +54,11 @@ type objName struct {
 }
 
 type fieldExpr struct{ field, expr string }
+
+type objGone struct {
+	objName
+	how string
+}
 
 func effectOf(s Spec) effect {
 	var e effect
@@ -100,6 +109,24 @@ func effectOf(s Spec) effect {
 		for i, c := range k.References.Columns {
 			e.refCols = append(e.refCols, colRef{fmt.Sprintf("references.columns[%d]", i), c})
 		}
+	case *DropIndex:
+		e.drops = []objGone{{objName{"index", k.Index, true}, "dropped"}}
+	case *DropConstraint:
+		e.drops = []objGone{{objName{"constraint", k.Constraint, false}, "dropped"}}
+	case *RenameIndex:
+		e.drops = []objGone{{objName{"index", k.Index, true}, fmt.Sprintf("renamed to %q", k.To)}}
+		e.names = []objName{{"to", k.To, true}}
+	case *RenameConstraint:
+		e.drops = []objGone{{objName{"constraint", k.Constraint, false}, fmt.Sprintf("renamed to %q", k.To)}}
+		e.names = []objName{{"to", k.To, false}}
+	case *SetDefault:
+		e.uses = []colRef{{"column", k.Column}}
+		e.exprs = []fieldExpr{{"default", k.Default}}
+	case *DropDefault:
+		e.uses = []colRef{{"column", k.Column}}
+	case *DropNotNull:
+		e.uses = []colRef{{"column", k.Column}}
+		e.nullable = k.Column
 	}
 	return e
 }
@@ -130,6 +157,14 @@ type sequence struct {
 	// indexNames are schema-wide; constraint names per table.
 	indexNames      map[string]*Spec // schema.name
 	constraintNames map[string]*Spec // schema.table.name
+	// gone: indexes and constraints an earlier change dropped or renamed
+	// away, keyed as names are.
+	gone map[string]goneBy
+}
+
+type goneBy struct {
+	by  *Spec
+	how string
 }
 
 // sequenceResult is the model's verdict per change id: the contradictions
@@ -148,7 +183,7 @@ type sequenceResult struct {
 // of changes that already started: their effects are applied without
 // checks, the catalog already showing part of them.
 func checkSequence(specs []Spec, live map[string]*Table, started map[string]bool) sequenceResult {
-	seq := &sequence{tables: map[string]*modelTable{}, indexNames: map[string]*Spec{}, constraintNames: map[string]*Spec{}}
+	seq := &sequence{tables: map[string]*modelTable{}, indexNames: map[string]*Spec{}, constraintNames: map[string]*Spec{}, gone: map[string]goneBy{}}
 	res := sequenceResult{Problems: map[string][]Problem{}, Before: map[string]*Table{}, Changed: map[string]bool{}}
 	for i := range specs {
 		s := &specs[i]
@@ -243,6 +278,13 @@ func (seq *sequence) check(s *Spec, mt *modelTable, e effect, live map[string]*T
 				Hint:    "pick another name for one of them"})
 		}
 	}
+	for _, d := range e.drops {
+		if g, ok := seq.gone[seq.goneKey(name, d.objName)]; ok {
+			ps = append(ps, Problem{Field: d.field,
+				Message: fmt.Sprintf("%q of %s is %s by %s, which comes earlier", d.name, name, g.how, changeAt(g.by)),
+				Hint:    "use its new name, order the changes the other way, or remove one of them"})
+		}
+	}
 	// Expressions naming a column an earlier change removed.
 	for _, x := range e.exprs {
 		for _, col := range identifiersOf(x.expr) {
@@ -278,6 +320,12 @@ func (seq *sequence) nameKey(t TableName, n objName) string {
 	return t.String() + "." + n.name
 }
 
+// goneKey keys dropped objects; a unique constraint's index goes with it
+// under the same name, so one key serves both kinds of name.
+func (seq *sequence) goneKey(t TableName, n objName) string {
+	return t.String() + "." + n.name
+}
+
 func (seq *sequence) names(n objName) map[string]*Spec {
 	if n.index {
 		return seq.indexNames
@@ -288,10 +336,15 @@ func (seq *sequence) names(n objName) map[string]*Spec {
 // apply records the change's effect on the model.
 func (seq *sequence) apply(s *Spec, mt *modelTable, e effect) {
 	t := s.Change.Table()
+	for _, d := range e.drops {
+		delete(seq.names(d.objName), seq.nameKey(t, d.objName))
+		seq.gone[seq.goneKey(t, d.objName)] = goneBy{by: s, how: d.how}
+	}
 	for _, n := range e.names {
 		seq.names(n)[seq.nameKey(t, n)] = s
+		delete(seq.gone, seq.goneKey(t, n))
 	}
-	if len(e.adds)+len(e.removes) == 0 && e.notNull == "" && len(e.names) == 0 {
+	if len(e.adds)+len(e.removes)+len(e.names)+len(e.drops) == 0 && e.notNull == "" && e.nullable == "" && !changesDefault(s.Change) {
 		return
 	}
 	mt.changed = true
@@ -314,6 +367,10 @@ func (seq *sequence) apply(s *Spec, mt *modelTable, e effect) {
 	if c := mt.live.Column(e.notNull); c != nil {
 		c.NotNull = true
 	}
+	if c := mt.live.Column(e.nullable); c != nil {
+		c.NotNull = false
+	}
+	applyObjects(s.Change, mt.live)
 	for _, n := range e.names {
 		switch k := s.Change.(type) {
 		case *AddIndex:

@@ -19,7 +19,10 @@ import (
 // At the end each kind's final result is checked.
 func TestStairway(t *testing.T) {
 	cases := []struct {
-		kind   string
+		kind string
+		// setup is SQL run on the fixture first (the object a drop or
+		// rename works on).
+		setup  string
 		spec   string
 		tables []string
 		// after[phase] queries must each return true once that phase is
@@ -211,6 +214,103 @@ func TestStairway(t *testing.T) {
 				`SELECT convalidated FROM pg_constraint WHERE conname = 'user_accounts_login_key' AND contype = 'u'`,
 			},
 		},
+		{
+			kind: "drop_index", tables: []string{"orders"},
+			setup: `CREATE INDEX orders_status_total_idx ON orders (status, total DESC) WHERE total > 0`,
+			spec: `kind: drop_index
+    table: orders
+    index: orders_status_total_idx`,
+			final: []string{`SELECT to_regclass('orders_status_total_idx') IS NULL`},
+		},
+		{
+			kind: "drop_index", tables: []string{"users"},
+			setup: `CREATE UNIQUE INDEX users_lower_email_idx ON users (lower(email))`,
+			spec: `kind: drop_index
+    table: users
+    index: users_lower_email_idx`,
+			final: []string{`SELECT to_regclass('users_lower_email_idx') IS NULL`},
+		},
+		{
+			kind: "drop_constraint", tables: []string{"orders"},
+			setup: `ALTER TABLE orders ADD CONSTRAINT orders_total_check CHECK (total >= 0)`,
+			spec: `kind: drop_constraint
+    table: orders
+    constraint: orders_total_check`,
+			final: []string{`SELECT NOT EXISTS (SELECT FROM pg_constraint WHERE conname = 'orders_total_check')`},
+		},
+		{
+			kind: "drop_constraint", tables: []string{"orders"},
+			setup: `ALTER TABLE orders ADD CONSTRAINT orders_status_check CHECK (status <> '') NOT VALID`,
+			spec: `kind: drop_constraint
+    table: orders
+    constraint: orders_status_check`,
+			final: []string{`SELECT NOT EXISTS (SELECT FROM pg_constraint WHERE conname = 'orders_status_check')`},
+		},
+		{
+			kind: "drop_constraint", tables: []string{"orders", "users"},
+			setup: `ALTER TABLE orders ADD CONSTRAINT orders_user_fk FOREIGN KEY (user_id) REFERENCES users (id) ON DELETE CASCADE`,
+			spec: `kind: drop_constraint
+    table: orders
+    constraint: orders_user_fk`,
+			final: []string{`SELECT NOT EXISTS (SELECT FROM pg_constraint WHERE conname = 'orders_user_fk')`},
+		},
+		{
+			kind: "drop_constraint", tables: []string{"users"},
+			setup: `ALTER TABLE users ADD CONSTRAINT users_email_key UNIQUE (email) DEFERRABLE INITIALLY DEFERRED`,
+			spec: `kind: drop_constraint
+    table: users
+    constraint: users_email_key`,
+			final: []string{`SELECT NOT EXISTS (SELECT FROM pg_constraint WHERE conname = 'users_email_key') AND to_regclass('users_email_key') IS NULL`},
+		},
+		{
+			kind: "rename_index", tables: []string{"orders"},
+			setup: `CREATE INDEX orders_status_idx ON orders (status)`,
+			spec: `kind: rename_index
+    table: orders
+    index: orders_status_idx
+    to: orders_by_status_idx`,
+			final: []string{`SELECT to_regclass('orders_status_idx') IS NULL AND to_regclass('orders_by_status_idx') IS NOT NULL`},
+		},
+		{
+			kind: "rename_constraint", tables: []string{"users"},
+			setup: `ALTER TABLE users ADD CONSTRAINT users_email_key UNIQUE (email)`,
+			spec: `kind: rename_constraint
+    table: users
+    constraint: users_email_key
+    to: users_email_unique`,
+			final: []string{`SELECT EXISTS (SELECT FROM pg_constraint WHERE conname = 'users_email_unique') AND to_regclass('users_email_unique') IS NOT NULL AND to_regclass('users_email_key') IS NULL`},
+		},
+		{
+			kind: "set_default", tables: []string{"orders"},
+			spec: `kind: set_default
+    table: orders
+    column: status
+    default: "'pending'"`,
+			final: []string{`SELECT pg_get_expr(adbin, adrelid) = '''pending''::text' FROM pg_attrdef WHERE adrelid = 'orders'::regclass AND adnum = 4`},
+		},
+		{
+			// No default before: the rollback drops it.
+			kind: "set_default", tables: []string{"users"},
+			spec: `kind: set_default
+    table: users
+    column: name
+    default: "'(none)'"`,
+			final: []string{`SELECT count(*) = 1 FROM pg_attrdef WHERE adrelid = 'users'::regclass AND adnum = 3`},
+		},
+		{
+			kind: "drop_default", tables: []string{"orders"},
+			spec: `kind: drop_default
+    table: orders
+    column: total`,
+			final: []string{`SELECT NOT EXISTS (SELECT FROM pg_attrdef WHERE adrelid = 'orders'::regclass AND adnum = 3)`},
+		},
+		{
+			kind: "drop_not_null", tables: []string{"orders"},
+			spec: `kind: drop_not_null
+    table: orders
+    column: status`,
+			final: []string{`SELECT NOT attnotnull FROM pg_attribute WHERE attrelid = 'orders'::regclass AND attname = 'status'`},
+		},
 	}
 	covered := map[string]bool{}
 	for _, c := range cases {
@@ -224,7 +324,7 @@ func TestStairway(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.kind, func(t *testing.T) {
 			t.Parallel()
-			stairway(t, "", c.spec, c.tables, c.after, c.final, c.tomb)
+			stairway(t, c.setup, c.spec, c.tables, c.after, c.final, c.tomb)
 		})
 	}
 }
