@@ -34,6 +34,16 @@ func (k *DropConstraint) Check() []Problem {
 	return append(ps, identifier("constraint", k.Constraint)...)
 }
 
+// effect: the constraint, and a unique constraint's index, are gone for
+// the changes after this one.
+func (k *DropConstraint) effect(string) effect {
+	return effect{drops: []objGone{{objName{"constraint", k.Constraint, false}, "dropped"}},
+		alter: func(t *Table) {
+			t.Checks = without(t.Checks, func(c Constraint) bool { return c.Name == k.Constraint })
+			t.Indexes = without(t.Indexes, func(ix Index) bool { return ix.Constraint == k.Constraint })
+		}}
+}
+
 func (k *DropConstraint) CheckLive(t *Table) []Problem {
 	c := t.constraintNamed(k.Constraint)
 	if c == nil {

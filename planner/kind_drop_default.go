@@ -21,6 +21,15 @@ func (k *DropDefault) Check() []Problem {
 	return append(tableProblems(k.TableName), columnProblems("column", k.Column)...)
 }
 
+func (k *DropDefault) effect(string) effect {
+	return effect{uses: []colRef{{"column", k.Column}},
+		alter: func(t *Table) {
+			if c := t.Column(k.Column); c != nil {
+				c.Default = ""
+			}
+		}}
+}
+
 // CheckLive does not refuse a NOT NULL column: applications may all write
 // it already; the purpose says what happens to those that do not.
 func (k *DropDefault) CheckLive(t *Table) []Problem { return defaultColumnLive(t, k.Column, true) }

@@ -26,6 +26,12 @@ func (k *DropIndex) Check() []Problem {
 	return append(ps, identifier("index", k.Index)...)
 }
 
+// effect: the index is gone for the changes after this one.
+func (k *DropIndex) effect(string) effect {
+	return effect{drops: []objGone{{objName{"index", k.Index, true}, "dropped"}},
+		alter: func(t *Table) { t.Indexes = without(t.Indexes, func(ix Index) bool { return ix.Name == k.Index }) }}
+}
+
 func (k *DropIndex) CheckLive(t *Table) []Problem {
 	ix := t.indexNamed(k.Index)
 	switch {

@@ -24,6 +24,10 @@ func (k *DropNotNull) Check() []Problem {
 	return append(tableProblems(k.TableName), columnProblems("column", k.Column)...)
 }
 
+func (k *DropNotNull) effect(string) effect {
+	return effect{uses: []colRef{{"column", k.Column}}, nullable: k.Column}
+}
+
 func (k *DropNotNull) CheckLive(t *Table) []Problem {
 	c := t.Column(k.Column)
 	switch {

@@ -35,6 +35,23 @@ func (k *RenameConstraint) Check() []Problem {
 // key), renamed with it.
 func (k *RenameConstraint) indexBacked(t *Table) bool { return backingIndex(t, k.Constraint) != nil }
 
+func (k *RenameConstraint) effect(string) effect {
+	return effect{drops: []objGone{{objName{"constraint", k.Constraint, false}, fmt.Sprintf("renamed to %q", k.To)}},
+		names: []objName{{"to", k.To, false}},
+		alter: func(t *Table) {
+			for i := range t.Checks {
+				if t.Checks[i].Name == k.Constraint {
+					t.Checks[i].Name = k.To
+				}
+			}
+			for i := range t.Indexes {
+				if t.Indexes[i].Constraint == k.Constraint {
+					t.Indexes[i].Name, t.Indexes[i].Constraint = k.To, k.To
+				}
+			}
+		}}
+}
+
 func (k *RenameConstraint) CheckLive(t *Table) []Problem {
 	if t.constraintNamed(k.Constraint) == nil && !k.indexBacked(t) {
 		return []Problem{noConstraint("constraint", k.Constraint, t)}

@@ -29,6 +29,18 @@ func (k *RenameIndex) Check() []Problem {
 	return ps
 }
 
+func (k *RenameIndex) effect(string) effect {
+	return effect{drops: []objGone{{objName{"index", k.Index, true}, fmt.Sprintf("renamed to %q", k.To)}},
+		names: []objName{{"to", k.To, true}},
+		alter: func(t *Table) {
+			for i := range t.Indexes {
+				if t.Indexes[i].Name == k.Index {
+					t.Indexes[i].Name = k.To
+				}
+			}
+		}}
+}
+
 func (k *RenameIndex) CheckLive(t *Table) []Problem {
 	ix := t.indexNamed(k.Index)
 	if ix == nil {

@@ -51,6 +51,24 @@ func (k *SetDefault) Check() []Problem {
 	return ps
 }
 
+func (k *SetDefault) effect(string) effect {
+	return effect{uses: []colRef{{"column", k.Column}}, exprs: []fieldExpr{{"default", k.Default}},
+		alter: func(t *Table) {
+			if c := t.Column(k.Column); c != nil {
+				c.Default = k.Default
+			}
+		}}
+}
+
+// liveExpressions: the default, assigned to the column's type.
+func (k *SetDefault) liveExpressions(t *Table) []expression {
+	c := t.Column(k.Column)
+	if k.Default == "" || c == nil {
+		return nil
+	}
+	return []expression{{field: "default", expr: k.Default, column: k.Column, typ: c.Type, hint: hintDefault}}
+}
+
 func (k *SetDefault) CheckLive(t *Table) []Problem { return defaultColumnLive(t, k.Column, false) }
 
 // defaultColumnLive checks the column whose default changes: it exists and
