@@ -24,9 +24,11 @@ const dwell = 300 * time.Millisecond
 func advance(t *testing.T, ctx context.Context, env *env, eng *planner.Engine, fleet *workload.Workload, change string, h hooks) []string {
 	t.Helper()
 	var applied []string
+	others := map[string]bool{} // the other changes done
+	mine := false               // the fleet's change is done
 	for deploy := 1; ; deploy++ {
-		if deploy > 20 {
-			t.Fatalf("change %s not done after 20 deploys (applied %v)", change, applied)
+		if limit := 20 + 3*len(env.specs); deploy > limit {
+			t.Fatalf("change %s not done after %d deploys (applied %v; others done: %v)", change, limit, applied, others)
 		}
 		env.deploy(t, fleet, change)
 		time.Sleep(dwell)
@@ -37,10 +39,29 @@ func advance(t *testing.T, ctx context.Context, env *env, eng *planner.Engine, f
 		if err != nil {
 			t.Fatalf("deploy-%d: next: %v", deploy, err)
 		}
-		if len(rep.Changes) != 1 {
-			t.Fatalf("deploy-%d: report has %d changes, want 1", deploy, len(rep.Changes))
+		if len(rep.Changes) != len(env.specs) {
+			t.Fatalf("deploy-%d: report has %d changes, want %d", deploy, len(rep.Changes), len(env.specs))
+		}
+		// Changes after the fleet's own (the first) on its table run one
+		// after another once it is done.
+		for _, o := range rep.Changes[1:] {
+			switch o.Action {
+			case planner.Advanced:
+				t.Logf("deploy-%d: %s %s (%d/%d)", deploy, o.ID, o.Phase, o.Applied, o.Total)
+				if o.Applied == o.Total {
+					others[o.ID] = true
+				}
+			case planner.Done:
+				others[o.ID] = true
+			case planner.Waiting, planner.NothingToDo:
+			default:
+				t.Fatalf("deploy-%d: %s %s: %s %s", deploy, o.ID, o.Action, o.Reason, o.Error)
+			}
 		}
 		c := rep.Changes[0]
+		if c.ID != change {
+			t.Fatalf("deploy-%d: first change in the report is %s, want %s", deploy, c.ID, change)
+		}
 		if h.after != nil {
 			h.after(deploy, c)
 		}
@@ -50,16 +71,17 @@ func advance(t *testing.T, ctx context.Context, env *env, eng *planner.Engine, f
 		switch c.Action {
 		case planner.Advanced:
 			applied = append(applied, c.Phase)
-			if c.Applied == c.Total {
-				env.deploy(t, fleet, change)
-				time.Sleep(dwell)
-				return applied
-			}
+			mine = mine || c.Applied == c.Total
 		case planner.Waiting:
 		case planner.Done:
-			return applied
+			mine = true
 		default:
 			t.Fatalf("deploy-%d: %s: %s %s", deploy, c.Action, c.Reason, c.Error)
+		}
+		if mine && len(others) == len(env.specs)-1 {
+			env.deploy(t, fleet, change)
+			time.Sleep(dwell)
+			return applied
 		}
 	}
 }

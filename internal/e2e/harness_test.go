@@ -134,6 +134,71 @@ func scenarios() []scenario {
 				requireColumns(t, db, "users", map[string]string{"email": "NOT NULL", "plan": "NOT NULL"})
 			},
 		},
+		{
+			// The catalog kinds, one after another after a rename the fleet
+			// follows, on the table it reads and writes throughout: none of
+			// them may fail a request or lose a write.
+			name: "catalog kinds",
+			setup: `CREATE TABLE users (id bigserial PRIMARY KEY, email text NOT NULL, name text, note text NOT NULL DEFAULT 'n',
+					created_at timestamptz DEFAULT now(), CONSTRAINT users_name_check CHECK (name <> ''));
+				CREATE INDEX users_name_idx ON users (name);
+				CREATE INDEX users_created_at_idx ON users (created_at);
+				INSERT INTO users (email, name) SELECT 'user' || g || '@example.com', 'name ' || g FROM generate_series(1, $1::int) g`,
+			spec: `changes:
+  - id: users-email-rename
+    kind: rename_column
+    table: users
+    column: email
+    to: email_address
+  - id: users-name-index-rename
+    kind: rename_index
+    table: users
+    index: users_name_idx
+    to: users_by_name_idx
+  - id: users-created-at-index-drop
+    kind: drop_index
+    table: users
+    index: users_created_at_idx
+  - id: users-name-check-rename
+    kind: rename_constraint
+    table: users
+    constraint: users_name_check
+    to: users_name_not_empty
+  - id: users-name-check-drop
+    kind: drop_constraint
+    table: users
+    constraint: users_name_not_empty
+  - id: users-name-default
+    kind: set_default
+    table: users
+    column: name
+    default: "'anonymous'"
+  - id: users-created-at-default-drop
+    kind: drop_default
+    table: users
+    column: created_at
+  - id: users-note-nullable
+    kind: drop_not_null
+    table: users
+    column: note
+`,
+			change: "users-email-rename",
+			fleet:  workload.Config{Table: "users", Old: "email", New: "email_address", Kind: workload.Synced},
+			after: func(t *testing.T, db *pgtest.DB) {
+				requireColumns(t, db, "users", map[string]string{"email": "", "email_address": "NOT NULL", "note": "NULL"})
+				for _, q := range []string{
+					`SELECT to_regclass('users_by_name_idx') IS NOT NULL AND to_regclass('users_name_idx') IS NULL AND to_regclass('users_created_at_idx') IS NULL`,
+					`SELECT NOT EXISTS (SELECT FROM pg_constraint WHERE conrelid = 'users'::regclass AND contype = 'c')`,
+					`SELECT pg_get_expr(adbin, adrelid) = '''anonymous''::text' FROM pg_attrdef WHERE adrelid = 'users'::regclass AND adnum = 3`,
+					`SELECT NOT EXISTS (SELECT FROM pg_attrdef WHERE adrelid = 'users'::regclass AND adnum = 5)`,
+				} {
+					var ok bool
+					if err := db.Pool.QueryRow(context.Background(), q).Scan(&ok); err != nil || !ok {
+						t.Errorf("check failed (%v): %s", err, q)
+					}
+				}
+			},
+		},
 	}
 }
 

@@ -79,6 +79,34 @@ func partitionedScenario() scenario {
     kind: add_check
     table: users
     check: "amount_cents >= 0"
+  - id: users-name-index-rename
+    kind: rename_index
+    table: users
+    index: users_name_idx
+    to: users_by_name_idx
+  - id: users-cents-check-rename
+    kind: rename_constraint
+    table: users
+    constraint: users_users-cents-check_check
+    to: users_cents_nonnegative
+  - id: users-name-default
+    kind: set_default
+    table: users
+    column: name
+    default: "'anonymous'"
+  - id: users-ref-default
+    kind: set_default
+    table: users
+    column: ref_id
+    default: "1"
+  - id: users-ref-default-drop
+    kind: drop_default
+    table: users
+    column: ref_id
+  - id: users-note-nullable
+    kind: drop_not_null
+    table: users
+    column: note
 `,
 		change: "users-email-rename",
 		fleet:  workload.Config{Table: "users", Old: "email", New: "email_address", Kind: workload.Synced},
@@ -123,7 +151,7 @@ func TestEveryKindOnPartitionedTableUnderLoad(t *testing.T) {
 	finish(t, ctx, fleet)
 	requireFinalFlags(t, env.db, sc.change)
 	requireColumns(t, env.db, "users", map[string]string{"email": "", "email_address": "NOT NULL", "status": "NOT NULL",
-		"amount": "", "amount_cents": "NOT NULL", "note": "NOT NULL", "legacy": ""})
+		"amount": "", "amount_cents": "NOT NULL", "note": "NULL", "legacy": ""})
 	for _, q := range []string{
 		// Every index of the parent is valid and has one attached per partition.
 		`SELECT bool_and(i.indisvalid AND (SELECT count(*) FROM pg_inherits h WHERE h.inhparent = i.indexrelid) = 3)
@@ -131,6 +159,8 @@ func TestEveryKindOnPartitionedTableUnderLoad(t *testing.T) {
 		`SELECT count(*) = 4 FROM pg_index WHERE indrelid = 'users'::regclass`, // key, copied email index, name index, unique
 		`SELECT count(*) = 3 FROM pg_constraint WHERE conrelid = 'users'::regclass AND contype IN ('u', 'f', 'c') AND convalidated`,
 		`SELECT NOT EXISTS (SELECT FROM pg_trigger WHERE tgname LIKE 'planner%')`,
+		`SELECT to_regclass('users_by_name_idx') IS NOT NULL AND EXISTS (SELECT FROM pg_constraint WHERE conrelid = 'users_p1'::regclass AND conname = 'users_cents_nonnegative')`,
+		`SELECT (SELECT count(*) FROM pg_attrdef d JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum WHERE a.attname = 'name' AND d.adrelid IN ('users'::regclass, 'users_p0'::regclass, 'users_pdef'::regclass)) = 3`,
 		`SELECT count(*) > 0 FROM users_p0`, `SELECT count(*) > 0 FROM users_p1`, `SELECT count(*) > 0 FROM users_pdef`,
 	} {
 		var ok bool
