@@ -30,6 +30,11 @@ type effect struct {
 	// refTable/refCols: a foreign key's referenced columns.
 	refTable TableName
 	refCols  []colRef
+	// creates: the table the change creates; renamesTo: the new name of
+	// the table it renames; drops: it drops its table.
+	creates   *Table
+	renamesTo *TableName
+	drops     bool
 }
 
 type colRef struct{ field, name string }
@@ -91,6 +96,24 @@ func effectOf(s Spec) effect {
 	case *AddCheck:
 		e.exprs = []fieldExpr{{"check", k.Expr}}
 		e.names = []objName{{"name", k.constraintName(s.ID), false}}
+	case *CreateTable:
+		e.creates = k.model()
+		e.names = k.objectNames()
+		for i, fk := range k.Foreign {
+			if rt := ParseTableName(fk.References.Table); rt.String() != k.Table().String() {
+				// One referenced table is checked, like add_foreign_key's.
+				e.refTable = rt
+				for j, c := range fk.References.Columns {
+					e.refCols = append(e.refCols, colRef{fmt.Sprintf("foreign_keys[%d].references.columns[%d]", i, j), c})
+				}
+				break
+			}
+		}
+	case *RenameTable:
+		n := k.NewName()
+		e.renamesTo = &n
+	case *DropTable:
+		e.drops = true
 	case *AddForeignKey:
 		for i, c := range k.Columns {
 			e.uses = append(e.uses, colRef{fmt.Sprintf("columns[%d]", i), c})
@@ -116,6 +139,25 @@ type modelTable struct {
 	cols map[string]*modelCol
 	// changed: some earlier change of the sequence altered the table.
 	changed bool
+	// declared is the change that created the table or renamed another
+	// to its name; gone the one that dropped it or renamed it away (how
+	// says which).
+	declared *Spec
+	gone     *modelCol
+}
+
+// present says whether the table exists at this point; known is false
+// offline for a table no change declares.
+func (mt *modelTable) present(online bool) (exists, known bool) {
+	switch {
+	case mt.gone != nil:
+		return false, true
+	case mt.declared != nil:
+		return true, true
+	case online:
+		return mt.live != nil, true
+	}
+	return false, false
 }
 
 type modelCol struct {
@@ -170,6 +212,9 @@ func checkSequence(specs []Spec, live map[string]*Table, started map[string]bool
 		}
 		// A refused change is still applied, so that the changes after it
 		// are judged against what it declares rather than twice.
+		if e.renamesTo != nil {
+			seq.table(*e.renamesTo, live)
+		}
 		seq.apply(s, mt, e)
 	}
 	return res
@@ -216,6 +261,9 @@ func changeAt(s *Spec) string {
 func (seq *sequence) check(s *Spec, mt *modelTable, e effect, live map[string]*Table) []Problem {
 	var ps []Problem
 	name := s.Change.Table()
+	if ps := seq.tableProblems(s, mt, e, live); len(ps) > 0 {
+		return ps
+	}
 	for _, u := range e.uses {
 		ps = append(ps, usesProblem(mt, name, u)...)
 	}
@@ -256,6 +304,42 @@ func (seq *sequence) check(s *Spec, mt *modelTable, e effect, live map[string]*T
 	return ps
 }
 
+// tableProblems: the change's table was dropped or renamed away by an
+// earlier change, a table it creates or renames to exists, a table it
+// references is gone.
+func (seq *sequence) tableProblems(s *Spec, mt *modelTable, e effect, live map[string]*Table) []Problem {
+	name := s.Change.Table()
+	online := live != nil
+	if mt.gone != nil {
+		return []Problem{{Field: "table", Message: fmt.Sprintf("table %s is %s by %s, which comes earlier", name, mt.gone.how, changeAt(mt.gone.by)),
+			Hint: "use the table's new name, order the changes the other way, or remove one of them"}}
+	}
+	exists := func(mt *modelTable, field string, n TableName) []Problem {
+		if ok, _ := mt.present(online); !ok {
+			return nil
+		}
+		msg := fmt.Sprintf("table %s already exists", n)
+		if mt.declared != nil {
+			msg = fmt.Sprintf("table %s is also created by %s, which comes earlier", n, changeAt(mt.declared))
+		}
+		return []Problem{{Field: field, Message: msg, Hint: "pick another name, or drop the existing table first (drop_table)"}}
+	}
+	var ps []Problem
+	if e.creates != nil {
+		ps = append(ps, exists(mt, "table", name)...)
+	}
+	if e.renamesTo != nil {
+		ps = append(ps, exists(seq.table(*e.renamesTo, live), "to", *e.renamesTo)...)
+	}
+	if e.refTable.Name != "" {
+		if rt := seq.table(e.refTable, live); rt.gone != nil {
+			ps = append(ps, Problem{Field: "references.table", Message: fmt.Sprintf("table %s is %s by %s, which comes earlier", e.refTable, rt.gone.how, changeAt(rt.gone.by)),
+				Hint: "reference the table's new name, or order the changes the other way"})
+		}
+	}
+	return ps
+}
+
 func usesProblem(mt *modelTable, table TableName, u colRef) []Problem {
 	ok, mc := mt.exists(u.name)
 	switch {
@@ -290,6 +374,27 @@ func (seq *sequence) apply(s *Spec, mt *modelTable, e effect) {
 	t := s.Change.Table()
 	for _, n := range e.names {
 		seq.names(n)[seq.nameKey(t, n)] = s
+	}
+	switch {
+	case e.creates != nil:
+		if mt.live == nil || mt.gone != nil {
+			mt.live = copyTable(e.creates) // a change already applied keeps the catalog's
+		}
+		mt.declared, mt.gone, mt.cols, mt.changed, mt.snapshot = s, nil, map[string]*modelCol{}, true, nil
+		return
+	case e.renamesTo != nil:
+		nt := seq.tables[e.renamesTo.String()]
+		if nt.live == nil && mt.live != nil {
+			nt.live = copyTable(mt.live)
+			nt.live.Name = *e.renamesTo
+		}
+		nt.cols = mt.cols
+		nt.declared, nt.gone, nt.changed, nt.snapshot = s, nil, true, nil
+		mt.gone = &modelCol{by: s, how: fmt.Sprintf("renamed to %s", e.renamesTo)}
+		return
+	case e.drops:
+		mt.gone = &modelCol{by: s, how: "dropped"}
+		return
 	}
 	if len(e.adds)+len(e.removes) == 0 && e.notNull == "" && len(e.names) == 0 {
 		return

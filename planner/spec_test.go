@@ -201,6 +201,15 @@ func TestParseAllKinds(t *testing.T) {
 			&AddCheck{TableName: `"Sales"."Orders"`, Name: "amount_positive", Expr: "amount > 0"}, TableName{Schema: "Sales", Name: "Orders"}},
 		{"users-handle-unique", "add_unique", 63,
 			&AddUnique{TableName: "users", Columns: []string{"handle", "Tenant ID"}}, TableName{Name: "users"}},
+		{"invoices-create", "create_table", 68,
+			&CreateTable{TableName: "app.invoices",
+				Columns: []NewColumn{{Name: "id", Type: "bigint", NotNull: true}, {Name: "Total", Type: "numeric(12,2)", NotNull: true, Default: "0"}},
+				Primary: []string{"id"}, Checks: []NewCheck{{Expr: `"Total" >= 0`}}, Indexes: []NewTableIndex{{Columns: []string{"Total"}}}},
+			TableName{Schema: "app", Name: "invoices"}},
+		{"accounts-rename", "rename_table", 83,
+			&RenameTable{TableName: "app.accounts", To: "members"}, TableName{Schema: "app", Name: "accounts"}},
+		{"audit-log-drop", "drop_table", 88,
+			&DropTable{TableName: "audit_log"}, TableName{Name: "audit_log"}},
 	}
 	if len(specs) != len(wantChanges) {
 		t.Fatalf("got %d specs, want %d", len(specs), len(wantChanges))
