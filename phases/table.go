@@ -138,7 +138,11 @@ END
 			Held:   HeldInstant,
 			Done:   probeRelkind(v.Old, "v"),
 		},
-		{SQL: "DO " + tag + grants + tag, Held: HeldNone},
+		{SQL: "DO " + tag + grants + tag, Held: HeldNone, Done: fmt.Sprintf(`SELECT NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c, aclexplode(c.relacl) a
+  WHERE c.oid = %s AND a.privilege_type IN ('SELECT', 'INSERT', 'UPDATE', 'DELETE')
+    AND a.grantee <> (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user)
+    AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class v, aclexplode(v.relacl) b
+      WHERE v.oid = %s AND b.grantee = a.grantee AND b.privilege_type = a.privilege_type))`, v.Table.regclass(), v.Old.regclass())},
 	}
 }
 
