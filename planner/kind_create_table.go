@@ -295,3 +295,19 @@ func (k *CreateTable) Compile(id string, target Target) ([]phases.Phase, error) 
 		Rollback:   nt.DropIfEmpty(),
 	}}, nil
 }
+
+// effect: the table it creates, its object names, and one referenced
+// table checked like add_foreign_key's.
+func (k *CreateTable) effect(string) effect {
+	e := effect{creates: k.model(), names: k.objectNames()}
+	for i, fk := range k.Foreign {
+		if rt := ParseTableName(fk.References.Table); rt.String() != k.Table().String() {
+			e.refTable = rt
+			for j, c := range fk.References.Columns {
+				e.refCols = append(e.refCols, colRef{fmt.Sprintf("foreign_keys[%d].references.columns[%d]", i, j), c})
+			}
+			break
+		}
+	}
+	return e
+}

@@ -73,3 +73,6 @@ func (k *DropTable) Compile(id string, target Target) ([]phases.Phase, error) {
 		},
 	}, nil
 }
+
+// effect: later changes may not use the table.
+func (k *DropTable) effect(string) effect { return effect{drops: true} }

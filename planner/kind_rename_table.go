@@ -90,3 +90,9 @@ func (k *RenameTable) Compile(id string, target Target) ([]phases.Phase, error) 
 
 // tableFlag is the `<id>.table` flag of the table kinds.
 func tableFlag(id, variant string) phases.Flags { return phases.Flags{id + ".table": variant} }
+
+// effect: later changes find the table under its new name.
+func (k *RenameTable) effect(string) effect {
+	n := k.NewName()
+	return effect{renamesTo: &n}
+}
