@@ -50,6 +50,9 @@ type Flag struct {
 const (
 	ReadSuffix  = ".read"
 	WriteSuffix = ".write"
+	// TableSuffix: the table kinds' flag, which table name applications
+	// use (rename_table: old|new; drop_table: old|dropped).
+	TableSuffix = ".table"
 )
 
 // Variants of the stored flags.
@@ -57,11 +60,16 @@ const (
 	Old  = "old"
 	Both = "both"
 	New  = "new"
+	// Dropped: applications stop using the table (drop_table).
+	Dropped = "dropped"
 )
 
 // ReadKey and WriteKey are the flag keys of a change.
 func ReadKey(changeID string) string  { return changeID + ReadSuffix }
 func WriteKey(changeID string) string { return changeID + WriteSuffix }
+
+// TableKey is the table flag of a rename_table or drop_table change.
+func TableKey(changeID string) string { return changeID + TableSuffix }
 
 // Variants lists the allowed variants of a stored flag key, in the order a
 // change moves through them; nil for keys of no known kind.
@@ -71,6 +79,8 @@ func Variants(key string) []string {
 		return []string{Old, New}
 	case strings.HasSuffix(key, WriteSuffix):
 		return []string{Old, Both, New}
+	case strings.HasSuffix(key, TableSuffix):
+		return []string{Old, New, Dropped}
 	}
 	return nil
 }

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgplanner/planner/backfill"
@@ -116,6 +117,18 @@ func schemaOf(t *testing.T, db *pgtest.DB, tables ...string) string {
 	var out []string
 	for _, table := range tables {
 		var s string
+		// A table kind's stairway names tables that do not exist at some
+		// steps, and views (a renamed table's old name).
+		var kind *string
+		var viewDef, acl *string
+		if err := db.Pool.QueryRow(context.Background(), `SELECT relkind::text, pg_get_viewdef(oid), relacl::text FROM pg_class WHERE oid = to_regclass($1)`, table).Scan(&kind, &viewDef, &acl); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			t.Fatalf("schema of %s: %v", table, err)
+		}
+		if kind == nil {
+			out = append(out, "table "+table+" absent")
+			continue
+		}
+		out = append(out, fmt.Sprintf("relation %s kind %s view %v acl %v", table, *kind, deref(viewDef), deref(acl)))
 		err := db.Pool.QueryRow(context.Background(), `
 SELECT coalesce(string_agg(x, E'\n' ORDER BY x), '') FROM (
   SELECT 'column ' || attname || ' ' || format_type(atttypid, atttypmod) || CASE WHEN attnotnull THEN ' not null' ELSE '' END
@@ -140,6 +153,13 @@ WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')`).Scan(&fns); err !=
 	return strings.Join(out, "\n") + "\nfunctions\n" + fns
 }
 
+func deref(s *string) string {
+	if s == nil {
+		return "-"
+	}
+	return *s
+}
+
 // dataOf is a checksum of a table's rows, or of some of its columns.
 func dataOf(t *testing.T, db *pgtest.DB, table string, columns ...string) string {
 	t.Helper()
@@ -149,6 +169,10 @@ func dataOf(t *testing.T, db *pgtest.DB, table string, columns ...string) string
 		if len(columns) == 1 {
 			row = "ROW(" + columns[0] + ")::text"
 		}
+	}
+	var exists bool
+	if err := db.Pool.QueryRow(context.Background(), `SELECT to_regclass($1) IS NOT NULL`, table).Scan(&exists); err != nil || !exists {
+		return fmt.Sprintf("absent (%v)", err)
 	}
 	var sum string
 	if err := db.Pool.QueryRow(context.Background(),

@@ -201,6 +201,55 @@ func TestStairwayPartitioned(t *testing.T) {
 			},
 		},
 		{
+			// A new plain table referencing the partitioned one (creating
+			// a partitioned table is not a create_table feature).
+			kind: "create_table", extraTables: []string{"event_notes"},
+			spec: `kind: create_table
+    table: event_notes
+    columns:
+      - {name: id, type: bigint, not_null: true}
+      - {name: event_id, type: bigint, not_null: true}
+      - {name: event_day, type: int, not_null: true}
+      - {name: body, type: text}
+    primary_key: [id]
+    foreign_keys:
+      - {columns: [event_id, event_day], references: {table: events, columns: [id, day]}}`,
+			final: []string{`SELECT convalidated FROM pg_constraint WHERE conrelid = 'event_notes'::regclass AND contype = 'f'`},
+		},
+		{
+			kind: "rename_table", extraTables: []string{"happenings"},
+			spec: `kind: rename_table
+    table: events
+    to: happenings`,
+			after: map[string][]string{
+				"rename": {
+					`SELECT relkind = 'v' FROM pg_class WHERE oid = 'events'::regclass`,
+					`SELECT relkind = 'p' FROM pg_class WHERE oid = 'happenings'::regclass`,
+					// Routed to its partition through the view.
+					`WITH i AS (INSERT INTO events (id, day, email) VALUES (100002, 15, 'v@example.com') RETURNING amount) SELECT amount = 0 FROM i`,
+					`SELECT tableoid::regclass::text = 'events_p1' FROM happenings WHERE id = 100002`,
+					`WITH d AS (DELETE FROM events WHERE id = 100002 RETURNING id) SELECT count(*) = 1 FROM d`,
+				},
+			},
+			tomb: &tombWrites{
+				write:   `UPDATE happenings SET note = 'moved' WHERE id <= 10`,
+				checks:  []string{`SELECT count(*) = 10 FROM events WHERE note = 'moved'`},
+				cleanup: `UPDATE happenings SET note = CASE WHEN id % 5 = 0 THEN NULL ELSE 'note ' || id END WHERE id <= 10`,
+			},
+			final: []string{`SELECT to_regclass('events') IS NULL`, `SELECT count(*) = 300 FROM happenings`},
+		},
+		{
+			kind: "drop_table", extraTables: []string{phases.TombstoneName("stair", "events")},
+			spec: `kind: drop_table
+    table: events`,
+			tomb: &tombWrites{
+				write:   `UPDATE ` + phases.TombstoneName("stair", "events") + ` SET note = 'late' WHERE id <= 10`,
+				checks:  []string{`SELECT count(*) = 10 FROM events WHERE note = 'late'`},
+				cleanup: `UPDATE events SET note = CASE WHEN id % 5 = 0 THEN NULL ELSE 'note ' || id END WHERE id <= 10`,
+			},
+			final: []string{`SELECT to_regclass('events') IS NULL`, `SELECT to_regclass('events_p0') IS NULL`},
+		},
+		{
 			kind: "add_check",
 			spec: `kind: add_check
     table: events

@@ -52,7 +52,7 @@ func (e *Engine) PlanLive(ctx context.Context, specs []Spec, version int) ([]Pla
 			continue
 		}
 		table := pf.seq.Before[s.ID]
-		if table == nil {
+		if table == nil && !createsTable(s.Change) {
 			items[i].err = fmt.Errorf("change %s: table %s does not exist: %w", s.ID, s.Change.Table(), ErrInput)
 			continue
 		}

@@ -130,8 +130,15 @@ func (e *Engine) preflight(ctx context.Context, specs []Spec) (*preflight, error
 			continue
 		}
 		names = append(names, s.Change.Table())
-		if fk, ok := s.Change.(*AddForeignKey); ok {
-			names = append(names, ParseTableName(fk.References.Table))
+		switch k := s.Change.(type) {
+		case *AddForeignKey:
+			names = append(names, ParseTableName(k.References.Table))
+		case *CreateTable:
+			for _, fk := range k.Foreign {
+				names = append(names, ParseTableName(fk.References.Table))
+			}
+		case *RenameTable:
+			names = append(names, k.NewName())
 		}
 	}
 	if pf.tables, err = loadTables(ctx, e.Pool, names); err != nil {

@@ -151,19 +151,30 @@ func (e *Engine) load(ctx context.Context, specs []Spec, version int, dryRun, le
 // finish (it may add the column this one needs): then the spec is checked
 // when it starts.
 func (e *Engine) register(ctx context.Context, s Spec, version int, earlier []*entry) (*entry, error) {
+	// An earlier change still to finish on the same table (or on the
+	// names a rename links to it) may create the table or the column this
+	// one needs.
+	pending := func() bool {
+		links := linkedTables(earlier)
+		links.link(tableKeys(s.Change))
+		for _, en := range earlier {
+			if links.find(en.tableKey()) == links.find(s.Change.Table().String()) && en.state.Status != StatusDone && en.state.Order < s.Order {
+				return true
+			}
+		}
+		return false
+	}
 	c, err := e.newChangeState(ctx, e.Pool, s, version)
+	if err != nil && errors.Is(err, ErrInput) && s.Change != nil && pending() {
+		// Its table does not exist yet: checked when it starts.
+		c, err = e.changeState(s, version, nil)
+	}
 	if err != nil {
 		return nil, err
 	}
 	plan, err := Compile(s, Target{Version: c.ServerVersion, Table: c.Catalog})
 	if err != nil {
-		var pending *entry
-		for _, en := range earlier {
-			if en.state.Table.String() == c.Table.String() && en.state.Status != StatusDone && en.state.Order < s.Order {
-				pending = en
-			}
-		}
-		if pending == nil || !errors.Is(err, ErrInput) {
+		if !pending() || !errors.Is(err, ErrInput) {
 			return nil, err
 		}
 		// Checked against the live schema when it starts.
@@ -197,11 +208,16 @@ func (e *Engine) newChangeState(ctx context.Context, q dbtx, s Spec, version int
 	if s.Change == nil {
 		return nil, fmt.Errorf("change %q has no fields: %w", s.ID, ErrInput)
 	}
-	enc, err := encodeSpec(s)
-	if err != nil {
-		return nil, err
-	}
 	name := s.Change.Table()
+	if createsTable(s.Change) {
+		// The table must not exist; there is nothing to snapshot.
+		if _, err := LoadTable(ctx, q, name); err == nil {
+			return nil, fmt.Errorf("change %q (%s:%d): table %s already exists: %w", s.ID, s.File, s.Line, name, ErrInput)
+		} else if !errors.Is(err, ErrInput) {
+			return nil, err
+		}
+		return e.changeState(s, version, nil)
+	}
 	table, err := loadTable(ctx, q, name)
 	if err != nil {
 		return nil, fmt.Errorf("change %q (%s:%d): %w", s.ID, s.File, s.Line, err)
@@ -209,8 +225,18 @@ func (e *Engine) newChangeState(ctx context.Context, q dbtx, s Spec, version int
 	if err := ResolveExpressions(ctx, e.Pool, table, s.Change); err != nil {
 		return nil, fmt.Errorf("change %q (%s:%d): volatility of its expressions: %w", s.ID, s.File, s.Line, err)
 	}
+	return e.changeState(s, version, table)
+}
+
+// changeState is the state row of a spec with the given snapshot (nil: the
+// table does not exist yet).
+func (e *Engine) changeState(s Spec, version int, table *Table) (*ChangeState, error) {
+	enc, err := encodeSpec(s)
+	if err != nil {
+		return nil, err
+	}
 	return &ChangeState{
-		ID: s.ID, File: s.File, Order: s.Order, Kind: s.Kind, Table: name, Checksum: s.Checksum,
+		ID: s.ID, File: s.File, Order: s.Order, Kind: s.Kind, Table: s.Change.Table(), Checksum: s.Checksum,
 		Spec: enc, Catalog: table, ServerVersion: version, Status: StatusPending,
 	}, nil
 }
@@ -243,7 +269,17 @@ func (e *Engine) compileStored(c *ChangeState) (*entry, error) {
 	return &entry{state: c, spec: spec, plan: plan}, nil
 }
 
-// byTable groups entries per table, each group in spec order, groups in
+// linkedTables groups the table names that renames link.
+func linkedTables(entries []*entry) tableGroups {
+	g := tableGroups{}
+	for _, en := range entries {
+		g.link(append([]string{en.tableKey()}, tableKeys(en.spec.Change)...))
+	}
+	return g
+}
+
+// byTable groups entries per table (a renamed table's old and new names
+// being one), each group in spec order, groups in
 // the order of their first change.
 func byTable(entries []*entry) [][]*entry {
 	sort.SliceStable(entries, func(i, j int) bool {
@@ -253,10 +289,11 @@ func byTable(entries []*entry) [][]*entry {
 		}
 		return a.ID < b.ID
 	})
+	links := linkedTables(entries)
 	var groups [][]*entry
 	index := map[string]int{}
 	for _, en := range entries {
-		k := en.tableKey()
+		k := links.find(en.tableKey())
 		i, ok := index[k]
 		if !ok {
 			i = len(groups)

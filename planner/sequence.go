@@ -37,6 +37,11 @@ type effect struct {
 	// refTable/refCols: a foreign key's referenced columns.
 	refTable TableName
 	refCols  []colRef
+	// creates: the table the change creates; renamesTo: the new name of
+	// the table it renames; dropsTable: it drops its table.
+	creates    *Table
+	renamesTo  *TableName
+	dropsTable bool
 	// indexes and constraints are what names create in the modeled
 	// catalog (their Table is filled in by the model).
 	indexes     []Index
@@ -87,6 +92,25 @@ type modelTable struct {
 	cols map[string]*modelCol
 	// changed: some earlier change of the sequence altered the table.
 	changed bool
+	// declared is the change that created the table or renamed another
+	// to its name; gone the one that dropped it or renamed it away (how
+	// says which).
+	declared *Spec
+	gone     *modelCol
+}
+
+// present says whether the table exists at this point; known is false
+// offline for a table no change declares.
+func (mt *modelTable) present(online bool) (exists, known bool) {
+	switch {
+	case mt.gone != nil:
+		return false, true
+	case mt.declared != nil:
+		return true, true
+	case online:
+		return mt.live != nil, true
+	}
+	return false, false
 }
 
 type modelCol struct {
@@ -149,6 +173,9 @@ func checkSequence(specs []Spec, live map[string]*Table, started map[string]bool
 		}
 		// A refused change is still applied, so that the changes after it
 		// are judged against what it declares rather than twice.
+		if e.renamesTo != nil {
+			seq.table(*e.renamesTo, live)
+		}
 		seq.apply(s, mt, e)
 	}
 	return res
@@ -195,6 +222,9 @@ func changeAt(s *Spec) string {
 func (seq *sequence) check(s *Spec, mt *modelTable, e effect, live map[string]*Table) []Problem {
 	var ps []Problem
 	name := s.Change.Table()
+	if ps := seq.tableProblems(s, mt, e, live); len(ps) > 0 {
+		return ps
+	}
 	for _, u := range e.uses {
 		ps = append(ps, usesProblem(mt, name, u)...)
 	}
@@ -237,6 +267,42 @@ func (seq *sequence) check(s *Spec, mt *modelTable, e effect, live map[string]*T
 					Message: fmt.Sprintf("%q uses column %q, which is %s by %s, which comes earlier", oneLine(x.expr, 80), col, mc.how, changeAt(mc.by)),
 					Hint:    "use the column's new name, or order the changes the other way"})
 			}
+		}
+	}
+	return ps
+}
+
+// tableProblems: the change's table was dropped or renamed away by an
+// earlier change, a table it creates or renames to exists, a table it
+// references is gone.
+func (seq *sequence) tableProblems(s *Spec, mt *modelTable, e effect, live map[string]*Table) []Problem {
+	name := s.Change.Table()
+	online := live != nil
+	if mt.gone != nil {
+		return []Problem{{Field: "table", Message: fmt.Sprintf("table %s is %s by %s, which comes earlier", name, mt.gone.how, changeAt(mt.gone.by)),
+			Hint: "use the table's new name, order the changes the other way, or remove one of them"}}
+	}
+	exists := func(mt *modelTable, field string, n TableName) []Problem {
+		if ok, _ := mt.present(online); !ok {
+			return nil
+		}
+		msg := fmt.Sprintf("table %s already exists", n)
+		if mt.declared != nil {
+			msg = fmt.Sprintf("table %s is also created by %s, which comes earlier", n, changeAt(mt.declared))
+		}
+		return []Problem{{Field: field, Message: msg, Hint: "pick another name, or drop the existing table first (drop_table)"}}
+	}
+	var ps []Problem
+	if e.creates != nil {
+		ps = append(ps, exists(mt, "table", name)...)
+	}
+	if e.renamesTo != nil {
+		ps = append(ps, exists(seq.table(*e.renamesTo, live), "to", *e.renamesTo)...)
+	}
+	if e.refTable.Name != "" {
+		if rt := seq.table(e.refTable, live); rt.gone != nil {
+			ps = append(ps, Problem{Field: "references.table", Message: fmt.Sprintf("table %s is %s by %s, which comes earlier", e.refTable, rt.gone.how, changeAt(rt.gone.by)),
+				Hint: "reference the table's new name, or order the changes the other way"})
 		}
 	}
 	return ps
@@ -287,6 +353,27 @@ func (seq *sequence) apply(s *Spec, mt *modelTable, e effect) {
 	for _, n := range e.names {
 		seq.names(n)[seq.nameKey(t, n)] = s
 		delete(seq.gone, seq.goneKey(t, n))
+	}
+	switch {
+	case e.creates != nil:
+		if mt.live == nil || mt.gone != nil {
+			mt.live = copyTable(e.creates) // a change already applied keeps the catalog's
+		}
+		mt.declared, mt.gone, mt.cols, mt.changed, mt.snapshot = s, nil, map[string]*modelCol{}, true, nil
+		return
+	case e.renamesTo != nil:
+		nt := seq.tables[e.renamesTo.String()]
+		if nt.live == nil && mt.live != nil {
+			nt.live = copyTable(mt.live)
+			nt.live.Name = *e.renamesTo
+		}
+		nt.cols = mt.cols
+		nt.declared, nt.gone, nt.changed, nt.snapshot = s, nil, true, nil
+		mt.gone = &modelCol{by: s, how: fmt.Sprintf("renamed to %s", e.renamesTo)}
+		return
+	case e.dropsTable:
+		mt.gone = &modelCol{by: s, how: "dropped"}
+		return
 	}
 	if len(e.adds)+len(e.removes)+len(e.names)+len(e.drops) == 0 && e.notNull == "" && e.nullable == "" && e.alter == nil {
 		return

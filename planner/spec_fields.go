@@ -223,6 +223,10 @@ func supportedSpecType(t reflect.Type, depth int) error {
 	case reflect.Slice:
 		if e := t.Elem(); e.Kind() == reflect.String || reflect.PointerTo(e).Implements(textUnmarshalerType) {
 			return nil
+		} else if e.Kind() == reflect.Struct {
+			// A list of mappings (create_table's columns).
+			_, err := collectSpecFields(e, nil, depth+1)
+			return err
 		}
 	case reflect.Struct:
 		_, err := collectSpecFields(t, nil, depth+1)

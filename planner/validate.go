@@ -129,7 +129,7 @@ func (e *Engine) ValidateWith(ctx context.Context, specs []Spec, opts ValidateOp
 			continue
 		}
 		table := pf.seq.Before[s.ID]
-		if table == nil {
+		if table == nil && !createsTable(s.Change) {
 			v.Problems = append(v.Problems, Problem{Field: "table", Message: fmt.Sprintf("table %s does not exist", name),
 				Hint: "check the name; schema-qualify it (schema.table) when it is not in public"})
 			out[i] = v
