@@ -22,30 +22,40 @@ func (c Column) alter(action string) Statement {
 // Add adds the column nullable and without a default: catalog only, no
 // rewrite, whatever the type.
 func (c Column) Add(typ string) Statement {
-	return c.alter(fmt.Sprintf("ADD COLUMN IF NOT EXISTS %s %s", Ident(c.Name), typ))
+	st := c.alter(fmt.Sprintf("ADD COLUMN IF NOT EXISTS %s %s", Ident(c.Name), typ))
+	st.Effect = probeColumnExists(c.table(), c.Name)
+	return st
 }
 
 // Drop drops the column (catalog only: the space is reclaimed by later
 // updates and VACUUM FULL, not now).
 func (c Column) Drop() Statement {
-	return c.alter("DROP COLUMN IF EXISTS " + Ident(c.Name))
+	st := c.alter("DROP COLUMN IF EXISTS " + Ident(c.Name))
+	st.Effect = not(probeColumnExists(c.table(), c.Name))
+	return st
 }
 
 // SetDefault applies to rows inserted from now on; existing rows keep
 // their values (no rewrite). The expression sits in parentheses, followed
 // by a newline, so that nothing in it reaches the rest of the statement.
 func (c Column) SetDefault(expr string) Statement {
-	return c.alter(fmt.Sprintf("ALTER COLUMN %s SET DEFAULT (%s\n)", Ident(c.Name), expr))
+	st := c.alter(fmt.Sprintf("ALTER COLUMN %s SET DEFAULT (%s\n)", Ident(c.Name), expr))
+	st.Effect = probeHasDefault(c.table(), c.Name) // some default: its expression is not compared
+	return st
 }
 
 // DropDefault removes the default.
 func (c Column) DropDefault() Statement {
-	return c.alter(fmt.Sprintf("ALTER COLUMN %s DROP DEFAULT", Ident(c.Name)))
+	st := c.alter(fmt.Sprintf("ALTER COLUMN %s DROP DEFAULT", Ident(c.Name)))
+	st.Effect = not(probeHasDefault(c.table(), c.Name))
+	return st
 }
 
 // DropNotNull makes the column nullable (catalog only).
 func (c Column) DropNotNull() Statement {
-	return c.alter(fmt.Sprintf("ALTER COLUMN %s DROP NOT NULL", Ident(c.Name)))
+	st := c.alter(fmt.Sprintf("ALTER COLUMN %s DROP NOT NULL", Ident(c.Name)))
+	st.Effect = not(probeNotNull(c.table(), c.Name))
+	return st
 }
 
 // NotNull enforces NOT NULL on a column without holding ACCESS EXCLUSIVE
@@ -89,6 +99,7 @@ func (n NotNull) Statements() []Statement {
 	validate.Done = or(nn, probeConstraint(t, name, true))
 	set := n.alter(fmt.Sprintf("ALTER COLUMN %s SET NOT NULL", Ident(n.Name)))
 	set.Held = "instant (proved by the validated check, no scan)"
+	set.Effect = nn
 	return []Statement{add, validate, set, c.Drop()}
 }
 

@@ -62,5 +62,6 @@ func (c Constraint) Drop() Statement {
 		Lock:   AccessExclusive,
 		Tables: c.tables(),
 		Held:   HeldInstant,
+		Effect: not(probeConstraint(c.table(), c.Name, false)),
 	}
 }

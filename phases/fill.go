@@ -34,8 +34,10 @@ func (f Fill) Install() []Statement {
 	tag := dollarTag(body)
 	return []Statement{
 		{
-			SQL:  fmt.Sprintf("CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql AS %s%s%s", f.function(), tag, body, tag),
-			Held: HeldNone,
+			SQL:    fmt.Sprintf("CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql AS %s%s%s", f.function(), tag, body, tag),
+			Held:   HeldNone,
+			Effect: probeFunction(t.schema(), f.TriggerName(), body),
+			Object: functionObject(t.schema(), f.TriggerName()),
 		},
 		{
 			SQL: fmt.Sprintf("CREATE OR REPLACE TRIGGER %s\nBEFORE INSERT OR UPDATE ON %s\nFOR EACH ROW WHEN (%s IS NULL)\nEXECUTE FUNCTION %s()",
@@ -44,6 +46,7 @@ func (f Fill) Install() []Statement {
 			Tables: []string{t.Label()},
 			Held:   HeldInstant,
 			Done:   probeTrigger(t, f.TriggerName()),
+			Object: triggerObject(t, f.TriggerName()),
 		},
 	}
 }
@@ -60,7 +63,10 @@ func (f Fill) Remove() []Statement {
 			Tables: []string{t.Label()},
 			Held:   HeldInstant,
 			Done:   not(probeTrigger(t, f.TriggerName())),
+			Object: triggerObject(t, f.TriggerName()),
 		},
-		{SQL: fmt.Sprintf("DROP FUNCTION IF EXISTS %s()", f.function()), Held: HeldNone},
+		{SQL: fmt.Sprintf("DROP FUNCTION IF EXISTS %s()", f.function()), Held: HeldNone,
+			Effect: not(probeFunction(t.schema(), f.TriggerName(), "")),
+			Object: functionObject(t.schema(), f.TriggerName())},
 	}
 }

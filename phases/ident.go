@@ -118,6 +118,28 @@ func probeTrigger(t TableRef, name string) string {
 		t.regclass(), literal(name))
 }
 
+func probeHasDefault(t TableRef, column string) string {
+	return fmt.Sprintf("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = %s AND attname = %s AND atthasdef AND NOT attisdropped)",
+		t.regclass(), literal(column))
+}
+
+// probeFunction: a function of that name exists in the schema (any
+// arguments); with body, its source (prosrc) is exactly body.
+func probeFunction(schema, name, body string) string {
+	cond := ""
+	if body != "" {
+		cond = " AND p.prosrc = " + literal(body)
+	}
+	return fmt.Sprintf("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = %s AND p.proname = %s%s)",
+		literal(schema), literal(name), cond)
+}
+
+// functionObject and triggerObject are Statement.Object names.
+func functionObject(schema, name string) string { return "function " + schema + "." + name }
+func triggerObject(t TableRef, name string) string {
+	return "trigger " + t.Label() + "." + name
+}
+
 func not(probe string) string { return "SELECT NOT (" + probe + ")" }
 
 func or(a, b string) string { return "SELECT (" + a + ") OR (" + b + ")" }

@@ -93,6 +93,7 @@ func (ix Index) Drop() []Statement {
 		Tables:        []string{t.Label()},
 		Held:          "until running transactions on the table finish",
 		NoTransaction: true,
+		Effect:        not(probeIndexExists(t.schema(), ix.Name)),
 	}}
 }
 
@@ -128,6 +129,7 @@ func (u Unique) DropConstraint() Statement {
 		Lock:   AccessExclusive,
 		Tables: []string{t.Label()},
 		Held:   HeldInstant,
+		Effect: not(probeConstraint(t, u.Name, false)),
 	}
 }
 

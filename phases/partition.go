@@ -79,6 +79,7 @@ func (pi PartitionedIndex) Drop() []Statement {
 		Lock:   AccessExclusive,
 		Tables: []string{t.Label()},
 		Held:   "instant (catalog only; on the parent and every partition; drops the partitions' attached indexes too)",
+		Effect: not(probeIndexExists(t.schema(), pi.Name)),
 	}}
 	for _, p := range pi.Partitions {
 		out = append(out, pi.child(p).Drop()...)
@@ -288,7 +289,7 @@ func partitionGuard(t TableRef, partitions []TableRef, done string) []Statement 
 func assert(probe, message string) Statement {
 	body := fmt.Sprintf("\nBEGIN\n  IF NOT coalesce((%s), false) THEN\n    RAISE EXCEPTION USING MESSAGE = %s;\n  END IF;\nEND\n", probe, literal(message))
 	tag := dollarTag(body)
-	return Statement{SQL: "DO " + tag + body + tag, Held: HeldNone}
+	return Statement{SQL: "DO " + tag + body + tag, Held: HeldNone, Effect: probe}
 }
 
 // dropConstraintIfTable drops a constraint of a table that may be gone (a
@@ -299,6 +300,7 @@ func dropConstraintIfTable(t TableRef, name string) Statement {
 		Lock:   AccessExclusive,
 		Tables: []string{t.Label()},
 		Held:   HeldInstant,
+		Effect: not(probeConstraint(t, name, false)),
 	}
 }
 

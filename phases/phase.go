@@ -57,6 +57,17 @@ type Statement struct {
 	// is already in place, so a resumed phase skips it. Empty means the
 	// statement is idempotent by itself (IF EXISTS, CREATE OR REPLACE, ...).
 	Done string `json:"done_probe"`
+	// Effect, for a statement without a Done probe (idempotent by itself,
+	// so the runner always runs it), is a query returning one boolean:
+	// true when its effect is in place. planner adopt checks it where it
+	// cannot check Done; the runner ignores it. Empty when the effect
+	// cannot be read from the catalogs.
+	Effect string `json:"-"`
+	// Object names the catalog object the statement creates, replaces or
+	// drops ("function public.f", "trigger public.t.name"), when a later
+	// statement of the same change may act on that object again: for
+	// planner adopt, the later statement's effect supersedes this one's.
+	Object string `json:"-"`
 }
 
 // Gate is a condition checked before a phase runs.

@@ -146,6 +146,22 @@ func conversion(name, param, from, to, expr string, label FunctionLabel) string 
 }
 
 func (s Sync) triggerFunction() string {
+	body := s.triggerBody()
+	tag := dollarTag(body)
+	return fmt.Sprintf("CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql AS %s%s%s",
+		s.qualified(s.TriggerName()), tag, body, tag)
+}
+
+// functionStatement creates or replaces the trigger function; its effect
+// is the function with exactly this body (contract replaces it).
+func (s Sync) functionStatement() Statement {
+	return Statement{SQL: s.triggerFunction(), Held: HeldNone,
+		Effect: probeFunction(s.schema(), s.TriggerName(), s.triggerBody()),
+		Object: functionObject(s.schema(), s.TriggerName())}
+}
+
+// triggerBody is the PL/pgSQL body of the trigger function.
+func (s Sync) triggerBody() string {
 	o := "NEW." + pgx.Identifier{s.Old}.Sanitize()
 	n := "NEW." + pgx.Identifier{s.New}.Sanitize()
 	oldN := "OLD." + pgx.Identifier{s.New}.Sanitize()
@@ -172,9 +188,7 @@ BEGIN
   RETURN NEW;
 END
 `, n, o, s.UpExpr(o), s.DownExpr(n), oldN, "OLD."+pgx.Identifier{s.Old}.Sanitize())
-	tag := dollarTag(body)
-	return fmt.Sprintf("CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql AS %s%s%s",
-		s.qualified(s.TriggerName()), tag, body, tag)
+	return body
 }
 
 // dollarTag returns a dollar-quote tag that does not occur in body (quoted
@@ -202,20 +216,24 @@ func (s Sync) Install() []Statement {
 	var out []Statement
 	if s.NeedsUp() {
 		out = append(out, Statement{
-			SQL:  conversion(s.qualified(s.UpFunction()), s.Old, s.OldType, s.NewType, s.Up, s.UpLabel),
-			Held: "no table lock",
+			SQL:    conversion(s.qualified(s.UpFunction()), s.Old, s.OldType, s.NewType, s.Up, s.UpLabel),
+			Held:   "no table lock",
+			Effect: probeFunction(s.schema(), s.UpFunction(), ""),
+			Object: functionObject(s.schema(), s.UpFunction()),
 		})
 	}
 	if s.NeedsDown() {
 		out = append(out, Statement{
-			SQL:  conversion(s.qualified(s.DownFunction()), s.New, s.NewType, s.OldType, s.Down, s.DownLabel),
-			Held: "no table lock",
+			SQL:    conversion(s.qualified(s.DownFunction()), s.New, s.NewType, s.OldType, s.Down, s.DownLabel),
+			Held:   "no table lock",
+			Effect: probeFunction(s.schema(), s.DownFunction(), ""),
+			Object: functionObject(s.schema(), s.DownFunction()),
 		})
 	}
 	o := "NEW." + pgx.Identifier{s.Old}.Sanitize()
 	n := "NEW." + pgx.Identifier{s.New}.Sanitize()
 	out = append(out,
-		Statement{SQL: s.triggerFunction(), Held: "no table lock"},
+		s.functionStatement(),
 		Statement{
 			SQL: fmt.Sprintf("CREATE OR REPLACE TRIGGER %s\nBEFORE INSERT OR UPDATE OF %s, %s ON %s\nFOR EACH ROW WHEN (%s IS DISTINCT FROM %s)\nEXECUTE FUNCTION %s()",
 				pgx.Identifier{s.TriggerName()}.Sanitize(),
@@ -225,6 +243,7 @@ func (s Sync) Install() []Statement {
 			Tables: []string{s.tableLabel()},
 			Held:   "instant (catalog only)",
 			Done:   s.triggerExists(),
+			Object: triggerObject(TableRef{Schema: s.Schema, Name: s.Table}, s.TriggerName()),
 		},
 	)
 	return out
@@ -241,16 +260,18 @@ func (s Sync) Remove() []Statement {
 			Tables: []string{s.tableLabel()},
 			Held:   "instant (catalog only)",
 			Done:   "SELECT NOT (" + s.triggerExists() + ")",
+			Object: triggerObject(TableRef{Schema: s.Schema, Name: s.Table}, s.TriggerName()),
 		},
-		{SQL: fmt.Sprintf("DROP FUNCTION IF EXISTS %s()", s.qualified(s.TriggerName())), Held: "no table lock"},
+		s.dropFunction(s.TriggerName(), "()"),
 	}
 	// Drop the conversion functions whatever the types: a spec edited
 	// between install and remove must not leave one behind.
-	out = append(out,
-		Statement{SQL: fmt.Sprintf("DROP FUNCTION IF EXISTS %s", s.qualified(s.UpFunction())), Held: "no table lock"},
-		Statement{SQL: fmt.Sprintf("DROP FUNCTION IF EXISTS %s", s.qualified(s.DownFunction())), Held: "no table lock"},
-	)
-	return out
+	return append(out, s.dropFunction(s.UpFunction(), ""), s.dropFunction(s.DownFunction(), ""))
+}
+
+func (s Sync) dropFunction(name, args string) Statement {
+	return Statement{SQL: fmt.Sprintf("DROP FUNCTION IF EXISTS %s%s", s.qualified(name), args), Held: "no table lock",
+		Effect: not(probeFunction(s.schema(), name, "")), Object: functionObject(s.schema(), name)}
 }
 
 // objectName is prefix+id, cut to PostgreSQL's 63-byte identifier limit with

@@ -35,5 +35,5 @@ func (c Column) Rename(to string) Statement {
 // the column by attnum and follow it by themselves.
 func (s Sync) Retarget(old string) Statement {
 	s.Old = old
-	return Statement{SQL: s.triggerFunction(), Held: HeldNone}
+	return s.functionStatement()
 }

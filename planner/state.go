@@ -73,6 +73,9 @@ type HistoryEntry struct {
 	Started    time.Time  `json:"started"`
 	Finished   *time.Time `json:"finished"`
 	Error      string     `json:"error"`
+	// Note says how the row came to be when it is not a phase the planner
+	// ran: "adopted ..." for a phase recorded by planner adopt.
+	Note string `json:"note"`
 }
 
 // state reads and writes the state tables of one schema.
@@ -154,6 +157,9 @@ func (s state) migrate(ctx context.Context, q interface {
 			return err
 		}
 	}
+	if err := s.addHistoryNote(ctx, tx); err != nil {
+		return fmt.Errorf("state schema %q: %w", s.schema, err)
+	}
 	// The other packages' migrations are idempotent and cheap; running them
 	// every time lets them add tables without a state version bump.
 	if err := flags.Migrate(ctx, tx, s.schema); err != nil {
@@ -211,6 +217,20 @@ func (s state) ddl() []string {
 			renewed timestamptz NOT NULL,
 			expires timestamptz NOT NULL)`,
 	}
+}
+
+// addHistoryNote adds the history's note column (later than state version
+// 2; older binaries neither read nor write it). The catalog is read first:
+// ALTER TABLE takes an ACCESS EXCLUSIVE lock even when there is nothing to
+// add.
+func (s state) addHistoryNote(ctx context.Context, q dbtx) error {
+	var has bool
+	if err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
+		WHERE attrelid = to_regclass($1) AND attname = 'note' AND NOT attisdropped)`, s.table("history")).Scan(&has); err != nil || has {
+		return err
+	}
+	_, err := q.Exec(ctx, `ALTER TABLE `+s.table("history")+` ADD COLUMN IF NOT EXISTS note text NOT NULL DEFAULT ''`)
+	return err
 }
 
 const changeColumns = `id, file, ord, kind, table_schema, table_name, checksum, spec, catalog,
@@ -312,6 +332,14 @@ func (s state) recordStart(ctx context.Context, q dbtx, change string, idx int, 
 	return err
 }
 
+// recordAdopted appends the history row of a phase planner adopt recorded
+// without running it.
+func (s state) recordAdopted(ctx context.Context, q dbtx, h HistoryEntry) error {
+	_, err := q.Exec(ctx, `INSERT INTO `+s.table("history")+` (change, phase_index, phase, direction, deploy_id, started, finished, note)
+			VALUES ($1, $2, $3, 'up', $4, $5, clock_timestamp(), $6)`, h.Change, h.PhaseIndex, h.Phase, h.DeployID, h.Started, h.Note)
+	return err
+}
+
 // recordFinish appends the history row of a phase that finished now, in
 // the transaction that records its effect.
 func (s state) recordFinish(ctx context.Context, q dbtx, change string, idx int, phase, direction, deploy string, started time.Time) error {
@@ -342,8 +370,11 @@ func (s state) lastUp(ctx context.Context, q dbtx, change string, idx int) (depl
 
 // history lists history rows, oldest first; change "" means every change.
 func (s state) history(ctx context.Context, q dbtx, change string) ([]HistoryEntry, error) {
-	rows, err := q.Query(ctx, `SELECT id, change, phase_index, phase, direction, deploy_id, started, finished, error
-		FROM `+s.table("history")+` WHERE $1 = '' OR change = $1 ORDER BY id`, change)
+	// The note is read through to_jsonb: a state not migrated since it
+	// was added reads too.
+	rows, err := q.Query(ctx, `SELECT id, change, phase_index, phase, direction, deploy_id, started, finished, error,
+			coalesce(to_jsonb(h) ->> 'note', '')
+		FROM `+s.table("history")+` h WHERE $1 = '' OR change = $1 ORDER BY id`, change)
 	if err != nil {
 		return nil, err
 	}
@@ -351,7 +382,7 @@ func (s state) history(ctx context.Context, q dbtx, change string) ([]HistoryEnt
 	var out []HistoryEntry
 	for rows.Next() {
 		var h HistoryEntry
-		if err := rows.Scan(&h.ID, &h.Change, &h.PhaseIndex, &h.Phase, &h.Direction, &h.DeployID, &h.Started, &h.Finished, &h.Error); err != nil {
+		if err := rows.Scan(&h.ID, &h.Change, &h.PhaseIndex, &h.Phase, &h.Direction, &h.DeployID, &h.Started, &h.Finished, &h.Error, &h.Note); err != nil {
 			return nil, err
 		}
 		out = append(out, h)

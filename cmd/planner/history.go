@@ -54,6 +54,8 @@ func historyCmd() *cobra.Command {
 				}
 				if h.Error != "" {
 					result = "FAILED: " + h.Error
+				} else if h.Note != "" {
+					result = h.Note
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%d %s\t%s\t%s\t%s\t%s\n", h.Started.UTC().Format(time.RFC3339), h.Change,
 					h.PhaseIndex+1, h.Phase, h.Direction, h.DeployID, took, result)
