@@ -201,6 +201,9 @@ func TestParseAllKinds(t *testing.T) {
 			&AddCheck{TableName: `"Sales"."Orders"`, Name: "amount_positive", Expr: "amount > 0"}, TableName{Schema: "Sales", Name: "Orders"}},
 		{"users-handle-unique", "add_unique", 63,
 			&AddUnique{TableName: "users", Columns: []string{"handle", "Tenant ID"}}, TableName{Name: "users"}},
+		{"users-nickname-sql", "sql", 68,
+			&SQL{TableName: "users", Up: "ALTER TABLE users ADD COLUMN nickname text", Down: "ALTER TABLE users DROP COLUMN nickname",
+				Allow: []string{"ban-drop-column"}, Reason: "drops only what up added"}, TableName{Name: "users"}},
 	}
 	if len(specs) != len(wantChanges) {
 		t.Fatalf("got %d specs, want %d", len(specs), len(wantChanges))

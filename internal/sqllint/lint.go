@@ -314,6 +314,8 @@ func (l *linter) dispatch(s *stmt) {
 		s.lock(AccessExclusive)
 		s.Rewrites = true
 		s.flag("prefer-repack", 0, "")
+	case "comment":
+		s.lock(ShareUpdateExclusive)
 	case "analyze":
 		s.lock(ShareUpdateExclusive)
 	case "lock":
