@@ -77,7 +77,7 @@ func runOnServer(t *testing.T, db *pgtest.DB, s Spec) {
 		t.Fatalf("%s: %v", s.ID, err)
 	}
 	for _, ph := range plan.Phases {
-		applyPhase(t, db.Pool, ph)
+		applyPhase(t, db.Pool, ph, false)
 		// Constraints this phase adds NOT VALID and does not validate.
 		for i, st := range ph.Statements {
 			m := addConstraintRe.FindStringSubmatch(st.SQL)

@@ -163,6 +163,20 @@ func TestStairwayPartitioned(t *testing.T) {
 			final: []string{`SELECT NOT EXISTS (SELECT FROM pg_attribute WHERE attrelid = 'events_p0'::regclass AND attname = 'legacy' AND NOT attisdropped)`},
 		},
 		{
+			kind: "sql",
+			spec: `kind: sql
+    table: events
+    up: |
+      ALTER TABLE events ADD COLUMN tag text;
+      ALTER TABLE events ADD CONSTRAINT events_tag_short CHECK (length(tag) < 20) NOT VALID;
+    down: |
+      ALTER TABLE events DROP CONSTRAINT events_tag_short;
+      ALTER TABLE events DROP COLUMN tag;
+    allow: [ban-drop-column]
+    reason: the down drops only the column the up added`,
+			final: []string{onEveryPartition(`EXISTS (SELECT FROM pg_attribute WHERE attrelid = p AND attname = 'tag' AND NOT attisdropped)`)},
+		},
+		{
 			kind: "add_index",
 			spec: `kind: add_index
     table: events

@@ -224,6 +224,9 @@ func TestParseAllKinds(t *testing.T) {
 			&DropDefault{TableName: "orders", Column: "status"}, TableName{Name: "orders"}},
 		{"orders-user-nullable", "drop_not_null", 125,
 			&DropNotNull{TableName: "orders", Column: "user_id"}, TableName{Name: "orders"}},
+		{"users-nickname-sql", "sql", 130,
+			&SQL{TableName: "users", Up: "ALTER TABLE users ADD COLUMN nickname text", Down: "ALTER TABLE users DROP COLUMN nickname",
+				Allow: []string{"ban-drop-column"}, Reason: "drops only what up added"}, TableName{Name: "users"}},
 	}
 	if len(specs) != len(wantChanges) {
 		t.Fatalf("got %d specs, want %d", len(specs), len(wantChanges))

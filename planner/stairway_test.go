@@ -280,6 +280,23 @@ func TestStairway(t *testing.T) {
 			},
 		},
 		{
+			kind: "sql", tables: []string{"orders"},
+			spec: `kind: sql
+    table: orders
+    up: |
+      ALTER TABLE orders ADD COLUMN note text;
+      ALTER TABLE orders ALTER COLUMN note SET DEFAULT 'none';
+      COMMENT ON COLUMN orders.note IS 'free text';
+    down: |
+      ALTER TABLE orders DROP COLUMN note;
+    allow: [ban-drop-column]
+    reason: the down drops only the column the up added`,
+			final: []string{
+				`SELECT count(*) = 0 FROM orders WHERE note IS NOT NULL`,
+				`SELECT col_description('orders'::regclass, (SELECT attnum FROM pg_attribute WHERE attrelid = 'orders'::regclass AND attname = 'note')) = 'free text'`,
+			},
+		},
+		{
 			kind: "add_unique", tables: []string{`app."User Accounts"`},
 			spec: `kind: add_unique
     table: app."User Accounts"
