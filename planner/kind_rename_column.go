@@ -37,6 +37,6 @@ func (k *RenameColumn) FlagMeta() map[string]string {
 
 func (k *RenameColumn) Compile(id string, target Target) ([]phases.Phase, error) {
 	return compileCopyColumn(id, target, copyColumn{
-		table: k.Table(), old: k.Column, new: k.To, rename: true,
+		table: k.Table(), old: k.Column, new: k.To, newField: "to",
 	})
 }

@@ -63,6 +63,20 @@ func effectOf(s Spec) effect {
 		e.adds = []colAdd{{field: "new_column", name: k.New(), typ: k.Type, from: k.Column}}
 		e.removes = []colGone{{k.Column, fmt.Sprintf("replaced by %q (type %s)", k.New(), k.Type)}}
 		e.exprs = []fieldExpr{{"up", k.Up}}
+	case *AlterColumn:
+		e.uses = []colRef{{"column", k.Column}}
+		e.adds = []colAdd{{field: "to", name: k.New(), typ: k.Type, from: k.Column}}
+		e.removes = []colGone{{k.Column, fmt.Sprintf("replaced by %q", k.New())}}
+		e.exprs = []fieldExpr{{"up", k.Up}, {"check", k.CheckExpr}}
+		if k.NotNull {
+			e.notNull = k.New()
+		}
+		if k.CheckExpr != "" {
+			e.names = append(e.names, objName{"check_name", k.checkName(), false})
+		}
+		if k.Unique {
+			e.names = append(e.names, objName{"unique_name", k.uniqueName(), true})
+		}
 	case *DropColumn:
 		e.uses = []colRef{{"column", k.Column}}
 		e.removes = []colGone{{k.Column, "dropped"}}
@@ -325,6 +339,14 @@ func (seq *sequence) apply(s *Spec, mt *modelTable, e effect) {
 			mt.live.Checks = append(mt.live.Checks, Constraint{Name: n.name, Table: mt.live.Name, Type: "c", Definition: "CHECK (" + k.Expr + ")"})
 		case *AddForeignKey:
 			mt.live.Checks = append(mt.live.Checks, Constraint{Name: n.name, Table: mt.live.Name, Type: "f", Columns: k.Columns})
+		case *AlterColumn:
+			col := []string{k.New()}
+			if n.index {
+				mt.live.Indexes = append(mt.live.Indexes, Index{Name: n.name, Columns: col, Unique: true, Constraint: n.name})
+				mt.live.Checks = append(mt.live.Checks, Constraint{Name: n.name, Table: mt.live.Name, Type: "u", Columns: col})
+			} else {
+				mt.live.Checks = append(mt.live.Checks, Constraint{Name: n.name, Table: mt.live.Name, Type: "c", Columns: col, Definition: "CHECK (" + k.CheckExpr + ")"})
+			}
 		}
 	}
 }
