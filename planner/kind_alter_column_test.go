@@ -1,6 +1,7 @@
 package planner
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -137,5 +138,64 @@ func TestAlterColumnCompilesOneEnforce(t *testing.T) {
 	}
 	if b := p.Phases[1].Backfill; b == nil || !strings.Contains(b.Expr, "planner_up_c") {
 		t.Errorf("backfill does not convert through up: %+v", b)
+	}
+}
+
+// Validate against a live table: the example's alterations pass, and each
+// wrong one is reported on its field with the file's line.
+func TestAlterColumnValidate(t *testing.T) {
+	f := newEngineFixture(t)
+	specs := f.specs(t, `changes:
+  - id: ok-all
+    kind: alter_column
+    table: users
+    column: name
+    to: display_name
+    type: varchar(80)
+    up: "COALESCE(NULLIF(name, ''), '(none)')::varchar(80)"
+    down: "display_name::text"
+    not_null: true
+    default: "'(none)'"
+    check: "display_name <> ''"
+  - id: ok-up-only
+    kind: alter_column
+    table: orders
+    column: status
+    up: "upper(status)"
+    check: "status_new IN ('OPEN', 'CLOSED')"
+  - id: bad-cast
+    kind: alter_column
+    table: users
+    column: email
+    to: email_id
+    type: bigint
+    up: "email::bigint"
+    down: "email_id::text"
+  - id: bad-type
+    kind: alter_column
+    table: users
+    column: created_at
+    type: no_such_type
+    up: "created_at::no_such_type"
+    down: "created_at_new::timestamptz"
+  - id: bad-check
+    kind: alter_column
+    table: users
+    column: legacy_flags
+    check: "legacy_flags_new > 'x'::int"
+`)
+	vs, err := f.e.Validate(context.Background(), specs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"ok-all": "", "ok-up-only": "", "bad-cast": "up", "bad-type": "type", "bad-check": "check"}
+	for _, v := range vs {
+		field := want[v.ID]
+		switch {
+		case field == "" && !v.OK():
+			t.Errorf("%s: unexpected problems %v", v.ID, v.Problems)
+		case field != "" && (v.OK() || v.Problems[0].Field != field):
+			t.Errorf("%s: want a problem on %s, got %v", v.ID, field, v.Problems)
+		}
 	}
 }

@@ -79,6 +79,17 @@ func partitionedScenario() scenario {
     kind: add_check
     table: users
     check: "amount_cents >= 0"
+  - id: users-name-alter
+    kind: alter_column
+    table: users
+    column: name
+    to: full_name
+    type: varchar(100)
+    up: "COALESCE(name, '(none)')::varchar(100)"
+    down: "full_name::text"
+    not_null: true
+    default: "'(none)'"
+    check: "full_name <> ''"
 `,
 		change: "users-email-rename",
 		fleet:  workload.Config{Table: "users", Old: "email", New: "email_address", Kind: workload.Synced},
@@ -123,13 +134,14 @@ func TestEveryKindOnPartitionedTableUnderLoad(t *testing.T) {
 	finish(t, ctx, fleet)
 	requireFinalFlags(t, env.db, sc.change)
 	requireColumns(t, env.db, "users", map[string]string{"email": "", "email_address": "NOT NULL", "status": "NOT NULL",
-		"amount": "", "amount_cents": "NOT NULL", "note": "NOT NULL", "legacy": ""})
+		"amount": "", "amount_cents": "NOT NULL", "note": "NOT NULL", "legacy": "", "name": "", "full_name": "NOT NULL"})
 	for _, q := range []string{
 		// Every index of the parent is valid and has one attached per partition.
 		`SELECT bool_and(i.indisvalid AND (SELECT count(*) FROM pg_inherits h WHERE h.inhparent = i.indexrelid) = 3)
 		 FROM pg_index i WHERE i.indrelid = 'users'::regclass`,
-		`SELECT count(*) = 4 FROM pg_index WHERE indrelid = 'users'::regclass`, // key, copied email index, name index, unique
-		`SELECT count(*) = 3 FROM pg_constraint WHERE conrelid = 'users'::regclass AND contype IN ('u', 'f', 'c') AND convalidated`,
+		`SELECT count(*) = 4 FROM pg_index WHERE indrelid = 'users'::regclass`, // key, copied email index, copied name index, unique
+		`SELECT count(*) = 4 FROM pg_constraint WHERE conrelid = 'users'::regclass AND contype IN ('u', 'f', 'c') AND convalidated`,
+		`SELECT EXISTS (SELECT FROM pg_index WHERE indexrelid = 'users_full_name_idx'::regclass)`,
 		`SELECT NOT EXISTS (SELECT FROM pg_trigger WHERE tgname LIKE 'planner%')`,
 		`SELECT count(*) > 0 FROM users_p0`, `SELECT count(*) > 0 FROM users_p1`, `SELECT count(*) > 0 FROM users_pdef`,
 	} {
