@@ -455,7 +455,7 @@ func (e *Engine) backfill(ctx context.Context, en *entry, work phases.Backfill) 
 // flagMeta is the metadata published with a change's flags.
 func flagMeta(en *entry) map[string]string {
 	meta := map[string]string{"change_id": en.state.ID, "table": en.state.Table.String()}
-	if fm, ok := en.spec.Change.(interface{ FlagMeta() map[string]string }); ok {
+	if fm, ok := en.spec.Change.(flagMetaer); ok {
 		for k, v := range fm.FlagMeta() {
 			meta[k] = v
 		}

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -41,47 +41,36 @@ func LoadTable(ctx context.Context, q Querier, name TableName) (*Table, error) {
 const constraintColumns = `ARRAY(SELECT a.attname FROM unnest(%s) WITH ORDINALITY AS u(attnum, ord)
              JOIN pg_catalog.pg_attribute a ON a.attrelid = %s AND a.attnum = u.attnum ORDER BY u.ord)`
 
-// TypeNamer is implemented by kinds whose spec names column types; the
-// live check resolves each one with to_regtype.
-type TypeNamer interface {
-	TypeNames() map[string]string // yaml field → type
-}
-
 // CheckTypes asks the server whether the types a change names exist (and,
-// for add_index, whether its access method does). Run it outside a
-// transaction block or in one that may absorb errors: it only reads.
+// for add_index, whether its access method does), with the messages
+// validate and plan give. Run it outside a transaction block or in one
+// that may absorb errors: it only reads.
 func CheckTypes(ctx context.Context, q Querier, k Kind) ([]Problem, error) {
-	var ps []Problem
+	types := map[string]typeAnswer{}
 	if tn, ok := k.(TypeNamer); ok {
-		names := tn.TypeNames()
-		fields := make([]string, 0, len(names))
-		for f := range names {
-			fields = append(fields, f)
+		for _, name := range tn.TypeNames() {
+			var a typeAnswer
+			err := q.QueryRow(ctx, `SELECT pg_catalog.to_regtype($1) IS NOT NULL`, name).Scan(&a.known)
+			var pgErr *pgconn.PgError
+			if isSyntaxError(err) && errors.As(err, &pgErr) {
+				a.err = pgErr.Message
+			} else if err != nil {
+				return nil, fmt.Errorf("check type %q: %w", name, err)
+			}
+			types[name] = a
 		}
-		sortStrings(fields)
-		for _, f := range fields {
+	}
+	methods := map[string]bool{}
+	if am, ok := k.(accessMethodNamer); ok {
+		if _, m := am.accessMethod(); m != "" {
 			var known bool
-			err := q.QueryRow(ctx, `SELECT pg_catalog.to_regtype($1) IS NOT NULL`, names[f]).Scan(&known)
-			if err != nil && !isSyntaxError(err) {
-				return nil, fmt.Errorf("check type %q: %w", names[f], err)
+			if err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_am WHERE amname = $1 AND amtype = 'i')`, strings.ToLower(m)).Scan(&known); err != nil {
+				return nil, fmt.Errorf("check index method: %w", err)
 			}
-			if !known {
-				ps = append(ps, Problem{Field: f, Message: fmt.Sprintf("type %q does not exist on the server", names[f]),
-					Hint: "create the type (or extension) first, or fix the name, e.g. text, bigint, varchar(80), timestamptz"})
-			}
+			methods[strings.ToLower(m)] = known
 		}
 	}
-	if ix, ok := k.(*AddIndex); ok && ix.Using != "" {
-		var known bool
-		if err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_am WHERE amname = $1 AND amtype = 'i')`, ix.method()).Scan(&known); err != nil {
-			return nil, fmt.Errorf("check index method: %w", err)
-		}
-		if !known {
-			ps = append(ps, Problem{Field: "using", Message: fmt.Sprintf("index access method %q does not exist on the server", ix.Using),
-				Hint: "use btree, hash, gist, spgist, gin or brin, or create the extension that provides it"})
-		}
-	}
-	return ps, nil
+	return nameProblems(k, func(n string) typeAnswer { return types[n] }, func(m string) bool { return methods[m] }), nil
 }
 
 // isSyntaxError: to_regtype raises on a malformed name on some versions
@@ -90,8 +79,6 @@ func isSyntaxError(err error) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && (pgErr.Code == "42601" || pgErr.Code == "22P02" || pgErr.Code == "42704")
 }
-
-func sortStrings(s []string) { sort.Strings(s) }
 
 // ServerVersion is the server's major version (e.g. 15, 18).
 func ServerVersion(ctx context.Context, q Querier) (int, error) {

@@ -22,10 +22,83 @@ type Kind interface {
 	Compile(id string, target Target) ([]phases.Phase, error)
 }
 
+// What a kind knows about itself beyond compiling is declared through the
+// optional interfaces below, in the manner of database/sql's optional
+// driver interfaces: a kind implements the ones that apply to it, and
+// validate, next and plan ask every kind the same way, so one problem gets
+// one message wherever it is found and adding a kind touches its own file
+// only. The unexported ones can only be implemented inside this package,
+// where the kinds live; they use the model types of sequence.go and
+// validate.go.
+
 // LiveChecker is implemented by kinds that have checks needing the live
-// schema beyond the common ones (table and columns exist, key present).
+// schema beyond the common ones (table and columns exist, key present):
+// a name already taken, a column already NOT NULL.
 type LiveChecker interface {
 	CheckLive(t *Table) []Problem
+}
+
+// TypeNamer is implemented by kinds whose spec names column types
+// (add_column's type). Validate, next and plan resolve each one with
+// to_regtype and refuse an unknown one with one message (nameProblems).
+type TypeNamer interface {
+	TypeNames() map[string]string // yaml field → type
+}
+
+// accessMethodNamer is implemented by kinds that name an index access
+// method (add_index's using); the live checks refuse one the server lacks.
+// It returns the field and the name as written ("": the default).
+type accessMethodNamer interface {
+	accessMethod() (field, name string)
+}
+
+// effecter is implemented by every kind that reads or changes its table's
+// columns, indexes or constraints: its effect is what the sequence model
+// (sequence.go) checks against the earlier changes and then applies. A
+// kind without it is invisible to the model. id is the change's id, for
+// names derived from it.
+type effecter interface {
+	effect(id string) effect
+}
+
+// expressioner is implemented by the kinds that take SQL expressions
+// (embedding Allows): Expressions lists them as written, for the checks
+// without a database (reach, volatility, the plan's notes).
+type expressioner interface {
+	Expressions() []Expression
+	Allowed() []string
+}
+
+// liveExpressioner is implemented by kinds whose expressions are checked
+// against the live table: each planned against a copy of the table's
+// columns (plus those the change adds) as it will run, assigned to a
+// column of a type or as a condition, and optionally evaluated on
+// existing rows. t is the table as the change finds it. The list may
+// differ from Expressions: it is the expressions as the phases run them.
+type liveExpressioner interface {
+	liveExpressions(t *Table) []expression
+}
+
+// columnAdder is implemented by kinds that add columns their expressions
+// (or copies) name before those run: the scratch copies of the table used
+// to check and resolve expressions have them too. t is the table as the
+// change finds it (a copy's type may be the source column's).
+type columnAdder interface {
+	addedColumns(t *Table) map[string]string // column → type
+}
+
+// castTargeter is implemented by kinds whose expressions become function
+// bodies cast to a type (change_column_type: up to the new type, down to
+// the old one), so that the cast counts in the volatility.
+type castTargeter interface {
+	castTargets(t *Table) map[string]string // field → type
+}
+
+// flagMetaer is implemented by kinds that move applications from one
+// column to another: FlagMeta is published with the change's flags
+// (table, old_column, new_column) for the applications' providers.
+type flagMetaer interface {
+	FlagMeta() map[string]string
 }
 
 // Problem is something wrong with a spec. Field is the yaml key it concerns

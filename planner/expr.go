@@ -28,12 +28,6 @@ type Expression struct {
 	Function bool
 }
 
-// expressioner is implemented by the kinds that take SQL expressions.
-type expressioner interface {
-	Expressions() []Expression
-	Allowed() []string
-}
-
 // Allows is the `allow` field of the kinds that take expressions.
 type Allows struct {
 	// Allow opts in to expressions the planner refuses by default:

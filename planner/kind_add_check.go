@@ -36,6 +36,20 @@ func (k *AddCheck) Check() []Problem {
 	return append(ps, reachProblems(k, k.Table())...)
 }
 
+func (k *AddCheck) effect(id string) effect {
+	n := k.constraintName(id)
+	return effect{exprs: []fieldExpr{{"check", k.Expr}}, names: []objName{{"name", n, false}},
+		constraints: []Constraint{{Name: n, Type: "c", Definition: "CHECK (" + k.Expr + ")"}}}
+}
+
+// liveExpressions: the check, which existing rows must satisfy.
+func (k *AddCheck) liveExpressions(*Table) []expression {
+	if k.Expr == "" {
+		return nil
+	}
+	return []expression{{field: "check", expr: k.Expr, hint: hintCondition, onRows: true, constraint: true}}
+}
+
 func (k *AddCheck) CheckLive(t *Table) []Problem { return constraintNameLive(t, k.Name) }
 
 func (k *AddCheck) Compile(id string, target Target) ([]phases.Phase, error) {

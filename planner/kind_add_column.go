@@ -49,7 +49,43 @@ func (k *AddColumn) Check() []Problem {
 	return ps
 }
 
-func (k *AddColumn) addedColumns() map[string]string { return map[string]string{k.Column: k.Type} }
+func (k *AddColumn) addedColumns(*Table) map[string]string {
+	return map[string]string{k.Column: k.Type}
+}
+
+func (k *AddColumn) effect(string) effect {
+	return effect{adds: []colAdd{{field: "column", name: k.Column, typ: k.Type, notNull: k.NotNull}},
+		exprs: []fieldExpr{{"backfill", k.Backfill}, {"default", k.Default}}}
+}
+
+// fill is the value existing rows get: the backfill, else the default.
+func (k *AddColumn) fill() string {
+	if k.Backfill != "" {
+		return k.Backfill
+	}
+	return k.Default
+}
+
+func (k *AddColumn) liveExpressions(t *Table) []expression {
+	var out []expression
+	typ := k.Type
+	if c := t.Column(k.Column); c != nil {
+		typ = c.Type
+	}
+	if fill := k.fill(); fill != "" && typ != "" {
+		x := expression{field: "backfill", expr: fillExpr(k.Column, fill), column: k.Column, typ: typ, hint: hintAssign, onRows: true}
+		if k.Backfill != "" && t.Column(k.Column) == nil {
+			// The phase keeps a value already written to the new column;
+			// existing rows have none.
+			x.rowsExpr = k.Backfill
+		}
+		out = append(out, x)
+	}
+	if k.Default != "" && k.Type != "" {
+		out = append(out, expression{field: "default", expr: k.Default, column: k.Column, typ: k.Type, hint: hintDefault})
+	}
+	return out
+}
 
 func (k *AddColumn) CheckLive(t *Table) []Problem {
 	if t.Column(k.Column) != nil {
@@ -86,10 +122,7 @@ func compileAddColumn(k *AddColumn, id string, target Target) ([]phases.Phase, e
 		expand.Statements = append(expand.Statements, col.SetDefault(k.Default))
 		expand.Purpose += fmt.Sprintf(", with default %s for new rows", k.Default)
 	}
-	fill := k.Backfill
-	if fill == "" {
-		fill = k.Default
-	}
+	fill := k.fill()
 	// Until NOT NULL holds, a write that leaves the column NULL gets the
 	// fill value: instances that do not set the column yet cannot make
 	// enforce fail.
@@ -105,7 +138,7 @@ func compileAddColumn(k *AddColumn, id string, target Target) ([]phases.Phase, e
 		out = append(out, phases.Phase{
 			Name:     "backfill",
 			Purpose:  fmt.Sprintf("fill %s for existing rows with %s, in batches", k.Column, fill),
-			Backfill: &phases.Backfill{Schema: t.SchemaOrPublic(), Table: t.Name, Column: k.Column, Expr: fmt.Sprintf("COALESCE(%s, %s\n)", phases.Ident(k.Column), fill)},
+			Backfill: &phases.Backfill{Schema: t.SchemaOrPublic(), Table: t.Name, Column: k.Column, Expr: fillExpr(k.Column, fill)},
 		})
 		gate = phases.BackfillVerified
 	}

@@ -32,6 +32,21 @@ var onDeleteActions = []string{"cascade", "restrict", "set null", "set default",
 
 func (k *AddForeignKey) Table() TableName { return ParseTableName(k.TableName) }
 
+func (k *AddForeignKey) effect(string) effect {
+	var e effect
+	for i, c := range k.Columns {
+		e.uses = append(e.uses, colRef{fmt.Sprintf("columns[%d]", i), c})
+	}
+	n := k.constraintName()
+	e.names = []objName{{"name", n, false}}
+	e.constraints = []Constraint{{Name: n, Type: "f", Columns: k.Columns}}
+	e.refTable = ParseTableName(k.References.Table)
+	for i, c := range k.References.Columns {
+		e.refCols = append(e.refCols, colRef{fmt.Sprintf("references.columns[%d]", i), c})
+	}
+	return e
+}
+
 func (k *AddForeignKey) constraintName() string {
 	if k.Name != "" {
 		return k.Name

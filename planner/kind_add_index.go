@@ -54,6 +54,31 @@ func (k *AddIndex) IndexName() string {
 	return phases.DerivedName(k.Table().Name, nameFromColumns(k.Columns), suffix)
 }
 
+func (k *AddIndex) accessMethod() (string, string) { return "using", k.Using }
+
+func (k *AddIndex) effect(string) effect {
+	var e effect
+	for i, c := range k.Columns {
+		if phases.IsExpression(c) {
+			e.exprs = append(e.exprs, fieldExpr{fmt.Sprintf("columns[%d]", i), c})
+		} else {
+			e.uses = append(e.uses, colRef{fmt.Sprintf("columns[%d]", i), c})
+		}
+	}
+	e.exprs = append(e.exprs, fieldExpr{"where", k.Where})
+	e.names = []objName{{"name", k.IndexName(), true}}
+	e.indexes = []Index{{Name: k.IndexName(), Columns: plainColumns(k.Columns), Unique: k.Unique}}
+	return e
+}
+
+// liveExpressions: the partial index's predicate.
+func (k *AddIndex) liveExpressions(*Table) []expression {
+	if k.Where == "" {
+		return nil
+	}
+	return []expression{{field: "where", expr: k.Where, hint: hintCondition, onRows: true}}
+}
+
 func (k *AddIndex) method() string {
 	if k.Using == "" {
 		return "btree"

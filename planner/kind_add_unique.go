@@ -28,6 +28,18 @@ func (k *AddUnique) constraintName() string {
 	return phases.DerivedName(k.Table().Name, strings.Join(k.Columns, "_"), "key")
 }
 
+func (k *AddUnique) effect(string) effect {
+	var e effect
+	for i, c := range k.Columns {
+		e.uses = append(e.uses, colRef{fmt.Sprintf("columns[%d]", i), c})
+	}
+	n := k.constraintName()
+	e.names = []objName{{"name", n, true}}
+	e.indexes = []Index{{Name: n, Columns: k.Columns, Unique: true, Constraint: n}}
+	e.constraints = []Constraint{{Name: n, Type: "u", Columns: k.Columns}}
+	return e
+}
+
 func (k *AddUnique) Check() []Problem {
 	ps := tableProblems(k.TableName)
 	ps = append(ps, identifier("name", k.Name)...)

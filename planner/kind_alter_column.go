@@ -146,11 +146,77 @@ func (k *AlterColumn) castTargets(t *Table) map[string]string {
 	return out
 }
 
-func (k *AlterColumn) addedColumns() map[string]string {
-	if k.Type == "" {
-		return nil // the old column's type: unknown here
+// newType is the new column's type: as the table has it when the change
+// already added it, else Type, else the old column's ("" when unknown).
+func (k *AlterColumn) newType(t *Table) string {
+	if c := t.Column(k.New()); c != nil {
+		return c.Type
 	}
-	return map[string]string{k.New(): k.Type}
+	if k.Type != "" {
+		return k.Type
+	}
+	if c := t.Column(k.Column); c != nil {
+		return c.Type
+	}
+	return ""
+}
+
+func (k *AlterColumn) addedColumns(t *Table) map[string]string {
+	if typ := k.newType(t); typ != "" {
+		return map[string]string{k.New(): typ}
+	}
+	return nil
+}
+
+func (k *AlterColumn) effect(string) effect {
+	e := effect{uses: []colRef{{"column", k.Column}},
+		adds:    []colAdd{{field: "to", name: k.New(), typ: k.Type, from: k.Column}},
+		removes: []colGone{{k.Column, fmt.Sprintf("replaced by %q", k.New())}},
+		exprs:   []fieldExpr{{"up", k.Up}, {"check", k.CheckExpr}}}
+	if k.NotNull {
+		e.notNull = k.New()
+	}
+	col := []string{k.New()}
+	if k.CheckExpr != "" {
+		n := k.checkName()
+		e.names = append(e.names, objName{"check_name", n, false})
+		e.constraints = append(e.constraints, Constraint{Name: n, Type: "c", Columns: col, Definition: "CHECK (" + k.CheckExpr + ")"})
+	}
+	if k.Unique {
+		n := k.uniqueName()
+		e.names = append(e.names, objName{"unique_name", n, true})
+		e.indexes = append(e.indexes, Index{Name: n, Columns: col, Unique: true, Constraint: n})
+		e.constraints = append(e.constraints, Constraint{Name: n, Type: "u", Columns: col})
+	}
+	return e
+}
+
+// liveExpressions: what the backfill assigns to the new column (up, or
+// the old column copied as it is), down assigned to the old column, the
+// default to the new one, and the check. The check names the new column,
+// which existing rows do not have yet: it is planned, not run on them.
+func (k *AlterColumn) liveExpressions(t *Table) []expression {
+	var out []expression
+	typ := k.newType(t)
+	if typ == "" {
+		return nil
+	}
+	if k.Up != "" {
+		out = append(out, expression{field: "up", expr: k.Up, column: k.New(), typ: typ, hint: hintAssign, onRows: true})
+	} else {
+		out = append(out, expression{field: "column", expr: phases.Ident(k.Column), column: k.New(), typ: typ, hint: hintAssign, onRows: true})
+	}
+	if old := t.Column(k.Column); old != nil && k.Down != "" {
+		out = append(out, expression{field: "down", expr: k.Down, column: old.Name, typ: old.Type,
+			hint: "write the inverse of up using the new column's name, yielding the old column's type"})
+	}
+	if k.Default != "" {
+		out = append(out, expression{field: "default", expr: k.Default, column: k.New(), typ: typ, hint: hintDefault})
+	}
+	if k.CheckExpr != "" {
+		out = append(out, expression{field: "check", expr: k.CheckExpr, hint: hintCondition})
+	}
+	return out
 }
 
 func (k *AlterColumn) TypeNames() map[string]string {

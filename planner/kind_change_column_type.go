@@ -71,8 +71,34 @@ func (k *ChangeColumnType) castTargets(t *Table) map[string]string {
 	return out
 }
 
-func (k *ChangeColumnType) addedColumns() map[string]string {
+func (k *ChangeColumnType) addedColumns(*Table) map[string]string {
 	return map[string]string{k.New(): k.Type}
+}
+
+func (k *ChangeColumnType) effect(string) effect {
+	return effect{uses: []colRef{{"column", k.Column}},
+		adds:    []colAdd{{field: "new_column", name: k.New(), typ: k.Type, from: k.Column}},
+		removes: []colGone{{k.Column, fmt.Sprintf("replaced by %q (type %s)", k.New(), k.Type)}},
+		exprs:   []fieldExpr{{"up", k.Up}}}
+}
+
+// liveExpressions: up, which the backfill runs through the function the
+// expand phase makes of it, assigned to the new column; down assigned to
+// the old one.
+func (k *ChangeColumnType) liveExpressions(t *Table) []expression {
+	var out []expression
+	typ := k.Type
+	if c := t.Column(k.New()); c != nil {
+		typ = c.Type
+	}
+	if k.Up != "" && typ != "" {
+		out = append(out, expression{field: "up", expr: k.Up, column: k.New(), typ: typ, hint: hintAssign, onRows: true})
+	}
+	if old := t.Column(k.Column); old != nil && k.Down != "" {
+		out = append(out, expression{field: "down", expr: k.Down, column: old.Name, typ: old.Type,
+			hint: "write the inverse of up using the new column's name, yielding the old column's type"})
+	}
+	return out
 }
 
 func (k *ChangeColumnType) CheckLive(t *Table) []Problem {

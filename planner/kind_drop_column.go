@@ -29,6 +29,10 @@ func (k *DropColumn) FlagMeta() map[string]string {
 	return map[string]string{"table": k.Table().String(), "old_column": k.Column, "new_column": ""}
 }
 
+func (k *DropColumn) effect(string) effect {
+	return effect{uses: []colRef{{"column", k.Column}}, removes: []colGone{{k.Column, "dropped"}}}
+}
+
 func (k *DropColumn) Compile(id string, target Target) ([]phases.Phase, error) {
 	return compileDropColumn(k, id, target)
 }

@@ -1,6 +1,8 @@
 package planner
 
 import (
+	"fmt"
+
 	"github.com/pgplanner/planner/phases"
 )
 
@@ -33,6 +35,34 @@ func (k *RenameColumn) CheckLive(t *Table) []Problem {
 
 func (k *RenameColumn) FlagMeta() map[string]string {
 	return map[string]string{"table": k.Table().String(), "old_column": k.Column, "new_column": k.To}
+}
+
+func (k *RenameColumn) effect(string) effect {
+	return effect{uses: []colRef{{"column", k.Column}},
+		adds:    []colAdd{{field: "to", name: k.To, from: k.Column}},
+		removes: []colGone{{k.Column, fmt.Sprintf("renamed to %q", k.To)}}}
+}
+
+// addedColumns: the copy has the old column's type.
+func (k *RenameColumn) addedColumns(t *Table) map[string]string {
+	if c := t.Column(k.Column); c != nil {
+		return map[string]string{k.To: c.Type}
+	}
+	return nil
+}
+
+// liveExpressions: the backfill's copy of the old column into the new one.
+func (k *RenameColumn) liveExpressions(t *Table) []expression {
+	typ := ""
+	if c := t.Column(k.To); c != nil {
+		typ = c.Type
+	} else if c := t.Column(k.Column); c != nil {
+		typ = c.Type
+	}
+	if typ == "" {
+		return nil
+	}
+	return []expression{{field: "backfill", expr: phases.Ident(k.Column), column: k.To, typ: typ, hint: hintAssign, onRows: true}}
 }
 
 func (k *RenameColumn) Compile(id string, target Target) ([]phases.Phase, error) {

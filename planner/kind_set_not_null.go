@@ -42,6 +42,18 @@ func (k *SetNotNull) CheckLive(t *Table) []Problem {
 	return nil
 }
 
+func (k *SetNotNull) effect(string) effect {
+	return effect{uses: []colRef{{"column", k.Column}}, notNull: k.Column, exprs: []fieldExpr{{"backfill", k.Backfill}}}
+}
+
+func (k *SetNotNull) liveExpressions(t *Table) []expression {
+	c := t.Column(k.Column)
+	if k.Backfill == "" || c == nil {
+		return nil
+	}
+	return []expression{{field: "backfill", expr: fillExpr(k.Column, k.Backfill), column: k.Column, typ: c.Type, hint: hintAssign, onRows: true}}
+}
+
 func (k *SetNotNull) Compile(id string, target Target) ([]phases.Phase, error) {
 	return compileSetNotNull(k, id, target)
 }
@@ -68,7 +80,7 @@ func compileSetNotNull(k *SetNotNull, id string, target Target) ([]phases.Phase,
 			k.Column, k.Backfill),
 		Statements: filler.Install(),
 		Backfill: &phases.Backfill{Schema: t.SchemaOrPublic(), Table: t.Name, Column: k.Column,
-			Expr: fmt.Sprintf("COALESCE(%s, %s\n)", phases.Ident(k.Column), k.Backfill), Undo: true},
+			Expr: fillExpr(k.Column, k.Backfill), Undo: true},
 		Rollback: filler.Remove(),
 	}
 	enforce.Purpose += ", then drop the fill trigger"

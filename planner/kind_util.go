@@ -1,7 +1,11 @@
 package planner
 
 import (
+	"fmt"
+
 	"github.com/jackc/pgx/v5"
+
+	"github.com/pgplanner/planner/phases"
 )
 
 // quoteIfNeeded quotes an identifier only when it needs it, for hints.
@@ -12,4 +16,10 @@ func quoteIfNeeded(name string) string {
 		}
 	}
 	return name
+}
+
+// fillExpr is a backfill's value for a column that keeps what rows already
+// have: COALESCE(column, fill).
+func fillExpr(column, fill string) string {
+	return fmt.Sprintf("COALESCE(%s, %s\n)", phases.Ident(column), fill)
 }

@@ -68,16 +68,11 @@ func (b *liveBatch) collect(s Spec, plan Plan, table *Table) func() (problems, w
 			Message: fmt.Sprintf("%s has neither a primary key nor a unique index on NOT NULL columns, and this change backfills rows in batches paginated on one", table.Name),
 			Hint:    "add a primary key first without blocking writes: CREATE UNIQUE INDEX CONCURRENTLY t_pkey_idx ON t (id); ALTER TABLE t ADD CONSTRAINT t_pkey PRIMARY KEY USING INDEX t_pkey_idx"})
 	}
-	fields := specFieldMap(s)
-	typ, _ := fields["type"].(string)
-	var ta *typeAnswer
-	if typ != "" {
-		ta = b.typ(typ)
-	}
+	b.askNames(s.Change)
 	var jobs []*exprJob
 	var samples []*sampleJob
 	if table != nil {
-		exprs := expressionsOf(s, plan, fields, table)
+		exprs := liveExpressionsOf(s.Change, table)
 		for _, x := range exprs {
 			for _, t := range x.adds {
 				b.typ(t)
@@ -94,19 +89,13 @@ func (b *liveBatch) collect(s Spec, plan Plan, table *Table) func() (problems, w
 			if b.catalog != nil {
 				catalog = b.catalog[table.Name.String()]
 			}
-			samples = sampleJobsOf(exprs, jobs, table, catalog, fields)
+			samples = sampleJobsOf(exprs, jobs, table, catalog)
 			b.samples = append(b.samples, samples...)
 		}
 	}
 	return func() ([]Problem, []Problem) {
 		out := append([]Problem{}, ps...)
-		if ta != nil {
-			if ta.err != "" {
-				out = append(out, Problem{Field: "type", Message: fmt.Sprintf("%q is not a valid type: %s", typ, ta.err), Hint: typeHint})
-			} else if !ta.known {
-				out = append(out, Problem{Field: "type", Message: fmt.Sprintf("type %q does not exist", typ), Hint: typeHint})
-			}
-		}
+		out = append(out, b.typeProblemsOf(s.Change)...)
 		for _, j := range jobs {
 			if j.msg != "" {
 				out = append(out, Problem{Field: j.x.field, Message: j.msg, Hint: j.x.hint})
@@ -125,10 +114,30 @@ func (b *liveBatch) collect(s Spec, plan Plan, table *Table) func() (problems, w
 	}
 }
 
-const typeHint = "write a type PostgreSQL knows, e.g. text, bigint, varchar(80), numeric(12,2), timestamptz; create custom types before the change"
+// askNames registers the type names and access method a change names.
+func (b *liveBatch) askNames(k Kind) {
+	if tn, ok := k.(TypeNamer); ok {
+		for _, t := range tn.TypeNames() {
+			if t != "" {
+				b.typ(t)
+			}
+		}
+	}
+}
 
-// typeProblemsOf is CheckTypes' answer for one change, from the batch.
+// typeProblemsOf is the batch's answer on the types and access method a
+// change names (after run).
 func (b *liveBatch) typeProblemsOf(k Kind) []Problem {
+	return nameProblems(k, func(name string) typeAnswer { return *b.typ(name) },
+		func(m string) bool { return b.methods[m] })
+}
+
+const typeHint = "create the type (or extension) first, or fix the name, e.g. text, bigint, varchar(80), numeric(12,2), timestamptz"
+
+// nameProblems is the one place the server's answers on the types
+// (TypeNamer) and index access method (accessMethodNamer) a change names
+// become problems, for validate, next, plan and CheckTypes alike.
+func nameProblems(k Kind, typ func(string) typeAnswer, hasMethod func(string) bool) []Problem {
 	var ps []Problem
 	if tn, ok := k.(TypeNamer); ok {
 		names := tn.TypeNames()
@@ -138,15 +147,24 @@ func (b *liveBatch) typeProblemsOf(k Kind) []Problem {
 		}
 		sort.Strings(fields)
 		for _, f := range fields {
-			if !b.typ(names[f]).known {
-				ps = append(ps, Problem{Field: f, Message: fmt.Sprintf("type %q does not exist on the server", names[f]),
-					Hint: "create the type (or extension) first, or fix the name, e.g. text, bigint, varchar(80), timestamptz"})
+			name := names[f]
+			if name == "" {
+				continue
+			}
+			if a := typ(name); !a.known || a.err != "" {
+				msg := fmt.Sprintf("type %q does not exist on the server", name)
+				if a.err != "" {
+					msg += " (" + a.err + ")" // a malformed name
+				}
+				ps = append(ps, Problem{Field: f, Message: msg, Hint: typeHint})
 			}
 		}
 	}
-	if ix, ok := k.(*AddIndex); ok && ix.Using != "" && !b.methods[ix.method()] {
-		ps = append(ps, Problem{Field: "using", Message: fmt.Sprintf("index access method %q does not exist on the server", ix.Using),
-			Hint: "use btree, hash, gist, spgist, gin or brin, or create the extension that provides it"})
+	if am, ok := k.(accessMethodNamer); ok {
+		if field, m := am.accessMethod(); m != "" && !hasMethod(strings.ToLower(m)) {
+			ps = append(ps, Problem{Field: field, Message: fmt.Sprintf("index access method %q does not exist on the server", m),
+				Hint: "use btree, hash, gist, spgist, gin or brin, or create the extension that provides it"})
+		}
 	}
 	return ps
 }

@@ -56,11 +56,7 @@ func (e *Engine) PlanLive(ctx context.Context, specs []Spec, version int) ([]Pla
 			items[i].err = fmt.Errorf("change %s: table %s does not exist: %w", s.ID, s.Change.Table(), ErrInput)
 			continue
 		}
-		if tn, ok := s.Change.(TypeNamer); ok {
-			for _, t := range tn.TypeNames() {
-				batch.typ(t)
-			}
-		}
+		batch.askNames(s.Change)
 		items[i].typed = true
 		p, err := Compile(s, Target{Version: version, Table: table})
 		if err != nil {

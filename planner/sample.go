@@ -65,22 +65,18 @@ func (j *sampleJob) aggregate() string {
 // table is the table as the change finds it, catalog as it is today: an
 // expression naming a column that only earlier changes (or this one) add
 // cannot run on today's rows, and is left out.
-func sampleJobsOf(exprs []expression, jobs []*exprJob, table, catalog *Table, fields map[string]any) []*sampleJob {
+func sampleJobsOf(exprs []expression, jobs []*exprJob, table, catalog *Table) []*sampleJob {
 	if catalog == nil || len(catalog.Key) == 0 {
 		return nil
 	}
 	var out []*sampleJob
 	for i, x := range exprs {
-		switch x.field {
-		case "backfill", "up", "type", "check", "where":
-		default:
+		if !x.onRows {
 			continue
 		}
 		expr := x.expr
-		if raw, _ := fields["backfill"].(string); x.field == "backfill" && raw != "" && x.column != "" && table.Column(x.column) == nil {
-			// The phase's expression keeps a value already written to the
-			// new column (COALESCE(new, ...)); existing rows have none.
-			expr = raw
+		if x.rowsExpr != "" {
+			expr = x.rowsExpr
 		}
 		runs := true
 		for _, id := range identifiersOf(expr) {
@@ -90,7 +86,7 @@ func sampleJobsOf(exprs []expression, jobs []*exprJob, table, catalog *Table, fi
 			continue
 		}
 		out = append(out, &sampleJob{table: catalog, field: x.field, expr: expr, typ: x.typ,
-			check: x.field == "check", hint: x.hint, after: jobs[i]})
+			check: x.constraint, hint: x.hint, after: jobs[i]})
 	}
 	return out
 }
@@ -252,7 +248,7 @@ func (j *sampleJob) judge(perRow float64, count int64) {
 			Message: fmt.Sprintf("%d of the sampled rows of %s do not satisfy %q: the validate phase will fail until they are fixed", count, j.table.Name, oneLine(j.expr, 80)),
 			Hint:    "fix those rows first, or narrow the check"}
 	}
-	if j.field != "where" && j.field != "check" && slowFor(j.table, perRow) {
+	if j.typ != "" && slowFor(j.table, perRow) { // a value computed per row: a backfill
 		est := time.Duration(perRow * float64(j.table.RowEstimate) * float64(time.Second))
 		j.warning = &Problem{Field: j.field,
 			Message: fmt.Sprintf("%q costs about %s a row, measured on existing rows of %s: at its estimated %d rows the backfill would take %s or more",

@@ -30,6 +30,10 @@ type effect struct {
 	// refTable/refCols: a foreign key's referenced columns.
 	refTable TableName
 	refCols  []colRef
+	// indexes and constraints are what names create in the modeled
+	// catalog (their Table is filled in by the model).
+	indexes     []Index
+	constraints []Constraint
 }
 
 type colRef struct{ field, name string }
@@ -51,71 +55,12 @@ type objName struct {
 
 type fieldExpr struct{ field, expr string }
 
+// effectOf is the change's effect; none for a kind that is no effecter.
 func effectOf(s Spec) effect {
-	var e effect
-	switch k := s.Change.(type) {
-	case *RenameColumn:
-		e.uses = []colRef{{"column", k.Column}}
-		e.adds = []colAdd{{field: "to", name: k.To, from: k.Column}}
-		e.removes = []colGone{{k.Column, fmt.Sprintf("renamed to %q", k.To)}}
-	case *ChangeColumnType:
-		e.uses = []colRef{{"column", k.Column}}
-		e.adds = []colAdd{{field: "new_column", name: k.New(), typ: k.Type, from: k.Column}}
-		e.removes = []colGone{{k.Column, fmt.Sprintf("replaced by %q (type %s)", k.New(), k.Type)}}
-		e.exprs = []fieldExpr{{"up", k.Up}}
-	case *AlterColumn:
-		e.uses = []colRef{{"column", k.Column}}
-		e.adds = []colAdd{{field: "to", name: k.New(), typ: k.Type, from: k.Column}}
-		e.removes = []colGone{{k.Column, fmt.Sprintf("replaced by %q", k.New())}}
-		e.exprs = []fieldExpr{{"up", k.Up}, {"check", k.CheckExpr}}
-		if k.NotNull {
-			e.notNull = k.New()
-		}
-		if k.CheckExpr != "" {
-			e.names = append(e.names, objName{"check_name", k.checkName(), false})
-		}
-		if k.Unique {
-			e.names = append(e.names, objName{"unique_name", k.uniqueName(), true})
-		}
-	case *DropColumn:
-		e.uses = []colRef{{"column", k.Column}}
-		e.removes = []colGone{{k.Column, "dropped"}}
-	case *AddColumn:
-		e.adds = []colAdd{{field: "column", name: k.Column, typ: k.Type, notNull: k.NotNull}}
-		e.exprs = []fieldExpr{{"backfill", k.Backfill}, {"default", k.Default}}
-	case *SetNotNull:
-		e.uses = []colRef{{"column", k.Column}}
-		e.notNull = k.Column
-		e.exprs = []fieldExpr{{"backfill", k.Backfill}}
-	case *AddIndex:
-		for i, c := range k.Columns {
-			if phases.IsExpression(c) {
-				e.exprs = append(e.exprs, fieldExpr{fmt.Sprintf("columns[%d]", i), c})
-			} else {
-				e.uses = append(e.uses, colRef{fmt.Sprintf("columns[%d]", i), c})
-			}
-		}
-		e.exprs = append(e.exprs, fieldExpr{"where", k.Where})
-		e.names = []objName{{"name", k.IndexName(), true}}
-	case *AddUnique:
-		for i, c := range k.Columns {
-			e.uses = append(e.uses, colRef{fmt.Sprintf("columns[%d]", i), c})
-		}
-		e.names = []objName{{"name", k.constraintName(), true}}
-	case *AddCheck:
-		e.exprs = []fieldExpr{{"check", k.Expr}}
-		e.names = []objName{{"name", k.constraintName(s.ID), false}}
-	case *AddForeignKey:
-		for i, c := range k.Columns {
-			e.uses = append(e.uses, colRef{fmt.Sprintf("columns[%d]", i), c})
-		}
-		e.names = []objName{{"name", k.constraintName(), false}}
-		e.refTable = ParseTableName(k.References.Table)
-		for i, c := range k.References.Columns {
-			e.refCols = append(e.refCols, colRef{fmt.Sprintf("references.columns[%d]", i), c})
-		}
+	if k, ok := s.Change.(effecter); ok {
+		return k.effect(s.ID)
 	}
-	return e
+	return effect{}
 }
 
 // modelTable is one table as the sequence has it so far.
@@ -328,26 +273,10 @@ func (seq *sequence) apply(s *Spec, mt *modelTable, e effect) {
 	if c := mt.live.Column(e.notNull); c != nil {
 		c.NotNull = true
 	}
-	for _, n := range e.names {
-		switch k := s.Change.(type) {
-		case *AddIndex:
-			mt.live.Indexes = append(mt.live.Indexes, Index{Name: n.name, Columns: plainColumns(k.Columns), Unique: k.Unique})
-		case *AddUnique:
-			mt.live.Indexes = append(mt.live.Indexes, Index{Name: n.name, Columns: k.Columns, Unique: true, Constraint: n.name})
-			mt.live.Checks = append(mt.live.Checks, Constraint{Name: n.name, Table: mt.live.Name, Type: "u", Columns: k.Columns})
-		case *AddCheck:
-			mt.live.Checks = append(mt.live.Checks, Constraint{Name: n.name, Table: mt.live.Name, Type: "c", Definition: "CHECK (" + k.Expr + ")"})
-		case *AddForeignKey:
-			mt.live.Checks = append(mt.live.Checks, Constraint{Name: n.name, Table: mt.live.Name, Type: "f", Columns: k.Columns})
-		case *AlterColumn:
-			col := []string{k.New()}
-			if n.index {
-				mt.live.Indexes = append(mt.live.Indexes, Index{Name: n.name, Columns: col, Unique: true, Constraint: n.name})
-				mt.live.Checks = append(mt.live.Checks, Constraint{Name: n.name, Table: mt.live.Name, Type: "u", Columns: col})
-			} else {
-				mt.live.Checks = append(mt.live.Checks, Constraint{Name: n.name, Table: mt.live.Name, Type: "c", Columns: col, Definition: "CHECK (" + k.CheckExpr + ")"})
-			}
-		}
+	mt.live.Indexes = append(mt.live.Indexes, e.indexes...)
+	for _, c := range e.constraints {
+		c.Table = mt.live.Name
+		mt.live.Checks = append(mt.live.Checks, c)
 	}
 }
 

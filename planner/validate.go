@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-
-	"github.com/jackc/pgx/v5"
 )
 
 // Validation is the outcome of checking one spec against the live schema.
@@ -198,94 +196,55 @@ func (e *Engine) liveProblems(ctx context.Context, s Spec, plan Plan, table *Tab
 	return ps, nil
 }
 
-// specFieldMap returns the spec's fields as a generic map (the stored JSON
-// form), for checks common to several kinds.
-func specFieldMap(s Spec) map[string]any {
-	b, err := encodeSpec(s)
-	if err != nil {
-		return nil
-	}
-	var enc struct {
-		Fields map[string]any `json:"fields"`
-	}
-	if json.Unmarshal(b, &enc) != nil {
-		return nil
-	}
-	return enc.Fields
-}
-
-// expression is one SQL expression of a change to check.
+// expression is one SQL expression of a change as the live checks see it
+// (declared by the kind: liveExpressioner).
 type expression struct {
 	field string
 	expr  string
-	// assign: the expression is assigned to column (type: its type);
-	// otherwise it is a boolean condition.
+	// column: the expression is assigned to column, of type typ (and
+	// checked as the UPDATE of a backfill would assign it); "": it is a
+	// boolean condition.
 	column, typ string
-	// extra columns the change adds before the expression runs.
+	hint        string
+	// onRows: it also runs on existing rows (backfills, conversions,
+	// checks, index predicates), so it is evaluated on a sample of them
+	// (all with validate --full); rowsExpr is the form that runs there
+	// when it differs from expr.
+	onRows   bool
+	rowsExpr string
+	// constraint: a condition existing rows must satisfy (a CHECK): rows
+	// where it is false are reported.
+	constraint bool
+	// adds are the columns the change adds before the expression runs
+	// (columnAdder, those the table lacks), by name → type.
 	adds map[string]string
-	hint string
 }
 
-func expressionsOf(s Spec, plan Plan, fields map[string]any, table *Table) []expression {
-	str := func(k string) string { v, _ := fields[k].(string); return v }
-	var out []expression
-	newType := str("type")
-	// Columns the change adds: the backfill targets that do not exist yet.
+// Hints of the live expression checks, shared by the kinds.
+const (
+	hintAssign    = "write an expression over the table's columns that yields the column's type, e.g. lower(email), price * 100, COALESCE(x, 0)"
+	hintDefault   = "use a constant or a non-volatile expression of the column's type"
+	hintCondition = "write a boolean expression over the table's columns"
+)
+
+// liveExpressionsOf is the kind's live expressions against table, each
+// with the columns the change adds.
+func liveExpressionsOf(k Kind, table *Table) []expression {
+	lx, ok := k.(liveExpressioner)
+	if !ok {
+		return nil
+	}
 	adds := map[string]string{}
-	if col := str("column"); col != "" && newType != "" && table.Column(col) == nil {
-		adds[col] = newType // add_column
-	}
-	for _, p := range plan.Phases {
-		if b := p.Backfill; b != nil && table.Column(b.Column) == nil {
-			typ := newType
-			if typ == "" {
-				if old := table.Column(str("column")); old != nil {
-					typ = old.Type
-				}
-			}
-			if typ != "" {
-				adds[b.Column] = typ
+	if a, ok := k.(columnAdder); ok {
+		for c, typ := range a.addedColumns(table) {
+			if table.Column(c) == nil && typ != "" {
+				adds[c] = typ
 			}
 		}
 	}
-	typeOf := func(col string) string {
-		if c := table.Column(col); c != nil {
-			return c.Type
-		}
-		return adds[col]
-	}
-	for _, p := range plan.Phases {
-		if b := p.Backfill; b != nil && typeOf(b.Column) != "" {
-			field, expr := "backfill", b.Expr
-			if up := str("up"); up != "" {
-				// The backfill calls a function the expand phase creates
-				// from up; check up itself.
-				field, expr = "up", up
-			} else if strings.Contains(expr, "planner_up_") {
-				// A conversion function made by expand from a cast.
-				if old := table.Column(str("column")); old != nil {
-					field, expr = "type", "CAST("+pgx.Identifier{old.Name}.Sanitize()+" AS "+typeOf(b.Column)+")"
-				}
-			}
-			out = append(out, expression{field: field, expr: expr, column: b.Column, typ: typeOf(b.Column), adds: adds,
-				hint: "write an expression over the table's columns that yields the column's type, e.g. lower(email), price * 100, COALESCE(x, 0)"})
-		}
-	}
-	if down := str("down"); down != "" {
-		if old := table.Column(str("column")); old != nil {
-			out = append(out, expression{field: "down", expr: down, column: old.Name, typ: old.Type, adds: adds,
-				hint: "write the inverse of up using the new column's name, yielding the old column's type"})
-		}
-	}
-	if def := str("default"); def != "" && newType != "" {
-		out = append(out, expression{field: "default", expr: def, column: str("column"), typ: newType, adds: adds,
-			hint: "use a constant or a non-volatile expression of the column's type"})
-	}
-	for _, f := range []string{"check", "where"} {
-		if cond := str(f); cond != "" {
-			out = append(out, expression{field: f, expr: cond, adds: adds,
-				hint: "write a boolean expression over the table's columns"})
-		}
+	out := lx.liveExpressions(table)
+	for i := range out {
+		out[i].adds = adds
 	}
 	return out
 }

@@ -17,19 +17,6 @@ type Beginner interface {
 	Begin(ctx context.Context) (pgx.Tx, error)
 }
 
-// castTargeter is implemented by kinds whose expressions become function
-// bodies cast to a type (change_column_type: up to the new type, down to
-// the old one), so the cast counts in the volatility.
-type castTargeter interface {
-	castTargets(t *Table) map[string]string // field -> type
-}
-
-// columnAdder is implemented by kinds whose expressions name columns the
-// change adds.
-type columnAdder interface {
-	addedColumns() map[string]string // column -> type
-}
-
 // ResolveExpressions records in t.Expressions the volatility of each SQL
 // expression of change k, as the live catalog has it (see ResolveAll).
 func ResolveExpressions(ctx context.Context, db Beginner, t *Table, k Kind) error {
@@ -104,7 +91,7 @@ func (r *resolver) resolve(ctx context.Context, t *Table, k Kind) error {
 		casts = c.castTargets(t)
 	}
 	if a, ok := k.(columnAdder); ok {
-		adds = a.addedColumns()
+		adds = a.addedColumns(t)
 	}
 	scratch, err := r.scratch(ctx, t, adds)
 	if err != nil {
