@@ -113,7 +113,7 @@ func (k *ChangeColumnType) FlagMeta() map[string]string {
 
 func (k *ChangeColumnType) Compile(id string, target Target) ([]phases.Phase, error) {
 	return compileCopyColumn(id, target, copyColumn{
-		table: k.Table(), old: k.Column, new: k.New(), newType: k.Type, up: k.Up, down: k.Down,
+		table: k.Table(), old: k.Column, new: k.New(), newField: "new_column", newType: k.Type, up: k.Up, down: k.Down,
 		upLabel: functionLabel(target.Table, k.Up), downLabel: functionLabel(target.Table, k.Down),
 	})
 }

@@ -8,19 +8,36 @@ import (
 	"github.com/pgplanner/planner/phases"
 )
 
-// copyColumn is the shared machinery of rename_column and
-// change_column_type: a new column kept equal to the old one by the sync
-// trigger, backfilled, enforced like the old one, then the old one renamed
-// to a tombstone (contract, reversible) and dropped a deploy later (purge).
+// copyColumn is the shared machinery of rename_column, change_column_type
+// and alter_column: a new column kept equal to the old one by the sync
+// trigger, backfilled, enforced like the old one (plus what alter_column
+// adds), then the old one renamed to a tombstone (contract, reversible)
+// and dropped a deploy later (purge).
 type copyColumn struct {
 	table    TableName
 	old, new string
-	rename   bool
-	// change_column_type only:
+	// newField is the spec field naming the new column, for problems.
+	newField string
+	// newType ("" keeps the old type), up and down convert between the
+	// columns (change_column_type, alter_column).
 	newType, up, down  string
 	upLabel, downLabel phases.FunctionLabel
+	// alter is what alter_column gives the new column beyond the old
+	// one's; nil for the other kinds.
+	alter *alteration
 	// version is the server's major version (set by compileCopyColumn).
 	version int
+}
+
+// alteration is what the new column gets that the old one does not have.
+type alteration struct {
+	notNull bool
+	// defaultExpr replaces the old column's default (set at contract).
+	defaultExpr string
+	// check is a CHECK on the new column, added NOT VALID then validated.
+	check *phases.Constraint
+	// unique names a unique constraint on the new column ("": none).
+	unique string
 }
 
 // flagVariants returns the read/write flags for a change id.
@@ -110,18 +127,14 @@ func compileCopyColumn(id string, target Target, cc copyColumn) ([]phases.Phase,
 	schema := t.SchemaOrPublic()
 	oldType, notNull, def := offlineType(t, cc.old), true, ""
 	if target.Table != nil {
-		newField := "to"
-		if !cc.rename {
-			newField = "new_column"
-		}
-		if ps := copyColumnProblems(target.Table, "column", cc.old, newField, cc.new); len(ps) > 0 {
+		if ps := copyColumnProblems(target.Table, "column", cc.old, cc.newField, cc.new); len(ps) > 0 {
 			return nil, problemsError(ps)
 		}
 		c := target.Table.Column(cc.old)
 		oldType, notNull, def = c.Type, c.NotNull, c.Default
 	}
 	newType := oldType
-	if !cc.rename {
+	if cc.newType != "" {
 		newType = cc.newType
 	}
 	sync := phases.Sync{ID: id, Schema: schema, Table: t.Name, Old: cc.old, New: cc.new,
@@ -131,7 +144,7 @@ func compileCopyColumn(id string, target Target, cc copyColumn) ([]phases.Phase,
 	oldCol := phases.Column{Schema: schema, Table: t.Name, Name: cc.old}
 
 	what := fmt.Sprintf("copy of %s.%s", t, cc.old)
-	if !cc.rename {
+	if cc.newType != "" {
 		what = fmt.Sprintf("%s copy of %s.%s", cc.newType, t, cc.old)
 	}
 	expand := phases.Phase{
@@ -168,11 +181,12 @@ func compileCopyColumn(id string, target Target, cc copyColumn) ([]phases.Phase,
 		forward = append(forward, st...)
 		back = append(rb, back...) // undo in reverse order
 	}
-	if notNull {
+	if notNull || cc.alter != nil && cc.alter.notNull {
 		nn := phases.NotNull{Column: newCol, Version: target.Version}
 		add("NOT NULL", nn.Statements(), nn.Rollback())
 	}
 	var contractFirst []phases.Statement
+	var named []dependentCopy // what enforce creates, for name clashes
 	if target.Table != nil {
 		cc.version = target.Version
 		copies, err := copyDependents(target.Table, cc, contractFirst)
@@ -182,24 +196,43 @@ func compileCopyColumn(id string, target Target, cc copyColumn) ([]phases.Phase,
 		for _, c := range copies.steps {
 			add(c.what, c.forward, c.back)
 		}
+		named = copies.steps
 		contractFirst = copies.contractFirst
 		if copies.perPartition {
 			enforce.Partitions = target.Table.Partitioning.labels()
+		}
+	}
+	if cc.alter != nil {
+		steps, err := alterationSteps(target.Table, cc, newCol)
+		if err != nil {
+			return nil, err
+		}
+		for _, c := range steps {
+			add(c.what, c.forward, c.back)
+		}
+		if err := distinctNames(append(named, steps...), t); err != nil {
+			return nil, err
 		}
 	}
 	enforce.Statements, enforce.Rollback = forward, back
 	if len(did) == 0 {
 		did = []string{"nothing to copy"}
 	}
-	enforce.Purpose = fmt.Sprintf("give %s what %s has (%s); applications stop writing %s (the trigger still fills it for older instances)",
-		cc.new, cc.old, strings.Join(did, ", "), cc.old)
+	gives := "what " + cc.old + " has"
+	if cc.alter != nil {
+		gives += " and what the change adds"
+	}
+	enforce.Purpose = fmt.Sprintf("give %s %s (%s); applications stop writing %s (the trigger still fills it for older instances)",
+		cc.new, gives, strings.Join(did, ", "), cc.old)
 
 	var newDefault []phases.Statement
+	if cc.alter != nil && cc.alter.defaultExpr != "" {
+		def = cc.alter.defaultExpr
+	} else if def != "" && cc.newType != "" {
+		def = fmt.Sprintf("CAST((%s) AS %s)", def, newType)
+	}
 	if def != "" {
 		d := def
-		if !cc.rename {
-			d = fmt.Sprintf("CAST((%s) AS %s)", def, newType)
-		}
 		// Set only at contract: while old applications may write the old
 		// column, a default on the new one would override what they write.
 		newDefault = []phases.Statement{newCol.SetDefault(d)}

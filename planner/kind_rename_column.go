@@ -67,6 +67,6 @@ func (k *RenameColumn) liveExpressions(t *Table) []expression {
 
 func (k *RenameColumn) Compile(id string, target Target) ([]phases.Phase, error) {
 	return compileCopyColumn(id, target, copyColumn{
-		table: k.Table(), old: k.Column, new: k.To, rename: true,
+		table: k.Table(), old: k.Column, new: k.To, newField: "to",
 	})
 }

@@ -135,6 +135,36 @@ func TestStairwayPartitioned(t *testing.T) {
 			final: []string{`SELECT count(*) = 300 FROM events WHERE amount_cents = (id % 100) * 150`},
 		},
 		{
+			// Copies events_email_idx and events_email_day_key per
+			// partition beside what the change adds.
+			kind: "alter_column",
+			spec: `kind: alter_column
+    table: events
+    column: email
+    to: email_address
+    up: "lower(email)"
+    default: "'unknown@example.com'"
+    check: "email_address LIKE '%@%'"`,
+			tomb: &tombWrites{
+				write: `UPDATE events SET email_address = 'moved' || id || '@example.com' WHERE id <= 20;
+					INSERT INTO events (id, day) VALUES (100001, 25)`,
+				checks: []string{
+					`SELECT count(*) = 20 FROM events WHERE id <= 20 AND email = 'moved' || id || '@example.com'`,
+					`SELECT email = 'unknown@example.com' FROM events WHERE id = 100001`,
+					`SELECT count(*) = 0 FROM events WHERE email IS DISTINCT FROM email_address`,
+				},
+				cleanup: `UPDATE events SET email = 'e' || id || '@example.com' WHERE id <= 20; DELETE FROM events WHERE id = 100001`,
+			},
+			final: []string{
+				`SELECT count(*) = 300 FROM events WHERE email_address = 'e' || id || '@example.com'`,
+				onEveryPartition(`(SELECT attnotnull FROM pg_attribute WHERE attrelid = p AND attname = 'email_address')`),
+				onEveryPartition(`EXISTS (SELECT FROM pg_constraint WHERE conrelid = p AND conname = 'events_email_address_check' AND convalidated)`),
+				onEveryPartition(`EXISTS (SELECT FROM pg_constraint WHERE conrelid = p AND contype = 'u' AND conparentid =
+					(SELECT oid FROM pg_constraint WHERE conrelid = 'events'::regclass AND conname = 'events_email_address_day_key'))`),
+				`SELECT count(*) = 3 FROM pg_inherits WHERE inhparent = 'events_email_address_idx'::regclass`,
+			},
+		},
+		{
 			kind: "set_not_null",
 			spec: `kind: set_not_null
     table: events

@@ -130,6 +130,57 @@ func TestStairway(t *testing.T) {
 			},
 		},
 		{
+			kind: "alter_column", tables: []string{`app."User Accounts"`},
+			spec: `kind: alter_column
+    table: app."User Accounts"
+    column: login
+    to: login_name
+    type: varchar(64)
+    up: "COALESCE(login, 'anonymous')::varchar(64)"
+    down: "login_name::text"
+    not_null: true
+    default: "'anonymous'"
+    check: "login_name <> ''"
+    unique: true
+    unique_name: user_accounts_login_name_key`,
+			after: map[string][]string{
+				"expand": {
+					`SELECT NOT attnotnull FROM pg_attribute WHERE attrelid = 'app."User Accounts"'::regclass AND attname = 'login_name'`,
+					`SELECT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = 'app."User Accounts"'::regclass AND tgname = 'planner_sync_stair')`,
+				},
+				"enforce": {
+					`SELECT attnotnull FROM pg_attribute WHERE attrelid = 'app."User Accounts"'::regclass AND attname = 'login_name'`,
+					`SELECT convalidated FROM pg_constraint WHERE conname = 'User Accounts_login_name_check' AND contype = 'c'`,
+					`SELECT EXISTS (SELECT FROM pg_constraint WHERE conname = 'user_accounts_login_name_key' AND contype = 'u')`,
+					`SELECT NOT EXISTS (SELECT FROM pg_attrdef WHERE adrelid = 'app."User Accounts"'::regclass AND adnum = (SELECT attnum FROM pg_attribute WHERE attrelid = 'app."User Accounts"'::regclass AND attname = 'login_name'))`,
+				},
+			},
+			tomb: &tombWrites{
+				// The insert takes login_name's default, set at contract.
+				write: `UPDATE app."User Accounts" SET login_name = 'moved' || id WHERE id <= 50;
+					INSERT INTO app."User Accounts" (id) VALUES (100001)`,
+				checks: []string{
+					`SELECT count(*) = 50 FROM app."User Accounts" WHERE id <= 50 AND login = 'moved' || id`,
+					// up maps NULL to 'anonymous': the trigger finds the
+					// columns in agreement and leaves login NULL.
+					`SELECT login IS NULL AND login_name = 'anonymous' FROM app."User Accounts" WHERE id = 100001`,
+					`SELECT count(*) = 0 FROM app."User Accounts" WHERE COALESCE(login, 'anonymous') IS DISTINCT FROM login_name::text`,
+				},
+				cleanup: `UPDATE app."User Accounts" SET login = 'login' || id WHERE id <= 50; DELETE FROM app."User Accounts" WHERE id = 100001`,
+			},
+			final: []string{
+				`SELECT format_type(atttypid, atttypmod) = 'character varying(64)' AND attnotnull FROM pg_attribute WHERE attrelid = 'app."User Accounts"'::regclass AND attname = 'login_name'`,
+				`SELECT NOT EXISTS (SELECT FROM pg_attribute WHERE attrelid = 'app."User Accounts"'::regclass AND attname = 'login' AND NOT attisdropped)`,
+				`SELECT NOT EXISTS (SELECT FROM pg_attribute WHERE attrelid = 'app."User Accounts"'::regclass AND attname LIKE 'planner_tomb_%' AND NOT attisdropped)`,
+				`SELECT count(*) = 2000 FROM app."User Accounts" WHERE login_name = 'login' || id`,
+				`SELECT pg_get_expr(adbin, adrelid) = '''anonymous''::character varying' FROM pg_attrdef WHERE adrelid = 'app."User Accounts"'::regclass AND adnum = (SELECT attnum FROM pg_attribute WHERE attrelid = 'app."User Accounts"'::regclass AND attname = 'login_name')`,
+				`SELECT convalidated FROM pg_constraint WHERE conname = 'User Accounts_login_name_check' AND contype = 'c'`,
+				`SELECT EXISTS (SELECT FROM pg_constraint WHERE conname = 'user_accounts_login_name_key' AND contype = 'u')`,
+				`SELECT NOT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = 'app."User Accounts"'::regclass AND NOT tgisinternal)`,
+				`SELECT NOT EXISTS (SELECT FROM pg_proc WHERE proname LIKE 'planner_%_stair')`,
+			},
+		},
+		{
 			kind: "set_not_null", tables: []string{"users"},
 			spec: `kind: set_not_null
     table: users

@@ -113,6 +113,40 @@ func scenarios() []scenario {
 			},
 		},
 		{
+			name: "alter_column",
+			setup: `CREATE TABLE people (id bigserial PRIMARY KEY, name text, note text);
+				INSERT INTO people (name) SELECT 'name ' || g FROM generate_series(1, $1::int) g`,
+			spec: `changes:
+  - id: people-display-name
+    kind: alter_column
+    table: people
+    column: name
+    to: display_name
+    type: varchar(64)
+    up: "COALESCE(name, '(none)')::varchar(64)"
+    down: "display_name::text"
+    not_null: true
+    default: "'(none)'"
+    check: "display_name <> ''"
+    unique: true
+`,
+			change: "people-display-name",
+			// The fleet writes distinct values of 17 characters: up keeps
+			// them as they are, and they satisfy the check and the unique
+			// constraint the change adds.
+			fleet: workload.Config{Table: "people", Old: "name", New: "display_name", Kind: workload.Synced},
+			after: func(t *testing.T, db *pgtest.DB) {
+				requireColumns(t, db, "people", map[string]string{"name": "", "display_name": "NOT NULL"})
+				var ok bool
+				if err := db.Pool.QueryRow(context.Background(), `SELECT
+					EXISTS (SELECT FROM pg_constraint WHERE conrelid = 'people'::regclass AND conname = 'people_display_name_key' AND contype = 'u')
+					AND EXISTS (SELECT FROM pg_constraint WHERE conrelid = 'people'::regclass AND conname = 'people_display_name_check' AND convalidated)
+					AND (SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'people'::regclass AND attname = 'display_name') = 'character varying(64)'`).Scan(&ok); err != nil || !ok {
+					t.Errorf("display_name lacks its type, check or unique constraint (%v)", err)
+				}
+			},
+		},
+		{
 			name:  "add_column without a default",
 			setup: users,
 			spec: `changes:
