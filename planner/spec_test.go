@@ -201,6 +201,16 @@ func TestParseAllKinds(t *testing.T) {
 			&AddCheck{TableName: `"Sales"."Orders"`, Name: "amount_positive", Expr: "amount > 0"}, TableName{Schema: "Sales", Name: "Orders"}},
 		{"users-handle-unique", "add_unique", 63,
 			&AddUnique{TableName: "users", Columns: []string{"handle", "Tenant ID"}}, TableName{Name: "users"}},
+		{"users-handle-index-drop", "drop_index", 68, &DropIndex{TableName: "users", Index: "users_handle_idx"}, TableName{Name: "users"}},
+		{"orders-amount-check-drop", "drop_constraint", 73,
+			&DropConstraint{TableName: `"Sales"."Orders"`, Constraint: "amount_positive"}, TableName{Schema: "Sales", Name: "Orders"}},
+		{"users-handle-index-rename", "rename_index", 78,
+			&RenameIndex{TableName: "users", Index: "users_handle_idx", To: "users_by_handle_idx"}, TableName{Name: "users"}},
+		{"orders-amount-check-rename", "rename_constraint", 84,
+			&RenameConstraint{TableName: `"Sales"."Orders"`, Constraint: "amount_positive", To: "amount_above_zero"}, TableName{Schema: "Sales", Name: "Orders"}},
+		{"users-handle-default", "set_default", 90, &SetDefault{TableName: "users", Column: "handle", Default: "''"}, TableName{Name: "users"}},
+		{"users-handle-default-drop", "drop_default", 96, &DropDefault{TableName: "users", Column: "handle"}, TableName{Name: "users"}},
+		{"users-handle-nullable", "drop_not_null", 101, &DropNotNull{TableName: "users", Column: "handle"}, TableName{Name: "users"}},
 	}
 	if len(specs) != len(wantChanges) {
 		t.Fatalf("got %d specs, want %d", len(specs), len(wantChanges))
