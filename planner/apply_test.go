@@ -90,6 +90,22 @@ ANALYZE;
 `, table, pgx.Identifier{email}.Sanitize(), rows)
 }
 
+// catalogCase is an apply case of a one-phase catalog kind on a small
+// table, with extra setup for the object it drops or renames.
+func catalogCase(name, kind, extra string, k Kind, final string) applyCase {
+	return applyCase{
+		name: name,
+		setup: `CREATE TABLE things (id bigserial PRIMARY KEY, name text, qty int NOT NULL DEFAULT 1);
+INSERT INTO things (name, qty) SELECT 'thing ' || g, g FROM generate_series(1, 500) g;` + extra,
+		tables:     []TableName{{Name: "things"}},
+		spec:       Spec{ID: "c", Kind: kind, Change: k},
+		dataBefore: `SELECT string_agg(name || qty, ',' ORDER BY id) FROM things`,
+		dataAfter:  `SELECT string_agg(name || qty, ',' ORDER BY id) FROM things`,
+		final:      []string{final},
+		phaseNames: []string{kind},
+	}
+}
+
 func applyCases() []applyCase {
 	users := TableName{Name: "users"}
 	orders := TableName{Name: "orders"}
@@ -130,6 +146,22 @@ func applyCases() []applyCase {
 	}
 	return []applyCase{
 		renameCase("rename_column", users, "email", "email_address"),
+		catalogCase("drop_index", "drop_index", `CREATE INDEX things_name_idx ON things (name) WHERE name <> ''`,
+			&DropIndex{TableName: "things", Index: "things_name_idx"}, `SELECT to_regclass('things_name_idx') IS NULL`),
+		catalogCase("drop_constraint_unique", "drop_constraint", `ALTER TABLE things ADD CONSTRAINT things_name_key UNIQUE (name)`,
+			&DropConstraint{TableName: "things", Constraint: "things_name_key"}, `SELECT to_regclass('things_name_key') IS NULL`),
+		catalogCase("drop_constraint_check", "drop_constraint", `ALTER TABLE things ADD CONSTRAINT things_qty_check CHECK (qty >= 0)`,
+			&DropConstraint{TableName: "things", Constraint: "things_qty_check"}, `SELECT NOT EXISTS (SELECT FROM pg_constraint WHERE conname = 'things_qty_check')`),
+		catalogCase("rename_index", "rename_index", `CREATE INDEX things_name_idx ON things (name)`,
+			&RenameIndex{TableName: "things", Index: "things_name_idx", To: "things_by_name"}, `SELECT to_regclass('things_by_name') IS NOT NULL`),
+		catalogCase("rename_constraint", "rename_constraint", `ALTER TABLE things ADD CONSTRAINT things_qty_check CHECK (qty >= 0)`,
+			&RenameConstraint{TableName: "things", Constraint: "things_qty_check", To: "things_qty_ok"}, `SELECT EXISTS (SELECT FROM pg_constraint WHERE conname = 'things_qty_ok')`),
+		catalogCase("set_default", "set_default", ``,
+			&SetDefault{TableName: "things", Column: "qty", Default: "7"}, `SELECT pg_get_expr(adbin, adrelid) = '7' FROM pg_attrdef WHERE adrelid = 'things'::regclass AND adnum = 3`),
+		catalogCase("drop_default", "drop_default", ``,
+			&DropDefault{TableName: "things", Column: "qty"}, `SELECT NOT EXISTS (SELECT FROM pg_attrdef WHERE adrelid = 'things'::regclass AND adnum = 3)`),
+		catalogCase("drop_not_null", "drop_not_null", ``,
+			&DropNotNull{TableName: "things", Column: "qty"}, `SELECT NOT attnotnull FROM pg_attribute WHERE attrelid = 'things'::regclass AND attname = 'qty'`),
 		renameCase("rename_column_quoted_names", odd, "E-Mail", `E-Mail "Address"`),
 		{
 			name:   "sql",
@@ -175,6 +207,24 @@ func applyCases() []applyCase {
 				`SELECT count(*) = 0 FROM pg_attribute WHERE attrelid = 'orders'::regclass AND attname = 'total' AND NOT attisdropped`,
 				`SELECT count(*) = 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = 'orders_total_cents_idx' AND i.indisvalid`,
 				`SELECT count(*) = 1 FROM pg_constraint WHERE conname = 'orders_total_cents_check' AND convalidated`,
+				`SELECT count(*) = 0 FROM pg_proc WHERE proname LIKE 'planner%'`,
+			},
+			phaseNames: full,
+		},
+		{
+			name:   "alter_column",
+			setup:  usersSetup("users", "email"),
+			tables: []TableName{orders, users},
+			spec: Spec{ID: "orders-total-alter", Kind: "alter_column",
+				Change: &AlterColumn{TableName: "orders", Column: "total", To: "total_cents", Type: "bigint",
+					Up: "round(total * 100)::bigint", Down: "(total_cents / 100.0)::numeric(12,2)",
+					Default: "0", CheckExpr: "total_cents >= 0", CheckName: "orders_total_cents_nonnegative"}},
+			dataBefore: `SELECT string_agg((total * 100)::bigint::text, ',' ORDER BY id) FROM orders`,
+			dataAfter:  `SELECT string_agg(total_cents::text, ',' ORDER BY id) FROM orders`,
+			final: []string{
+				`SELECT format_type(atttypid, atttypmod) = 'bigint' AND attnotnull FROM pg_attribute WHERE attrelid = 'orders'::regclass AND attname = 'total_cents'`,
+				`SELECT count(*) = 0 FROM pg_attribute WHERE attrelid = 'orders'::regclass AND attname = 'total' AND NOT attisdropped`,
+				`SELECT convalidated FROM pg_constraint WHERE conname = 'orders_total_cents_nonnegative'`,
 				`SELECT count(*) = 0 FROM pg_proc WHERE proname LIKE 'planner%'`,
 			},
 			phaseNames: full,
