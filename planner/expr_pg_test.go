@@ -109,7 +109,7 @@ func runOnServer(t *testing.T, db *pgtest.DB, s Spec) {
 func TestResolveExpressions(t *testing.T) {
 	ctx := context.Background()
 	db := pgtest.NewDB(t)
-	db.Exec(t, `CREATE TABLE orders (id bigserial PRIMARY KEY, total numeric(12,2) NOT NULL, status text, created_at timestamptz);
+	db.Exec(t, `CREATE TABLE orders (id bigserial PRIMARY KEY, total numeric(12,2) NOT NULL, total_cents bigint, status text, created_at timestamptz);
 CREATE TABLE users (id bigserial PRIMARY KEY, name text, status text);
 CREATE FUNCTION lookup(x bigint) RETURNS text LANGUAGE sql VOLATILE AS 'SELECT ''s''';`)
 	specs, err := Load(filepath.Join("..", "plans"))

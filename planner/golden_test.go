@@ -178,3 +178,16 @@ func firstDiff(want, got string) string {
 	}
 	return ""
 }
+
+// TestExamplesAreOneSequence: the examples in plans/ are one sequence of
+// changes (`planner plan plans/` plans them together), so no example may
+// contradict an earlier one.
+func TestExamplesAreOneSequence(t *testing.T) {
+	specs := goldenSpecs(t)
+	res := checkSequence(specs, nil, nil)
+	for id, ps := range res.Problems {
+		for _, p := range ps {
+			t.Errorf("%s %s: %s", id, p.Field, p.Message)
+		}
+	}
+}
