@@ -276,29 +276,17 @@ FOR UPDATE OF r SKIP LOCKED`, rangesTable(r.schema), jobsTable(r.schema)), r.cha
 // verify runs a verification batch after the cursor of a claimed range,
 // fixing the rows that differ.
 func (r *runner) verify(ctx context.Context, conn *pgxpool.Conn, c claim, size int) (result, error) {
-	res := result{rows: int64(size)}
-	end := make([]*string, len(r.t.key.cols))
-	dest := []any{&res.changed}
-	for i := range end {
-		dest = append(dest, &end[i])
-	}
+	var res result
 	sql, args := r.t.verifySQL(c.cursor, c.upper, size)
-	if err := conn.QueryRow(ctx, sql, args...).Scan(dest...); err != nil {
+	// Unnamed statement: the literal size changes from batch to batch.
+	args = append([]any{pgx.QueryExecModeExec}, args...)
+	if err := conn.QueryRow(ctx, sql, args...).Scan(&res.rows, &res.changed, &res.end); err != nil {
 		return res, err
 	}
-	if end[0] == nil {
-		// Fewer than size rows left: the batch runs to the range's end
-		// (open for the last range: rows inserted since Start included).
-		res.last, res.end, res.changed = true, c.upper, 0
-		sql, args := r.t.verifyTailSQL(c.cursor, c.upper)
-		if err := conn.QueryRow(ctx, sql, args...).Scan(&res.rows, &res.changed); err != nil {
-			return res, err
-		}
+	if res.rows < int64(size) {
+		// The range's rows after the cursor were all read.
+		res.last, res.end = true, c.upper
 	} else {
-		res.end = make([]string, len(end))
-		for i, v := range end {
-			res.end[i] = *v
-		}
 		res.last = c.upper != nil && slices.Equal(res.end, c.upper)
 	}
 	if res.changed == 0 {

@@ -218,25 +218,30 @@ func (t *target) orderBy() string {
 	return strings.Join(order, ", ")
 }
 
-// verifySQL is one verification batch in one statement: find the
-// size-th key after lower (up to upper) and count the rows up to it that
-// differ. It returns one row: the count, then the end key as text, all
-// NULL when fewer than size rows are left (nothing was counted: see
-// verifyTailSQL).
+// verifySQL is one verification batch in one statement that reads each
+// row once, in key order: the first size rows after lower (up to upper),
+// how many of them differ, and the last one's key as text (NULL when there
+// are none). Fewer than size rows: the range's rows after lower were all
+// read (the open last range: up to the last key there is).
 func (t *target) verifySQL(lower, upper []string, size int) (string, []any) {
-	boundCond, args := t.cond(lower, upper)
-	args = append(args, size-1)
-	// The same parameters serve the lower bound below.
-	lowerCond, _ := t.cond(lower, nil)
+	cond, args := t.cond(lower, upper)
 	if lower == nil {
-		lowerCond = t.firstKeyCond()
+		// Without a lower bound the planner may scan the table whole.
+		cond += " AND " + t.firstKeyCond()
 	}
-	bound := fmt.Sprintf("SELECT %s FROM %s WHERE %s ORDER BY %s LIMIT 1 OFFSET $%d",
-		t.keyList(""), t.name, boundCond, t.orderBy(), len(args))
-	upTo := fmt.Sprintf("%s AND %s <= (SELECT %s FROM bound) AND %s IS DISTINCT FROM %s",
-		lowerCond, t.tuple(), t.keyListOf("bound.", ""), t.column, t.value)
-	return fmt.Sprintf("WITH bound AS (%s)\nSELECT (SELECT count(*) FROM %s WHERE %s), %s FROM (VALUES (1)) AS one (x) LEFT JOIN bound ON true",
-		bound, t.name, upTo, t.keyListOf("bound.", "::text")), args
+	desc := make([]string, len(t.key.cols))
+	for i, c := range t.key.cols {
+		desc[i] = "b." + pgx.Identifier{c}.Sanitize() + " DESC"
+	}
+	// The size is a literal: the plan is for that many rows, whatever a
+	// generic plan would assume of a parameter.
+	return fmt.Sprintf(`WITH b AS MATERIALIZED (
+  SELECT %[1]s, %[2]s IS DISTINCT FROM %[3]s AS "planner differs" FROM %[4]s WHERE %[5]s ORDER BY %[6]s LIMIT %[7]d
+)
+SELECT (SELECT count(*) FROM b), (SELECT count(*) FROM b WHERE "planner differs"),
+  (SELECT ARRAY[%[8]s] FROM b ORDER BY %[9]s LIMIT 1)`,
+		t.keyList(""), t.column, t.value, t.name, cond, t.orderBy(), size,
+		t.keyListOf("b.", "::text"), strings.Join(desc, ", ")), args
 }
 
 // firstKeyCond bounds the key from below by the table's first key: with
@@ -244,14 +249,6 @@ func (t *target) verifySQL(lower, upper []string, size int) (string, []any) {
 // batch's rows for a third of the table and scan it whole.
 func (t *target) firstKeyCond() string {
 	return fmt.Sprintf("%s >= (SELECT %s FROM %s ORDER BY %s LIMIT 1)", t.tuple(), t.keyList(""), t.name, t.orderBy())
-}
-
-// verifyTailSQL finishes the verification of a range with fewer rows left
-// than a batch: it counts all rows and those that differ.
-func (t *target) verifyTailSQL(lower, upper []string) (string, []any) {
-	cond, args := t.cond(lower, upper)
-	return fmt.Sprintf("SELECT count(*), count(*) FILTER (WHERE %s IS DISTINCT FROM %s) FROM %s WHERE %s",
-		t.column, t.value, t.name, cond), args
 }
 
 // probeSQL finds the n-th key after lower (up to upper) as text: the end of
