@@ -47,31 +47,18 @@ func Check(ctx context.Context, q Querier, work phases.Backfill, key []string, b
 		if err := ctx.Err(); err != nil {
 			return res, err
 		}
-		end := make([]*string, len(t.key.cols))
-		var differ int64
-		dest := []any{&differ}
-		for i := range end {
-			dest = append(dest, &end[i])
-		}
+		var rows, differ int64
+		var end []string
 		sql, args := t.verifySQL(cursor, nil, batchSize)
-		if err := q.QueryRow(ctx, sql, args...).Scan(dest...); err != nil {
+		// Unnamed statement: the batch size is a literal in the SQL.
+		args = append([]any{pgx.QueryExecModeExec}, args...)
+		if err := q.QueryRow(ctx, sql, args...).Scan(&rows, &differ, &end); err != nil {
 			return res, fmt.Errorf("backfill: check %s: %w", t.name, err)
 		}
+		res.Rows += rows
 		var upper []string
-		if end[0] == nil {
-			// Fewer than a batch left: count the rest.
-			var rows int64
-			sql, args := t.verifyTailSQL(cursor, nil)
-			if err := q.QueryRow(ctx, sql, args...).Scan(&rows, &differ); err != nil {
-				return res, fmt.Errorf("backfill: check %s: %w", t.name, err)
-			}
-			res.Rows += rows
-		} else {
-			res.Rows += int64(batchSize)
-			upper = make([]string, len(end))
-			for i, v := range end {
-				upper[i] = *v
-			}
+		if rows == int64(batchSize) {
+			upper = end
 		}
 		if differ > 0 && res.Example == nil {
 			if res.Example, err = t.firstDiffering(ctx, q, cursor, upper); err != nil {
