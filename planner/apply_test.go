@@ -325,7 +325,7 @@ func applyCases() []applyCase {
 					Foreign: []NewForeignKey{{Columns: []string{"user_id"}, References: References{Table: "users", Columns: []string{"id"}}}},
 					Indexes: []NewTableIndex{{Columns: []string{"user_id"}}}}},
 			final: []string{
-				`SELECT count(*) = 3 FROM pg_constraint WHERE conrelid = 'invoices'::regclass AND convalidated`,
+				`SELECT count(*) = 3 FROM pg_constraint WHERE conrelid = 'invoices'::regclass AND contype <> 'n' AND convalidated`,
 				`SELECT count(*) = 2 FROM pg_index WHERE indrelid = 'invoices'::regclass AND indisvalid`,
 			},
 			phaseNames: []string{"create"},
