@@ -467,15 +467,18 @@ func (w *Workload) choose(ctx context.Context, wk *worker) (Choice, string, func
 		}
 		w.oldInFlight.RUnlock()
 	}
-	w.newOps.Add(1)
 	c, err := w.cfg.Chooser.Choose(ctx)
+	table := w.table
 	if err != nil {
-		return c, "", nil, fmt.Errorf("choose columns: %w", err)
+		err = fmt.Errorf("choose columns: %w", err)
+	} else if !c.valid() {
+		err = fmt.Errorf("choose columns: invalid choice read=%q write=%q", c.Read, c.Write)
+	} else {
+		table, err = w.chooseTable(ctx)
 	}
-	if !c.valid() {
-		return c, "", nil, fmt.Errorf("choose columns: invalid choice read=%q write=%q", c.Read, c.Write)
+	if err != nil || table != "" {
+		w.newOps.Add(1) // a request not made is counted as idle instead
 	}
-	table, err := w.chooseTable(ctx)
 	return c, table, func() {}, err
 }
 
