@@ -140,3 +140,21 @@ func TestTableKindsNeedTheFlag(t *testing.T) {
 		})
 	}
 }
+
+// TestSQLScenarioCanFail: the sql scenario's assertions are real. The same
+// change with a check the fleet's values break (they are not e-mail
+// addresses) fails the fleet's writes from the deploy that runs it.
+func TestSQLScenarioCanFail(t *testing.T) {
+	sc := scenarioNamed(t, "sql")
+	sc.spec = strings.Replace(sc.spec, "      COMMENT ON COLUMN", "      ALTER TABLE users ADD CONSTRAINT users_email_at CHECK (email LIKE '%@%') NOT VALID;\n      COMMENT ON COLUMN", 1)
+	ctx := context.Background()
+	env := newEnv(t, sc)
+	fleet := env.startFleet(t, sc, 71)
+	eng := env.engine(t, 500*time.Millisecond)
+	advance(t, ctx, env, eng, fleet, sc.change, hooks{})
+	r := fleet.Stop()
+	t.Logf("fleet: %s", r)
+	if want := `violates check constraint "users_email_at"`; r.Failed == 0 || !strings.Contains(strings.Join(r.Errors, "\n"), want) {
+		t.Errorf("%d failed requests, want failures with %q", r.Failed, want)
+	}
+}
