@@ -63,7 +63,8 @@ func TestLegacyChangeKeepsItsIrreversibleContract(t *testing.T) {
 	ctx := context.Background()
 	specs := f.specs(t, dropSpec)
 	f.next(t, specs, "d1") // stop_using
-	f.db.Exec(t, `UPDATE planner.changes SET total = 2 WHERE id = 'legacy-drop'`)
+	// A planner of that time stored no fingerprints either.
+	f.db.Exec(t, `UPDATE planner.changes SET total = 2, fingerprint = '{}' WHERE id = 'legacy-drop'`)
 	r := f.next(t, specs, "d2")
 	if c := reportOf(t, r, "legacy-drop"); c.Action != Advanced || c.Phase != "contract" || c.Total != 2 {
 		t.Fatalf("legacy contract: %+v", c)
