@@ -42,7 +42,7 @@ func TestPurgeWaitsForPurgeAfter(t *testing.T) {
 	if s := list[0]; s.Next != "purge" || s.GateMet == nil || *s.GateMet || !strings.Contains(s.GateReason, "the purge may run from") {
 		t.Fatalf("status before --purge-after: %+v", s)
 	}
-	f.e.PurgeAfter = 0
+	f.e.PurgeAfter = -1 // no delay
 	r = f.next(t, specs, "d3")
 	if c := reportOf(t, r, "legacy-drop"); c.Action != Advanced || c.Phase != "purge" {
 		t.Fatalf("purge after --purge-after: %+v", c)
