@@ -455,7 +455,7 @@ func (e *env) deploy(t *testing.T, w *workload.Workload, change string) workload
 func (e *env) engine(t *testing.T, lockTimeout time.Duration) *planner.Engine {
 	return &planner.Engine{
 		Pool: e.db.Pool, Schema: stateSchema, LockTimeout: lockTimeout,
-		Wait: 30 * time.Second, Log: testLog{t},
+		Wait: 30 * time.Second, PurgeAfter: -1, Log: testLog{t},
 	}
 }
 
