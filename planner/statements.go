@@ -317,13 +317,21 @@ func (s state) ensureStatementBaselines(ctx context.Context, q dbtx) error {
 	if err := q.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, s.table("statement_baselines")).Scan(&has); err != nil || has {
 		return err
 	}
-	_, err := q.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+s.table("statement_baselines")+` (
+	// The foreign key locks the changes table: briefly, or not at all.
+	var prev string
+	if err := q.QueryRow(ctx, `SELECT current_setting('lock_timeout'), set_config('lock_timeout', '5s', true)`).Scan(&prev, new(string)); err != nil {
+		return err
+	}
+	if _, err := q.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+s.table("statement_baselines")+` (
 		change text PRIMARY KEY REFERENCES `+s.table("changes")+` (id) ON DELETE CASCADE,
 		taken timestamptz NOT NULL,
 		stats_reset timestamptz,
 		baseline jsonb NOT NULL,
 		checked_at timestamptz,
-		checked jsonb)`)
+		checked jsonb)`); err != nil {
+		return err
+	}
+	_, err := q.Exec(ctx, `SELECT set_config('lock_timeout', $1, true)`, prev)
 	return err
 }
 
@@ -398,7 +406,7 @@ func (e *Engine) columnStatements(ctx context.Context, en *entry, idx int, recor
 	if err != nil {
 		return nil, "", err
 	}
-	what := fmt.Sprintf("statements naming %s.%s", table, column)
+	what := fmt.Sprintf("statement(s) naming %s.%s", table, column)
 	if base == nil {
 		// pg_stat_statements was not readable at enforce: count from now.
 		wait := fmt.Sprintf("no pg_stat_statements baseline was taken at the previous phase; a planner next takes one, and a later one compares the %s with it (--gate-statements)", what)
@@ -466,7 +474,7 @@ func (e *Engine) columnStatements(ctx context.Context, en *entry, idx int, recor
 	if base.checkedAt != nil {
 		from = "the previous check (" + base.checkedAt.UTC().Format(time.RFC3339) + ")"
 	}
-	return rep, fmt.Sprintf("%d %s were called since %s: %s; the contract waits (--gate-statements) until a planner next finds none called since the one before",
+	return rep, fmt.Sprintf("%d %s called since %s: %s; the contract waits (--gate-statements) until a planner next finds none called since the one before",
 		len(busy), what, from, describeStatements(busy, true)), nil
 }
 
