@@ -255,4 +255,72 @@ func TestStatementGate(t *testing.T) {
 			t.Fatalf("no call since the previous check: %+v", r)
 		}
 	})
+
+	t.Run("drop_column: a client still reading the column holds the contract", func(t *testing.T) {
+		f := clusterFixture(t, c, true)
+		f.e.GateStatements = true
+		specs := f.specs(t, `
+changes:
+  - id: users-legacy-drop
+    kind: drop_column
+    table: users
+    column: legacy_flags
+`)
+		if r := reportOf(t, f.next(t, specs, "d1"), "users-legacy-drop"); r.Action != Advanced || r.Phase != "stop_using" {
+			t.Fatalf("stop_using: %+v", r)
+		}
+		const read = `SELECT legacy_flags FROM users WHERE id = $1`
+		call(t, appPool(t, f), 2, read, 1)
+		r := reportOf(t, f.next(t, specs, "d2"), "users-legacy-drop")
+		if r.Action != Waiting || r.Phase != "contract" || !strings.Contains(r.Reason, read) {
+			t.Fatalf("contract of drop_column with the column still read: %+v", r)
+		}
+		if r := reportOf(t, f.next(t, specs, "d3"), "users-legacy-drop"); r.Action != Advanced || r.Phase != "contract" {
+			t.Fatalf("contract once the column is no longer read: %+v", r)
+		}
+	})
+
+	t.Run("a role without pg_read_all_stats: other roles' statements hidden, said so", func(t *testing.T) {
+		f := clusterFixture(t, c, true)
+		specs := f.specs(t, renameSpec)
+		toEnforce(t, f, specs)
+		call(t, appPool(t, f), 3, oldSelect, 1) // run by the superuser
+		role := fmt.Sprintf("viewer_%d", clusterDBs.Add(1))
+		f.db.Exec(t, `CREATE ROLE `+role+` LOGIN`)
+		f.db.Exec(t, `GRANT USAGE ON SCHEMA planner TO `+role)
+		f.db.Exec(t, `GRANT SELECT ON ALL TABLES IN SCHEMA planner TO `+role)
+		u, err := pgxpool.ParseConfig(f.db.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u.ConnConfig.User = role
+		viewer, err := pgxpool.NewWithConfig(context.Background(), u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(viewer.Close)
+		e := testEngine(viewer)
+		status := func() ChangeStatus {
+			t.Helper()
+			list, err := e.Status(context.Background(), specs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return list[0]
+		}
+		s := status().OldColumnStatements
+		if s == nil || !s.Available || s.Hidden == 0 || len(s.Statements) != 0 || !strings.Contains(s.Problem, `GRANT pg_read_all_stats TO "`+role+`"`) {
+			t.Fatalf("report for a role that sees only its own statements: %+v", s)
+		}
+		e.GateStatements = true
+		if st := status(); st.NextAction != Failed || !strings.Contains(st.NextReason, "hidden") {
+			t.Fatalf("--gate-statements with hidden statements: %+v", st)
+		}
+		e.GateStatements = false
+		f.db.Exec(t, `GRANT pg_read_all_stats TO `+role)
+		s = status().OldColumnStatements
+		if s.Hidden != 0 || s.Problem != "" || len(s.Statements) != 1 || s.Statements[0].Query != oldSelect {
+			t.Fatalf("report once the role has pg_read_all_stats: %+v", s)
+		}
+	})
 }
