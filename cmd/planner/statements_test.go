@@ -88,6 +88,9 @@ func TestNextGateStatements(t *testing.T) {
 			} `json:"old_column_statements"`
 		}
 	}
+	if err := validateJSON("../../docs/schema/next.json", r.stdout); err != nil {
+		t.Fatal(err)
+	}
 	if err := unmarshalResult(r.stdout, &rep); err != nil {
 		t.Fatalf("next -o json: %v\n%s", err, r.stdout)
 	}
@@ -98,6 +101,11 @@ func TestNextGateStatements(t *testing.T) {
 	if s := ch.Statements.Statements[0]; s.Query != oldSelect || s.Calls != 4 || s.CallsSinceCheck != 1 || s.QueryID == 0 ||
 		!strings.Contains(ch.Reason, fmt.Sprint(s.QueryID)) {
 		t.Fatalf("json statement: %s", r.stdout)
+	}
+	r = c.run(nil, "status", dir, "-o", "json")
+	c.expect(r, 0, `"old_column_statements"`, `"queryid"`)
+	if err := validateJSON("../../docs/schema/status.json", r.stdout); err != nil {
+		t.Fatal(err)
 	}
 	c.expect(c.run(nil, "status", dir), 0, "statements: 1 statement(s) naming public.users.email called since enforce", oldSelect)
 	// Without the flag: the contract runs, and the output says who still
