@@ -121,9 +121,18 @@ type statementSnapshot struct {
 	statsReset *time.Time
 }
 
-// unreadable turns the errors of a view that cannot be read into the
-// report's problem; other errors stay errors.
+// statementsUnusable: the view can be read but counts nothing.
+type statementsUnusable string
+
+func (s statementsUnusable) Error() string { return string(s) }
+
+// unreadable turns the errors of a view that cannot be read (or counts
+// nothing) into the report's problem; other errors stay errors.
 func unreadable(err error) (string, bool) {
+	var unusable statementsUnusable
+	if errors.As(err, &unusable) {
+		return string(unusable), true
+	}
 	var pe *pgconn.PgError
 	if !errors.As(err, &pe) {
 		return "", false
@@ -147,6 +156,13 @@ func (s *statementSource) snapshot(ctx context.Context, q dbtx, table TableName,
 			return ""
 		}
 		return strings.ToLower(name)
+	}
+	var track *string
+	if err := q.QueryRow(ctx, `SELECT current_setting('pg_stat_statements.track', true)`).Scan(&track); err != nil {
+		return nil, err
+	}
+	if track != nil && *track == "none" {
+		return nil, statementsUnusable("pg_stat_statements.track is none: no statement is counted (set it to top or all)")
 	}
 	rows, err := q.Query(ctx, `SELECT s.queryid, sum(s.calls)::bigint, min(s.query)
 		FROM `+s.view+` s

@@ -324,3 +324,38 @@ changes:
 		}
 	})
 }
+
+// Installed but not loaded (no shared_preload_libraries), or counting
+// nothing: the report says so and why; the gate flag is refused.
+func TestStatementsUnavailable(t *testing.T) {
+	c, err := pgtest.Start(pgtest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Stop)
+	f := clusterFixture(t, c, true)
+	specs := f.specs(t, renameSpec)
+	toEnforce(t, f, specs)
+	list, err := f.e.Status(context.Background(), specs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := list[0].OldColumnStatements; list[0].NextAction != WouldApply || s == nil || s.Available || !strings.Contains(s.Problem, "shared_preload_libraries") ||
+		!strings.Contains(list[0].NextReason, "installed but not loaded") {
+		t.Fatalf("status with the extension not loaded: %+v %+v", list[0], s)
+	}
+	f.e.GateStatements = true
+	if _, err := f.e.Next(context.Background(), specs, "d5", false); !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "shared_preload_libraries") {
+		t.Fatalf("--gate-statements with the extension not loaded: %v", err)
+	}
+
+	loaded := clusterFixture(t, statementsCluster(t), true)
+	loaded.db.Exec(t, `ALTER DATABASE `+pgx.Identifier{loaded.db.Name}.Sanitize()+` SET pg_stat_statements.track = 'none'`)
+	loaded.db.Pool.Reset() // new sessions, with the setting
+	loaded.e.GateStatements = true
+	specs = loaded.specs(t, renameSpec)
+	toEnforce(t, loaded, specs)
+	if _, err := loaded.e.Next(context.Background(), specs, "d5", false); !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "track is none") {
+		t.Fatalf("--gate-statements with pg_stat_statements.track = none: %v", err)
+	}
+}
