@@ -440,7 +440,7 @@ func (e *Engine) columnStatements(ctx context.Context, en *entry, idx int, recor
 		return rep, wait, nil
 	}
 	rep.Since, rep.LastCheck = &base.taken, base.checkedAt
-	reset := snap.statsReset != nil && (base.statsReset == nil || !snap.statsReset.Equal(*base.statsReset))
+	reset := snap.statsReset != nil && base.statsReset != nil && !snap.statsReset.Equal(*base.statsReset)
 	for id, calls := range snap.calls {
 		since := func(counts map[int64]int64) int64 {
 			prev := counts[id]

@@ -256,6 +256,26 @@ func TestStatementGate(t *testing.T) {
 		}
 	})
 
+	t.Run("pg_stat_statements reset after enforce: counts from the reset", func(t *testing.T) {
+		f := clusterFixture(t, c, true)
+		f.e.GateStatements = true
+		specs := f.specs(t, renameSpec)
+		app := appPool(t, f)
+		call(t, app, 2, oldSelect, 1)
+		toEnforce(t, f, specs)
+		f.db.Exec(t, `SELECT pg_stat_statements_reset()`)
+		call(t, app, 2, oldSelect, 1) // as many calls as the baseline holds
+		r := reportOf(t, f.next(t, specs, "d5"), id)
+		if r.Action != Waiting || len(r.OldColumnStatements.Statements) != 1 || r.OldColumnStatements.Statements[0].Calls != 2 {
+			t.Fatalf("calls after a reset: %+v %+v", r, r.OldColumnStatements)
+		}
+		call(t, app, 1, oldSelect, 1)
+		r = reportOf(t, f.next(t, specs, "d6"), id)
+		if o := r.OldColumnStatements.Statements; r.Action != Waiting || len(o) != 1 || o[0].Calls != 3 || o[0].CallsSinceCheck != 1 {
+			t.Fatalf("calls after a reset, second check: %+v %+v", r, o)
+		}
+	})
+
 	t.Run("drop_column: a client still reading the column holds the contract", func(t *testing.T) {
 		f := clusterFixture(t, c, true)
 		f.e.GateStatements = true
