@@ -164,34 +164,35 @@ func (s *statementSource) snapshot(ctx context.Context, q dbtx, table TableName,
 	if track != nil && *track == "none" {
 		return nil, statementsUnusable("pg_stat_statements.track is none: no statement is counted (set it to top or all)")
 	}
-	rows, err := q.Query(ctx, `SELECT s.queryid, sum(s.calls)::bigint, min(s.query)
+	// One pass over the view: the matching statements, and the rows of
+	// other roles, which have no queryid without pg_read_all_stats.
+	rows, err := q.Query(ctx, `SELECT s.queryid, sum(s.calls)::bigint, coalesce(min(s.query), ''), count(*)::int
 		FROM `+s.view+` s
 		WHERE s.dbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
-			AND s.queryid IS NOT NULL
-			AND strpos(lower(s.query), $1) > 0 AND strpos(lower(s.query), $2) > 0
+			AND (s.queryid IS NULL OR strpos(lower(s.query), $1) > 0 AND strpos(lower(s.query), $2) > 0)
 		GROUP BY s.queryid`, filter(column), filter(table.Name))
 	if err != nil {
 		return nil, err
 	}
 	snap := &statementSnapshot{calls: map[int64]int64{}, text: map[int64]string{}}
 	for rows.Next() {
-		var id, calls int64
+		var id *int64
+		var calls int64
 		var text string
-		if err := rows.Scan(&id, &calls, &text); err != nil {
+		var n int
+		if err := rows.Scan(&id, &calls, &text, &n); err != nil {
 			rows.Close()
 			return nil, err
 		}
-		if namesColumn(text, table.Name, column) {
-			snap.calls[id], snap.text[id] = calls, text
+		switch {
+		case id == nil:
+			snap.hidden = n
+		case namesColumn(text, table.Name, column):
+			snap.calls[*id], snap.text[*id] = calls, text
 		}
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	// Rows of other roles without pg_read_all_stats have no queryid.
-	if err := q.QueryRow(ctx, `SELECT count(*) FROM `+s.view+`
-		WHERE dbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()) AND queryid IS NULL`).Scan(&snap.hidden); err != nil {
 		return nil, err
 	}
 	if s.info != "" {
