@@ -266,6 +266,19 @@ func (e *Engine) advance(ctx context.Context, en *entry, deployID string, versio
 	if err != nil {
 		return failedReport(en, err), err
 	}
+	stmts, wait, err := e.columnStatements(ctx, en, idx, !dryRun)
+	r.OldColumnStatements = stmts
+	if err != nil {
+		fr := failedReport(en, err)
+		fr.OldColumnStatements = stmts
+		return fr, err
+	}
+	switch {
+	case met && wait != "":
+		met, reason = false, wait
+	case !met && stmts != nil && (len(stmts.Statements) > 0 || stmts.Problem != ""):
+		reason += "; " + stmts.Summary()
+	}
 	if !met {
 		r.Action, r.Reason = Waiting, reason
 		e.event("", EventGateNotMet, append(phaseAttrs(c.ID, p.Name, idx, len(en.plan.Phases), deployID), slog.String("gate", string(p.Gate)), slog.String("reason", reason))...)
@@ -276,13 +289,18 @@ func (e *Engine) advance(ctx context.Context, en *entry, deployID string, versio
 	}
 	if dryRun {
 		r.Action = WouldApply
+		if stmts != nil && (len(stmts.Statements) > 0 || stmts.Problem != "") {
+			r.Reason = stmts.Summary()
+		}
 		r.Statements, r.BackfillWork, r.Flags = p.Statements, p.Backfill, p.Flags
 		if p.Backfill != nil {
 			e.dryRunBackfill(ctx, &r)
 		}
 		return r, nil
 	}
-	return e.apply(ctx, en, idx, deployID)
+	r, err = e.apply(ctx, en, idx, deployID)
+	r.OldColumnStatements = stmts
+	return r, err
 }
 
 // dryRunBackfill says what a backfill phase would do: start its job, wait
@@ -399,6 +417,9 @@ func (e *Engine) apply(ctx context.Context, en *entry, idx int, deployID string)
 	var finished time.Time
 	e.Pool.QueryRow(ctx, `SELECT clock_timestamp()`).Scan(&finished)
 	r.Action, r.Applied, r.Duration = Advanced, idx+1, finished.Sub(started)
+	if column, contract, ok := retiredColumn(en); ok && idx+1 == contract {
+		e.takeStatementBaseline(ctx, en, column)
+	}
 	e.event(fmt.Sprintf("%s: phase %s applied in %s\n", c.ID, p.Name, r.Duration.Round(time.Millisecond)),
 		EventPhaseEnd, append(phaseAttrs(c.ID, p.Name, idx, len(en.plan.Phases), deployID), durationAttr(r.Duration))...)
 	return r, nil

@@ -80,7 +80,7 @@ func CheckStateSchemaName(name string) error {
 
 // plannerRelations are the tables the planner and its packages keep in the
 // state schema.
-var plannerRelations = []string{"meta", "changes", "history", "flags", "backfill_jobs", "backfill_ranges", "backfill_undo"}
+var plannerRelations = []string{"meta", "changes", "history", "flags", "backfill_jobs", "backfill_ranges", "backfill_undo", "statement_baselines"}
 
 // preflight reads and checks; it returns an error only when the database
 // cannot answer.

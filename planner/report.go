@@ -53,6 +53,10 @@ type ChangeReport struct {
 	Statements   []phases.Statement `json:"statements"`
 	BackfillWork *phases.Backfill   `json:"backfill_work"`
 	Flags        phases.Flags       `json:"flags"`
+	// OldColumnStatements, at the contract of a change that removes a
+	// column, are the statements naming it called since enforce, when
+	// pg_stat_statements is installed (nil otherwise).
+	OldColumnStatements *StatementsReport `json:"old_column_statements"`
 	// Duration is how long the phase took (JSON: duration_ms).
 	Duration time.Duration `json:"-"`
 }

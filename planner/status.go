@@ -32,8 +32,10 @@ type ChangeStatus struct {
 	NextReason string             `json:"next_reason"`
 	Backfill   *backfill.Progress `json:"backfill"`
 	Flags      map[string]string  `json:"flags"`
-	LastError  string             `json:"last_error"`
-	InFiles    bool               `json:"in_files"`
+	// OldColumnStatements: as in planner next's report.
+	OldColumnStatements *StatementsReport `json:"old_column_statements"`
+	LastError           string            `json:"last_error"`
+	InFiles             bool              `json:"in_files"`
 	// Edited: the spec file no longer matches the spec the change started
 	// with (planner next refuses to run until that is resolved).
 	Edited  bool       `json:"edited"`
@@ -87,6 +89,7 @@ func (e *Engine) Status(ctx context.Context, specs []Spec) ([]ChangeStatus, erro
 			}
 			if r, ok := byID[c.ID]; ok {
 				s.NextAction, s.NextReason, s.Backfill = r.Action, r.Reason, r.Backfill
+				s.OldColumnStatements = r.OldColumnStatements
 				if r.Error != "" {
 					s.NextReason = r.Error
 				}

@@ -23,7 +23,7 @@ type engineOptions struct {
 	retries                                             int
 	wait, leaseTTL                                      time.Duration
 	minSoak, fleetExpiry, purgeAfter                    time.Duration
-	async                                               bool
+	async, gateStatements                               bool
 	// backfill tunes inline backfills (next only: hasBackfill).
 	backfill    backfill.Options
 	hasBackfill bool
@@ -53,6 +53,7 @@ func (o *engineOptions) registerNext(cmd *cobra.Command) {
 	f.DurationVar(&o.fleetExpiry, "fleet-expiry", planner.Defaults.FleetExpiry, "an application instance that stopped heartbeating counts as live for this long (for the enforce and contract gates)")
 	f.DurationVar(&o.minSoak, "min-soak", planner.Defaults.MinSoak, "minimum time the previous phase's flags must be live before a phase gated on them (contract; add_column's enforce)")
 	registerPurgeAfter(cmd, &o.purgeAfter)
+	registerGateStatements(cmd, &o.gateStatements)
 	f.BoolVar(&o.async, "async", false, "start backfills and return; the phase completes at a later deploy once the backfill is verified (run it with planner backfill run)")
 	registerBackfillFlags(cmd, &o.backfill, "backfill-")
 	o.hasBackfill = true
@@ -71,6 +72,11 @@ func noneIfZero(d time.Duration) time.Duration {
 		return -1
 	}
 	return d
+}
+
+// registerGateStatements adds --gate-statements (next, run, status).
+func registerGateStatements(cmd *cobra.Command, b *bool) {
+	cmd.Flags().BoolVar(b, "gate-statements", false, "with pg_stat_statements: a contract that removes a column waits while statements naming it keep being called (without: they are only reported)")
 }
 
 // engine connects and builds a planner.Engine from the flags.
@@ -107,7 +113,7 @@ func (o *engineOptions) engine(cmd *cobra.Command) (*planner.Engine, func(), err
 	e := &planner.Engine{
 		Pool: pool, Schema: g.stateSchema,
 		LockTimeout: o.lockTimeout, StatementTimeout: o.statementTimeout, LongStatementTimeout: noneIfZero(o.longStatementTimeout),
-		Retries: o.retries, Wait: noneIfZero(o.wait), LeaseTTL: o.leaseTTL, MinSoak: o.minSoak, FleetExpiry: o.fleetExpiry, PurgeAfter: noneIfZero(o.purgeAfter), Async: o.async,
+		Retries: o.retries, Wait: noneIfZero(o.wait), LeaseTTL: o.leaseTTL, MinSoak: o.minSoak, FleetExpiry: o.fleetExpiry, PurgeAfter: noneIfZero(o.purgeAfter), Async: o.async, GateStatements: o.gateStatements,
 		Log: cmd.ErrOrStderr(), Verbose: g.verbose, Logger: logger,
 	}
 	e.Backfill = o.backfill
@@ -261,6 +267,13 @@ func printReport(w io.Writer, r *planner.Report) {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", c.ID, c.Table, c.Action, phase, detail)
 	}
 	tw.Flush()
+	for _, c := range r.Changes {
+		// A contract applied while statements still name the old column:
+		// their callers fail from now on.
+		if s := c.OldColumnStatements; c.Action == planner.Advanced && s != nil && (len(s.Statements) > 0 || s.Problem != "") {
+			fmt.Fprintf(w, "  %s: %s\n", c.ID, s.Summary())
+		}
+	}
 	if !r.DryRun {
 		return
 	}

@@ -61,6 +61,12 @@ func newCLI(t *testing.T) (*cli, *pgtest.DB) {
 	db := pgtest.NewDB(t)
 	db.Exec(t, `CREATE TABLE users (id bigserial PRIMARY KEY, email text NOT NULL, name text)`)
 	db.Exec(t, `INSERT INTO users (email) SELECT 'u' || g || '@example.com' FROM generate_series(1, 500) g`)
+	return cliFor(t, db.URL), db
+}
+
+// cliFor is a CLI on the database at url, with the rename spec in its
+// directory.
+func cliFor(t *testing.T, url string) *cli {
 	dir := t.TempDir()
 	spec := `changes:
   - id: users-email-rename
@@ -82,8 +88,8 @@ func newCLI(t *testing.T) (*cli, *pgtest.DB) {
 		env = append(env, kv)
 	}
 	// A killed run's lease holds up the rerun for at most this long.
-	env = append(env, "DATABASE_URL="+db.URL, "PLANNER_LEASE_TTL=2s")
-	return &cli{t: t, bin: plannerBinary(t), env: env, dir: dir}, db
+	env = append(env, "DATABASE_URL="+url, "PLANNER_LEASE_TTL=2s")
+	return &cli{t: t, bin: plannerBinary(t), env: env, dir: dir}
 }
 
 func (c *cli) run(extraEnv []string, args ...string) result {

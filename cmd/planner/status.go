@@ -34,7 +34,7 @@ func statusCmd() *cobra.Command {
 				return err
 			}
 			defer pool.Close()
-			e := &planner.Engine{Pool: pool, Schema: g.stateSchema, MinSoak: gates.minSoak, FleetExpiry: gates.fleetExpiry, PurgeAfter: noneIfZero(gates.purgeAfter)}
+			e := &planner.Engine{Pool: pool, Schema: g.stateSchema, MinSoak: gates.minSoak, FleetExpiry: gates.fleetExpiry, PurgeAfter: noneIfZero(gates.purgeAfter), GateStatements: gates.gateStatements}
 			list, err := e.Status(cmd.Context(), specs)
 			if err != nil {
 				return err
@@ -62,6 +62,7 @@ func statusCmd() *cobra.Command {
 	cmd.Flags().DurationVar(&gates.minSoak, "min-soak", planner.Defaults.MinSoak, "minimum soak time to evaluate gates on flags with (as given to planner next)")
 	cmd.Flags().DurationVar(&gates.fleetExpiry, "fleet-expiry", planner.Defaults.FleetExpiry, "as given to planner next")
 	registerPurgeAfter(cmd, &gates.purgeAfter)
+	registerGateStatements(cmd, &gates.gateStatements)
 	return cmd
 }
 
@@ -107,6 +108,10 @@ func printStatus(w io.Writer, list []planner.ChangeStatus) {
 		if b := s.Backfill; b != nil {
 			// The same figures as planner backfill status.
 			fmt.Fprintf(w, "  backfill: %s\n", b.Summary())
+		}
+		// Unless the reason (planner next's) already carries it.
+		if st := s.OldColumnStatements; st != nil && !strings.Contains(s.NextReason, "pg_stat_statements") {
+			fmt.Fprintf(w, "  statements: %s\n", strings.TrimPrefix(st.Summary(), "pg_stat_statements: "))
 		}
 		if len(s.Flags) > 0 {
 			keys := make([]string, 0, len(s.Flags))

@@ -1,0 +1,539 @@
+// Statements that still name the old column: when pg_stat_statements is
+// installed, the contract of a change that removes a column reports the
+// normalized statements of the change's database that name the table and
+// the column and were called since enforce, and with GateStatements waits
+// while they keep being called.
+//
+// pg_stat_statements keeps cumulative call counts without timestamps, so
+// "since enforce" is a baseline: the counts of the matching statements,
+// stored when the phase before the contract is applied. Each gate check of
+// planner next stores the counts too, so that "keep being called" means
+// called since the previous check.
+
+package planner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgplanner/planner/internal/sqllex"
+)
+
+// StatementsReport is what pg_stat_statements says about the column a
+// contract removes. Every key is always present.
+type StatementsReport struct {
+	Table  string `json:"table"`
+	Column string `json:"column"`
+	// Available: pg_stat_statements could be read; Problem says why not,
+	// or what makes the report incomplete (statements of other roles
+	// hidden).
+	Available bool   `json:"available"`
+	Problem   string `json:"problem"`
+	// Since is when the baseline was taken (at enforce, else at the first
+	// check that could read the view); LastCheck the previous check by
+	// planner next.
+	Since     *time.Time `json:"since"`
+	LastCheck *time.Time `json:"last_check"`
+	// Hidden counts statements of other roles whose text this role may not
+	// read (it needs pg_read_all_stats).
+	Hidden int `json:"hidden"`
+	// Statements are those called since the baseline, most recently busy
+	// first.
+	Statements []ObservedStatement `json:"statements"`
+	// Gating: the contract waits while any is called (GateStatements).
+	Gating bool `json:"gating"`
+}
+
+// ObservedStatement is one normalized statement naming the old column.
+type ObservedStatement struct {
+	QueryID int64 `json:"queryid"`
+	// Calls since the baseline; CallsSinceCheck since the last check (the
+	// baseline when there was none); TotalCalls as pg_stat_statements
+	// counts them.
+	Calls           int64  `json:"calls"`
+	CallsSinceCheck int64  `json:"calls_since_check"`
+	TotalCalls      int64  `json:"total_calls"`
+	Query           string `json:"query"`
+}
+
+// queryTextLimit is how much of a statement's text reports show.
+const queryTextLimit = 160
+
+// retiredColumn is the column applications stop using before the change's
+// contract (its old column), and the contract's index; ok is false for
+// changes that remove no column.
+func retiredColumn(en *entry) (column string, contract int, ok bool) {
+	fm, isMeta := en.spec.Change.(flagMetaer)
+	if !isMeta {
+		return "", 0, false
+	}
+	column = fm.FlagMeta()["old_column"]
+	if column == "" {
+		return "", 0, false
+	}
+	for i, p := range en.plan.Phases {
+		if i > 0 && p.Name == "contract" {
+			return column, i, true
+		}
+	}
+	return "", 0, false
+}
+
+// statementSource is where pg_stat_statements lives in this database.
+type statementSource struct {
+	view, info string // qualified names; info "" before PostgreSQL 14
+}
+
+// findStatementSource returns nil when the extension is not installed.
+func findStatementSource(ctx context.Context, q dbtx) (*statementSource, error) {
+	var nsp string
+	var hasInfo bool
+	err := q.QueryRow(ctx, `SELECT n.nspname, to_regclass(quote_ident(n.nspname) || '.pg_stat_statements_info') IS NOT NULL
+		FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
+		WHERE e.extname = 'pg_stat_statements'`).Scan(&nsp, &hasInfo)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	s := &statementSource{view: pgx.Identifier{nsp, "pg_stat_statements"}.Sanitize()}
+	if hasInfo {
+		s.info = pgx.Identifier{nsp, "pg_stat_statements_info"}.Sanitize()
+	}
+	return s, nil
+}
+
+// statementSnapshot is the matching statements' counts at one moment.
+type statementSnapshot struct {
+	calls      map[int64]int64
+	text       map[int64]string
+	hidden     int
+	statsReset *time.Time
+}
+
+// statementsUnusable: the view can be read but counts nothing.
+type statementsUnusable string
+
+func (s statementsUnusable) Error() string { return string(s) }
+
+// unreadable turns the errors of a view that cannot be read (or counts
+// nothing) into the report's problem; other errors stay errors.
+func unreadable(err error) (string, bool) {
+	var unusable statementsUnusable
+	if errors.As(err, &unusable) {
+		return string(unusable), true
+	}
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) {
+		return "", false
+	}
+	switch pe.Code {
+	case "55000": // object_not_in_prerequisite_state
+		return "pg_stat_statements is installed but not loaded: add it to shared_preload_libraries and restart the server", true
+	case "42501":
+		return "the planner's role may not read pg_stat_statements: " + pe.Message, true
+	}
+	return "", false
+}
+
+// snapshot reads the statements of the current database that name table
+// and column. A first filter in SQL keeps the transfer small; the lexer
+// decides.
+func (s *statementSource) snapshot(ctx context.Context, q dbtx, table TableName, column string) (*statementSnapshot, error) {
+	// Quoted names with "" inside would not be found as written: no filter.
+	filter := func(name string) string {
+		if strings.Contains(name, `"`) {
+			return ""
+		}
+		return strings.ToLower(name)
+	}
+	var track *string
+	if err := q.QueryRow(ctx, `SELECT current_setting('pg_stat_statements.track', true)`).Scan(&track); err != nil {
+		return nil, err
+	}
+	if track != nil && *track == "none" {
+		return nil, statementsUnusable("pg_stat_statements.track is none: no statement is counted (set it to top or all)")
+	}
+	// One pass over the view: the matching statements, and the rows of
+	// other roles, which have no queryid without pg_read_all_stats.
+	rows, err := q.Query(ctx, `SELECT s.queryid, sum(s.calls)::bigint, coalesce(min(s.query), ''), count(*)::int
+		FROM `+s.view+` s
+		WHERE s.dbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
+			AND (s.queryid IS NULL OR strpos(lower(s.query), $1) > 0 AND strpos(lower(s.query), $2) > 0)
+		GROUP BY s.queryid`, filter(column), filter(table.Name))
+	if err != nil {
+		return nil, err
+	}
+	snap := &statementSnapshot{calls: map[int64]int64{}, text: map[int64]string{}}
+	for rows.Next() {
+		var id *int64
+		var calls int64
+		var text string
+		var n int
+		if err := rows.Scan(&id, &calls, &text, &n); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		switch {
+		case id == nil:
+			snap.hidden = n
+		case namesColumn(text, table.Name, column):
+			snap.calls[*id], snap.text[*id] = calls, text
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if s.info != "" {
+		if err := q.QueryRow(ctx, `SELECT stats_reset FROM `+s.info).Scan(&snap.statsReset); err != nil {
+			return nil, err
+		}
+	}
+	return snap, nil
+}
+
+// trafficKeywords start the statements applications run against a
+// table's columns; DDL (the planner's own included) does not count.
+var trafficKeywords = map[string]bool{"select": true, "insert": true, "update": true, "delete": true, "merge": true,
+	"with": true, "values": true, "table": true, "copy": true, "declare": true, "prepare": true}
+
+// namesColumn says whether a statement names both the table and the
+// column as identifiers (unquoted ones fold to lower case; literals,
+// comments and longer names do not count). A statement the lexer cannot
+// finish is judged by the tokens before the problem.
+func namesColumn(sql, table, column string) bool {
+	tokens, _ := sqllex.Lex(sql)
+	first, hasTable, hasColumn := true, false, false
+	for _, t := range tokens {
+		switch t.Kind {
+		case sqllex.Space, sqllex.Comment:
+			continue
+		case sqllex.Punct:
+			if first && t.Text == "(" {
+				continue
+			}
+		}
+		if first {
+			if t.Kind != sqllex.Ident || !trafficKeywords[t.Name()] {
+				return false
+			}
+			first = false
+		}
+		if t.Kind == sqllex.Ident || t.Kind == sqllex.QuotedIdent {
+			name := t.Name()
+			hasTable = hasTable || name == table
+			hasColumn = hasColumn || name == column
+		}
+	}
+	return hasTable && hasColumn
+}
+
+// storedBaseline is a change's row of the statement_baselines table.
+type storedBaseline struct {
+	taken      time.Time
+	statsReset *time.Time
+	baseline   map[int64]int64
+	checkedAt  *time.Time
+	checked    map[int64]int64
+}
+
+func countsJSON(m map[int64]int64) string {
+	out := make(map[string]int64, len(m))
+	for k, v := range m {
+		out[strconv.FormatInt(k, 10)] = v
+	}
+	b, _ := json.Marshal(out)
+	return string(b)
+}
+
+func parseCounts(raw []byte) (map[int64]int64, error) {
+	if raw == nil {
+		return nil, nil
+	}
+	var in map[string]int64
+	if err := json.Unmarshal(raw, &in); err != nil {
+		return nil, err
+	}
+	out := make(map[int64]int64, len(in))
+	for k, v := range in {
+		id, err := strconv.ParseInt(k, 10, 64)
+		if err != nil {
+			return nil, err
+		}
+		out[id] = v
+	}
+	return out, nil
+}
+
+// statementBaseline reads a change's baseline; nil when none was taken
+// (or the state predates the table).
+func (s state) statementBaseline(ctx context.Context, q dbtx, change string) (*storedBaseline, error) {
+	var b storedBaseline
+	var base, checked []byte
+	err := q.QueryRow(ctx, `SELECT taken, stats_reset, baseline, checked_at, checked FROM `+s.table("statement_baselines")+` WHERE change = $1`, change).
+		Scan(&b.taken, &b.statsReset, &base, &b.checkedAt, &checked)
+	var pe *pgconn.PgError
+	if errors.Is(err, pgx.ErrNoRows) || errors.As(err, &pe) && pe.Code == "42P01" {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if b.baseline, err = parseCounts(base); err != nil {
+		return nil, fmt.Errorf("change %s: stored statement baseline: %w", change, err)
+	}
+	if b.checked, err = parseCounts(checked); err != nil {
+		return nil, fmt.Errorf("change %s: stored statement counts: %w", change, err)
+	}
+	return &b, nil
+}
+
+// setStatementBaseline replaces a change's baseline with snap (nil: only
+// forgets the old one); the time is the database's.
+func (s state) setStatementBaseline(ctx context.Context, q dbtx, change string, snap *statementSnapshot) (time.Time, error) {
+	var taken time.Time
+	if snap == nil {
+		_, err := q.Exec(ctx, `DELETE FROM `+s.table("statement_baselines")+` WHERE change = $1`, change)
+		return taken, err
+	}
+	err := q.QueryRow(ctx, `INSERT INTO `+s.table("statement_baselines")+` (change, taken, stats_reset, baseline)
+		VALUES ($1, clock_timestamp(), $2, $3)
+		ON CONFLICT (change) DO UPDATE SET taken = EXCLUDED.taken, stats_reset = EXCLUDED.stats_reset,
+			baseline = EXCLUDED.baseline, checked_at = NULL, checked = NULL
+		RETURNING taken`, change, snap.statsReset, countsJSON(snap.calls)).Scan(&taken)
+	return taken, err
+}
+
+// recordStatementCheck stores the counts a gate check saw. After a reset of
+// pg_stat_statements every count restarted, later than the baseline: the
+// baseline becomes zero.
+func (s state) recordStatementCheck(ctx context.Context, q dbtx, change string, snap *statementSnapshot, reset bool) error {
+	sql := `UPDATE ` + s.table("statement_baselines") + ` SET checked_at = clock_timestamp(), checked = $2, stats_reset = $3`
+	if reset {
+		sql += `, baseline = '{}'`
+	}
+	_, err := q.Exec(ctx, sql+` WHERE change = $1`, change, countsJSON(snap.calls), snap.statsReset)
+	return err
+}
+
+// ensureStatementBaselines creates the baseline table of state written
+// before it existed (no state version bump: older binaries ignore it).
+func (s state) ensureStatementBaselines(ctx context.Context, q dbtx) error {
+	var has bool
+	if err := q.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, s.table("statement_baselines")).Scan(&has); err != nil || has {
+		return err
+	}
+	// The foreign key locks the changes table: briefly, or not at all.
+	var prev string
+	if err := q.QueryRow(ctx, `SELECT current_setting('lock_timeout'), set_config('lock_timeout', '5s', true)`).Scan(&prev, new(string)); err != nil {
+		return err
+	}
+	if _, err := q.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+s.table("statement_baselines")+` (
+		change text PRIMARY KEY REFERENCES `+s.table("changes")+` (id) ON DELETE CASCADE,
+		taken timestamptz NOT NULL,
+		stats_reset timestamptz,
+		baseline jsonb NOT NULL,
+		checked_at timestamptz,
+		checked jsonb)`); err != nil {
+		return err
+	}
+	_, err := q.Exec(ctx, `SELECT set_config('lock_timeout', $1, true)`, prev)
+	return err
+}
+
+// takeStatementBaseline stores, once the phase before a contract is
+// applied, the counts of the statements naming the old column. It never
+// fails the phase: without a baseline the first check takes one.
+func (e *Engine) takeStatementBaseline(ctx context.Context, en *entry, column string) {
+	st := e.state()
+	var snap *statementSnapshot
+	src, err := findStatementSource(ctx, e.Pool)
+	if err == nil && src != nil {
+		snap, err = src.snapshot(ctx, e.Pool, en.state.Table, column)
+		if _, ok := unreadable(err); ok {
+			snap, err = nil, nil
+		}
+	}
+	if err == nil {
+		_, err = st.setStatementBaseline(ctx, e.Pool, en.state.ID, snap)
+	}
+	if err != nil {
+		e.logf("%s: pg_stat_statements baseline not taken (the contract's first check takes one): %v\n", en.state.ID, err)
+	}
+}
+
+// columnStatements is the statements report of the contract gate (phase
+// idx), and, with GateStatements, why the contract must wait ("": it need
+// not). record stores the counts seen (planner next, not its dry run).
+func (e *Engine) columnStatements(ctx context.Context, en *entry, idx int, record bool) (*StatementsReport, string, error) {
+	column, contract, ok := retiredColumn(en)
+	if !ok || idx != contract {
+		return nil, "", nil
+	}
+	table := en.state.Table
+	configErr := func(problem string) error {
+		return fmt.Errorf("--gate-statements: %s; without it the contract relies on the fleet and deploy gates alone: %w", problem, ErrConfig)
+	}
+	src, err := findStatementSource(ctx, e.Pool)
+	if err != nil {
+		return nil, "", err
+	}
+	if src == nil {
+		if e.GateStatements {
+			return nil, "", configErr("the pg_stat_statements extension is not installed in this database (see README, Statements that still use the old column)")
+		}
+		return nil, "", nil
+	}
+	rep := &StatementsReport{Table: table.String(), Column: column, Gating: e.GateStatements, Statements: []ObservedStatement{}}
+	snap, err := src.snapshot(ctx, e.Pool, table, column)
+	if problem, ok := unreadable(err); ok {
+		rep.Problem = problem
+		if e.GateStatements {
+			return rep, "", configErr(problem)
+		}
+		return rep, "", nil
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	rep.Available, rep.Hidden = true, snap.hidden
+	if snap.hidden > 0 {
+		var role string
+		if err := e.Pool.QueryRow(ctx, `SELECT current_user`).Scan(&role); err != nil {
+			return nil, "", err
+		}
+		rep.Problem = fmt.Sprintf("%d statement(s) of other roles are hidden: GRANT pg_read_all_stats TO %s", snap.hidden, pgx.Identifier{role}.Sanitize())
+		if e.GateStatements {
+			return rep, "", configErr(rep.Problem)
+		}
+	}
+	st := e.state()
+	base, err := st.statementBaseline(ctx, e.Pool, en.state.ID)
+	if err != nil {
+		return nil, "", err
+	}
+	what := fmt.Sprintf("statement(s) naming %s.%s", table, column)
+	if base == nil {
+		// pg_stat_statements was not readable at enforce: count from now.
+		wait := fmt.Sprintf("no pg_stat_statements baseline was taken at the previous phase; a planner next takes one, and a later one compares the %s with it (--gate-statements)", what)
+		if record {
+			taken, err := st.setStatementBaseline(ctx, e.Pool, en.state.ID, snap)
+			if err != nil {
+				return nil, "", err
+			}
+			rep.Since = &taken
+			wait = fmt.Sprintf("no pg_stat_statements baseline was taken at the previous phase; one is taken now, and a later planner next compares the %s with it (--gate-statements)", what)
+		}
+		if !e.GateStatements {
+			wait = ""
+		}
+		return rep, wait, nil
+	}
+	rep.Since, rep.LastCheck = &base.taken, base.checkedAt
+	reset := snap.statsReset != nil && base.statsReset != nil && !snap.statsReset.Equal(*base.statsReset)
+	for id, calls := range snap.calls {
+		since := func(counts map[int64]int64) int64 {
+			prev := counts[id]
+			if reset || calls < prev { // counts restarted (reset, or the entry was evicted)
+				prev = 0
+			}
+			return calls - prev
+		}
+		o := ObservedStatement{QueryID: id, TotalCalls: calls, Calls: since(base.baseline), Query: truncateQuery(snap.text[id])}
+		if base.checkedAt != nil {
+			o.CallsSinceCheck = since(base.checked)
+		} else {
+			o.CallsSinceCheck = o.Calls
+		}
+		if o.Calls > 0 {
+			rep.Statements = append(rep.Statements, o)
+		}
+	}
+	sort.Slice(rep.Statements, func(i, j int) bool {
+		a, b := rep.Statements[i], rep.Statements[j]
+		if a.CallsSinceCheck != b.CallsSinceCheck {
+			return a.CallsSinceCheck > b.CallsSinceCheck
+		}
+		if a.Calls != b.Calls {
+			return a.Calls > b.Calls
+		}
+		return a.QueryID < b.QueryID
+	})
+	if record {
+		if err := st.recordStatementCheck(ctx, e.Pool, en.state.ID, snap, reset); err != nil {
+			return nil, "", err
+		}
+	}
+	if !e.GateStatements {
+		return rep, "", nil
+	}
+	var busy []ObservedStatement
+	for _, o := range rep.Statements {
+		if o.CallsSinceCheck > 0 {
+			busy = append(busy, o)
+		}
+	}
+	if len(busy) == 0 {
+		return rep, "", nil
+	}
+	from := "enforce (" + base.taken.UTC().Format(time.RFC3339) + ")"
+	if base.checkedAt != nil {
+		from = "the previous check (" + base.checkedAt.UTC().Format(time.RFC3339) + ")"
+	}
+	return rep, fmt.Sprintf("%d %s called since %s: %s; the contract waits (--gate-statements) until a planner next finds none called since the one before",
+		len(busy), what, from, describeStatements(busy, true)), nil
+}
+
+// describeStatements lists statements for a reason, at most five.
+func describeStatements(list []ObservedStatement, sinceCheck bool) string {
+	var parts []string
+	for i, o := range list {
+		if i == 5 {
+			parts = append(parts, fmt.Sprintf("and %d more", len(list)-i))
+			break
+		}
+		n := o.Calls
+		if sinceCheck {
+			n = o.CallsSinceCheck
+		}
+		parts = append(parts, fmt.Sprintf("queryid %d (%d call(s)): %s", o.QueryID, n, o.Query))
+	}
+	return strings.Join(parts, "; ")
+}
+
+// Summary is the report in one line, for status and next.
+func (r *StatementsReport) Summary() string {
+	switch {
+	case !r.Available:
+		return "pg_stat_statements: " + r.Problem
+	case len(r.Statements) == 0 && r.Problem != "":
+		return fmt.Sprintf("pg_stat_statements: no statement naming %s.%s called since enforce (%s)", r.Table, r.Column, r.Problem)
+	case len(r.Statements) == 0:
+		return fmt.Sprintf("pg_stat_statements: no statement naming %s.%s called since enforce", r.Table, r.Column)
+	}
+	s := fmt.Sprintf("pg_stat_statements: %d statement(s) naming %s.%s called since enforce: %s", len(r.Statements), r.Table, r.Column, describeStatements(r.Statements, false))
+	if r.Problem != "" {
+		s += " (" + r.Problem + ")"
+	}
+	return s
+}
+
+// truncateQuery collapses a statement's white space and cuts it.
+func truncateQuery(sql string) string {
+	s := strings.Join(strings.Fields(sql), " ")
+	if r := []rune(s); len(r) > queryTextLimit {
+		return string(r[:queryTextLimit]) + "…"
+	}
+	return s
+}
