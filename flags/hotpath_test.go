@@ -27,24 +27,33 @@ func startPair(tb testing.TB) *flagbench.Pair {
 }
 
 // BenchmarkEvaluation times the provider and memprovider side by side
-// through the SDK client (make bench prints the ratios).
+// through the SDK client, and memprovider serving the planner's metadata
+// (make bench prints the ratios).
 func BenchmarkEvaluation(b *testing.B) {
 	p := startPair(b)
 	for _, op := range flagbench.Ops {
 		b.Run(op.Name+"/planner", flagbench.Body(op, p.Planner))
 		b.Run(op.Name+"/memprovider", flagbench.Body(op, p.Memory))
+		b.Run(op.Name+"/memprovider+metadata", flagbench.Body(op, p.MemoryMetadata))
 	}
 }
 
 // Allocations are deterministic, so they make a fair pass/fail test (time
-// is left to the benchmark).
+// is left to the benchmark). Serving the same metadata, memprovider
+// allocates once per evaluation on its own (a copy of the flag); the
+// planner's provider must not allocate at all, so that what it costs is
+// what the SDK does for any provider that returns metadata.
 func TestEvaluationAllocations(t *testing.T) {
 	p := startPair(t)
 	for _, op := range flagbench.Ops {
 		mine, theirs := flagbench.Allocs(op, p.Planner, 200), flagbench.Allocs(op, p.Memory, 200)
-		t.Logf("%s: %.0f allocations per evaluation, memprovider %.0f", op.Name, mine, theirs)
+		withMetadata := flagbench.Allocs(op, p.MemoryMetadata, 200)
+		t.Logf("%s: %.0f allocations per evaluation, memprovider %.0f, with the same metadata %.0f", op.Name, mine, theirs, withMetadata)
 		if mine > hotPathLimit*theirs {
 			t.Errorf("%s: %.0f allocations per evaluation, more than %.1f× memprovider's %.0f", op.Name, mine, hotPathLimit, theirs)
+		}
+		if mine >= withMetadata {
+			t.Errorf("%s: %.0f allocations per evaluation, memprovider serving the same metadata %.0f: the provider allocates", op.Name, mine, withMetadata)
 		}
 	}
 }
