@@ -172,6 +172,9 @@ func serves(ctx context.Context, c *openfeature.Client) error {
 	return nil
 }
 
+// Provider is the planner's provider behind Planner.
+func (p *Pair) Provider() *flags.Provider { return p.provider }
+
 // Close unregisters both providers and stops the planner's.
 func (p *Pair) Close() {
 	for _, d := range p.domains {
