@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"runtime"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 
@@ -213,10 +214,17 @@ func Body(op Op, c *openfeature.Client) func(*testing.B) {
 	}
 }
 
-// Row is one operation measured on the three clients.
+// Row is one operation measured on the three clients: each client's
+// fastest run, and the planner's time against each memprovider client as
+// the median of the ratios of runs made one after the other (a burst of
+// load from elsewhere then weighs on both sides of a ratio, and the median
+// ignores the rounds it hit one side of). Times are the process's CPU time
+// (garbage collection included), not wall time: on a shared machine the
+// time the process waits for a core says nothing about what it costs.
 type Row struct {
 	Op                              string
 	Planner, Memory, MemoryMetadata testing.BenchmarkResult
+	TimeRatio, MetadataTimeRatio    float64
 }
 
 // Slice is how long one timed run of Benchmark lasts: short, so that on a
@@ -224,28 +232,39 @@ type Row struct {
 // hold several garbage collections.
 const Slice = 20 * time.Millisecond
 
-// Benchmark measures every operation on the three clients, alternately,
-// rounds runs of about Slice each, and keeps each client's fastest run:
-// load from elsewhere on a shared machine only ever adds time, so the
-// fastest run is the closest to the cost itself, and alternating lets
-// every client have the quiet moments.
+// Benchmark measures every operation on the three clients, one after the
+// other, rounds times, with runs of about Slice each.
 func (p *Pair) Benchmark(rounds int) []Row {
 	var rows []Row
 	clients := []*openfeature.Client{p.Planner, p.Memory, p.MemoryMetadata}
 	for _, op := range Ops {
 		var runs [3][]testing.BenchmarkResult
+		var ratios, metadataRatios []float64
 		var n [3]int
 		for i, c := range clients {
 			n[i] = opsPerSlice(op, c)
 		}
 		for range max(rounds, 1) {
+			var round [3]testing.BenchmarkResult
 			for i, c := range clients {
-				runs[i] = append(runs[i], timed(op, c, n[i]))
+				round[i] = timed(op, c, n[i])
+				runs[i] = append(runs[i], round[i])
 			}
+			ratios = append(ratios, NsPerOp(round[0])/NsPerOp(round[1]))
+			metadataRatios = append(metadataRatios, NsPerOp(round[0])/NsPerOp(round[2]))
 		}
-		rows = append(rows, Row{Op: op.Name, Planner: fastest(runs[0]), Memory: fastest(runs[1]), MemoryMetadata: fastest(runs[2])})
+		rows = append(rows, Row{Op: op.Name, Planner: fastest(runs[0]), Memory: fastest(runs[1]), MemoryMetadata: fastest(runs[2]),
+			TimeRatio: median(ratios), MetadataTimeRatio: median(metadataRatios)})
 	}
 	return rows
+}
+
+func median(xs []float64) float64 {
+	s := slices.Sorted(slices.Values(xs))
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 // opsPerSlice is how many runs of op on c take about Slice.
@@ -255,15 +274,15 @@ func opsPerSlice(op Op, c *openfeature.Client) int {
 	return max(probe, int(float64(Slice)/max(NsPerOp(r), 1)))
 }
 
-// timed runs op on c n times.
+// timed runs op on c n times; the result's T is the CPU time it took.
 func timed(op Op, c *openfeature.Client, n int) testing.BenchmarkResult {
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	start := time.Now()
+	start := cpuTime()
 	for range n {
 		op.Run(c)
 	}
-	took := time.Since(start)
+	took := cpuTime() - start
 	runtime.ReadMemStats(&after)
 	return testing.BenchmarkResult{N: n, T: took, MemAllocs: after.Mallocs - before.Mallocs, MemBytes: after.TotalAlloc - before.TotalAlloc}
 }
@@ -280,4 +299,11 @@ func fastest(rs []testing.BenchmarkResult) testing.BenchmarkResult {
 // Allocs is the average number of allocations of op on c over runs runs.
 func Allocs(op Op, c *openfeature.Client, runs int) float64 {
 	return testing.AllocsPerRun(runs, func() { op.Run(c) })
+}
+
+// cpuTime is the CPU time the process has used, on every thread.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
