@@ -209,6 +209,12 @@ func TestProviderServesEachSnapshotsDetails(t *testing.T) {
 	if meta(d.EvaluationDetails, "updated_at") == meta(first.EvaluationDetails, "updated_at") {
 		t.Errorf("after the change: updated_at still %s", meta(d.EvaluationDetails, "updated_at"))
 	}
+	// one value for every evaluation context: targeting changes nothing
+	targeted := openfeature.NewEvaluationContext("user-42", map[string]any{"region": "eu", "plan": "free"})
+	if td, err := c.StringValueDetails(ctx, "users-email.read", "x", targeted); err != nil || td.Value != "new" ||
+		td.Reason != openfeature.StaticReason || meta(td.EvaluationDetails, "phase") != "dual_write" {
+		t.Errorf("with a targeting key and attributes: %+v, %v", td, err)
+	}
 	for key, want := range map[string]bool{"users-email.read_new": true, "users-email.write_old": true, "users-email.write_new": true} {
 		bd, err := c.BooleanValueDetails(ctx, key, !want, ec)
 		variant := flags.Off
