@@ -27,25 +27,53 @@ func startPair(tb testing.TB) *flagbench.Pair {
 }
 
 // BenchmarkEvaluation times the provider and memprovider side by side
-// through the SDK client (make bench prints the ratios).
+// through the SDK client, and memprovider serving the planner's metadata
+// (make bench prints the ratios).
 func BenchmarkEvaluation(b *testing.B) {
 	p := startPair(b)
 	for _, op := range flagbench.Ops {
 		b.Run(op.Name+"/planner", flagbench.Body(op, p.Planner))
 		b.Run(op.Name+"/memprovider", flagbench.Body(op, p.Memory))
+		b.Run(op.Name+"/memprovider+metadata", flagbench.Body(op, p.MemoryMetadata))
 	}
 }
 
 // Allocations are deterministic, so they make a fair pass/fail test (time
-// is left to the benchmark).
+// is left to the benchmark). Through the SDK the provider may cost no more
+// than memprovider serving the same metadata.
 func TestEvaluationAllocations(t *testing.T) {
 	p := startPair(t)
 	for _, op := range flagbench.Ops {
 		mine, theirs := flagbench.Allocs(op, p.Planner, 200), flagbench.Allocs(op, p.Memory, 200)
-		t.Logf("%s: %.0f allocations per evaluation, memprovider %.0f", op.Name, mine, theirs)
+		withMetadata := flagbench.Allocs(op, p.MemoryMetadata, 200)
+		t.Logf("%s: %.0f allocations per evaluation, memprovider %.0f, with the same metadata %.0f", op.Name, mine, theirs, withMetadata)
 		if mine > hotPathLimit*theirs {
 			t.Errorf("%s: %.0f allocations per evaluation, more than %.1f× memprovider's %.0f", op.Name, mine, hotPathLimit, theirs)
 		}
+		if mine > withMetadata {
+			t.Errorf("%s: %.0f allocations per evaluation, more than memprovider serving the same metadata (%.0f)", op.Name, mine, withMetadata)
+		}
+	}
+}
+
+// The provider itself allocates nothing on a hit: all an evaluation through
+// the SDK allocates is the SDK's own work.
+func TestProviderEvaluationAllocatesNothing(t *testing.T) {
+	p := startPair(t)
+	ctx := context.Background()
+	provider := p.Provider()
+	read, readNew := flags.ReadKey(flagbench.ChangeID), flagbench.ChangeID+flags.ReadNewSuffix
+	if d := provider.StringEvaluation(ctx, read, flags.Old, nil); d.Value != flags.New || d.Error() != nil || len(d.FlagMetadata) == 0 {
+		t.Fatalf("%s: %+v", read, d)
+	}
+	if d := provider.BooleanEvaluation(ctx, readNew, false, nil); !d.Value || d.Error() != nil || len(d.FlagMetadata) == 0 {
+		t.Fatalf("%s: %+v", readNew, d)
+	}
+	if n := testing.AllocsPerRun(200, func() { provider.StringEvaluation(ctx, read, flags.Old, nil) }); n != 0 {
+		t.Errorf("StringEvaluation: %.0f allocations, want none", n)
+	}
+	if n := testing.AllocsPerRun(200, func() { provider.BooleanEvaluation(ctx, readNew, false, nil) }); n != 0 {
+		t.Errorf("BooleanEvaluation: %.0f allocations, want none", n)
 	}
 }
 

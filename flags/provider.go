@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -62,20 +63,30 @@ type snapshot struct {
 	answers map[string]*answer
 }
 
-// answer is what evaluating a key returns, but for the reason.
+// answer is what evaluating a key returns.
 type answer struct {
 	isString bool   // a stored flag, whose value is its variant; otherwise a derived boolean
 	b        bool   // a derived boolean's value
 	variant  string // the stored variant, or on/off
-	// shared by every evaluation: the SDK hands each caller a copy
-	metadata openfeature.FlagMetadata
+	// details are the resolution while the snapshot is current (STATIC) and
+	// while it is stale (CACHED). Their metadata is shared by every
+	// evaluation: the SDK hands each caller a copy.
+	details [2]openfeature.ProviderResolutionDetail
+}
+
+func newAnswer(isString, b bool, variant string, metadata openfeature.FlagMetadata) *answer {
+	a := &answer{isString: isString, b: b, variant: variant}
+	for i, r := range [2]openfeature.Reason{openfeature.StaticReason, openfeature.CachedReason} {
+		a.details[i] = openfeature.ProviderResolutionDetail{Reason: r, Variant: variant, FlagMetadata: metadata}
+	}
+	return a
 }
 
 func newSnapshot(list []Flag) *snapshot {
 	s := &snapshot{strings: map[string]Flag{}, booleans: map[string]boolFlag{}, answers: map[string]*answer{}}
 	for _, f := range list {
 		s.strings[f.Key] = f
-		s.answers[f.Key] = &answer{isString: true, variant: f.Variant, metadata: metadata(f)}
+		s.answers[f.Key] = newAnswer(true, false, f.Variant, metadata(f))
 	}
 	for _, f := range list {
 		for k, v := range derived(f) {
@@ -90,7 +101,7 @@ func newSnapshot(list []Flag) *snapshot {
 			if v {
 				variant = On
 			}
-			s.answers[k] = &answer{b: v, variant: variant, metadata: m}
+			s.answers[k] = newAnswer(false, v, variant, m)
 		}
 	}
 	return s
@@ -230,7 +241,20 @@ type Provider struct {
 	failing bool // the last connection attempt or session failed
 	cancel  context.CancelFunc
 	done    chan struct{}
+
+	// serving is current and stale as evaluations read them, replaced
+	// under mu whenever either changes: evaluations take no lock.
+	serving atomic.Pointer[view]
 }
+
+// view is a snapshot and whether it is stale (nil before Init).
+type view struct {
+	snap  *snapshot
+	stale bool
+}
+
+// publishView makes current and stale what evaluations see; mu is held.
+func (p *Provider) publishView() { p.serving.Store(&view{snap: p.current, stale: p.stale}) }
 
 var (
 	_ openfeature.FeatureProvider          = (*Provider)(nil)
@@ -303,6 +327,7 @@ func (p *Provider) InitWithContext(ctx context.Context, _ openfeature.Evaluation
 	p.done = make(chan struct{})
 	p.current = nil
 	p.stale, p.failing = false, false
+	p.publishView()
 	done := p.done
 	p.mu.Unlock()
 
@@ -322,6 +347,7 @@ func (p *Provider) InitWithContext(ctx context.Context, _ openfeature.Evaluation
 	case <-ctx.Done():
 		p.mu.Lock()
 		p.stale = true // the first good load announces PROVIDER_READY
+		p.publishView()
 		p.mu.Unlock()
 		return fmt.Errorf("flags: no snapshot yet: %w", ctx.Err())
 	}
@@ -455,6 +481,7 @@ func (p *Provider) reload(ctx context.Context, conn *pgx.Conn) (bool, error) {
 	p.mu.Lock()
 	prev, wasStale := p.current, p.stale
 	p.current, p.stale, p.failing = next, false, false
+	p.publishView()
 	p.mu.Unlock()
 	if wasStale {
 		p.log.Info("flags: connection back, serving current flags")
@@ -480,6 +507,7 @@ func (p *Provider) markStale(err error) {
 	had, repeat := p.current != nil, p.failing
 	emit := had && !p.stale
 	p.stale, p.failing = true, true
+	p.publishView()
 	p.mu.Unlock()
 	switch {
 	case repeat:
@@ -506,20 +534,6 @@ func (p *Provider) emit(t openfeature.EventType, msg string, keys []string) {
 	}
 }
 
-// lookup returns the snapshot and whether it is stale.
-func (p *Provider) lookup() (*snapshot, bool) {
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	return p.current, p.stale
-}
-
-func reason(stale bool) openfeature.Reason {
-	if stale {
-		return openfeature.CachedReason
-	}
-	return openfeature.StaticReason
-}
-
 func metadata(f Flag) openfeature.FlagMetadata {
 	m := openfeature.FlagMetadata{}
 	for k, v := range f.Metadata {
@@ -535,16 +549,16 @@ func metadata(f Flag) openfeature.FlagMetadata {
 // resolve finds key's answer and whether the snapshot is stale, or an
 // error detail.
 func (p *Provider) resolve(key string) (*answer, bool, *openfeature.ProviderResolutionDetail) {
-	s, stale := p.lookup()
-	if s == nil {
+	v := p.serving.Load()
+	if v == nil || v.snap == nil {
 		return nil, false, &openfeature.ProviderResolutionDetail{
 			ResolutionError: openfeature.NewProviderNotReadyResolutionError("flags not loaded yet"),
 			Reason:          openfeature.ErrorReason}
 	}
-	if a, ok := s.answers[key]; ok {
-		return a, stale, nil
+	if a, ok := v.snap.answers[key]; ok {
+		return a, v.stale, nil
 	}
-	return nil, stale, &openfeature.ProviderResolutionDetail{
+	return nil, v.stale, &openfeature.ProviderResolutionDetail{
 		ResolutionError: openfeature.NewFlagNotFoundResolutionError(fmt.Sprintf("no flag %q in %s.flags", key, p.schema)),
 		Reason:          openfeature.ErrorReason}
 }
@@ -565,7 +579,10 @@ func (a *answer) kind() string {
 
 // detail is the answer's resolution detail at the snapshot's staleness.
 func (a *answer) detail(stale bool) openfeature.ProviderResolutionDetail {
-	return openfeature.ProviderResolutionDetail{Reason: reason(stale), Variant: a.variant, FlagMetadata: a.metadata}
+	if stale {
+		return a.details[1]
+	}
+	return a.details[0]
 }
 
 // StringEvaluation resolves <change>.read and <change>.write: the value is

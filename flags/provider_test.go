@@ -169,6 +169,84 @@ func TestProviderResolves(t *testing.T) {
 	}
 }
 
+// TestProviderServesEachSnapshotsDetails: the answers are built once per
+// snapshot, so after a change every evaluation, stored and derived flags
+// alike, must carry the new snapshot's variant and metadata, and a
+// forgotten change's flags must be gone.
+func TestProviderServesEachSnapshotsDetails(t *testing.T) {
+	db := stateDB(t, "planner")
+	publish(t, db, "planner", "users-email", "expand", phases.Flags{"users-email.read": "old", "users-email.write": "old"}, emailMeta)
+	c := register(t, flags.NewProvider(db.URL, flags.WithPollInterval(100*time.Millisecond), flags.WithLogger(quiet)))
+	ctx := context.Background()
+	ec := openfeature.EvaluationContext{}
+	meta := func(d openfeature.EvaluationDetails, k string) string {
+		v, _ := d.FlagMetadata.GetString(k)
+		return v
+	}
+
+	first, err := c.StringValueDetails(ctx, "users-email.read", "x", ec)
+	if err != nil || first.Variant != "old" || meta(first.EvaluationDetails, "phase") != "expand" {
+		t.Fatalf("before the change: %+v, %v", first, err)
+	}
+	b, err := c.BooleanValueDetails(ctx, "users-email.read_new", true, ec)
+	if err != nil || b.Value || b.Variant != flags.Off || meta(b.EvaluationDetails, "phase") != "expand" {
+		t.Fatalf("read_new before the change: %+v, %v", b, err)
+	}
+
+	moved := map[string]string{"change_id": "users-email", "table": "public.users", "old_column": "email", "new_column": "mail"}
+	publish(t, db, "planner", "users-email", "dual_write", phases.Flags{"users-email.read": "new", "users-email.write": "both"}, moved)
+	waitValue(t, c, "users-email.read", "new", 5*time.Second)
+
+	d, err := c.StringValueDetails(ctx, "users-email.read", "x", ec)
+	if err != nil || d.Variant != "new" || d.Reason != openfeature.StaticReason {
+		t.Errorf("after the change: %+v, %v", d, err)
+	}
+	for k, want := range map[string]string{"phase": "dual_write", "new_column": "mail", "key": "users-email.read"} {
+		if got := meta(d.EvaluationDetails, k); got != want {
+			t.Errorf("after the change: metadata %s = %q, want %q", k, got, want)
+		}
+	}
+	if meta(d.EvaluationDetails, "updated_at") == meta(first.EvaluationDetails, "updated_at") {
+		t.Errorf("after the change: updated_at still %s", meta(d.EvaluationDetails, "updated_at"))
+	}
+	// one value for every evaluation context: targeting changes nothing
+	targeted := openfeature.NewEvaluationContext("user-42", map[string]any{"region": "eu", "plan": "free"})
+	if td, err := c.StringValueDetails(ctx, "users-email.read", "x", targeted); err != nil || td.Value != "new" ||
+		td.Reason != openfeature.StaticReason || meta(td.EvaluationDetails, "phase") != "dual_write" {
+		t.Errorf("with a targeting key and attributes: %+v, %v", td, err)
+	}
+	for key, want := range map[string]bool{"users-email.read_new": true, "users-email.write_old": true, "users-email.write_new": true} {
+		bd, err := c.BooleanValueDetails(ctx, key, !want, ec)
+		variant := flags.Off
+		if want {
+			variant = flags.On
+		}
+		if err != nil || bd.Value != want || bd.Variant != variant || bd.Reason != openfeature.StaticReason {
+			t.Errorf("%s after the change: %+v, %v", key, bd, err)
+		}
+		if got := meta(bd.EvaluationDetails, "phase"); got != "dual_write" {
+			t.Errorf("%s after the change: metadata phase %q, want dual_write", key, got)
+		}
+		if got := meta(bd.EvaluationDetails, "new_column"); got != "mail" {
+			t.Errorf("%s after the change: metadata new_column %q, want mail", key, got)
+		}
+	}
+
+	err = pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error { return flags.Forget(ctx, tx, "planner", "users-email") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitValue(t, c, "users-email.read", "default", 5*time.Second) // waitValue's default: the flag is gone
+	for _, key := range []string{"users-email.read", "users-email.write"} {
+		if d, _ := c.StringValueDetails(ctx, key, "gone", ec); d.ErrorCode != openfeature.FlagNotFoundCode {
+			t.Errorf("%s after forget: %+v, want FLAG_NOT_FOUND", key, d)
+		}
+	}
+	if bd, _ := c.BooleanValueDetails(ctx, "users-email.write_new", false, ec); bd.ErrorCode != openfeature.FlagNotFoundCode {
+		t.Errorf("write_new after forget: %+v, want FLAG_NOT_FOUND", bd)
+	}
+}
+
 // TestProviderSeesPublishThroughNotify: the poll interval is a minute, so
 // only LISTEN/NOTIFY can deliver the change within one second. Connected
 // directly, the provider finds no pooler and logs nothing.
@@ -277,6 +355,10 @@ func TestProviderOutage(t *testing.T) {
 	d, err := c.StringValueDetails(ctx, "users-email.read", "x", openfeature.EvaluationContext{})
 	if err != nil || d.Value != "old" || d.Reason != openfeature.CachedReason {
 		t.Errorf("during the outage: %+v, %v; want the last snapshot, reason CACHED", d, err)
+	}
+	bd, err := c.BooleanValueDetails(ctx, "users-email.write_old", false, openfeature.EvaluationContext{})
+	if from, _ := bd.FlagMetadata.GetString("derived_from"); err != nil || !bd.Value || bd.Reason != openfeature.CachedReason || from != "users-email.write" {
+		t.Errorf("during the outage: %+v, %v; want the last snapshot's write_old, reason CACHED", bd, err)
 	}
 	// a publish during the outage (through the surviving connection)
 	err = pgx.BeginFunc(ctx, admin, func(tx pgx.Tx) error {
