@@ -6,15 +6,13 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgplanner/planner/internal/pgq"
 )
 
 // Querier is what LoadTable needs: a *pgx.Conn, *pgxpool.Pool or pgx.Tx.
-type Querier interface {
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}
+type Querier = pgq.Querier
 
 // LoadTable reads what the catalogs say about a table: columns, key,
 // indexes, constraints, foreign keys on other tables referencing it and the

@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgplanner/planner/internal/clock"
+	"github.com/pgplanner/planner/internal/pgq"
 	"github.com/pgplanner/planner/phases"
 )
 
@@ -371,12 +372,8 @@ func (r *runner) runAlone(ctx context.Context, u unit) error {
 	return nil
 }
 
-type querier interface {
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}
-
 // probe runs a statement's Done probe; no probe means "run it".
-func probe(ctx context.Context, q querier, s phases.Statement) (bool, error) {
+func probe(ctx context.Context, q pgq.Querier, s phases.Statement) (bool, error) {
 	if strings.TrimSpace(s.Done) == "" {
 		return false, nil
 	}

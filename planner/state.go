@@ -8,10 +8,10 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgplanner/planner/backfill"
 	"github.com/pgplanner/planner/flags"
+	"github.com/pgplanner/planner/internal/pgq"
 )
 
 // The planner's state lives in the target database, in a schema of its own:
@@ -84,11 +84,7 @@ type state struct{ schema string }
 func (s state) table(name string) string { return pgx.Identifier{s.schema, name}.Sanitize() }
 
 // dbtx is what state queries need: a pool, a connection or a transaction.
-type dbtx interface {
-	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}
+type dbtx = pgq.Querier
 
 // exists says whether the state schema has been created.
 func (s state) exists(ctx context.Context, q dbtx) (bool, error) {
@@ -121,9 +117,7 @@ func (s state) version(ctx context.Context, q dbtx) (int, error) {
 // migrate creates or upgrades the state schema, and the flags and backfill
 // tables, in one transaction. Idempotent; a transaction-scoped advisory lock
 // keeps two first runs from racing on CREATE.
-func (s state) migrate(ctx context.Context, q interface {
-	Begin(ctx context.Context) (pgx.Tx, error)
-}) error {
+func (s state) migrate(ctx context.Context, q pgq.Beginner) error {
 	tx, err := q.Begin(ctx)
 	if err != nil {
 		return err

@@ -9,13 +9,12 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/pgplanner/planner/internal/pgq"
 	"github.com/pgplanner/planner/internal/sqllex"
 )
 
 // Beginner starts transactions (a *pgxpool.Pool, a *pgx.Conn, a pgx.Tx).
-type Beginner interface {
-	Begin(ctx context.Context) (pgx.Tx, error)
-}
+type Beginner = pgq.Beginner
 
 // ResolveExpressions records in t.Expressions the volatility of each SQL
 // expression of change k, as the live catalog has it (see ResolveAll).

@@ -9,6 +9,7 @@ import (
 
 	"github.com/pgplanner/planner/flags"
 	"github.com/pgplanner/planner/internal/clock"
+	"github.com/pgplanner/planner/internal/pgq"
 )
 
 // FlagsChooser is how a new application instance chooses columns in real
@@ -46,7 +47,7 @@ func (f FlagsChooser) Choose(ctx context.Context) (Choice, error) {
 
 // Published reads the flags the planner has published for changeID from
 // its state schema: old/old until the first phase publishes.
-func Published(ctx context.Context, q flags.Querier, schema, changeID string) (Choice, error) {
+func Published(ctx context.Context, q pgq.Querier, schema, changeID string) (Choice, error) {
 	list, err := flags.List(ctx, q, schema)
 	if err != nil {
 		return Choice{}, err
@@ -69,7 +70,7 @@ func Published(ctx context.Context, q flags.Querier, schema, changeID string) (C
 // retires the old instances (unless Config.KeepOld), as a rolling deploy
 // would before the old column can be dropped. It returns the published
 // choice.
-func (w *Workload) Deploy(ctx context.Context, q flags.Querier, schema, changeID string, timeout time.Duration) (Choice, error) {
+func (w *Workload) Deploy(ctx context.Context, q pgq.Querier, schema, changeID string, timeout time.Duration) (Choice, error) {
 	want, err := Published(ctx, q, schema, changeID)
 	if err != nil {
 		return want, err
