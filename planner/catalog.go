@@ -39,11 +39,11 @@ func LoadTable(ctx context.Context, q Querier, name TableName) (*Table, error) {
 const constraintColumns = `ARRAY(SELECT a.attname FROM unnest(%s) WITH ORDINALITY AS u(attnum, ord)
              JOIN pg_catalog.pg_attribute a ON a.attrelid = %s AND a.attnum = u.attnum ORDER BY u.ord)`
 
-// CheckTypes asks the server whether the types a change names exist (and,
+// checkTypes asks the server whether the types a change names exist (and,
 // for add_index, whether its access method does), with the messages
 // validate and plan give. Run it outside a transaction block or in one
 // that may absorb errors: it only reads.
-func CheckTypes(ctx context.Context, q Querier, k Kind) ([]Problem, error) {
+func checkTypes(ctx context.Context, q Querier, k Kind) ([]Problem, error) {
 	types := map[string]typeAnswer{}
 	if tn, ok := k.(TypeNamer); ok {
 		for _, name := range tn.TypeNames() {

@@ -136,7 +136,7 @@ const typeHint = "create the type (or extension) first, or fix the name, e.g. te
 
 // nameProblems is the one place the server's answers on the types
 // (TypeNamer) and index access method (accessMethodNamer) a change names
-// become problems, for validate, next, plan and CheckTypes alike.
+// become problems, for validate, next, plan and checkTypes alike.
 func nameProblems(k Kind, typ func(string) typeAnswer, hasMethod func(string) bool) []Problem {
 	var ps []Problem
 	if tn, ok := k.(TypeNamer); ok {

@@ -62,10 +62,6 @@ func (e *PreflightError) Unwrap() error {
 	return ErrInput
 }
 
-// MaxIdentifier is PostgreSQL's limit on a name, in bytes; longer names
-// are silently cut, so the planner refuses them.
-const MaxIdentifier = maxIdentifier
-
 // CheckStateSchemaName refuses a state schema name PostgreSQL would
 // truncate, or an empty one.
 func CheckStateSchemaName(name string) error {

@@ -18,8 +18,8 @@ import (
 // the middle of a backfill. Every evaluation runs in a read-only
 // transaction that is rolled back, under a statement timeout.
 
-// SampleRows is how many existing rows each expression is evaluated on.
-const SampleRows = 1000
+// sampleRows is how many existing rows each expression is evaluated on.
+const sampleRows = 1000
 
 // slowBackfill is the estimated backfill duration past which validate
 // warns.
@@ -142,12 +142,12 @@ func sampleSteps(t *Table, jobs []*sampleJob, small bool) (*sampleRun, []*pipeSt
 		}
 	}
 	var baseCounts []int64
-	r.base = &pipeStep{sql: timed([]string{"count(*)"}, sampleFrom(t, SampleRows, 0))}
+	r.base = &pipeStep{sql: timed([]string{"count(*)"}, sampleFrom(t, sampleRows, 0))}
 	r.base.row = func(v [][]byte) {
 		scan(&r.baseSecs, &baseCounts)(v)
 		r.rows = baseCounts[0]
 	}
-	r.large = &pipeStep{sql: timed(aggs, sampleFrom(t, SampleRows, 0)), row: scan(&r.largeSecs, &r.largeCounts)}
+	r.large = &pipeStep{sql: timed(aggs, sampleFrom(t, sampleRows, 0)), row: scan(&r.largeSecs, &r.largeCounts)}
 	steps := []*pipeStep{r.base, r.large}
 	if small {
 		r.small = &pipeStep{sql: timed(aggs, sampleFrom(t, 10, 0)), row: scan(&r.smallSecs, &r.smallCounts)}
@@ -277,7 +277,7 @@ func (b *liveBatch) sampleAlone(ctx context.Context, pg *pgconn.PgConn, j *sampl
 	if failure == nil {
 		failure = r.large.err
 	}
-	n := int(min(r.rows, SampleRows))
+	n := int(min(r.rows, sampleRows))
 	if r.small.err != nil {
 		n = int(min(r.rows, 10))
 	}

@@ -673,9 +673,6 @@ var volatile = map[string]bool{
 	"dblink_exec": true, "pg_reload_conf": true, "pg_logical_emit_message": true,
 }
 
-// IsVolatile reports whether name is a built-in VOLATILE function.
-func IsVolatile(name string) bool { return volatile[name] }
-
 var serialTypes = map[string]bool{"serial": true, "serial4": true, "bigserial": true, "serial8": true, "smallserial": true, "serial2": true}
 
 // addColumn checks ADD COLUMN; def starts at the column's name.
