@@ -1,5 +1,11 @@
 package flags
 
+// This file is the OpenFeature provider. It is long because the provider
+// is one type whose parts share its snapshot of the flags and whether that
+// snapshot is stale: the options, the session that loads and reloads the
+// flags (LISTEN, polling as the fallback, with backoff), the events, and the
+// evaluation methods OpenFeature requires. Heartbeats are in fleet.go.
+
 import (
 	"context"
 	"fmt"

@@ -1,5 +1,12 @@
 package planner
 
+// This file is the statement runner. It is long because its guarantees
+// act on the same transactions and are only convincing read together:
+// the grouping of statements into transactions, the timeouts set in each,
+// the done probes that make a phase resumable, the bounded retries of lock
+// timeouts and the crash points of the kill tests. Watching whom a
+// statement waits for is in waits.go.
+
 import (
 	"context"
 	"errors"

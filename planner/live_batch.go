@@ -1,5 +1,12 @@
 package planner
 
+// This file is the batched live checks of validate, next and plan: the
+// server-side questions of many changes (type names, access methods,
+// expressions) are collected, then asked in a few pipelined round trips.
+// Collecting and running stay in one file because each pipeline step is
+// paired with the answer it fills; the samples of existing rows are in
+// sample.go.
+
 import (
 	"context"
 	"errors"

@@ -7,6 +7,13 @@
 // what the planner's sql change kind checks its statements with.
 package sqllint
 
+// This file is the linter proper: the statement forms it knows (CREATE,
+// DROP, ALTER TABLE and each of its actions), each with the lock it takes
+// and the rules it can break. It is long because each form's checks are
+// short and independent, and read best next to the dispatch that picks
+// them; the rules and their texts are in rules.go, splitting a script in
+// split.go, token helpers in tokens.go.
+
 import (
 	"fmt"
 	"slices"
