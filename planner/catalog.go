@@ -82,7 +82,7 @@ func isSyntaxError(err error) bool {
 func ServerVersion(ctx context.Context, q Querier) (int, error) {
 	var num int
 	if err := q.QueryRow(ctx, `SELECT current_setting('server_version_num')::int`).Scan(&num); err != nil {
-		return 0, fmt.Errorf("server version: %w", err)
+		return 0, fmt.Errorf("reading the server version: %w", err)
 	}
 	return num / 10000, nil
 }

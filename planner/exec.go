@@ -263,7 +263,7 @@ func blocksTraffic(s phases.Statement) bool {
 func (r *runner) runTx(ctx context.Context, u unit, finish func(context.Context, pgx.Tx) error) error {
 	tx, err := r.Pool.Begin(ctx)
 	if err != nil {
-		return err
+		return wrapf(err, "begin a transaction")
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
 	// The lock timeout covers the whole transaction: once it holds a
@@ -324,7 +324,7 @@ func (r *runner) runTx(ctx context.Context, u unit, finish func(context.Context,
 		if isLockFailure(err) && len(u.Statements) > 0 {
 			return &lockAttemptError{stmt: u.Statements[len(u.Statements)-1], err: err}
 		}
-		return err
+		return wrapf(err, "commit")
 	}
 	crashHook(crashAfterCommit)
 	return nil
@@ -336,7 +336,7 @@ func (r *runner) runAlone(ctx context.Context, u unit) error {
 	s := u.Statements[0]
 	conn, err := r.Pool.Acquire(ctx)
 	if err != nil {
-		return err
+		return wrapf(err, "acquire a connection")
 	}
 	defer conn.Release()
 	done, err := probe(ctx, conn, s)
@@ -393,12 +393,12 @@ func probe(ctx context.Context, q pgq.Querier, s phases.Statement) (bool, error)
 
 func setLocal(ctx context.Context, tx pgx.Tx, name string, d time.Duration) error {
 	_, err := tx.Exec(ctx, `SELECT set_config($1, $2, true)`, name, pgDuration(d))
-	return err
+	return wrapf(err, "set %s", name)
 }
 
 func setSession(ctx context.Context, c *pgxpool.Conn, name string, d time.Duration) error {
 	_, err := c.Exec(ctx, `SELECT set_config($1, $2, false)`, name, pgDuration(d))
-	return err
+	return wrapf(err, "set %s", name)
 }
 
 // pgDuration formats d for a timeout setting; 0 disables the timeout.

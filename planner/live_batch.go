@@ -236,29 +236,29 @@ func runPipeline(ctx context.Context, conn *pgconn.PgConn, steps []*pipeStep) er
 func (b *liveBatch) run(ctx context.Context, pool *pgxpool.Pool) error {
 	pc, err := pool.Acquire(ctx)
 	if err != nil {
-		return err
+		return wrapf(err, "connect for the live checks")
 	}
 	conn := pc.Hijack()
 	defer conn.Close(context.WithoutCancel(ctx))
 	pg := conn.PgConn()
 	if err := execOne(ctx, pg, `SET statement_timeout = '10s'`); err != nil {
-		return err
+		return wrapf(err, "set up the live checks")
 	}
 	if err := execOne(ctx, pg, `SET lock_timeout = '1s'`); err != nil {
-		return err
+		return wrapf(err, "set up the live checks")
 	}
 	// Only scratch tables are committed: no need to wait for the disk.
 	if err := execOne(ctx, pg, `SET synchronous_commit = off`); err != nil {
-		return err
+		return wrapf(err, "set up the live checks")
 	}
 	b.methods = map[string]bool{}
 	rows, err := conn.Query(ctx, `SELECT amname FROM pg_catalog.pg_am WHERE amtype = 'i'`)
 	if err != nil {
-		return err
+		return wrapf(err, "read the index access methods")
 	}
 	methods, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
-		return err
+		return wrapf(err, "read the index access methods")
 	}
 	for _, m := range methods {
 		b.methods[m] = true
@@ -292,7 +292,7 @@ func (b *liveBatch) runTypes(ctx context.Context, pg *pgconn.PgConn) error {
 		if errors.As(st.err, &pe) {
 			b.types[names[i]].err = pe.Message
 		} else if st.err != nil {
-			return st.err
+			return fmt.Errorf("check types: %w", st.err)
 		}
 	}
 	return nil
@@ -427,7 +427,7 @@ func (b *liveBatch) runExpressions(ctx context.Context, pg *pgconn.PgConn) error
 		}
 		var pe *pgconn.PgError
 		if !errors.As(st.err, &pe) {
-			return st.err
+			return fmt.Errorf("validate: %w", st.err)
 		}
 		msg := pe.Message
 		if pe.Hint != "" {

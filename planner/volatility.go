@@ -48,11 +48,11 @@ func resolveAll(ctx context.Context, db pgq.Beginner, items []resolveItem) error
 	}
 	tx, err := db.Begin(ctx)
 	if err != nil {
-		return err
+		return wrapf(err, "resolving the volatility of expressions")
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
 	if _, err := tx.Exec(ctx, `SELECT set_config('statement_timeout', '10s', true), set_config('lock_timeout', '1s', true)`); err != nil {
-		return err
+		return wrapf(err, "resolving the volatility of expressions")
 	}
 	r := &resolver{tx: tx, scratches: map[string][]*scratchTable{}, indexable: map[string]bool{}, names: map[string]nameFacts{}}
 	for _, it := range todo {
@@ -306,7 +306,7 @@ func (r *resolver) lookup(ctx context.Context, key, sql string, args ...any) (na
 	var vol *string
 	var safe *bool
 	if err := r.tx.QueryRow(ctx, sql, args...).Scan(&vol, &safe); err != nil {
-		return nameFacts{}, err
+		return nameFacts{}, wrapf(err, "looking up the volatility of %v", args[0])
 	}
 	nf := nameFacts{found: vol != nil, safe: safe != nil && *safe}
 	if vol != nil {
