@@ -106,44 +106,62 @@ type Batch struct {
 	Err     error // a retryable error: the batch rolled back
 }
 
+// Defaults are the options Run uses for a field left zero; the planner
+// command's backfill flags default to them. StatementTimeout, left zero
+// here, defaults to max(20×TargetBatch, 10s). Not to be modified.
+var Defaults = Options{
+	Workers:            1,
+	TargetBatch:        150 * time.Millisecond,
+	MinBatch:           100,
+	MaxBatch:           200_000,
+	MaxAppWait:         200 * time.Millisecond,
+	LockTimeout:        time.Second,
+	MaxRetries:         10,
+	MaxReplicaLag:      10 * time.Second,
+	MaxReplicaLagBytes: 256 << 20,
+	Poll:               250 * time.Millisecond,
+	ProgressEvery:      time.Second,
+}
+
 func (o Options) withDefaults() Options {
+	d := Defaults
 	if o.Workers <= 0 {
-		o.Workers = 1
+		o.Workers = d.Workers
 	}
 	if o.TargetBatch <= 0 {
-		o.TargetBatch = 150 * time.Millisecond
+		o.TargetBatch = d.TargetBatch
 	}
 	if o.MaxAppWait <= 0 {
-		o.MaxAppWait = 200 * time.Millisecond
+		o.MaxAppWait = d.MaxAppWait
 	}
 	o.TargetBatch = min(o.TargetBatch, o.MaxAppWait*3/4)
 	if o.MinBatch <= 0 {
-		o.MinBatch = 100
+		o.MinBatch = d.MinBatch
 	}
 	if o.MaxBatch <= 0 {
-		o.MaxBatch = 200_000
+		o.MaxBatch = d.MaxBatch
 	}
 	o.MaxBatch = max(o.MaxBatch, o.MinBatch)
 	if o.LockTimeout <= 0 {
-		o.LockTimeout = time.Second
+		o.LockTimeout = d.LockTimeout
 	}
 	if o.StatementTimeout <= 0 {
 		o.StatementTimeout = max(20*o.TargetBatch, 10*time.Second)
 	}
 	if o.MaxRetries <= 0 {
-		o.MaxRetries = 10
+		o.MaxRetries = d.MaxRetries
 	}
 	if o.MaxReplicaLag == 0 {
-		o.MaxReplicaLag = 10 * time.Second
+		o.MaxReplicaLag = d.MaxReplicaLag
 	}
 	if o.MaxReplicaLagBytes == 0 {
-		o.MaxReplicaLagBytes = 256 << 20
+		o.MaxReplicaLagBytes = d.MaxReplicaLagBytes
 	}
 	if o.Poll <= 0 {
-		o.Poll = 250 * time.Millisecond
+		o.Poll = d.Poll
 	}
 	if o.ProgressEvery <= 0 {
-		o.ProgressEvery = time.Second
+		o.ProgressEvery = d.ProgressEvery
 	}
 	return o
 }

@@ -291,6 +291,9 @@ func (e *Engine) adoptEntry(ctx context.Context, specs []Spec, id string, versio
 			return nil, fmt.Errorf("change %q: its phases do not compile from the table as it was before them (the live table without what the change adds): %w", spec.ID, err)
 		}
 		nc.Total = len(plan.Phases)
+		if nc.Fingerprint, err = storedFingerprints(nc); err != nil {
+			return nil, err
+		}
 		en = &entry{state: nc, spec: *spec, plan: plan, inFiles: true, registered: true}
 	}
 	// Changes on one table advance one at a time.

@@ -239,6 +239,9 @@ func (e *Engine) advance(ctx context.Context, en *entry, deployID string, versio
 			return failedReport(en, err), err
 		}
 		fresh.Total, fresh.File, fresh.Order = len(plan.Phases), c.File, c.Order
+		if fresh.Fingerprint, err = storedFingerprints(fresh); err != nil {
+			return failedReport(en, err), err
+		}
 		if !dryRun {
 			if err := st.register(ctx, e.Pool, fresh); err != nil {
 				return failedReport(en, err), err

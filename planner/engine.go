@@ -22,31 +22,33 @@ type Engine struct {
 	Pool *pgxpool.Pool
 	// Schema holds the planner's state and flags; default "planner".
 	Schema string
-	// LockTimeout bounds each wait for a lock that blocks traffic (default
-	// 500ms); StatementTimeout bounds ordinary DDL (default 30s);
-	// LongStatementTimeout bounds VALIDATE and CREATE INDEX CONCURRENTLY
-	// (0: no limit).
+	// A field of the settings below left zero takes its value from
+	// Defaults (defaults.go), as the command line's flags do.
+	//
+	// LockTimeout bounds each wait for a lock that blocks traffic;
+	// StatementTimeout bounds ordinary DDL; LongStatementTimeout bounds
+	// VALIDATE and CREATE INDEX CONCURRENTLY (negative: no limit).
 	LockTimeout, StatementTimeout, LongStatementTimeout time.Duration
-	// Retries is the number of tries per phase on lock timeouts (default
-	// 8), with escalating, jittered pauses in between.
+	// Retries is the number of tries per phase on lock timeouts, with
+	// escalating, jittered pauses in between.
 	Retries int
 	// Wait is how long Next and Rollback wait for another planner to finish
-	// before failing with ErrBusy (0: fail at once).
+	// before failing with ErrBusy (negative: fail at once).
 	Wait time.Duration
 	// LeaseTTL is how long the planner lease outlives its holder's last
-	// renewal (default DefaultLeaseTTL): a planner killed with kill -9 holds
-	// up the next one for at most this long.
+	// renewal: a planner killed with kill -9 holds up the next one for at
+	// most this long.
 	LeaseTTL time.Duration
 	// MinSoak is the minimum time the previous phase's flags must have been
 	// live before a FlagsSoaked gate opens (and, for the application
 	// instances that report heartbeats, loaded by every live one).
 	MinSoak time.Duration
 	// FleetExpiry is how long an instance that stopped heartbeating still
-	// counts as live for the gates (default DefaultFleetExpiry).
+	// counts as live for the gates.
 	FleetExpiry time.Duration
 	// PurgeAfter is how long a reversible contract stays reversible: the
 	// purge that drops its tombstone runs at a later deploy, at least this
-	// long after the contract (the command line defaults to 24h).
+	// long after the contract (negative: no delay).
 	PurgeAfter time.Duration
 	// Only, when set, limits Next to the changes with these ids: the others
 	// are neither advanced nor reported.
@@ -74,21 +76,13 @@ func (e *Engine) schema() string {
 func (e *Engine) state() state { return state{schema: e.schema()} }
 
 func (e *Engine) runner() *runner {
+	set := e.settings()
 	r := &runner{
 		Pool:                 e.Pool,
-		LockTimeout:          e.LockTimeout,
-		StatementTimeout:     e.StatementTimeout,
-		LongStatementTimeout: e.LongStatementTimeout,
-		Tries:                e.Retries,
-	}
-	if r.LockTimeout <= 0 {
-		r.LockTimeout = 500 * time.Millisecond
-	}
-	if r.StatementTimeout <= 0 {
-		r.StatementTimeout = 30 * time.Second
-	}
-	if r.Tries <= 0 {
-		r.Tries = 8
+		LockTimeout:          set.LockTimeout,
+		StatementTimeout:     set.StatementTimeout,
+		LongStatementTimeout: set.LongStatementTimeout,
+		Tries:                set.Retries,
 	}
 	if e.Verbose {
 		r.Log = e.Log

@@ -63,8 +63,9 @@ func newEngineFixture(t *testing.T) *engineFixture {
 }
 
 func testEngine(pool *pgxpool.Pool) *Engine {
+	// No purge delay: the tests drive changes through every phase.
 	return &Engine{Pool: pool, LockTimeout: 500 * time.Millisecond, StatementTimeout: 30 * time.Second,
-		Retries: 8, Wait: 60 * time.Second}
+		Retries: 8, Wait: 60 * time.Second, PurgeAfter: -1}
 }
 
 // specs writes yaml to a spec file and loads it.

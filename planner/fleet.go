@@ -14,16 +14,7 @@ import (
 	"github.com/pgplanner/planner/phases"
 )
 
-// DefaultFleetExpiry is how long an application instance that stopped
-// heartbeating still counts as live (the provider heartbeats every 5s).
-const DefaultFleetExpiry = 30 * time.Second
-
-func (e *Engine) fleetExpiry() time.Duration {
-	if e.FleetExpiry > 0 {
-		return e.FleetExpiry
-	}
-	return DefaultFleetExpiry
-}
+func (e *Engine) fleetExpiry() time.Duration { return e.settings().FleetExpiry }
 
 // flagsAfter are the flag values in effect once phases ps have run.
 func flagsAfter(ps []phases.Phase) phases.Flags {

@@ -61,10 +61,11 @@ func (e *Engine) gateMet(ctx context.Context, q dbtx, en *entry, idx int, deploy
 		if h.DeployID == deployID {
 			return false, fmt.Sprintf("phase %s was applied in this deploy (%s); its flags must be live for at least one earlier deploy", prev, deployID), nil, nil
 		}
-		if age < e.MinSoak {
-			return false, fmt.Sprintf("flags of phase %s live for %s; minimum soak %s (%s left)", prev, age.Round(time.Second), e.MinSoak, (e.MinSoak - age).Round(time.Second)), nil, nil
+		minSoak := e.settings().MinSoak
+		if age < minSoak {
+			return false, fmt.Sprintf("flags of phase %s live for %s; minimum soak %s (%s left)", prev, age.Round(time.Second), minSoak, (minSoak - age).Round(time.Second)), nil, nil
 		}
-		met, reason, err := e.fleetReady(ctx, q, en, idx, e.MinSoak)
+		met, reason, err := e.fleetReady(ctx, q, en, idx, minSoak)
 		return met, reason, nil, err
 	case phases.PurgeAfter:
 		met, reason, err := e.purgeGate(ctx, q, en, idx, deployID)

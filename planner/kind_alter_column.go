@@ -25,8 +25,9 @@ type AlterColumn struct {
 	Up string `yaml:"up,omitempty" json:"up,omitempty"`
 	// Down computes the old value from the new column (named as To).
 	Down string `yaml:"down,omitempty" json:"down,omitempty"`
-	// NotNull makes the new column NOT NULL.
-	NotNull bool `yaml:"not_null,omitempty" json:"not_null,omitempty"`
+	// NotNull true makes the new column NOT NULL; false makes it nullable
+	// where the old column is NOT NULL; unset, it is as the old one.
+	NotNull *bool `yaml:"not_null,omitempty" json:"not_null,omitempty"`
 	// Default is the new column's default, replacing the old one's.
 	Default string `yaml:"default,omitempty" json:"default,omitempty"`
 	// CheckExpr is a CHECK on the new column, written with its name.
@@ -41,6 +42,10 @@ type AlterColumn struct {
 }
 
 func (k *AlterColumn) Table() TableName { return ParseTableName(k.TableName) }
+
+// setsNotNull and dropsNotNull say what not_null asks for.
+func (k *AlterColumn) setsNotNull() bool  { return k.NotNull != nil && *k.NotNull }
+func (k *AlterColumn) dropsNotNull() bool { return k.NotNull != nil && !*k.NotNull }
 
 // New is the new column's name.
 func (k *AlterColumn) New() string {
@@ -82,7 +87,11 @@ func (k *AlterColumn) Check() []Problem {
 		ps = append(ps, Problem{Field: "to", Message: "is the same as column",
 			Hint: "the new column needs a name of its own while both exist; leave to out for " + quoteIfNeeded(k.Column+"_new") + ", and rename it afterwards with a rename_column change"})
 	}
-	if k.Type == "" && k.Up == "" && !k.NotNull && k.Default == "" && k.CheckExpr == "" && !k.Unique {
+	switch {
+	case k.Type == "" && k.Up == "" && !k.setsNotNull() && k.Default == "" && k.CheckExpr == "" && !k.Unique && k.dropsNotNull():
+		ps = append(ps, Problem{Field: "not_null", Message: "only drops NOT NULL, which needs no new column",
+			Hint: "use kind drop_not_null (instant, catalog only), or combine not_null: false with type, up, default, check or unique"})
+	case k.Type == "" && k.Up == "" && k.NotNull == nil && k.Default == "" && k.CheckExpr == "" && !k.Unique:
 		hint := "set at least one of type (with up and down), up, not_null, default, check, unique"
 		if k.To != "" {
 			hint = "to only rename the column, use kind rename_column"
@@ -173,8 +182,11 @@ func (k *AlterColumn) effect(string) effect {
 		adds:    []colAdd{{field: "to", name: k.New(), typ: k.Type, from: k.Column}},
 		removes: []colGone{{k.Column, fmt.Sprintf("replaced by %q", k.New())}},
 		exprs:   []fieldExpr{{"up", k.Up}, {"check", k.CheckExpr}}}
-	if k.NotNull {
+	if k.setsNotNull() {
 		e.notNull = k.New()
+	}
+	if k.dropsNotNull() {
+		e.nullable = k.New()
 	}
 	col := []string{k.New()}
 	if k.CheckExpr != "" {
@@ -236,11 +248,15 @@ func (k *AlterColumn) CheckLive(t *Table) []Problem {
 	if c == nil {
 		return ps
 	}
-	if k.NotNull && c.NotNull {
+	if k.dropsNotNull() && !c.NotNull {
+		ps = append(ps, Problem{Field: "not_null", Message: fmt.Sprintf("%s.%s is already nullable; the new column is nullable as a copy of it", t.Name, k.Column),
+			Hint: "remove not_null"})
+	}
+	if k.setsNotNull() && c.NotNull {
 		ps = append(ps, Problem{Field: "not_null", Message: fmt.Sprintf("%s.%s is already NOT NULL; the new column is made NOT NULL as a copy of it", t.Name, k.Column),
 			Hint: "remove not_null"})
 	}
-	if k.NotNull && !c.NotNull && k.Up == "" {
+	if k.setsNotNull() && !c.NotNull && k.Up == "" {
 		ps = append(ps, Problem{Field: "up", Message: fmt.Sprintf("is required with not_null: %s.%s is nullable, and rows (and writes of old instances) where it is NULL need a value in the new column", t.Name, k.Column),
 			Hint: fmt.Sprintf("give NULL a value, e.g. up: %q", fmt.Sprintf("COALESCE(%s, <value>)", quoteIfNeeded(k.Column)))})
 	}
@@ -283,7 +299,7 @@ func (k *AlterColumn) uniqueLive(t *Table) []Problem {
 
 func (k *AlterColumn) Compile(id string, target Target) ([]phases.Phase, error) {
 	t := k.Table()
-	alter := &alteration{notNull: k.NotNull, defaultExpr: k.Default}
+	alter := &alteration{notNull: k.setsNotNull(), dropNotNull: k.dropsNotNull(), defaultExpr: k.Default}
 	if k.CheckExpr != "" {
 		// A trailing -- comment in the expression ends at the newline.
 		alter.check = &phases.Constraint{Schema: t.SchemaOrPublic(), Table: t.Name, Name: k.checkName(), Definition: "CHECK (" + k.CheckExpr + "\n)"}

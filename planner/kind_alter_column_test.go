@@ -9,6 +9,9 @@ import (
 	"github.com/pgplanner/planner/phases"
 )
 
+// yes and no are what not_null: true and not_null: false decode to.
+var yes, no = true, false
+
 func TestAlterColumnRefusesBadSpecs(t *testing.T) {
 	type ac = AlterColumn
 	tests := []struct {
@@ -21,16 +24,17 @@ func TestAlterColumnRefusesBadSpecs(t *testing.T) {
 		{"type without up", &ac{TableName: "users", Column: "name", Type: "varchar(80)", Down: "name_new::text"}, "up", "name::varchar(80)"},
 		{"type without down", &ac{TableName: "users", Column: "name", Type: "varchar(80)", Up: "name::varchar(80)"}, "down", "name_new::<old type>"},
 		{"down without up", &ac{TableName: "users", Column: "name", Down: "name_new"}, "down", "set up too"},
-		{"to is column", &ac{TableName: "users", Column: "name", To: "name", NotNull: true, Up: "COALESCE(name, '')"}, "to", "rename_column"},
+		{"to is column", &ac{TableName: "users", Column: "name", To: "name", NotNull: &yes, Up: "COALESCE(name, '')"}, "to", "rename_column"},
 		{"not a type", &ac{TableName: "users", Column: "name", Type: "text; drop table users", Up: "name", Down: "name_new"}, "type", "not a type name"},
 		{"check names the old column", &ac{TableName: "users", Column: "name", To: "full_name", CheckExpr: "name <> ''"}, "check", `"full_name" <> ''`},
 		{"check on other columns", &ac{TableName: "users", Column: "name", CheckExpr: "id > 0"}, "check", "add_check"},
 		{"check unbalanced", &ac{TableName: "users", Column: "name", CheckExpr: "(name_new <> ''"}, "check", "parentheses"},
 		{"check name without check", &ac{TableName: "users", Column: "name", Unique: true, CheckName: "c"}, "check_name", "without check"},
-		{"unique name without unique", &ac{TableName: "users", Column: "name", NotNull: true, Up: "COALESCE(name, '')", UniqueName: "u"}, "unique_name", "unique: true"},
+		{"unique name without unique", &ac{TableName: "users", Column: "name", NotNull: &yes, Up: "COALESCE(name, '')", UniqueName: "u"}, "unique_name", "unique: true"},
 		{"volatile up", &ac{TableName: "users", Column: "name", Up: "name || random()::text"}, "up", "VOLATILE"},
 		{"subquery default", &ac{TableName: "users", Column: "name", Default: "(SELECT 'x')"}, "default", "subquery"},
 		{"default name too long", &ac{TableName: "users", Column: strings.Repeat("c", 60), Unique: true}, "to", "63 bytes"},
+		{"only drops not null", &ac{TableName: "users", Column: "email", To: "mail", NotNull: &no}, "not_null", "drop_not_null"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -60,10 +64,11 @@ func TestAlterColumnRefusesWithCatalog(t *testing.T) {
 		want string
 	}{
 		{"missing column", &ac{TableName: "users", Column: "nmae", Unique: true}, `did you mean "name"`},
-		{"to taken", &ac{TableName: "users", Column: "name", To: "email", NotNull: true, Up: "COALESCE(name, '')"}, "already exists"},
+		{"to taken", &ac{TableName: "users", Column: "name", To: "email", NotNull: &yes, Up: "COALESCE(name, '')"}, "already exists"},
 		{"key column", &ac{TableName: "users", Column: "id", Type: "numeric", Up: "id::numeric", Down: "id_new::bigint"}, "part of the table's key"},
-		{"already not null", &ac{TableName: "users", Column: "email", NotNull: true}, "already NOT NULL"},
-		{"not null without up", &ac{TableName: "users", Column: "name", NotNull: true}, "COALESCE(name, <value>)"},
+		{"already not null", &ac{TableName: "users", Column: "email", NotNull: &yes}, "already NOT NULL"},
+		{"not null without up", &ac{TableName: "users", Column: "name", NotNull: &yes}, "COALESCE(name, <value>)"},
+		{"already nullable", &ac{TableName: "users", Column: "name", NotNull: &no, Unique: true}, "already nullable"},
 		{"already unique", &ac{TableName: "users", Column: "email", Unique: true}, "already unique (users_email_key)"},
 		{"unique name taken", &ac{TableName: "users", Column: "name", Unique: true, UniqueName: "users_pkey"}, `named "users_pkey" already exists`},
 		{"check name taken", &ac{TableName: "users", Column: "name", CheckExpr: "name_new <> ''", CheckName: "users_email_check"}, "already exists"},

@@ -32,6 +32,9 @@ type copyColumn struct {
 // alteration is what the new column gets that the old one does not have.
 type alteration struct {
 	notNull bool
+	// dropNotNull: the new column stays nullable where the old one is NOT
+	// NULL, and enforce drops the old one's NOT NULL.
+	dropNotNull bool
 	// defaultExpr replaces the old column's default (set at contract).
 	defaultExpr string
 	// check is a CHECK on the new column, added NOT VALID then validated.
@@ -181,9 +184,18 @@ func compileCopyColumn(id string, target Target, cc copyColumn) ([]phases.Phase,
 		forward = append(forward, st...)
 		back = append(rb, back...) // undo in reverse order
 	}
-	if notNull || cc.alter != nil && cc.alter.notNull {
+	dropNotNull := cc.alter != nil && cc.alter.dropNotNull
+	if notNull && !dropNotNull || cc.alter != nil && cc.alter.notNull {
 		nn := phases.NotNull{Column: newCol, Version: target.Version}
 		add("NOT NULL", nn.Statements(), nn.Rollback())
+	}
+	if notNull && dropNotNull {
+		// From enforce on applications may write NULL to the new column;
+		// the trigger copies it into the old one (and, after the contract,
+		// its tombstone), which must take it. Rolling back enforces NOT
+		// NULL on the old column again, and fails while it holds NULL.
+		nn := phases.NotNull{Column: oldCol, Version: target.Version}
+		add("NOT NULL dropped from "+cc.old, []phases.Statement{oldCol.DropNotNull()}, nn.Statements())
 	}
 	var contractFirst []phases.Statement
 	var named []dependentCopy // what enforce creates, for name clashes

@@ -29,9 +29,6 @@ import (
 // with a snapshot open, for another planner's transaction (CREATE INDEX
 // CONCURRENTLY and VALIDATE wait for every older snapshot).
 
-// DefaultLeaseTTL is how long the planner lease outlives its last renewal.
-const DefaultLeaseTTL = 20 * time.Second
-
 // leaseHolder describes a lease's holder, for messages.
 type leaseHolder struct {
 	host, deployID, command string
@@ -62,21 +59,15 @@ type lease struct {
 // errLeaseLost is the cause of a lease context's cancellation.
 var errLeaseLost = errors.New("lost the planner lease")
 
-func (e *Engine) leaseTTL() time.Duration {
-	if e.LeaseTTL > 0 {
-		return e.LeaseTTL
-	}
-	return DefaultLeaseTTL
-}
-
 // acquire takes the planner lease, polling for up to Wait while another
 // planner holds it. The state schema must exist (migrate first).
 func (e *Engine) acquire(ctx context.Context, deployID, command string) (*lease, error) {
-	ttl := e.leaseTTL()
+	set := e.settings()
+	ttl := set.LeaseTTL
 	host, _ := os.Hostname()
 	token := fmt.Sprintf("%s/%d/%016x", host, os.Getpid(), rand.Uint64())
 	table := e.state().table("lease")
-	deadline := time.Now().Add(e.Wait)
+	deadline := time.Now().Add(set.Wait)
 	told := false
 	for {
 		var got bool
@@ -101,10 +92,10 @@ func (e *Engine) acquire(ctx context.Context, deployID, command string) (*lease,
 			continue // released just now: take it
 		}
 		if !time.Now().Before(deadline) {
-			return nil, fmt.Errorf("%w (state schema %q, %s): waited %s; rerun when it has finished, or raise --wait", ErrBusy, e.schema(), holder, e.Wait)
+			return nil, fmt.Errorf("%w (state schema %q, %s): waited %s; rerun when it has finished, or raise --wait", ErrBusy, e.schema(), holder, set.Wait)
 		}
 		if !told {
-			e.logf("another planner is running (%s); waiting up to %s\n", holder, e.Wait)
+			e.logf("another planner is running (%s); waiting up to %s\n", holder, set.Wait)
 			told = true
 		}
 		// Poll: a blocking wait would hold a snapshot open.

@@ -165,6 +165,36 @@ func TestStairwayPartitioned(t *testing.T) {
 			},
 		},
 		{
+			// not_null: false: the old column's NOT NULL is dropped on the
+			// parent and every partition at enforce.
+			kind: "alter_column",
+			spec: `kind: alter_column
+    table: events
+    column: amount
+    to: amount_due
+    type: numeric(14,2)
+    up: "amount::numeric(14,2)"
+    down: "amount_due::numeric(12,2)"
+    not_null: false`,
+			after: map[string][]string{
+				"enforce": {onEveryPartition(`(SELECT NOT attnotnull FROM pg_attribute WHERE attrelid = p AND attname = 'amount')`)},
+			},
+			tomb: &tombWrites{
+				write: `UPDATE events SET amount_due = NULL WHERE id <= 20;
+					INSERT INTO events (id, day, email, amount_due) VALUES (100001, 25, 'x1@example.com', 7.5)`,
+				checks: []string{
+					`SELECT count(*) = 20 FROM events WHERE id <= 20 AND amount IS NULL`,
+					`SELECT amount = 7.5 FROM events WHERE id = 100001`,
+					`SELECT count(*) = 0 FROM events WHERE amount IS DISTINCT FROM amount_due`,
+				},
+				cleanup: `UPDATE events SET amount = (id % 100) * 1.5 WHERE id <= 20; DELETE FROM events WHERE id = 100001`,
+			},
+			final: []string{
+				`SELECT count(*) = 300 FROM events WHERE amount_due = (id % 100) * 1.5`,
+				onEveryPartition(`(SELECT NOT attnotnull FROM pg_attribute WHERE attrelid = p AND attname = 'amount_due')`),
+			},
+		},
+		{
 			kind: "set_not_null",
 			spec: `kind: set_not_null
     table: events

@@ -26,14 +26,15 @@ func (e *Engine) purgeGate(ctx context.Context, q dbtx, en *entry, idx int, depl
 		return false, "", err
 	}
 	rollback := fmt.Sprintf("until then planner rollback %s restores the old column", en.state.ID)
+	purgeAfter := e.settings().PurgeAfter
 	if deploy == deployID {
 		return false, fmt.Sprintf("phase %s was applied in this deploy (%s); the purge runs at a later deploy, at least %s after it; %s",
-			prev, deployID, e.PurgeAfter, rollback), nil
+			prev, deployID, purgeAfter, rollback), nil
 	}
-	if age := now.Sub(applied); age < e.PurgeAfter {
-		at := applied.Add(e.PurgeAfter).UTC().Format(time.RFC3339)
+	if age := now.Sub(applied); age < purgeAfter {
+		at := applied.Add(purgeAfter).UTC().Format(time.RFC3339)
 		return false, fmt.Sprintf("phase %s applied %s ago; the purge may run from %s (%s left, --purge-after %s); %s",
-			prev, age.Round(time.Second), at, (e.PurgeAfter - age).Round(time.Second), e.PurgeAfter, rollback), nil
+			prev, age.Round(time.Second), at, (purgeAfter - age).Round(time.Second), purgeAfter, rollback), nil
 	}
 	return true, "", nil
 }

@@ -42,7 +42,7 @@ func TestPurgeWaitsForPurgeAfter(t *testing.T) {
 	if s := list[0]; s.Next != "purge" || s.GateMet == nil || *s.GateMet || !strings.Contains(s.GateReason, "the purge may run from") {
 		t.Fatalf("status before --purge-after: %+v", s)
 	}
-	f.e.PurgeAfter = 0
+	f.e.PurgeAfter = -1 // no delay
 	r = f.next(t, specs, "d3")
 	if c := reportOf(t, r, "legacy-drop"); c.Action != Advanced || c.Phase != "purge" {
 		t.Fatalf("purge after --purge-after: %+v", c)
@@ -63,7 +63,8 @@ func TestLegacyChangeKeepsItsIrreversibleContract(t *testing.T) {
 	ctx := context.Background()
 	specs := f.specs(t, dropSpec)
 	f.next(t, specs, "d1") // stop_using
-	f.db.Exec(t, `UPDATE planner.changes SET total = 2 WHERE id = 'legacy-drop'`)
+	// A planner of that time stored no fingerprints either.
+	f.db.Exec(t, `UPDATE planner.changes SET total = 2, fingerprint = '{}' WHERE id = 'legacy-drop'`)
 	r := f.next(t, specs, "d2")
 	if c := reportOf(t, r, "legacy-drop"); c.Action != Advanced || c.Phase != "contract" || c.Total != 2 {
 		t.Fatalf("legacy contract: %+v", c)

@@ -143,6 +143,11 @@ func (e *Engine) load(ctx context.Context, specs []Spec, version int, dryRun, le
 		}
 		entries = append(entries, en)
 	}
+	if !dryRun {
+		if err := e.fillFingerprints(ctx, entries); err != nil {
+			return nil, err
+		}
+	}
 	return entries, nil
 }
 
@@ -184,6 +189,9 @@ func (e *Engine) register(ctx context.Context, s Spec, version int, earlier []*e
 		}
 	}
 	c.Total = len(plan.Phases)
+	if c.Fingerprint, err = storedFingerprints(c); err != nil {
+		return nil, err
+	}
 	return &entry{state: c, spec: s, plan: plan, inFiles: true, registered: true}, nil
 }
 
@@ -263,10 +271,35 @@ func (e *Engine) compileStored(c *ChangeState) (*entry, error) {
 		return nil, fmt.Errorf("stored change %q: %w", c.ID, err)
 	}
 	if c.Total != len(plan.Phases) && c.Total != 0 {
-		return nil, fmt.Errorf("stored change %q has %d phases but this planner compiles %d: finish it with the planner version that started it", c.ID, c.Total, len(plan.Phases))
+		return nil, fmt.Errorf("stored change %q has %d phases but this planner compiles %d: finish it, or roll it back, with the planner version that started it: %w", c.ID, c.Total, len(plan.Phases), ErrConfig)
+	}
+	// A change not started yet is compiled afresh when it starts
+	// (advance), and a finished one runs nothing more unless rolled back
+	// (Rollback checks it then).
+	if inFlight(c) {
+		if err := fingerprintDrift(c, plan); err != nil {
+			return nil, err
+		}
 	}
 	c.Total = len(plan.Phases)
 	return &entry{state: c, spec: spec, plan: plan}, nil
+}
+
+// fillFingerprints stores the fingerprints of the in-flight changes
+// registered before fingerprints were stored: from now on a planner that
+// compiles them differently refuses them.
+func (e *Engine) fillFingerprints(ctx context.Context, entries []*entry) error {
+	for _, en := range entries {
+		c := en.state
+		if len(c.Fingerprint) > 0 || !inFlight(c) {
+			continue
+		}
+		c.Fingerprint = fingerprints(en.plan)
+		if err := e.state().fillFingerprint(ctx, e.Pool, c.ID, c.Fingerprint); err != nil {
+			return fmt.Errorf("record the phase fingerprints of change %q: %w", c.ID, err)
+		}
+	}
+	return nil
 }
 
 // linkedTables groups the table names that renames link.

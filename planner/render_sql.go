@@ -14,6 +14,8 @@ import (
 
 // SQLScriptOptions are the guards a SQL script sets, as planner next would.
 type SQLScriptOptions struct {
+	// Timeouts left zero are those of Defaults, as for an Engine; a
+	// negative LongStatementTimeout means no limit.
 	LockTimeout, StatementTimeout, LongStatementTimeout time.Duration
 	// BatchSize is the rows per transaction of a backfill's loop.
 	BatchSize int
@@ -70,6 +72,8 @@ func phasesSQL(plans []Plan, opts SQLScriptOptions) []phaseSQL {
 	if opts.BatchSize <= 0 {
 		opts.BatchSize = 5000
 	}
+	set := (&Engine{LockTimeout: opts.LockTimeout, StatementTimeout: opts.StatementTimeout, LongStatementTimeout: opts.LongStatementTimeout}).settings()
+	opts.LockTimeout, opts.StatementTimeout, opts.LongStatementTimeout = set.LockTimeout, set.StatementTimeout, set.LongStatementTimeout
 	var out []phaseSQL
 	for _, p := range plans {
 		for i, ph := range p.Phases {

@@ -115,6 +115,12 @@ func (e *Engine) rollbackOne(ctx context.Context, changeID, deployID string, onc
 	if err != nil {
 		return nil, err
 	}
+	if c.Status == StatusDone {
+		// Its rollback statements must be the ones it was planned with.
+		if err := fingerprintDrift(c, en.plan); err != nil {
+			return nil, err
+		}
+	}
 	res := &RollbackResult{ID: c.ID, Total: len(en.plan.Phases), Applied: c.Applied}
 	if deployID != "" && oncePerDeploy {
 		last, err := st.lastSuccess(ctx, e.Pool, c.ID)

@@ -228,7 +228,7 @@ func TestParseAllKinds(t *testing.T) {
 			&SQL{TableName: "users", Up: "ALTER TABLE users ADD COLUMN nickname text", Down: "ALTER TABLE users DROP COLUMN nickname",
 				Allow: []string{"ban-drop-column"}, Reason: "drops only what up added"}, TableName{Name: "users"}},
 		{"users-name-alter", "alter_column", 138,
-			&AlterColumn{TableName: "users", Column: "name", To: "full_name", NotNull: true, Default: "'(none)'"}, TableName{Name: "users"}},
+			&AlterColumn{TableName: "users", Column: "name", To: "full_name", NotNull: &yes, Default: "'(none)'"}, TableName{Name: "users"}},
 	}
 	if len(specs) != len(wantChanges) {
 		t.Fatalf("got %d specs, want %d", len(specs), len(wantChanges))

@@ -181,6 +181,48 @@ func TestStairway(t *testing.T) {
 			},
 		},
 		{
+			// not_null: false: the new column is nullable where the old one
+			// is NOT NULL; enforce drops the old one's NOT NULL, so the
+			// trigger can copy a NULL written to the new column into it.
+			kind: "alter_column", tables: []string{"orders"},
+			spec: `kind: alter_column
+    table: orders
+    column: status
+    to: state
+    type: varchar(20)
+    up: "status::varchar(20)"
+    down: "state::text"
+    not_null: false
+    check: "state IN ('open', 'closed')"`,
+			after: map[string][]string{
+				"dual_write": {
+					`SELECT attnotnull FROM pg_attribute WHERE attrelid = 'orders'::regclass AND attname = 'status'`,
+				},
+				"enforce": {
+					`SELECT NOT attnotnull FROM pg_attribute WHERE attrelid = 'orders'::regclass AND attname = 'state'`,
+					`SELECT NOT attnotnull FROM pg_attribute WHERE attrelid = 'orders'::regclass AND attname = 'status'`,
+					`SELECT convalidated FROM pg_constraint WHERE conname = 'orders_state_check'`,
+				},
+			},
+			tomb: &tombWrites{
+				write: `UPDATE orders SET state = NULL WHERE id <= 10;
+					INSERT INTO orders (id, state) VALUES (100001, 'closed')`,
+				checks: []string{
+					`SELECT count(*) = 10 FROM orders WHERE id <= 10 AND status IS NULL AND state IS NULL`,
+					`SELECT status = 'closed' FROM orders WHERE id = 100001`,
+					`SELECT count(*) = 0 FROM orders WHERE status IS DISTINCT FROM state::text`,
+				},
+				cleanup: `UPDATE orders SET status = CASE WHEN id % 4 = 0 THEN 'open' ELSE 'closed' END WHERE id <= 10; DELETE FROM orders WHERE id = 100001`,
+			},
+			final: []string{
+				`SELECT format_type(atttypid, atttypmod) = 'character varying(20)' AND NOT attnotnull FROM pg_attribute WHERE attrelid = 'orders'::regclass AND attname = 'state'`,
+				`SELECT NOT EXISTS (SELECT FROM pg_attribute WHERE attrelid = 'orders'::regclass AND attname = 'status' AND NOT attisdropped)`,
+				`SELECT count(*) = 2000 FROM orders WHERE state = CASE WHEN id % 4 = 0 THEN 'open' ELSE 'closed' END`,
+				// The old default, set on the new column at contract.
+				`SELECT pg_get_expr(adbin, adrelid) LIKE '%open%' FROM pg_attrdef WHERE adrelid = 'orders'::regclass AND adnum = (SELECT attnum FROM pg_attribute WHERE attrelid = 'orders'::regclass AND attname = 'state')`,
+			},
+		},
+		{
 			kind: "set_not_null", tables: []string{"users"},
 			spec: `kind: set_not_null
     table: users

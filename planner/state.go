@@ -54,12 +54,16 @@ type ChangeState struct {
 	Spec          json.RawMessage `json:"spec"`
 	Catalog       *Table          `json:"catalog"`
 	ServerVersion int             `json:"server_version"`
-	Applied       int             `json:"applied"` // phases applied
-	Total         int             `json:"total"`
-	Status        string          `json:"status"`
-	LastError     string          `json:"last_error"`
-	Registered    time.Time       `json:"registered"`
-	Updated       time.Time       `json:"updated"`
+	// Fingerprint holds one hash per compiled phase, taken at registration
+	// (fingerprint.go); empty for a change registered before they were
+	// stored, until its next run.
+	Fingerprint []string  `json:"fingerprint"`
+	Applied     int       `json:"applied"` // phases applied
+	Total       int       `json:"total"`
+	Status      string    `json:"status"`
+	LastError   string    `json:"last_error"`
+	Registered  time.Time `json:"registered"`
+	Updated     time.Time `json:"updated"`
 }
 
 // HistoryEntry is one phase applied, rolled back, or failed.
@@ -151,7 +155,12 @@ func (s state) migrate(ctx context.Context, q pgq.Beginner) error {
 			return wrapf(err, "recording the version of the state schema %q", s.schema)
 		}
 	}
-	if err := s.addHistoryNote(ctx, tx); err != nil {
+	// Columns added after state version 2; older binaries neither read
+	// nor write them.
+	if err := s.addColumn(ctx, tx, "history", "note", `text NOT NULL DEFAULT ''`); err != nil {
+		return fmt.Errorf("state schema %q: %w", s.schema, err)
+	}
+	if err := s.addColumn(ctx, tx, "changes", "fingerprint", `text[] NOT NULL DEFAULT '{}'`); err != nil {
 		return fmt.Errorf("state schema %q: %w", s.schema, err)
 	}
 	// The other packages' migrations are idempotent and cheap; running them
@@ -213,28 +222,29 @@ func (s state) ddl() []string {
 	}
 }
 
-// addHistoryNote adds the history's note column (later than state version
-// 2; older binaries neither read nor write it). The catalog is read first:
-// ALTER TABLE takes an ACCESS EXCLUSIVE lock even when there is nothing to
-// add.
-func (s state) addHistoryNote(ctx context.Context, q dbtx) error {
+// addColumn adds a column to a state table unless it is there. The
+// catalog is read first: ALTER TABLE takes an ACCESS EXCLUSIVE lock even
+// when there is nothing to add.
+func (s state) addColumn(ctx context.Context, q dbtx, table, column, definition string) error {
 	var has bool
 	if err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
-		WHERE attrelid = to_regclass($1) AND attname = 'note' AND NOT attisdropped)`, s.table("history")).Scan(&has); err != nil || has {
+		WHERE attrelid = to_regclass($1) AND attname = $2 AND NOT attisdropped)`, s.table(table), column).Scan(&has); err != nil || has {
 		return err
 	}
-	_, err := q.Exec(ctx, `ALTER TABLE `+s.table("history")+` ADD COLUMN IF NOT EXISTS note text NOT NULL DEFAULT ''`)
+	_, err := q.Exec(ctx, `ALTER TABLE `+s.table(table)+` ADD COLUMN IF NOT EXISTS `+pgx.Identifier{column}.Sanitize()+` `+definition)
 	return err
 }
 
-const changeColumns = `id, file, ord, kind, table_schema, table_name, checksum, spec, catalog,
-	server_version, applied, total, status, last_error, registered, updated`
+// changeColumns reads the fingerprint through to_jsonb: a state not
+// migrated since it was added reads too.
+const changeColumns = `c.id, c.file, c.ord, c.kind, c.table_schema, c.table_name, c.checksum, c.spec, c.catalog,
+	c.server_version, coalesce(to_jsonb(c) -> 'fingerprint', '[]'), c.applied, c.total, c.status, c.last_error, c.registered, c.updated`
 
 func scanChange(row pgx.Row) (*ChangeState, error) {
 	var c ChangeState
 	var catalog []byte
 	err := row.Scan(&c.ID, &c.File, &c.Order, &c.Kind, &c.Table.Schema, &c.Table.Name, &c.Checksum, &c.Spec,
-		&catalog, &c.ServerVersion, &c.Applied, &c.Total, &c.Status, &c.LastError, &c.Registered, &c.Updated)
+		&catalog, &c.ServerVersion, &c.Fingerprint, &c.Applied, &c.Total, &c.Status, &c.LastError, &c.Registered, &c.Updated)
 	if err != nil {
 		return nil, err
 	}
@@ -249,7 +259,7 @@ func scanChange(row pgx.Row) (*ChangeState, error) {
 
 // changes lists every registered change in registration order.
 func (s state) changes(ctx context.Context, q dbtx) ([]*ChangeState, error) {
-	rows, err := q.Query(ctx, `SELECT `+changeColumns+` FROM `+s.table("changes")+` ORDER BY ord, id`)
+	rows, err := q.Query(ctx, `SELECT `+changeColumns+` FROM `+s.table("changes")+` c ORDER BY c.ord, c.id`)
 	if err != nil {
 		return nil, wrapf(err, "reading the registered changes")
 	}
@@ -267,7 +277,7 @@ func (s state) changes(ctx context.Context, q dbtx) ([]*ChangeState, error) {
 
 // change reads one change; nil when it is not registered.
 func (s state) change(ctx context.Context, q dbtx, id string) (*ChangeState, error) {
-	c, err := scanChange(q.QueryRow(ctx, `SELECT `+changeColumns+` FROM `+s.table("changes")+` WHERE id = $1`, id))
+	c, err := scanChange(q.QueryRow(ctx, `SELECT `+changeColumns+` FROM `+s.table("changes")+` c WHERE c.id = $1`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}
@@ -282,14 +292,15 @@ func (s state) register(ctx context.Context, q dbtx, c *ChangeState) error {
 		return err
 	}
 	_, err = q.Exec(ctx, `INSERT INTO `+s.table("changes")+` (id, file, ord, kind, table_schema, table_name,
-			checksum, spec, catalog, server_version, total, status)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'pending')
+			checksum, spec, catalog, server_version, total, fingerprint, status)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'pending')
 		ON CONFLICT (id) DO UPDATE SET file = EXCLUDED.file, ord = EXCLUDED.ord, kind = EXCLUDED.kind,
 			table_schema = EXCLUDED.table_schema, table_name = EXCLUDED.table_name,
 			checksum = EXCLUDED.checksum, spec = EXCLUDED.spec, catalog = EXCLUDED.catalog,
-			server_version = EXCLUDED.server_version, total = EXCLUDED.total, updated = now()`,
+			server_version = EXCLUDED.server_version, total = EXCLUDED.total,
+			fingerprint = EXCLUDED.fingerprint, updated = now()`,
 		c.ID, c.File, c.Order, c.Kind, c.Table.SchemaOrPublic(), c.Table.Name, c.Checksum, string(c.Spec),
-		string(catalog), c.ServerVersion, c.Total)
+		string(catalog), c.ServerVersion, c.Total, fingerprintArray(c.Fingerprint))
 	return err
 }
 
@@ -298,6 +309,21 @@ func (s state) register(ctx context.Context, q dbtx, c *ChangeState) error {
 func (s state) setPosition(ctx context.Context, q dbtx, id, file string, ord int) error {
 	_, err := q.Exec(ctx, `UPDATE `+s.table("changes")+` SET file = $2, ord = $3 WHERE id = $1 AND (file, ord) IS DISTINCT FROM ($2, $3)`, id, file, ord)
 	return wrapf(err, "recording the file and order of change %q", id)
+}
+
+// fillFingerprint records the fingerprints of a change registered before
+// they were stored; a change that has them keeps them.
+func (s state) fillFingerprint(ctx context.Context, q dbtx, id string, fingerprint []string) error {
+	_, err := q.Exec(ctx, `UPDATE `+s.table("changes")+` SET fingerprint = $2 WHERE id = $1 AND fingerprint = '{}'`, id, fingerprintArray(fingerprint))
+	return err
+}
+
+// fingerprintArray is a fingerprint as a text[] parameter (never NULL).
+func fingerprintArray(f []string) []string {
+	if f == nil {
+		return []string{}
+	}
+	return f
 }
 
 // setStatus updates a change's progress.

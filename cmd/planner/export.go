@@ -64,7 +64,7 @@ deploy, once its gate holds.`,
 				return err
 			}
 			opts.SQLScriptOptions = planner.SQLScriptOptions{LockTimeout: guards.lockTimeout, StatementTimeout: guards.statementTimeout,
-				LongStatementTimeout: guards.longStatementTimeout, Offline: offline}
+				LongStatementTimeout: noneIfZero(guards.longStatementTimeout), Offline: offline}
 			files, err := planner.Export(args[0], plans, opts)
 			if err != nil {
 				return err

@@ -70,7 +70,7 @@ ten times the expiry.`,
 			return tw.Flush()
 		},
 	}
-	cmd.Flags().DurationVar(&expiry, "fleet-expiry", planner.DefaultFleetExpiry, "an instance not seen for this long is stale")
+	cmd.Flags().DurationVar(&expiry, "fleet-expiry", planner.Defaults.FleetExpiry, "an instance not seen for this long is stale")
 	cmd.Flags().BoolVar(&purge, "purge", false, "delete instances stale for longer than ten times --fleet-expiry")
 	return cmd
 }

@@ -16,7 +16,7 @@ const (
 	exitInput   = 2 // bad spec, bad flag, edited in-flight spec: nothing changed
 	exitWaiting = 3 // a gate is not met yet (backfill running, soak time): rerun later
 	exitBusy    = 4 // another planner holds the lease for longer than --wait
-	exitConfig  = 5 // configuration or environment a rerun cannot fix: authentication, missing database or privilege, no database configured, a transaction-mode pooler
+	exitConfig  = 5 // configuration or environment a rerun cannot fix: authentication, missing database or privilege, no database configured, a transaction-mode pooler, a planner compiling a change in flight differently
 )
 
 func main() {

@@ -34,24 +34,24 @@ func (o *engineOptions) register(cmd *cobra.Command) {
 	o.registerTimeouts(cmd)
 	o.log.register(cmd)
 	f := cmd.Flags()
-	f.IntVar(&o.retries, "retries", 8, "tries per transaction when a lock is not available (escalating backoff with jitter)")
-	f.DurationVar(&o.wait, "wait", 5*time.Minute, "how long to wait for another planner to finish (then exit 4)")
-	f.DurationVar(&o.leaseTTL, "lease-ttl", planner.DefaultLeaseTTL, "how long the planner lease outlives its last renewal: a killed planner holds up the next one for at most this long")
+	f.IntVar(&o.retries, "retries", planner.Defaults.Retries, "tries per transaction when a lock is not available (escalating backoff with jitter)")
+	f.DurationVar(&o.wait, "wait", planner.Defaults.Wait, "how long to wait for another planner to finish (then exit 4; 0: do not wait)")
+	f.DurationVar(&o.leaseTTL, "lease-ttl", planner.Defaults.LeaseTTL, "how long the planner lease outlives its last renewal: a killed planner holds up the next one for at most this long")
 }
 
 // registerTimeouts adds the statement guards (plan --format sql takes them too).
 func (o *engineOptions) registerTimeouts(cmd *cobra.Command) {
 	f := cmd.Flags()
-	f.DurationVar(&o.lockTimeout, "lock-timeout", 500*time.Millisecond, "longest wait for a lock that blocks application traffic, per try")
-	f.DurationVar(&o.statementTimeout, "statement-timeout", 30*time.Second, "statement_timeout of ordinary DDL")
-	f.DurationVar(&o.longStatementTimeout, "long-statement-timeout", 6*time.Hour, "statement_timeout of VALIDATE and CREATE INDEX CONCURRENTLY (0: none)")
+	f.DurationVar(&o.lockTimeout, "lock-timeout", planner.Defaults.LockTimeout, "longest wait for a lock that blocks application traffic, per try")
+	f.DurationVar(&o.statementTimeout, "statement-timeout", planner.Defaults.StatementTimeout, "statement_timeout of ordinary DDL")
+	f.DurationVar(&o.longStatementTimeout, "long-statement-timeout", planner.Defaults.LongStatementTimeout, "statement_timeout of VALIDATE and CREATE INDEX CONCURRENTLY (0: none)")
 }
 
 func (o *engineOptions) registerNext(cmd *cobra.Command) {
 	o.register(cmd)
 	f := cmd.Flags()
-	f.DurationVar(&o.fleetExpiry, "fleet-expiry", planner.DefaultFleetExpiry, "an application instance that stopped heartbeating counts as live for this long (for the enforce and contract gates)")
-	f.DurationVar(&o.minSoak, "min-soak", 0, "minimum time the previous phase's flags must be live before a phase gated on them (contract; add_column's enforce)")
+	f.DurationVar(&o.fleetExpiry, "fleet-expiry", planner.Defaults.FleetExpiry, "an application instance that stopped heartbeating counts as live for this long (for the enforce and contract gates)")
+	f.DurationVar(&o.minSoak, "min-soak", planner.Defaults.MinSoak, "minimum time the previous phase's flags must be live before a phase gated on them (contract; add_column's enforce)")
 	registerPurgeAfter(cmd, &o.purgeAfter)
 	f.BoolVar(&o.async, "async", false, "start backfills and return; the phase completes at a later deploy once the backfill is verified (run it with planner backfill run)")
 	registerBackfillFlags(cmd, &o.backfill, "backfill-")
@@ -60,7 +60,17 @@ func (o *engineOptions) registerNext(cmd *cobra.Command) {
 
 // registerPurgeAfter adds --purge-after (next, run, status).
 func registerPurgeAfter(cmd *cobra.Command, d *time.Duration) {
-	cmd.Flags().DurationVar(d, "purge-after", 24*time.Hour, "how long a contract stays reversible: the purge that drops the old column runs at a later deploy, at least this long after the contract")
+	cmd.Flags().DurationVar(d, "purge-after", planner.Defaults.PurgeAfter, "how long a contract stays reversible: the purge that drops the old column runs at a later deploy, at least this long after the contract")
+}
+
+// noneIfZero passes a duration flag whose 0 means none (--wait,
+// --purge-after, --long-statement-timeout) to the library, where zero
+// means the default and a negative value none.
+func noneIfZero(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
 
 // engine connects and builds a planner.Engine from the flags.
@@ -96,8 +106,8 @@ func (o *engineOptions) engine(cmd *cobra.Command) (*planner.Engine, func(), err
 	}
 	e := &planner.Engine{
 		Pool: pool, Schema: g.stateSchema,
-		LockTimeout: o.lockTimeout, StatementTimeout: o.statementTimeout, LongStatementTimeout: o.longStatementTimeout,
-		Retries: o.retries, Wait: o.wait, LeaseTTL: o.leaseTTL, MinSoak: o.minSoak, FleetExpiry: o.fleetExpiry, PurgeAfter: o.purgeAfter, Async: o.async,
+		LockTimeout: o.lockTimeout, StatementTimeout: o.statementTimeout, LongStatementTimeout: noneIfZero(o.longStatementTimeout),
+		Retries: o.retries, Wait: noneIfZero(o.wait), LeaseTTL: o.leaseTTL, MinSoak: o.minSoak, FleetExpiry: o.fleetExpiry, PurgeAfter: noneIfZero(o.purgeAfter), Async: o.async,
 		Log: cmd.ErrOrStderr(), Verbose: g.verbose, Logger: logger,
 	}
 	e.Backfill = o.backfill

@@ -54,7 +54,7 @@ constraints to copy) and the server's version is used; --offline ignores them.`,
 				return emitRaw(func(w io.Writer) error { return planner.RenderJSON(w, plans, offline) })
 			case format == "sql":
 				return planner.RenderSQL(cmd.OutOrStdout(), plans, planner.SQLScriptOptions{
-					LockTimeout: guards.lockTimeout, StatementTimeout: guards.statementTimeout, LongStatementTimeout: guards.longStatementTimeout, Offline: offline})
+					LockTimeout: guards.lockTimeout, StatementTimeout: guards.statementTimeout, LongStatementTimeout: noneIfZero(guards.longStatementTimeout), Offline: offline})
 			}
 			return planner.RenderText(cmd.OutOrStdout(), plans, offline)
 		},

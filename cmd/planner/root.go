@@ -38,7 +38,8 @@ Exit codes:
   3  waiting on a gate (backfill, soak, purge delay): a later deploy advances
   4  another planner holds the lease for longer than --wait: rerun
   5  configuration a rerun cannot fix (authentication, missing database or
-     privilege, no database configured, a transaction-mode pooler)
+     privilege, no database configured, a transaction-mode pooler, a
+     planner version compiling a change in flight to other SQL)
 
 Every flag can also be set as PLANNER_<FLAG> (e.g. PLANNER_LEASE_TTL=30s).
 With --output json every command prints one JSON document (docs/schema).`,

@@ -34,7 +34,7 @@ at the end cannot be rolled back.`,
 				return err
 			}
 			defer closePool()
-			e.Only, e.MinSoak, e.PurgeAfter = args, 0, 0
+			e.Only, e.MinSoak, e.PurgeAfter = args, 0, -1 // no purge delay
 			prefix := "run:" + time.Now().UTC().Format("20060102T150405.000")
 			var reports []*planner.Report
 			defer func() {

@@ -34,7 +34,7 @@ func statusCmd() *cobra.Command {
 				return err
 			}
 			defer pool.Close()
-			e := &planner.Engine{Pool: pool, Schema: g.stateSchema, MinSoak: gates.minSoak, FleetExpiry: gates.fleetExpiry, PurgeAfter: gates.purgeAfter}
+			e := &planner.Engine{Pool: pool, Schema: g.stateSchema, MinSoak: gates.minSoak, FleetExpiry: gates.fleetExpiry, PurgeAfter: noneIfZero(gates.purgeAfter)}
 			list, err := e.Status(cmd.Context(), specs)
 			if err != nil {
 				return err
@@ -59,8 +59,8 @@ func statusCmd() *cobra.Command {
 		},
 	}
 	src.register(cmd)
-	cmd.Flags().DurationVar(&gates.minSoak, "min-soak", 0, "minimum soak time to evaluate gates on flags with (as given to planner next)")
-	cmd.Flags().DurationVar(&gates.fleetExpiry, "fleet-expiry", planner.DefaultFleetExpiry, "as given to planner next")
+	cmd.Flags().DurationVar(&gates.minSoak, "min-soak", planner.Defaults.MinSoak, "minimum soak time to evaluate gates on flags with (as given to planner next)")
+	cmd.Flags().DurationVar(&gates.fleetExpiry, "fleet-expiry", planner.Defaults.FleetExpiry, "as given to planner next")
 	registerPurgeAfter(cmd, &gates.purgeAfter)
 	return cmd
 }

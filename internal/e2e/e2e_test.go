@@ -109,7 +109,7 @@ func TestChangesUnderLoad(t *testing.T) {
 				t.Errorf("status %s, applied %v, want done with every phase of %v", st.Status, applied, st.Phases)
 			}
 			sc.after(t, env.db)
-			requireFinalFlags(t, env.db, sc.change)
+			requireFinal(t, env.db, sc, workload.New)
 		})
 	}
 }

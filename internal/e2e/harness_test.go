@@ -34,6 +34,8 @@ type scenario struct {
 	spec   string // YAML
 	change string // change id
 	fleet  workload.Config
+	// follows says which of the change's flags the fleet follows.
+	follows follows
 	// after checks the schema once the change is done.
 	after func(t *testing.T, db *pgtest.DB)
 }
@@ -233,8 +235,114 @@ func scenarios() []scenario {
 				}
 			},
 		},
+		{
+			// Old instances keep the old name, which the view under it serves
+			// until the contract drops it; by then the deploy that follows
+			// the switch has retired them and new ones use the new name.
+			name:  "rename_table",
+			setup: users,
+			spec: `changes:
+  - id: users-to-members
+    kind: rename_table
+    table: users
+    to: members
+`,
+			change:  "users-to-members",
+			follows: followTable,
+			fleet:   workload.Config{Table: "users", NewTable: "members", Old: "email"},
+			after: func(t *testing.T, db *pgtest.DB) {
+				requireTrue(t, db, `SELECT to_regclass('users') IS NULL AND (SELECT relkind FROM pg_class WHERE oid = to_regclass('members')) = 'r'`)
+			},
+		},
+		{
+			// A new table with a foreign key to the table the fleet writes:
+			// the key locks users for an instant, which must fail no request;
+			// then a fleet starts on the new table and finds it usable.
+			name:  "create_table",
+			setup: users + `; CREATE SEQUENCE invoice_ids`,
+			spec: `changes:
+  - id: invoices-create
+    kind: create_table
+    table: invoices
+    columns:
+      - {name: id, type: bigint, not_null: true, default: "nextval('invoice_ids')"}
+      - {name: user_id, type: bigint}
+      - {name: number, type: text, not_null: true}
+      - {name: issued_at, type: timestamptz, not_null: true, default: "now()"}
+    primary_key: [id]
+    unique:
+      - {columns: [number]}
+    foreign_keys:
+      - {columns: [user_id], references: {table: users, columns: [id]}, on_delete: cascade}
+    indexes:
+      - {columns: [user_id, issued_at]}
+`,
+			change:  "invoices-create",
+			follows: followNone,
+			fleet:   workload.Config{Table: "users", Old: "email"},
+			after: func(t *testing.T, db *pgtest.DB) {
+				requireTrue(t, db, `SELECT count(*) = 3 FROM pg_constraint WHERE conrelid = 'invoices'::regclass AND contype IN ('p', 'u', 'f') AND convalidated`)
+				// The fleet's values are distinct, as the unique number needs.
+				w, err := workload.Start(context.Background(), workload.Config{Pool: db.Pool, Table: "invoices", Old: "number",
+					Workers: 2, Rate: 300, Duration: time.Second, Seed: 7, Trace: true})
+				if err != nil {
+					t.Fatal(err)
+				}
+				r := w.Wait()
+				v, err := w.Verify(context.Background())
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Logf("fleet on the new table: %s\nverification: %s", r, v)
+				if r.Failed != 0 || r.ReadMismatches != 0 || r.Unknown != 0 || !v.OK() || v.RowsChecked == 0 || r.ByOp["update"] == 0 {
+					t.Errorf("the new table: %d failed requests, %d wrong reads, %d unknown outcomes, %d rows checked, %d updates; verification ok: %v",
+						r.Failed, r.ReadMismatches, r.Unknown, v.RowsChecked, r.ByOp["update"], v.OK())
+				}
+			},
+		},
+		{
+			// Raw SQL under load: a nullable column, a check NOT VALID and a
+			// comment, in one short transaction on the table the fleet writes.
+			name:  "sql",
+			setup: users,
+			spec: `changes:
+  - id: users-nickname-sql
+    kind: sql
+    table: users
+    up: |
+      ALTER TABLE users ADD COLUMN nickname text;
+      ALTER TABLE users ADD CONSTRAINT users_nickname_length CHECK (length(nickname) <= 40) NOT VALID;
+      COMMENT ON COLUMN users.nickname IS 'shown instead of the name when set';
+    down: |
+      ALTER TABLE users DROP CONSTRAINT users_nickname_length;
+      ALTER TABLE users DROP COLUMN nickname;
+    allow: [ban-drop-column]
+    reason: the down only drops the column its up added, which no application uses before this change
+`,
+			change:  "users-nickname-sql",
+			follows: followNone,
+			fleet:   workload.Config{Table: "users", Old: "email"},
+			after: func(t *testing.T, db *pgtest.DB) {
+				requireColumns(t, db, "users", map[string]string{"email": "NOT NULL", "nickname": "NULL"})
+				requireTrue(t, db, `SELECT NOT convalidated FROM pg_constraint WHERE conrelid = 'users'::regclass AND conname = 'users_nickname_length'`)
+			},
+		},
 	}
 }
+
+// follows is the kind of flag a scenario's fleet follows.
+type follows int
+
+const (
+	// followColumns: <change>.read and <change>.write (the column kinds).
+	followColumns follows = iota
+	// followTable: <change>.table (rename_table, drop_table): new
+	// instances use the name it gives, or none once dropped.
+	followTable
+	// followNone: the change publishes no flag; the fleet uses its table
+	// as it is throughout.
+	followNone
+)
 
 // env is a database with a populated table, a provider-backed flags client
 // and a fleet pool. The planner's engine always connects directly.
@@ -314,7 +422,12 @@ func (e *env) startFleet(t *testing.T, sc scenario, seed uint64) *workload.Workl
 	t.Helper()
 	cfg := sc.fleet
 	cfg.Pool = e.pool
-	cfg.Chooser = workload.FlagsChooser{Client: e.client, ChangeID: sc.change, Old: cfg.Old, New: cfg.New}
+	switch sc.follows {
+	case followColumns:
+		cfg.Chooser = workload.FlagsChooser{Client: e.client, ChangeID: sc.change, Old: cfg.Old, New: cfg.New}
+	case followTable:
+		cfg.Tables = workload.FlagsTable{Client: e.client, ChangeID: sc.change, Old: cfg.Table, New: cfg.NewTable}
+	}
 	cfg.OldShare = 0.5
 	cfg.Workers = 4
 	cfg.Rate = 300
@@ -342,7 +455,7 @@ func (e *env) deploy(t *testing.T, w *workload.Workload, change string) workload
 func (e *env) engine(t *testing.T, lockTimeout time.Duration) *planner.Engine {
 	return &planner.Engine{
 		Pool: e.db.Pool, Schema: stateSchema, LockTimeout: lockTimeout,
-		Wait: 30 * time.Second, Log: testLog{t},
+		Wait: 30 * time.Second, PurgeAfter: -1, Log: testLog{t},
 	}
 }
 
@@ -362,6 +475,14 @@ func finish(t *testing.T, ctx context.Context, w *workload.Workload) (workload.R
 	if err != nil {
 		t.Fatal(err)
 	}
+	requireClean(t, r, v)
+	return r, v
+}
+
+// requireClean requires zero failed requests and zero lost or divergent
+// writes of a finished fleet, which old and new instances both served.
+func requireClean(t *testing.T, r workload.Report, v workload.Verification) {
+	t.Helper()
 	t.Logf("fleet: %s", r)
 	t.Logf("verification: %s", v)
 	if r.Failed != 0 || r.ReadMismatches != 0 || r.Unknown != 0 {
@@ -376,7 +497,15 @@ func finish(t *testing.T, ctx context.Context, w *workload.Workload) (workload.R
 	if r.OldOps == 0 || r.NewOps == 0 {
 		t.Errorf("old instances served %d requests, new ones %d: want both", r.OldOps, r.NewOps)
 	}
-	return r, v
+}
+
+// requireTrue runs a query that must answer true.
+func requireTrue(t *testing.T, db *pgtest.DB, query string) {
+	t.Helper()
+	var ok bool
+	if err := db.Pool.QueryRow(context.Background(), query).Scan(&ok); err != nil || !ok {
+		t.Errorf("check failed (%v): %s", err, query)
+	}
 }
 
 // requireColumns checks which columns exist and their nullability: want
@@ -397,6 +526,34 @@ func requireColumns(t *testing.T, db *pgtest.DB, table string, want map[string]s
 		}
 		if got != w {
 			t.Errorf("%s.%s: %q, want %q", table, col, got, w)
+		}
+	}
+}
+
+// requireFinal checks the flags a scenario's change ends with: new/new
+// for the column kinds, table=want for the table kinds, none otherwise.
+func requireFinal(t *testing.T, db *pgtest.DB, sc scenario, wantTable string) {
+	t.Helper()
+	switch sc.follows {
+	case followColumns:
+		requireFinalFlags(t, db, sc.change)
+	case followTable:
+		got, err := workload.PublishedTable(context.Background(), db.Pool, stateSchema, sc.change)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != wantTable {
+			t.Errorf("final flag %s.table=%s, want %s", sc.change, got, wantTable)
+		}
+	case followNone:
+		list, err := flags.List(context.Background(), db.Pool, stateSchema)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range list {
+			if f.ChangeID == sc.change {
+				t.Errorf("change %s published the flag %s=%s, want none", sc.change, f.Key, f.Variant)
+			}
 		}
 	}
 }

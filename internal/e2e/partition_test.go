@@ -14,21 +14,24 @@ import (
 // the partition key) into two partitions and a default partition, which
 // also takes every row the fleet inserts. One spec file holds a change of
 // every kind on it; they run one after another (one table), the fleet
-// following the rename's flags and writing throughout.
+// following the rename's flags and writing throughout. Each column is
+// changed by the kinds of one purpose: alter_column replaces title, which
+// no other change uses (the catalog kinds' index, default and NOT NULL
+// changes name the columns they act on, which alter_column would replace).
 func partitionedScenario() scenario {
 	return scenario{
 		name: "partitioned",
 		setup: `CREATE TABLE refs (id bigint PRIMARY KEY);
 			INSERT INTO refs SELECT generate_series(1, 100);
 			CREATE TABLE users (id bigserial, email text NOT NULL, name text, note text DEFAULT 'none', legacy int,
-				amount numeric(12,2) NOT NULL DEFAULT 0, ref_id bigint, PRIMARY KEY (id)) PARTITION BY RANGE (id);
+				amount numeric(12,2) NOT NULL DEFAULT 0, ref_id bigint, title text, PRIMARY KEY (id)) PARTITION BY RANGE (id);
 			CREATE TABLE users_p0 PARTITION OF users FOR VALUES FROM (MINVALUE) TO (4000);
 			CREATE TABLE users_p1 PARTITION OF users FOR VALUES FROM (4000) TO (8000);
 			CREATE TABLE users_pdef PARTITION OF users DEFAULT;
 			CREATE INDEX users_email_idx ON users (email);
-			INSERT INTO users (email, name, note, amount, ref_id)
+			INSERT INTO users (email, name, note, amount, ref_id, title)
 				SELECT 'user' || g || '@example.com', 'name ' || g, CASE WHEN g % 5 = 0 THEN NULL ELSE 'n' || g END,
-				       (g % 1000) / 4.0, 1 + g % 100 FROM generate_series(1, $1::int) g`,
+				       (g % 1000) / 4.0, 1 + g % 100, CASE WHEN g % 7 = 0 THEN NULL ELSE 'title ' || g END FROM generate_series(1, $1::int) g`,
 		spec: `changes:
   - id: users-email-rename
     kind: rename_column
@@ -79,6 +82,17 @@ func partitionedScenario() scenario {
     kind: add_check
     table: users
     check: "amount_cents >= 0"
+  - id: users-title-alter
+    kind: alter_column
+    table: users
+    column: title
+    to: headline
+    type: varchar(100)
+    up: "COALESCE(title, '(none)')::varchar(100)"
+    down: "headline::text"
+    not_null: true
+    default: "'(none)'"
+    check: "headline <> ''"
   - id: users-name-index-rename
     kind: rename_index
     table: users
@@ -151,13 +165,18 @@ func TestEveryKindOnPartitionedTableUnderLoad(t *testing.T) {
 	finish(t, ctx, fleet)
 	requireFinalFlags(t, env.db, sc.change)
 	requireColumns(t, env.db, "users", map[string]string{"email": "", "email_address": "NOT NULL", "status": "NOT NULL",
-		"amount": "", "amount_cents": "NOT NULL", "note": "NULL", "legacy": ""})
+		"amount": "", "amount_cents": "NOT NULL", "note": "NULL", "legacy": "", "title": "", "headline": "NOT NULL"})
 	for _, q := range []string{
 		// Every index of the parent is valid and has one attached per partition.
 		`SELECT bool_and(i.indisvalid AND (SELECT count(*) FROM pg_inherits h WHERE h.inhparent = i.indexrelid) = 3)
 		 FROM pg_index i WHERE i.indrelid = 'users'::regclass`,
 		`SELECT count(*) = 4 FROM pg_index WHERE indrelid = 'users'::regclass`, // key, copied email index, name index, unique
-		`SELECT count(*) = 3 FROM pg_constraint WHERE conrelid = 'users'::regclass AND contype IN ('u', 'f', 'c') AND convalidated`,
+		`SELECT count(*) = 4 FROM pg_constraint WHERE conrelid = 'users'::regclass AND contype IN ('u', 'f', 'c') AND convalidated`,
+		// alter_column's new column: its type, its default, its check on every partition, no NULL left.
+		`SELECT format_type(atttypid, atttypmod) = 'character varying(100)' FROM pg_attribute WHERE attrelid = 'users'::regclass AND attname = 'headline'`,
+		`SELECT (SELECT count(*) FROM pg_attrdef d JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum WHERE a.attname = 'headline' AND d.adrelid = 'users'::regclass) = 1`,
+		`SELECT count(*) = 3 FROM pg_constraint WHERE conname = 'users_headline_check' AND convalidated AND conrelid IN ('users_p0'::regclass, 'users_p1'::regclass, 'users_pdef'::regclass)`,
+		`SELECT count(*) FILTER (WHERE headline = '(none)') > 0 FROM users`,
 		`SELECT NOT EXISTS (SELECT FROM pg_trigger WHERE tgname LIKE 'planner%')`,
 		`SELECT to_regclass('users_by_name_idx') IS NOT NULL AND EXISTS (SELECT FROM pg_constraint WHERE conrelid = 'users_p1'::regclass AND conname = 'users_cents_nonnegative')`,
 		`SELECT (SELECT count(*) FROM pg_attrdef d JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum WHERE a.attname = 'name' AND d.adrelid IN ('users'::regclass, 'users_p0'::regclass, 'users_pdef'::regclass)) = 3`,

@@ -3,11 +3,13 @@ package workload
 import "context"
 
 // Variants of a change's flags, as the planner publishes them:
-// <change>.read is old|new and <change>.write is old|both|new.
+// <change>.read is old|new, <change>.write is old|both|new and
+// <change>.table is old|new|dropped.
 const (
-	Old  = "old"
-	Both = "both"
-	New  = "new"
+	Old     = "old"
+	Both    = "both"
+	New     = "new"
+	Dropped = "dropped"
 )
 
 // Choice says which column an application instance reads and which it
@@ -31,4 +33,11 @@ func (f Fixed) Choose(context.Context) (Choice, error) { return Choice(f), nil }
 
 func (c Choice) valid() bool {
 	return (c.Read == Old || c.Read == New) && (c.Write == Old || c.Write == Both || c.Write == New)
+}
+
+// TableChooser is how a new instance decides, per request, which name of
+// its table to use after a rename_table, or that it uses none after a
+// drop_table (""): in the real fleet it asks the table flag.
+type TableChooser interface {
+	Table(ctx context.Context) (string, error)
 }

@@ -45,6 +45,34 @@ func (f FlagsChooser) Choose(ctx context.Context) (Choice, error) {
 	return c, nil
 }
 
+// FlagsTable is how a new instance chooses the table's name in real code:
+// flags.Table through the planner's provider.
+type FlagsTable struct {
+	Client   *openfeature.Client
+	ChangeID string
+	Old, New string // table names (New "" for a drop_table)
+}
+
+// Table asks the table flag.
+func (f FlagsTable) Table(ctx context.Context) (string, error) {
+	return flags.Table(ctx, f.Client, f.ChangeID, f.Old, f.New), nil
+}
+
+// PublishedTable reads the table flag the planner has published for
+// changeID (old, new or dropped): old until the first phase publishes.
+func PublishedTable(ctx context.Context, q pgq.Querier, schema, changeID string) (string, error) {
+	list, err := flags.List(ctx, q, schema)
+	if err != nil {
+		return "", err
+	}
+	for _, f := range list {
+		if f.Key == flags.TableKey(changeID) {
+			return f.Variant, nil
+		}
+	}
+	return Old, nil
+}
+
 // Published reads the flags the planner has published for changeID from
 // its state schema: old/old until the first phase publishes.
 func Published(ctx context.Context, q pgq.Querier, schema, changeID string) (Choice, error) {
@@ -66,30 +94,47 @@ func Published(ctx context.Context, q pgq.Querier, schema, changeID string) (Cho
 
 // Deploy is the application rollout that follows a `planner next`: it
 // waits until the new instances see the flags the planner published for
-// changeID (through their provider), and once those say write=new it
-// retires the old instances (unless Config.KeepOld), as a rolling deploy
-// would before the old column can be dropped. It returns the published
-// choice.
+// changeID (through their provider), and once those say write=new, or the
+// table flag (with Config.Tables) says new or dropped, it retires the old
+// instances (unless Config.KeepOld), as a rolling deploy would before the
+// old column or the old table name goes away. It returns the published
+// column choice.
 func (w *Workload) Deploy(ctx context.Context, q pgq.Querier, schema, changeID string, timeout time.Duration) (Choice, error) {
 	want, err := Published(ctx, q, schema, changeID)
 	if err != nil {
 		return want, err
 	}
+	table, wantTable := Old, w.cfg.Table
+	if w.cfg.Tables != nil {
+		if table, err = PublishedTable(ctx, q, schema, changeID); err != nil {
+			return want, err
+		}
+		switch table {
+		case New:
+			wantTable = w.cfg.NewTable
+		case Dropped:
+			wantTable = ""
+		}
+	}
 	deadline := time.Now().Add(timeout)
 	for {
 		got, err := w.cfg.Chooser.Choose(ctx)
-		if err == nil && got == want {
+		gotTable := w.cfg.Table
+		if err == nil && w.cfg.Tables != nil {
+			gotTable, err = w.cfg.Tables.Table(ctx)
+		}
+		if err == nil && got == want && gotTable == wantTable {
 			break
 		}
 		if time.Now().After(deadline) {
-			return want, fmt.Errorf("workload: new instances see read=%s write=%s (err %v) %s after the planner published read=%s write=%s",
-				got.Read, got.Write, err, timeout, want.Read, want.Write)
+			return want, fmt.Errorf("workload: new instances see read=%s write=%s table %q (err %v) %s after the planner published read=%s write=%s table=%s",
+				got.Read, got.Write, gotTable, err, timeout, want.Read, want.Write, table)
 		}
 		if err := clock.Sleep(ctx, 10*time.Millisecond); err != nil {
 			return want, err
 		}
 	}
-	if want.Write == New && !w.cfg.KeepOld {
+	if (want.Write == New || table != Old) && !w.cfg.KeepOld {
 		w.RetireOld()
 	}
 	return want, nil

@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // Stats is a live view of a running workload.
@@ -14,6 +16,7 @@ type Stats struct {
 	Ops            int64         // requests finished
 	OldOps, NewOps int64         // requests routed to old / new instances
 	Failed         int64         // requests that returned an error
+	Idle           int64         // requests not made: new instances had stopped using the dropped table
 	ReadMismatches int64         // reads that did not return the last value written
 	LongestStall   time.Duration // slowest request so far
 }
@@ -25,6 +28,7 @@ func (w *Workload) Stats() Stats {
 		OldOps:         w.oldOps.Load(),
 		NewOps:         w.newOps.Load(),
 		Failed:         w.failed.Load(),
+		Idle:           w.idle.Load(),
 		ReadMismatches: w.mismatch.Load(),
 		LongestStall:   time.Duration(w.maxLat.Load()),
 	}
@@ -84,6 +88,9 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 func (r Report) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d requests in %s (%d by old instances, %d by new): ", r.Ops, r.Elapsed.Round(time.Millisecond), r.OldOps, r.NewOps)
+	if r.Idle > 0 {
+		fmt.Fprintf(&b, "%d not made (the table is dropped), ", r.Idle)
+	}
 	ops := make([]string, 0, len(r.ByOp))
 	for op := OpInsert; op < numOps; op++ {
 		ops = append(ops, fmt.Sprintf("%d %ss", r.ByOp[op.String()], op))
@@ -139,17 +146,35 @@ func (v Verification) String() string {
 	return s
 }
 
-// Verify checks every row of the table against the last value the fleet
-// wrote, in each of the old and new columns that exist now. Call it after
-// the run has ended (Stop or Wait).
+// Verify checks every row of the table, under the name new instances use
+// now, against the last value the fleet wrote, in each of the old and new
+// columns that exist now. Call it after the run has ended (Stop or Wait).
 func (w *Workload) Verify(ctx context.Context) (Verification, error) {
+	name := w.cfg.Table
+	if w.cfg.Tables != nil {
+		var err error
+		if name, err = w.cfg.Tables.Table(ctx); err != nil {
+			return Verification{}, fmt.Errorf("workload: verify: %w", err)
+		}
+		if name == "" {
+			return Verification{}, fmt.Errorf("workload: the fleet stopped using %s: VerifyIn the table its rows are kept in", w.cfg.Table)
+		}
+	}
+	return w.VerifyIn(ctx, name)
+}
+
+// VerifyIn is Verify on the table named table in the workload's schema:
+// where the rows are when the fleet's name no longer leads to them (the
+// tombstone of a dropped table).
+func (w *Workload) VerifyIn(ctx context.Context, table string) (Verification, error) {
 	select {
 	case <-w.done:
 	default:
 		return Verification{}, fmt.Errorf("workload: Verify while the fleet is running: call Stop first")
 	}
 	var v Verification
-	cols, err := existingColumns(ctx, w.cfg.Pool, w.cfg.Schema, w.cfg.Table)
+	quoted := pgx.Identifier{w.cfg.Schema, table}.Sanitize()
+	cols, err := existingColumns(ctx, w.cfg.Pool, w.cfg.Schema, table)
 	if err != nil {
 		return v, err
 	}
@@ -181,7 +206,7 @@ func (w *Workload) Verify(ctx context.Context) (Verification, error) {
 			v.Examples = append(v.Examples, e)
 		}
 	}
-	rows, err := w.cfg.Pool.Query(ctx, fmt.Sprintf("SELECT %s, %s, %s FROM %s", w.key, oldExpr, newExpr, w.table))
+	rows, err := w.cfg.Pool.Query(ctx, fmt.Sprintf("SELECT %s, %s, %s FROM %s", w.key, oldExpr, newExpr, quoted))
 	if err != nil {
 		return v, fmt.Errorf("workload: verify: %w", err)
 	}

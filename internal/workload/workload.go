@@ -12,6 +12,11 @@
 // balancer spreads over a fleet in the middle of a rolling deploy.
 // RetireOld finishes that deploy: from then on every request goes to a new
 // instance, which is what must happen before the old column is dropped.
+//
+// A table change (rename_table, drop_table) moves the table instead: old
+// instances always use its old name, new ones the name a TableChooser (the
+// table flag) gives per request, and none at all once it says the table is
+// dropped.
 package workload
 
 // This file is long because the simulated fleet and its verdict share the
@@ -75,6 +80,12 @@ type Config struct {
 	// Chooser decides columns for new instances (the flags). Nil: new
 	// instances behave like old ones.
 	Chooser ColumnChooser
+	// NewTable is the table's name after a rename_table. Tables decides,
+	// per request of a new instance, which name it uses (Table, NewTable,
+	// or "" once the application stops using the table); old instances
+	// always use Table. Nil: every instance uses Table.
+	NewTable string
+	Tables   TableChooser
 	// OldShare is the fraction of requests old instances serve until
 	// RetireOld; 0 sends every request to a new instance.
 	OldShare float64
@@ -123,12 +134,13 @@ func (o Op) String() string {
 // Workload is a running fleet. Start it, advance the schema change, call
 // RetireOld before the old column goes away, then Stop (or Wait) and Verify.
 type Workload struct {
-	cfg    Config
-	table  string // quoted
-	key    string // quoted
-	oldCol string // quoted
-	newCol string // quoted
-	mix    [numOps]int
+	cfg      Config
+	table    string // quoted
+	newTable string // quoted
+	key      string // quoted
+	oldCol   string // quoted
+	newCol   string // quoted
+	mix      [numOps]int
 
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -143,6 +155,7 @@ type Workload struct {
 	maxLat   atomic.Int64 // nanoseconds
 	oldOps   atomic.Int64
 	newOps   atomic.Int64
+	idle     atomic.Int64 // requests not made: the table is dropped
 
 	// retired is set by RetireOld; oldInFlight lets it wait for the old
 	// instances' requests in flight to finish.
@@ -198,6 +211,9 @@ func Start(ctx context.Context, cfg Config) (*Workload, error) {
 	if cfg.New == "" && (cfg.Kind == Added || cfg.Chooser != nil) {
 		return nil, errors.New("workload: New is required with a Chooser or Kind Added")
 	}
+	if cfg.NewTable != "" && cfg.Tables == nil {
+		return nil, errors.New("workload: NewTable needs Tables, which says when to use it")
+	}
 	if cfg.Schema == "" {
 		cfg.Schema = "public"
 	}
@@ -228,6 +244,7 @@ func Start(ctx context.Context, cfg Config) (*Workload, error) {
 	w := &Workload{
 		cfg:       cfg,
 		table:     pgx.Identifier{cfg.Schema, cfg.Table}.Sanitize(),
+		newTable:  pgx.Identifier{cfg.Schema, cfg.NewTable}.Sanitize(),
 		key:       pgx.Identifier{cfg.Key}.Sanitize(),
 		oldCol:    pgx.Identifier{cfg.Old}.Sanitize(),
 		newCol:    pgx.Identifier{cfg.New}.Sanitize(),
@@ -399,9 +416,15 @@ func (w *Workload) request(ctx context.Context, wk *worker) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.cfg.OpTimeout)
 	defer cancel()
 	begin := time.Now()
-	choice, release, err := w.choose(ctx, wk)
+	choice, table, release, err := w.choose(ctx, wk)
+	if err == nil && table == "" {
+		// The application stopped using the table: no request is made.
+		release()
+		w.idle.Add(1)
+		return
+	}
 	if err == nil {
-		err = w.do(ctx, wk, op, choice)
+		err = w.do(ctx, wk, op, choice, table)
 		release()
 	}
 	lat := time.Since(begin)
@@ -437,26 +460,51 @@ func (w *Workload) pickOp(wk *worker) Op {
 	return OpRead
 }
 
-// choose routes the request to an old or a new instance. An old instance
-// holds oldInFlight (shared) until the request ends, so RetireOld can wait.
-func (w *Workload) choose(ctx context.Context, wk *worker) (Choice, func(), error) {
+// choose routes the request to an old or a new instance, and returns the
+// columns and the quoted table it uses ("": none, the table is dropped). An
+// old instance holds oldInFlight (shared) until the request ends, so
+// RetireOld can wait.
+func (w *Workload) choose(ctx context.Context, wk *worker) (Choice, string, func(), error) {
 	if !w.retired.Load() && wk.rng.Float64() < w.cfg.OldShare {
 		w.oldInFlight.RLock()
 		if !w.retired.Load() {
 			w.oldOps.Add(1)
-			return Choice{Read: Old, Write: Old}, w.oldInFlight.RUnlock, nil
+			return Choice{Read: Old, Write: Old}, w.table, w.oldInFlight.RUnlock, nil
 		}
 		w.oldInFlight.RUnlock()
 	}
-	w.newOps.Add(1)
 	c, err := w.cfg.Chooser.Choose(ctx)
+	table := w.table
 	if err != nil {
-		return c, nil, fmt.Errorf("choose columns: %w", err)
+		err = fmt.Errorf("choose columns: %w", err)
+	} else if !c.valid() {
+		err = fmt.Errorf("choose columns: invalid choice read=%q write=%q", c.Read, c.Write)
+	} else {
+		table, err = w.chooseTable(ctx)
 	}
-	if !c.valid() {
-		return c, nil, fmt.Errorf("choose columns: invalid choice read=%q write=%q", c.Read, c.Write)
+	if err != nil || table != "" {
+		w.newOps.Add(1) // a request not made is counted as idle instead
 	}
-	return c, func() {}, nil
+	return c, table, func() {}, err
+}
+
+// chooseTable is the quoted table a new instance uses ("": none).
+func (w *Workload) chooseTable(ctx context.Context) (string, error) {
+	if w.cfg.Tables == nil {
+		return w.table, nil
+	}
+	name, err := w.cfg.Tables.Table(ctx)
+	switch {
+	case err != nil:
+		return "", fmt.Errorf("choose table: %w", err)
+	case name == w.cfg.Table:
+		return w.table, nil
+	case name == w.cfg.NewTable && name != "":
+		return w.newTable, nil
+	case name == "":
+		return "", nil
+	}
+	return "", fmt.Errorf("choose table: %q is neither %q nor %q", name, w.cfg.Table, w.cfg.NewTable)
 }
 
 // writeColumns says which columns a write touches: old instances and
@@ -474,7 +522,7 @@ func (w *Workload) writeColumns(c Choice) (old, new bool) {
 	}
 }
 
-func (w *Workload) do(ctx context.Context, wk *worker, op Op, c Choice) error {
+func (w *Workload) do(ctx context.Context, wk *worker, op Op, c Choice, table string) error {
 	pool := w.cfg.Pool
 	begin := time.Now()
 	switch op {
@@ -486,8 +534,8 @@ func (w *Workload) do(ctx context.Context, wk *worker, op Op, c Choice) error {
 			col, want = w.newCol, w.expectedNew(r)
 		}
 		var got *string
-		err := pool.QueryRow(ctx, fmt.Sprintf("SELECT %s::text FROM %s WHERE %s = $1", col, w.table, w.key), id).Scan(&got)
-		w.trace(r, begin, op, c, fmt.Sprintf("%s -> %s", col, show(got)), err)
+		err := pool.QueryRow(ctx, fmt.Sprintf("SELECT %s::text FROM %s WHERE %s = $1", col, table, w.key), id).Scan(&got)
+		w.trace(r, begin, op, c, fmt.Sprintf("%s.%s -> %s", table, col, show(got)), err)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("row %d is gone", id)
 		}
@@ -503,7 +551,7 @@ func (w *Workload) do(ctx context.Context, wk *worker, op Op, c Choice) error {
 	case OpDelete:
 		id := wk.live[wk.rng.IntN(len(wk.live))]
 		r := wk.rows[id]
-		tag, err := pool.Exec(ctx, fmt.Sprintf("DELETE FROM %s WHERE %s = $1", w.table, w.key), id)
+		tag, err := pool.Exec(ctx, fmt.Sprintf("DELETE FROM %s WHERE %s = $1", table, w.key), id)
 		w.trace(r, begin, op, c, "", err)
 		if err != nil {
 			w.markIfAmbiguous(r, err)
@@ -540,7 +588,7 @@ func (w *Workload) do(ctx context.Context, wk *worker, op Op, c Choice) error {
 		}
 		var id int64
 		err := pool.QueryRow(ctx, fmt.Sprintf("INSERT INTO %s (%s) VALUES (%s) RETURNING %s",
-			w.table, strings.Join(cols, ", "), strings.Join(params, ", "), w.key), args...).Scan(&id)
+			table, strings.Join(cols, ", "), strings.Join(params, ", "), w.key), args...).Scan(&id)
 		if err != nil {
 			if !serverError(err) {
 				w.unknown.Add(1) // a row may exist that the fleet cannot account for
@@ -560,7 +608,7 @@ func (w *Workload) do(ctx context.Context, wk *worker, op Op, c Choice) error {
 		set[i] = fmt.Sprintf("%s = $%d", c, i+1)
 	}
 	tag, err := pool.Exec(ctx, fmt.Sprintf("UPDATE %s SET %s WHERE %s = $%d",
-		w.table, strings.Join(set, ", "), w.key, len(cols)+1), append(args, id)...)
+		table, strings.Join(set, ", "), w.key, len(cols)+1), append(args, id)...)
 	w.trace(r, begin, op, c, fmt.Sprintf("%s = %q", strings.Join(cols, ", "), v), err)
 	if err != nil {
 		w.markIfAmbiguous(r, err)

@@ -373,3 +373,82 @@ func TestDeployFollowsPublishedFlags(t *testing.T) {
 	}
 	requireClean(t, w.Stop(), verify(t, w))
 }
+
+// tableStub is a TableChooser whose answer the test changes, like the
+// table flag published by successive phases.
+type tableStub struct{ cur atomic.Pointer[string] }
+
+func newTableStub(name string) *tableStub {
+	s := &tableStub{}
+	s.set(name)
+	return s
+}
+
+func (s *tableStub) set(name string)                       { s.cur.Store(&name) }
+func (s *tableStub) Table(context.Context) (string, error) { return *s.cur.Load(), nil }
+
+// TestTableFollowsRename walks the fleet through a rename_table done by
+// hand: the rename and a view under the old name in one transaction, new
+// instances moved to the new name, old ones retired, the view dropped.
+// Nothing may fail; with the old instances kept, the drop of the view must
+// fail their requests.
+func TestTableFollowsRename(t *testing.T) {
+	for _, keepOld := range []bool{false, true} {
+		t.Run(map[bool]string{false: "following", true: "old instances kept"}[keepOld], func(t *testing.T) {
+			db := newTable(t, "")
+			tables := newTableStub("items")
+			w := start(t, Config{Pool: db.Pool, Table: "items", NewTable: "members", Tables: tables, Old: "email", OldShare: 0.5, Seed: 10})
+			time.Sleep(300 * time.Millisecond)
+			db.Exec(t, "BEGIN; ALTER TABLE items RENAME TO members; CREATE VIEW items WITH (security_invoker = true) AS SELECT * FROM members; COMMIT")
+			time.Sleep(300 * time.Millisecond)
+			tables.set("members")
+			time.Sleep(300 * time.Millisecond)
+			if !keepOld {
+				w.RetireOld()
+			}
+			db.Exec(t, "DROP VIEW items")
+			time.Sleep(300 * time.Millisecond)
+			r := w.Stop()
+			v := verify(t, w)
+			if keepOld {
+				if r.Failed == 0 || !strings.Contains(strings.Join(r.Errors, "\n"), `relation "public.items" does not exist`) {
+					t.Errorf("old instances on the dropped view did not fail:\n%s", r)
+				}
+				if !v.OK() {
+					t.Errorf("verification:\n%s", v)
+				}
+				return
+			}
+			requireClean(t, r, v)
+			if r.OldOps == 0 || r.NewOps == 0 {
+				t.Errorf("old ops %d, new ops %d: want both", r.OldOps, r.NewOps)
+			}
+		})
+	}
+}
+
+// TestTableStopsAtDrop: once the table flag says dropped, new instances
+// make no request on the table, so renaming it aside fails none; the rows
+// are verified where they went.
+func TestTableStopsAtDrop(t *testing.T) {
+	db := newTable(t, "")
+	tables := newTableStub("items")
+	w := start(t, Config{Pool: db.Pool, Table: "items", Tables: tables, Old: "email", OldShare: 0.5, Seed: 11})
+	time.Sleep(400 * time.Millisecond)
+	tables.set("")
+	w.RetireOld()
+	db.Exec(t, "ALTER TABLE items RENAME TO items_tomb")
+	time.Sleep(300 * time.Millisecond)
+	r := w.Stop()
+	if _, err := w.Verify(context.Background()); err == nil {
+		t.Error("Verify succeeded on a table the fleet stopped using")
+	}
+	v, err := w.VerifyIn(context.Background(), "items_tomb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	requireClean(t, r, v)
+	if r.Idle == 0 {
+		t.Errorf("no request was left out after the drop:\n%s", r)
+	}
+}
