@@ -33,9 +33,9 @@ import (
 	"slices"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/pgplanner/planner/internal/pgq"
 	"github.com/pgplanner/planner/phases"
 )
 
@@ -52,11 +52,7 @@ var (
 
 // Querier is what Get, Pause, Resume and Reset need: a pool, a connection
 // or a transaction.
-type Querier interface {
-	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}
+type Querier = pgq.Querier
 
 func jobsTable(schema string) string   { return pgx.Identifier{schema, "backfill_jobs"}.Sanitize() }
 func rangesTable(schema string) string { return pgx.Identifier{schema, "backfill_ranges"}.Sanitize() }

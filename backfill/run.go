@@ -1,5 +1,11 @@
 package backfill
 
+// This file is Run: its options and their defaults, the workers that claim
+// ranges and adapt their batch size, progress reports and which failures
+// are retried. It is long mostly because the options document what each
+// default protects; a batch's transaction is in batch.go, its SQL in
+// sweep.go, range splitting in split.go.
+
 import (
 	"context"
 	"errors"

@@ -176,9 +176,10 @@ func Fleet(ctx context.Context, q Querier, schema string, expiry time.Duration) 
 }
 
 // PurgeFleet deletes instances not seen for longer than olderThan.
-func PurgeFleet(ctx context.Context, q interface {
-	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
-}, schema string, olderThan time.Duration) error {
+func PurgeFleet(ctx context.Context, q Querier, schema string, olderThan time.Duration) error {
 	_, err := q.Exec(ctx, `DELETE FROM `+fleetTable(schema)+` WHERE last_seen < now() - make_interval(secs => $1)`, olderThan.Seconds())
-	return err
+	if err != nil {
+		return fmt.Errorf("flags: purge fleet: %w", err)
+	}
+	return nil
 }

@@ -1,5 +1,11 @@
 package flags
 
+// This file is the OpenFeature provider. It is long because the provider
+// is one type whose parts share its snapshot of the flags and whether that
+// snapshot is stale: the options, the session that loads and reloads the
+// flags (LISTEN, polling as the fallback, with backoff), the events, and the
+// evaluation methods OpenFeature requires. Heartbeats are in fleet.go.
+
 import (
 	"context"
 	"fmt"
@@ -611,17 +617,17 @@ func (p *Provider) BooleanEvaluation(_ context.Context, flag string, defaultValu
 	return openfeature.BoolResolutionDetail{Value: a.b, ProviderResolutionDetail: a.detail(stale)}
 }
 
-// FloatEvaluation: the planner has no numeric flags.
+// FloatEvaluation returns the default: the planner has no numeric flags.
 func (p *Provider) FloatEvaluation(_ context.Context, flag string, defaultValue float64, _ openfeature.FlattenedContext) openfeature.FloatResolutionDetail {
 	return openfeature.FloatResolutionDetail{Value: defaultValue, ProviderResolutionDetail: p.noSuchType(flag, "float")}
 }
 
-// IntEvaluation: the planner has no numeric flags.
+// IntEvaluation returns the default: the planner has no numeric flags.
 func (p *Provider) IntEvaluation(_ context.Context, flag string, defaultValue int64, _ openfeature.FlattenedContext) openfeature.IntResolutionDetail {
 	return openfeature.IntResolutionDetail{Value: defaultValue, ProviderResolutionDetail: p.noSuchType(flag, "integer")}
 }
 
-// ObjectEvaluation: the planner has no object flags.
+// ObjectEvaluation returns the default: the planner has no object flags.
 func (p *Provider) ObjectEvaluation(_ context.Context, flag string, defaultValue any, _ openfeature.FlattenedContext) openfeature.InterfaceResolutionDetail {
 	return openfeature.InterfaceResolutionDetail{Value: defaultValue, ProviderResolutionDetail: p.noSuchType(flag, "object")}
 }

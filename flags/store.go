@@ -31,6 +31,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/pgplanner/planner/internal/pgq"
 	"github.com/pgplanner/planner/phases"
 )
 
@@ -86,10 +87,7 @@ func Variants(key string) []string {
 }
 
 // Querier is what List needs: a pool, a connection or a transaction.
-type Querier interface {
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}
+type Querier = pgq.Querier
 
 // noPrepare runs a query in one round trip with an unnamed statement:
 // nothing is left on a server connection a pooler may hand to another client.

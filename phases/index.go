@@ -25,8 +25,8 @@ type Index struct {
 
 func (ix Index) table() TableRef { return TableRef{Schema: ix.Schema, Name: ix.Table} }
 
-// Qualified is the index's schema-qualified, quoted name.
-func (ix Index) Qualified() string { return TableRef{Schema: ix.Schema, Name: ix.Name}.Quoted() }
+// qualified is the index's schema-qualified, quoted name.
+func (ix Index) qualified() string { return TableRef{Schema: ix.Schema, Name: ix.Name}.Quoted() }
 
 // definition is everything after "ON <table>".
 func (ix Index) definition() string {
@@ -64,7 +64,7 @@ func (ix Index) Create() []Statement {
 	}
 	return []Statement{
 		{
-			SQL:           "DROP INDEX CONCURRENTLY IF EXISTS " + ix.Qualified(),
+			SQL:           "DROP INDEX CONCURRENTLY IF EXISTS " + ix.qualified(),
 			Lock:          ShareUpdateExclusive,
 			Tables:        []string{t.Label()},
 			Held:          "instant when there is no invalid leftover",
@@ -88,7 +88,7 @@ func (ix Index) Create() []Statement {
 func (ix Index) Drop() []Statement {
 	t := ix.table()
 	return []Statement{{
-		SQL:           "DROP INDEX CONCURRENTLY IF EXISTS " + ix.Qualified(),
+		SQL:           "DROP INDEX CONCURRENTLY IF EXISTS " + ix.qualified(),
 		Lock:          ShareUpdateExclusive,
 		Tables:        []string{t.Label()},
 		Held:          "until running transactions on the table finish",

@@ -55,12 +55,12 @@ func (pi PartitionedIndex) Create() []Statement {
 		c := pi.child(p)
 		out = append(out, c.Create()...)
 		out = append(out, Statement{
-			SQL:         fmt.Sprintf("ALTER INDEX %s ATTACH PARTITION %s", pi.Qualified(), c.Qualified()),
+			SQL:         fmt.Sprintf("ALTER INDEX %s ATTACH PARTITION %s", pi.qualified(), c.qualified()),
 			Lock:        AccessExclusive,
 			Tables:      []string{p.Label()},
 			Held:        "instant (catalog only; the lock is on the partition's new index, which queries planning on the partition open)",
 			CommitAfter: true,
-			Done:        probeIndexAttached(c.Qualified(), pi.Qualified()),
+			Done:        probeIndexAttached(c.qualified(), pi.qualified()),
 		})
 	}
 	return append(out, assert(probeValidIndex(t.schema(), pi.Name),
@@ -75,7 +75,7 @@ func (pi PartitionedIndex) Create() []Statement {
 func (pi PartitionedIndex) Drop() []Statement {
 	t := pi.table()
 	out := []Statement{{
-		SQL:    "DROP INDEX IF EXISTS " + pi.Qualified(),
+		SQL:    "DROP INDEX IF EXISTS " + pi.qualified(),
 		Lock:   AccessExclusive,
 		Tables: []string{t.Label()},
 		Held:   "instant (catalog only; on the parent and every partition; drops the partitions' attached indexes too)",
@@ -217,13 +217,13 @@ func (f PartitionedForeignKey) Validate() []Statement {
 		out = append(out, s)
 	}
 	out = append(out, partitionGuard(t, f.Partitions, f.parentDone())...)
-	return append(out, f.AddToParent())
+	return append(out, f.addToParent())
 }
 
-// AddToParent is the parent's ADD CONSTRAINT, validated: every
+// addToParent is the parent's ADD CONSTRAINT, validated: every
 // partition already holds a validated constraint of that definition, which
 // PostgreSQL adopts instead of checking rows.
-func (f PartitionedForeignKey) AddToParent() Statement {
+func (f PartitionedForeignKey) addToParent() Statement {
 	t := f.table()
 	return Statement{
 		SQL:    fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s %s", t.Quoted(), Ident(f.Name), f.Definition),

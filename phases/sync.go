@@ -84,15 +84,15 @@ func (l FunctionLabel) String() string {
 func (s Sync) TriggerName() string { return objectName("planner_sync_", s.ID) }
 
 // UpFunction and DownFunction name the conversion functions (created only
-// when a conversion is needed, see NeedsUp/NeedsDown).
+// when a conversion is needed, see needsUp/needsDown).
 func (s Sync) UpFunction() string   { return objectName("planner_up_", s.ID) }
 func (s Sync) DownFunction() string { return objectName("planner_down_", s.ID) }
 
-// NeedsUp says whether computing new from old needs a conversion function.
-func (s Sync) NeedsUp() bool { return s.Up != "" || s.typesDiffer() }
+// needsUp says whether computing new from old needs a conversion function.
+func (s Sync) needsUp() bool { return s.Up != "" || s.typesDiffer() }
 
-// NeedsDown says whether computing old from new needs a conversion function.
-func (s Sync) NeedsDown() bool { return s.Down != "" || s.typesDiffer() }
+// needsDown says whether computing old from new needs a conversion function.
+func (s Sync) needsDown() bool { return s.Down != "" || s.typesDiffer() }
 
 func (s Sync) typesDiffer() bool {
 	return s.OldType != "" && s.NewType != "" && !strings.EqualFold(s.OldType, s.NewType)
@@ -117,7 +117,7 @@ func (s Sync) qualified(name string) string { return pgx.Identifier{s.schema(), 
 // The backfill uses UpExpr(quoted old column) so that it converts exactly as
 // the trigger does; it stays valid until Remove runs.
 func (s Sync) UpExpr(arg string) string {
-	if !s.NeedsUp() {
+	if !s.needsUp() {
 		return arg
 	}
 	return s.qualified(s.UpFunction()) + "(" + arg + ")"
@@ -125,7 +125,7 @@ func (s Sync) UpExpr(arg string) string {
 
 // DownExpr is the SQL expression computing the old column's value from arg.
 func (s Sync) DownExpr(arg string) string {
-	if !s.NeedsDown() {
+	if !s.needsDown() {
 		return arg
 	}
 	return s.qualified(s.DownFunction()) + "(" + arg + ")"
@@ -214,7 +214,7 @@ func (s Sync) triggerExists() string {
 // column, so no write slips between the two.
 func (s Sync) Install() []Statement {
 	var out []Statement
-	if s.NeedsUp() {
+	if s.needsUp() {
 		out = append(out, Statement{
 			SQL:    conversion(s.qualified(s.UpFunction()), s.Old, s.OldType, s.NewType, s.Up, s.UpLabel),
 			Held:   "no table lock",
@@ -222,7 +222,7 @@ func (s Sync) Install() []Statement {
 			Object: functionObject(s.schema(), s.UpFunction()),
 		})
 	}
-	if s.NeedsDown() {
+	if s.needsDown() {
 		out = append(out, Statement{
 			SQL:    conversion(s.qualified(s.DownFunction()), s.New, s.NewType, s.OldType, s.Down, s.DownLabel),
 			Held:   "no table lock",

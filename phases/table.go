@@ -194,6 +194,3 @@ func DropTable(t TableRef) Statement {
 		Held:   HeldInstant,
 	}
 }
-
-// ProbeTableGone is a done probe: no relation has t's name.
-func ProbeTableGone(t TableRef) string { return not(probeTableExists(t)) }

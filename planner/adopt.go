@@ -115,9 +115,9 @@ func (e *Engine) Adopt(ctx context.Context, specs []Spec, changeID, phase, deplo
 	}
 	var started time.Time
 	if err := e.Pool.QueryRow(ctx, `SELECT clock_timestamp()`).Scan(&started); err != nil {
-		return nil, err
+		return nil, wrapf(err, "reading the database clock")
 	}
-	version, err := serverVersion(ctx, e.Pool)
+	version, err := ServerVersion(ctx, e.Pool)
 	if err != nil {
 		return nil, err
 	}
@@ -171,7 +171,7 @@ func (e *Engine) Adopt(ctx context.Context, specs []Spec, changeID, phase, deplo
 	host, _ := os.Hostname()
 	var role string
 	if err := e.Pool.QueryRow(ctx, `SELECT current_user`).Scan(&role); err != nil {
-		return nil, err
+		return nil, wrapf(err, "reading the database role")
 	}
 	res.Note = fmt.Sprintf("adopted: recorded by planner adopt, not run (by %s on %s, database role %s)", who, host, role)
 	record := func(ctx context.Context, tx pgx.Tx) error {
@@ -221,7 +221,7 @@ func (e *Engine) Adopt(ctx context.Context, specs []Spec, changeID, phase, deplo
 	// A dry run reads in a transaction it rolls back.
 	tx, err := e.Pool.Begin(ctx)
 	if err != nil {
-		return nil, err
+		return nil, wrapf(err, "adopting change %q", c.ID)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
 	if err := record(ctx, tx); err != nil {
@@ -231,7 +231,7 @@ func (e *Engine) Adopt(ctx context.Context, specs []Spec, changeID, phase, deplo
 		return res, nil
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return res, err
+		return res, wrapf(err, "committing the adoption of change %q", c.ID)
 	}
 	e.event(fmt.Sprintf("%s: adopted phases %d to %d (last %s) in deploy %s\n", c.ID, c.Applied+1, target, p.Name, deployID),
 		EventNote, phaseAttrs(c.ID, p.Name, target-1, len(en.plan.Phases), deployID)...)

@@ -27,7 +27,7 @@ func byHand(t *testing.T, f *engineFixture, s Spec, n int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	version, err := serverVersion(ctx, f.db.Pool)
+	version, err := ServerVersion(ctx, f.db.Pool)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -56,7 +56,7 @@ func (e *Engine) Next(ctx context.Context, specs []Spec, deployID string, dryRun
 	} else if _, err := st.version(ctx, e.Pool); err != nil {
 		return nil, err
 	}
-	version, err := serverVersion(ctx, e.Pool)
+	version, err := ServerVersion(ctx, e.Pool)
 	if err != nil {
 		return nil, err
 	}
@@ -251,6 +251,7 @@ func (e *Engine) advance(ctx context.Context, en *entry, deployID string, versio
 	}
 	if c.Applied == 0 && c.Status == StatusPending {
 		if problems, err := e.liveProblems(ctx, en.spec, en.plan, c.Catalog); err != nil {
+			err = wrapf(err, "change %q: checking it against the live schema", c.ID)
 			return failedReport(en, err), err
 		} else if len(problems) > 0 {
 			err := fmt.Errorf("change %q does not fit the live schema: %s: %w", c.ID, describeProblems(problems), ErrInput)
@@ -264,6 +265,7 @@ func (e *Engine) advance(ctx context.Context, en *entry, deployID string, versio
 	met, reason, progress, err := e.gateMet(ctx, e.Pool, en, idx, deployID)
 	r.Backfill = progress
 	if err != nil {
+		err = wrapf(err, "change %q: checking the %s gate of phase %s", c.ID, p.Gate, p.Name)
 		return failedReport(en, err), err
 	}
 	stmts, wait, err := e.columnStatements(ctx, en, idx, !dryRun)
@@ -332,6 +334,7 @@ func (e *Engine) apply(ctx context.Context, en *entry, idx int, deployID string)
 	r.Phase, r.PhaseIndex, r.Gate = p.Name, idx, string(p.Gate)
 	var started time.Time
 	if err := e.Pool.QueryRow(ctx, `SELECT clock_timestamp()`).Scan(&started); err != nil {
+		err = wrapf(err, "change %q phase %s: reading the database clock", c.ID, p.Name)
 		return failedReport(en, err), err
 	}
 	e.event(fmt.Sprintf("%s: phase %d/%d %s (%s)\n", c.ID, idx+1, len(en.plan.Phases), p.Name, p.Purpose),

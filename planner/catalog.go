@@ -6,15 +6,13 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgplanner/planner/internal/pgq"
 )
 
 // Querier is what LoadTable needs: a *pgx.Conn, *pgxpool.Pool or pgx.Tx.
-type Querier interface {
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}
+type Querier = pgq.Querier
 
 // LoadTable reads what the catalogs say about a table: columns, key,
 // indexes, constraints, foreign keys on other tables referencing it and the
@@ -41,11 +39,11 @@ func LoadTable(ctx context.Context, q Querier, name TableName) (*Table, error) {
 const constraintColumns = `ARRAY(SELECT a.attname FROM unnest(%s) WITH ORDINALITY AS u(attnum, ord)
              JOIN pg_catalog.pg_attribute a ON a.attrelid = %s AND a.attnum = u.attnum ORDER BY u.ord)`
 
-// CheckTypes asks the server whether the types a change names exist (and,
+// checkTypes asks the server whether the types a change names exist (and,
 // for add_index, whether its access method does), with the messages
 // validate and plan give. Run it outside a transaction block or in one
 // that may absorb errors: it only reads.
-func CheckTypes(ctx context.Context, q Querier, k Kind) ([]Problem, error) {
+func checkTypes(ctx context.Context, q Querier, k Kind) ([]Problem, error) {
 	types := map[string]typeAnswer{}
 	if tn, ok := k.(TypeNamer); ok {
 		for _, name := range tn.TypeNames() {
@@ -84,7 +82,7 @@ func isSyntaxError(err error) bool {
 func ServerVersion(ctx context.Context, q Querier) (int, error) {
 	var num int
 	if err := q.QueryRow(ctx, `SELECT current_setting('server_version_num')::int`).Scan(&num); err != nil {
-		return 0, fmt.Errorf("server version: %w", err)
+		return 0, fmt.Errorf("reading the server version: %w", err)
 	}
 	return num / 10000, nil
 }

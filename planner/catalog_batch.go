@@ -103,7 +103,7 @@ LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attn
 WHERE a.attrelid = ANY($1::oid[]) AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attrelid, a.attnum`, oids)
 	if err != nil {
-		return err
+		return wrapf(err, "reading columns")
 	}
 	var oid uint32
 	var c Column
@@ -112,7 +112,7 @@ ORDER BY a.attrelid, a.attnum`, oids)
 		t.Columns = append(t.Columns, c)
 		return nil
 	})
-	return err
+	return wrapf(err, "reading columns")
 }
 
 func batchIndexes(ctx context.Context, q Querier, oids []uint32, byOID map[uint32]*Table) error {
@@ -132,7 +132,7 @@ FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
 WHERE i.indrelid = ANY($1::oid[]) AND i.indisvalid
 ORDER BY i.indrelid, ic.relname`, oids)
 	if err != nil {
-		return err
+		return wrapf(err, "reading indexes")
 	}
 	var oid uint32
 	var ix Index
@@ -149,7 +149,7 @@ ORDER BY i.indrelid, ic.relname`, oids)
 		t.Indexes = append(t.Indexes, one)
 		return nil
 	})
-	return err
+	return wrapf(err, "reading indexes")
 }
 
 func batchKeys(ctx context.Context, q Querier, oids []uint32, byOID map[uint32]*Table) error {
@@ -166,7 +166,7 @@ WHERE i.indrelid = ANY($1::oid[]) AND i.indisunique AND i.indisvalid AND i.indpr
                   WHERE k.ord <= i.indnkeyatts AND NOT a.attnotnull)
 ORDER BY i.indrelid, i.indisprimary DESC, ic.relname`, oids)
 	if err != nil {
-		return err
+		return wrapf(err, "reading keys")
 	}
 	var oid uint32
 	var key []string
@@ -174,7 +174,7 @@ ORDER BY i.indrelid, i.indisprimary DESC, ic.relname`, oids)
 		byOID[oid].Key = append([]string{}, key...)
 		return nil
 	})
-	return err
+	return wrapf(err, "reading keys")
 }
 
 func batchConstraints(ctx context.Context, q Querier, oids []uint32, byOID map[uint32]*Table) error {
@@ -185,11 +185,12 @@ JOIN pg_catalog.pg_class c ON c.oid = k.conrelid JOIN pg_catalog.pg_namespace n 
 WHERE k.conrelid = ANY($1::oid[]) AND k.contype IN ('c', 'u', 'f')
 ORDER BY k.conrelid, k.conname`, fmt.Sprintf(constraintColumns, "k.conkey", "k.conrelid")), oids)
 	if err != nil {
-		return err
+		return wrapf(err, "reading constraints")
 	}
-	return scanBatchConstraints(rows, func(oid uint32, c Constraint) {
+	err = scanBatchConstraints(rows, func(oid uint32, c Constraint) {
 		byOID[oid].Checks = append(byOID[oid].Checks, c)
 	})
+	return wrapf(err, "reading constraints")
 }
 
 // batchReferencing reads the foreign keys pointing at the tables in one
@@ -203,11 +204,12 @@ JOIN pg_catalog.pg_class c ON c.oid = k.conrelid JOIN pg_catalog.pg_namespace n 
 WHERE k.contype = 'f' AND k.confrelid = ANY($1::oid[]) AND k.conrelid <> k.confrelid AND k.conparentid = 0
 ORDER BY k.confrelid, n.nspname, c.relname, k.conname`, fmt.Sprintf(constraintColumns, "k.confkey", "k.confrelid")), oids)
 	if err != nil {
-		return err
+		return wrapf(err, "reading the foreign keys that reference them")
 	}
-	return scanBatchConstraints(rows, func(oid uint32, c Constraint) {
+	err = scanBatchConstraints(rows, func(oid uint32, c Constraint) {
 		byOID[oid].Referencing = append(byOID[oid].Referencing, c)
 	})
+	return wrapf(err, "reading the foreign keys that reference them")
 }
 
 func scanBatchConstraints(rows pgx.Rows, add func(uint32, Constraint)) error {

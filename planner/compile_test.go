@@ -334,7 +334,7 @@ func TestCheckTypes(t *testing.T) {
 		{&AddIndex{Using: "gin"}, ""},
 	}
 	for _, tc := range tests {
-		ps, err := CheckTypes(ctx, db.Pool, tc.kind)
+		ps, err := checkTypes(ctx, db.Pool, tc.kind)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,7 +1,6 @@
 package planner
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -98,10 +97,4 @@ func (e *Engine) runner() *runner {
 func (e *Engine) logf(format string, args ...any) {
 	text := fmt.Sprintf(format, args...)
 	e.event(text, EventNote, slog.String("reason", strings.TrimSpace(text)))
-}
-
-func serverVersion(ctx context.Context, q dbtx) (int, error) {
-	var num int
-	err := q.QueryRow(ctx, `SELECT current_setting('server_version_num')::int`).Scan(&num)
-	return num / 10000, err
 }

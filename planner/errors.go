@@ -1,6 +1,9 @@
 package planner
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Error categories; the CLI maps them to exit codes.
 var (
@@ -18,3 +21,12 @@ var (
 // session advisory lock with the lease table: a version 1 binary, which
 // does not know the lease, must not run beside a version 2 one.
 const StateVersion = 2
+
+// wrapf says what was being done when err happened, in front of it: nil
+// stays nil, and errors.Is and errors.As see through the wrapping.
+func wrapf(err error, format string, args ...any) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf(format+": %w", append(args, err)...)
+}

@@ -1,5 +1,12 @@
 package planner
 
+// This file is the statement runner. It is long because its guarantees
+// act on the same transactions and are only convincing read together:
+// the grouping of statements into transactions, the timeouts set in each,
+// the done probes that make a phase resumable, the bounded retries of lock
+// timeouts and the crash points of the kill tests. Watching whom a
+// statement waits for is in waits.go.
+
 import (
 	"context"
 	"errors"
@@ -18,6 +25,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgplanner/planner/internal/clock"
+	"github.com/pgplanner/planner/internal/pgq"
 	"github.com/pgplanner/planner/phases"
 )
 
@@ -255,7 +263,7 @@ func blocksTraffic(s phases.Statement) bool {
 func (r *runner) runTx(ctx context.Context, u unit, finish func(context.Context, pgx.Tx) error) error {
 	tx, err := r.Pool.Begin(ctx)
 	if err != nil {
-		return err
+		return wrapf(err, "begin a transaction")
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
 	// The lock timeout covers the whole transaction: once it holds a
@@ -316,7 +324,7 @@ func (r *runner) runTx(ctx context.Context, u unit, finish func(context.Context,
 		if isLockFailure(err) && len(u.Statements) > 0 {
 			return &lockAttemptError{stmt: u.Statements[len(u.Statements)-1], err: err}
 		}
-		return err
+		return wrapf(err, "commit")
 	}
 	crashHook(crashAfterCommit)
 	return nil
@@ -328,7 +336,7 @@ func (r *runner) runAlone(ctx context.Context, u unit) error {
 	s := u.Statements[0]
 	conn, err := r.Pool.Acquire(ctx)
 	if err != nil {
-		return err
+		return wrapf(err, "acquire a connection")
 	}
 	defer conn.Release()
 	done, err := probe(ctx, conn, s)
@@ -371,12 +379,8 @@ func (r *runner) runAlone(ctx context.Context, u unit) error {
 	return nil
 }
 
-type querier interface {
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}
-
 // probe runs a statement's Done probe; no probe means "run it".
-func probe(ctx context.Context, q querier, s phases.Statement) (bool, error) {
+func probe(ctx context.Context, q pgq.Querier, s phases.Statement) (bool, error) {
 	if strings.TrimSpace(s.Done) == "" {
 		return false, nil
 	}
@@ -389,12 +393,12 @@ func probe(ctx context.Context, q querier, s phases.Statement) (bool, error) {
 
 func setLocal(ctx context.Context, tx pgx.Tx, name string, d time.Duration) error {
 	_, err := tx.Exec(ctx, `SELECT set_config($1, $2, true)`, name, pgDuration(d))
-	return err
+	return wrapf(err, "set %s", name)
 }
 
 func setSession(ctx context.Context, c *pgxpool.Conn, name string, d time.Duration) error {
 	_, err := c.Exec(ctx, `SELECT set_config($1, $2, false)`, name, pgDuration(d))
-	return err
+	return wrapf(err, "set %s", name)
 }
 
 // pgDuration formats d for a timeout setting; 0 disables the timeout.

@@ -31,7 +31,7 @@ type ExportOptions struct {
 
 // revision is one phase as one exported revision.
 type revision struct {
-	PhaseSQL
+	phaseSQL
 	Number int
 	// Name is the file name's stem: NNNNN_<change>_<phase>.
 	Name string
@@ -48,9 +48,9 @@ func Export(dir string, plans []Plan, opts ExportOptions) ([]string, error) {
 		opts.Start = 1
 	}
 	var revs []revision
-	for i, ps := range PhasesSQL(plans, opts.SQLScriptOptions) {
+	for i, ps := range phasesSQL(plans, opts.SQLScriptOptions) {
 		n := opts.Start + i
-		revs = append(revs, revision{PhaseSQL: ps, Number: n, Name: fmt.Sprintf("%05d_%s_%s", n, ps.Spec.ID, ps.Phase.Name)})
+		revs = append(revs, revision{phaseSQL: ps, Number: n, Name: fmt.Sprintf("%05d_%s_%s", n, ps.Spec.ID, ps.Phase.Name)})
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
@@ -111,14 +111,14 @@ func sqlFiles(revs []revision, opts ExportOptions) map[string]string {
 		files[r.Name+".up.sql"] = sqlFile(r.header(opts), r.Up)
 		down := r.Down
 		if r.Phase.Irreversible != "" {
-			down = []SQLUnit{irreversibleUnit(r)}
+			down = []sqlUnit{irreversibleUnit(r)}
 		}
 		files[r.Name+".down.sql"] = sqlFile(r.header(opts), down)
 	}
 	return files
 }
 
-func sqlFile(header []string, units []SQLUnit) string {
+func sqlFile(header []string, units []sqlUnit) string {
 	var b strings.Builder
 	for _, l := range header {
 		b.WriteString("-- " + l + "\n")
@@ -134,9 +134,9 @@ func sqlFile(header []string, units []SQLUnit) string {
 
 // irreversibleUnit fails a down migration of a phase that cannot be undone,
 // so a runner stops there instead of recording a rollback that did nothing.
-func irreversibleUnit(r revision) SQLUnit {
+func irreversibleUnit(r revision) sqlUnit {
 	msg := fmt.Sprintf("%s phase %s is irreversible: %s", r.Spec.ID, r.Phase.Name, r.Phase.Irreversible)
-	return SQLUnit{
+	return sqlUnit{
 		Comment: "irreversible: refuse to go down",
 		SQL:     fmt.Sprintf("DO $planner$ BEGIN RAISE EXCEPTION '%%', %s; END $planner$;", quoteLiteral(msg)),
 	}

@@ -59,7 +59,7 @@ def run(sql):
 	return files
 }
 
-func alembicUnits(b *strings.Builder, units []SQLUnit) {
+func alembicUnits(b *strings.Builder, units []sqlUnit) {
 	if len(units) == 0 {
 		b.WriteString("    pass  # no SQL: nothing to do in the schema\n")
 	}

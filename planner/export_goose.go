@@ -26,7 +26,7 @@ func gooseFiles(revs []revision, opts ExportOptions) map[string]string {
 		b.WriteString("\n-- +goose Down\n")
 		down := r.Down
 		if r.Phase.Irreversible != "" {
-			down = []SQLUnit{irreversibleUnit(r)}
+			down = []sqlUnit{irreversibleUnit(r)}
 		}
 		gooseUnits(&b, down)
 		files[r.Name+".sql"] = b.String()
@@ -34,7 +34,7 @@ func gooseFiles(revs []revision, opts ExportOptions) map[string]string {
 	return files
 }
 
-func gooseUnits(b *strings.Builder, units []SQLUnit) {
+func gooseUnits(b *strings.Builder, units []sqlUnit) {
 	if len(units) == 0 {
 		b.WriteString("-- no SQL: nothing to do in the schema\n")
 	}

@@ -110,7 +110,7 @@ func TestSpecFilesMustBeRegularAndSmall(t *testing.T) {
 		t.Fatal(err)
 	}
 	big := filepath.Join(dir, "big.yaml")
-	if err := os.WriteFile(big, bytes.Repeat([]byte("#\n"), int(DefaultMaxSpecSize)), 0o644); err != nil {
+	if err := os.WriteFile(big, bytes.Repeat([]byte("#\n"), int(defaultMaxSpecSize)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	withFifo := filepath.Join(dir, "specs")

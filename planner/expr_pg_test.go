@@ -69,7 +69,7 @@ func runOnServer(t *testing.T, db *pgtest.DB, s Spec) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := ResolveExpressions(ctx, db.Pool, table, s.Change); err != nil {
+	if err := resolveExpressions(ctx, db.Pool, table, s.Change); err != nil {
 		t.Fatal(err)
 	}
 	plan, err := Compile(s, Target{Version: db.ServerVersion(t), Table: table})
@@ -103,7 +103,7 @@ func runOnServer(t *testing.T, db *pgtest.DB, s Spec) {
 	}
 }
 
-// ResolveExpressions on a real server: the example expressions are
+// resolveExpressions on a real server: the example expressions are
 // immutable (the golden catalog plans assume so), a cast through a
 // time zone is stable, random() and a user's VOLATILE function volatile.
 func TestResolveExpressions(t *testing.T) {
@@ -125,7 +125,7 @@ CREATE FUNCTION lookup(x bigint) RETURNS text LANGUAGE sql VOLATILE AS 'SELECT '
 		if err != nil {
 			continue // the example's table is not in this database
 		}
-		if err := ResolveExpressions(ctx, db.Pool, table, s.Change); err != nil {
+		if err := resolveExpressions(ctx, db.Pool, table, s.Change); err != nil {
 			t.Fatal(err)
 		}
 		for _, e := range ex.Expressions() {
@@ -151,7 +151,7 @@ CREATE FUNCTION lookup(x bigint) RETURNS text LANGUAGE sql VOLATILE AS 'SELECT '
 		{"length(lookup(id))", Volatile, "lookup()"},
 	} {
 		k := &ChangeColumnType{TableName: "orders", Column: "total", Type: "bigint", Up: c.up, Down: "total_new::numeric", Allows: Allows{Allow: []string{allowVolatile}}}
-		if err := ResolveExpressions(ctx, db.Pool, table, k); err != nil {
+		if err := resolveExpressions(ctx, db.Pool, table, k); err != nil {
 			t.Fatal(err)
 		}
 		f := table.Expressions[c.up]

@@ -46,7 +46,7 @@ func (e *Engine) fleetReady(ctx context.Context, q dbtx, en *entry, idx int, soa
 	}
 	var now time.Time
 	if err := q.QueryRow(ctx, `SELECT now()`).Scan(&now); err != nil {
-		return false, "", err
+		return false, "", wrapf(err, "reading the database clock")
 	}
 	prev := en.plan.Phases[idx-1].Name
 	var live, behind []string

@@ -38,7 +38,7 @@ func goldenSpecs(t *testing.T) []Spec {
 }
 
 // goldenTable is the catalog snapshot of the spec's table, with the
-// example expressions immutable and parallel safe, as ResolveExpressions
+// example expressions immutable and parallel safe, as resolveExpressions
 // finds them on a real server (TestResolveExpressionsExamples).
 func goldenTable(s Spec) *Table {
 	t := goldenCatalog(s)

@@ -85,4 +85,6 @@ func typeProblems(field, typ string) []Problem {
 	return nil
 }
 
+// maxIdentifier is PostgreSQL's limit on a name, in bytes; longer names
+// are silently cut, so the planner refuses them.
 const maxIdentifier = 63

@@ -104,7 +104,7 @@ func (e *Engine) acquire(ctx context.Context, deployID, command string) (*lease,
 			pause = min(pause, holder.expiresIn+10*time.Millisecond)
 		}
 		if err := clock.Sleep(ctx, pause); err != nil {
-			return nil, err
+			return nil, wrapf(err, "waiting for the planner lease")
 		}
 	}
 }

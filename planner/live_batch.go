@@ -1,5 +1,12 @@
 package planner
 
+// This file is the batched live checks of validate, next and plan: the
+// server-side questions of many changes (type names, access methods,
+// expressions) are collected, then asked in a few pipelined round trips.
+// Collecting and running stay in one file because each pipeline step is
+// paired with the answer it fills; the samples of existing rows are in
+// sample.go.
+
 import (
 	"context"
 	"errors"
@@ -136,7 +143,7 @@ const typeHint = "create the type (or extension) first, or fix the name, e.g. te
 
 // nameProblems is the one place the server's answers on the types
 // (TypeNamer) and index access method (accessMethodNamer) a change names
-// become problems, for validate, next, plan and CheckTypes alike.
+// become problems, for validate, next, plan and checkTypes alike.
 func nameProblems(k Kind, typ func(string) typeAnswer, hasMethod func(string) bool) []Problem {
 	var ps []Problem
 	if tn, ok := k.(TypeNamer); ok {
@@ -229,29 +236,29 @@ func runPipeline(ctx context.Context, conn *pgconn.PgConn, steps []*pipeStep) er
 func (b *liveBatch) run(ctx context.Context, pool *pgxpool.Pool) error {
 	pc, err := pool.Acquire(ctx)
 	if err != nil {
-		return err
+		return wrapf(err, "connect for the live checks")
 	}
 	conn := pc.Hijack()
 	defer conn.Close(context.WithoutCancel(ctx))
 	pg := conn.PgConn()
 	if err := execOne(ctx, pg, `SET statement_timeout = '10s'`); err != nil {
-		return err
+		return wrapf(err, "set up the live checks")
 	}
 	if err := execOne(ctx, pg, `SET lock_timeout = '1s'`); err != nil {
-		return err
+		return wrapf(err, "set up the live checks")
 	}
 	// Only scratch tables are committed: no need to wait for the disk.
 	if err := execOne(ctx, pg, `SET synchronous_commit = off`); err != nil {
-		return err
+		return wrapf(err, "set up the live checks")
 	}
 	b.methods = map[string]bool{}
 	rows, err := conn.Query(ctx, `SELECT amname FROM pg_catalog.pg_am WHERE amtype = 'i'`)
 	if err != nil {
-		return err
+		return wrapf(err, "read the index access methods")
 	}
 	methods, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
-		return err
+		return wrapf(err, "read the index access methods")
 	}
 	for _, m := range methods {
 		b.methods[m] = true
@@ -285,7 +292,7 @@ func (b *liveBatch) runTypes(ctx context.Context, pg *pgconn.PgConn) error {
 		if errors.As(st.err, &pe) {
 			b.types[names[i]].err = pe.Message
 		} else if st.err != nil {
-			return st.err
+			return fmt.Errorf("check types: %w", st.err)
 		}
 	}
 	return nil
@@ -420,7 +427,7 @@ func (b *liveBatch) runExpressions(ctx context.Context, pg *pgconn.PgConn) error
 		}
 		var pe *pgconn.PgError
 		if !errors.As(st.err, &pe) {
-			return st.err
+			return fmt.Errorf("validate: %w", st.err)
 		}
 		msg := pe.Message
 		if pe.Hint != "" {

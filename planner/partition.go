@@ -57,14 +57,14 @@ JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE i.inhparent = $1
 ORDER BY n.nspname, c.relname`, oid)
 	if err != nil {
-		return err
+		return wrapf(err, "reading partitions")
 	}
 	p.Partitions, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Partition, error) {
 		var x Partition
 		return x, r.Scan(&x.Table.Schema, &x.Table.Name, &x.Bound, &x.Kind)
 	})
 	if err != nil {
-		return err
+		return wrapf(err, "reading partitions")
 	}
 	t.Partitioning = p
 	// A partitioned parent has no rows of its own and no useful reltuples:
@@ -223,13 +223,13 @@ JOIN pg_catalog.pg_class c ON c.oid = k.conrelid JOIN pg_catalog.pg_namespace n 
 WHERE k.confrelid = $1 AND k.conrelid <> $1 AND k.contype = 'f' AND k.conparentid = 0 AND c.relkind = 'p'
 ORDER BY 1, 2`, oid)
 	if err != nil {
-		return err
+		return wrapf(err, "reading the partitioned tables that reference it")
 	}
 	t.PartitionedReferrers, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (TableName, error) {
 		var n TableName
 		return n, r.Scan(&n.Schema, &n.Name)
 	})
-	return err
+	return wrapf(err, "reading the partitioned tables that reference it")
 }
 
 // partitionedReferrerProblem refuses to re-point a foreign key of a

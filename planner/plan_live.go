@@ -29,13 +29,13 @@ func (e *Engine) PlanLive(ctx context.Context, specs []Spec, version int) ([]Pla
 	items := make([]item, len(specs))
 	// The expressions' volatility, for every change at once (one
 	// transaction, each repeated question asked once).
-	var resolve []Resolve
+	var resolve []resolveItem
 	for _, s := range specs {
 		if t := pf.seq.Before[s.ID]; t != nil && s.Change != nil && !pf.started[s.ID] {
-			resolve = append(resolve, Resolve{Table: t, Change: s.Change})
+			resolve = append(resolve, resolveItem{Table: t, Change: s.Change})
 		}
 	}
-	if err := ResolveAll(ctx, e.Pool, resolve); err != nil {
+	if err := resolveAll(ctx, e.Pool, resolve); err != nil {
 		return nil, err
 	}
 	for i, s := range specs {

@@ -62,10 +62,6 @@ func (e *PreflightError) Unwrap() error {
 	return ErrInput
 }
 
-// MaxIdentifier is PostgreSQL's limit on a name, in bytes; longer names
-// are silently cut, so the planner refuses them.
-const MaxIdentifier = maxIdentifier
-
 // CheckStateSchemaName refuses a state schema name PostgreSQL would
 // truncate, or an empty one.
 func CheckStateSchemaName(name string) error {
@@ -88,7 +84,7 @@ func (e *Engine) preflight(ctx context.Context, specs []Spec) (*preflight, error
 	pf := &preflight{stored: map[string]*ChangeState{}, perChange: map[string][]Problem{},
 		started: map[string]bool{}, edited: map[string]bool{}}
 	var err error
-	if pf.version, err = serverVersion(ctx, e.Pool); err != nil {
+	if pf.version, err = ServerVersion(ctx, e.Pool); err != nil {
 		return nil, err
 	}
 	st := e.state()
@@ -292,7 +288,7 @@ JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = w.relname`,
 	}
 	var role string
 	if err := e.Pool.QueryRow(ctx, `SELECT current_user`).Scan(&role); err != nil {
-		return err
+		return fmt.Errorf("check privileges: %w", err)
 	}
 	for _, n := range needs {
 		p, ok := privs[n.table.String()]

@@ -230,7 +230,7 @@ func (e *Engine) newChangeState(ctx context.Context, q dbtx, s Spec, version int
 	if err != nil {
 		return nil, fmt.Errorf("change %q (%s:%d): %w", s.ID, s.File, s.Line, err)
 	}
-	if err := ResolveExpressions(ctx, e.Pool, table, s.Change); err != nil {
+	if err := resolveExpressions(ctx, e.Pool, table, s.Change); err != nil {
 		return nil, fmt.Errorf("change %q (%s:%d): volatility of its expressions: %w", s.ID, s.File, s.Line, err)
 	}
 	return e.changeState(s, version, table)

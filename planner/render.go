@@ -318,8 +318,8 @@ func capitalize(s string) string {
 	return strings.ToUpper(s[:1]) + s[1:]
 }
 
-// JSONPlan is one plan in `planner plan --output json`.
-type JSONPlan struct {
+// jsonPlan is one plan in `planner plan --output json`.
+type jsonPlan struct {
 	ID       string         `json:"id"`
 	Kind     string         `json:"kind"`
 	File     string         `json:"file"`
@@ -333,21 +333,21 @@ type JSONPlan struct {
 	Partitioned string `json:"partitioned"`
 }
 
-// JSONPlans is the document `planner plan --output json` writes.
-type JSONPlans struct {
+// jsonPlans is the document `planner plan --output json` writes.
+type jsonPlans struct {
 	Offline bool       `json:"offline"`
 	Note    string     `json:"note"`
-	Plans   []JSONPlan `json:"plans"`
+	Plans   []jsonPlan `json:"plans"`
 }
 
-// RenderJSON writes plans as one indented JSON document (JSONPlans).
+// RenderJSON writes plans as one indented JSON document (jsonPlans).
 func RenderJSON(w io.Writer, plans []Plan, offline bool) error {
-	doc := JSONPlans{Offline: offline, Plans: make([]JSONPlan, len(plans))}
+	doc := jsonPlans{Offline: offline, Plans: make([]jsonPlan, len(plans))}
 	if offline {
 		doc.Note = OfflineNote
 	}
 	for i, p := range plans {
-		doc.Plans[i] = JSONPlan{ID: p.Spec.ID, Kind: p.Spec.Kind, File: p.Spec.File, Line: p.Spec.Line,
+		doc.Plans[i] = jsonPlan{ID: p.Spec.ID, Kind: p.Spec.Kind, File: p.Spec.File, Line: p.Spec.Line,
 			Checksum: p.Spec.Checksum, Change: p.Spec.Change, Phases: p.Phases, Expressions: p.Expressions, Partitioned: p.Partitioned}
 	}
 	enc := json.NewEncoder(w)

@@ -24,8 +24,8 @@ type SQLScriptOptions struct {
 	Offline bool
 }
 
-// SQLUnit is one piece of a phase's SQL, to run as written.
-type SQLUnit struct {
+// sqlUnit is one piece of a phase's SQL, to run as written.
+type sqlUnit struct {
 	// Comment says what the unit is, when it needs saying.
 	Comment string
 	// Setup, SQL and Teardown: for a statement that cannot run in a
@@ -38,7 +38,7 @@ type SQLUnit struct {
 }
 
 // Script is the unit's statements, each ending with a semicolon.
-func (u SQLUnit) Script() string {
+func (u sqlUnit) Script() string {
 	var b strings.Builder
 	for _, s := range []string{u.Setup, u.SQL, u.Teardown} {
 		if s != "" {
@@ -49,35 +49,35 @@ func (u SQLUnit) Script() string {
 	return b.String()
 }
 
-// PhaseSQL is one phase of one change as SQL: Up runs it, Down undoes it
+// phaseSQL is one phase of one change as SQL: Up runs it, Down undoes it
 // from the phase's rollback statements, under the same guards.
-type PhaseSQL struct {
+type phaseSQL struct {
 	Spec Spec
 	// Index is the phase's 0-based position, Total the change's phase count.
 	Index, Total int
 	Phase        phases.Phase
-	Up, Down     []SQLUnit
+	Up, Down     []sqlUnit
 }
 
 // Gate describes the phase's gate for a comment.
-func (p PhaseSQL) Gate() string {
+func (p phaseSQL) Gate() string {
 	if p.Phase.Gate == phases.NoGate {
 		return "none: may run at any deploy"
 	}
 	return string(p.Phase.Gate) + ": " + p.Phase.Gate.Describe()
 }
 
-// PhasesSQL turns every phase of every plan, in order, into SQL units.
-func PhasesSQL(plans []Plan, opts SQLScriptOptions) []PhaseSQL {
+// phasesSQL turns every phase of every plan, in order, into SQL units.
+func phasesSQL(plans []Plan, opts SQLScriptOptions) []phaseSQL {
 	if opts.BatchSize <= 0 {
 		opts.BatchSize = 5000
 	}
 	set := (&Engine{LockTimeout: opts.LockTimeout, StatementTimeout: opts.StatementTimeout, LongStatementTimeout: opts.LongStatementTimeout}).settings()
 	opts.LockTimeout, opts.StatementTimeout, opts.LongStatementTimeout = set.LockTimeout, set.StatementTimeout, set.LongStatementTimeout
-	var out []PhaseSQL
+	var out []phaseSQL
 	for _, p := range plans {
 		for i, ph := range p.Phases {
-			ps := PhaseSQL{Spec: p.Spec, Index: i, Total: len(p.Phases), Phase: ph}
+			ps := phaseSQL{Spec: p.Spec, Index: i, Total: len(p.Phases), Phase: ph}
 			for _, u := range groupStatements(ph.Statements) {
 				ps.Up = append(ps.Up, unitSQL(u, opts))
 			}
@@ -105,7 +105,7 @@ func RenderSQL(w io.Writer, plans []Plan, opts SQLScriptOptions) error {
 		r.printf("-- %s\n", OfflineNote)
 	}
 	r.printf("\\set ON_ERROR_STOP on\n")
-	for _, ps := range PhasesSQL(plans, opts) {
+	for _, ps := range phasesSQL(plans, opts) {
 		r.printf("\n-- ==== %s (%s), phase %d of %d: %s\n", ps.Spec.ID, ps.Spec.Kind, ps.Index+1, ps.Total, ps.Phase.Name)
 		r.printf("-- %s\n", ps.Phase.Purpose)
 		r.printf("-- gate: %s\n", ps.Gate())
@@ -129,14 +129,14 @@ func RenderSQL(w io.Writer, plans []Plan, opts SQLScriptOptions) error {
 }
 
 // commented is the unit's script after its comment.
-func (u SQLUnit) commented() string {
+func (u sqlUnit) commented() string {
 	if u.Comment == "" {
 		return u.Script()
 	}
 	return "-- " + u.Comment + "\n" + u.Script()
 }
 
-func unitSQL(u unit, opts SQLScriptOptions) SQLUnit {
+func unitSQL(u unit, opts SQLScriptOptions) sqlUnit {
 	lockTimeout, timeout := opts.LockTimeout, opts.StatementTimeout
 	if u.Tx {
 		long := false
@@ -152,7 +152,7 @@ func unitSQL(u unit, opts SQLScriptOptions) SQLUnit {
 			fmt.Fprintf(&b, "%s;\n", strings.TrimSpace(s.SQL))
 		}
 		b.WriteString("COMMIT;")
-		return SQLUnit{SQL: b.String()}
+		return sqlUnit{SQL: b.String()}
 	}
 	s := u.Statements[0]
 	if !blocksTraffic(s) {
@@ -161,7 +161,7 @@ func unitSQL(u unit, opts SQLScriptOptions) SQLUnit {
 	if s.Long {
 		timeout = opts.LongStatementTimeout
 	}
-	return SQLUnit{
+	return sqlUnit{
 		Comment:  "cannot run in a transaction: session settings, reset after it",
 		Setup:    fmt.Sprintf("SET lock_timeout = '%s';\nSET statement_timeout = '%s';", pgDuration(lockTimeout), pgDuration(timeout)),
 		SQL:      strings.TrimSpace(s.SQL) + ";",
@@ -173,10 +173,10 @@ func unitSQL(u unit, opts SQLScriptOptions) SQLUnit {
 // DO), each updating at most BatchSize rows that still differ. planner next
 // and planner backfill run do better: keyset batches sized by time,
 // resumable, verified, in parallel.
-func backfillSQL(b phases.Backfill, opts SQLScriptOptions) SQLUnit {
+func backfillSQL(b phases.Backfill, opts SQLScriptOptions) sqlUnit {
 	table := pgx.Identifier{b.Schema, b.Table}.Sanitize()
 	col := pgx.Identifier{b.Column}.Sanitize()
-	return SQLUnit{
+	return sqlUnit{
 		Comment: fmt.Sprintf("backfill: %s.%s = %s, %d rows per transaction", table, col, b.Expr, opts.BatchSize),
 		SQL: fmt.Sprintf(`DO $planner$
 DECLARE n bigint;

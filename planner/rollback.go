@@ -157,7 +157,7 @@ func (e *Engine) rollbackOne(ctx context.Context, changeID, deployID string, onc
 	}
 	var started time.Time
 	if err := e.Pool.QueryRow(ctx, `SELECT clock_timestamp()`).Scan(&started); err != nil {
-		return nil, err
+		return nil, wrapf(err, "change %q: reading the database clock", c.ID)
 	}
 	e.event(fmt.Sprintf("%s: rolling back phase %d/%d %s\n", c.ID, idx+1, len(en.plan.Phases), p.Name),
 		EventRollbackStart, phaseAttrs(c.ID, p.Name, idx, len(en.plan.Phases), deployID)...)
@@ -214,7 +214,7 @@ func (e *Engine) rollbackBackfill(ctx context.Context, run *runner, en *entry, i
 		return backfill.Reset(ctx, tx, e.schema(), id)
 	})
 	if err != nil {
-		return err
+		return wrapf(err, "marking phase %s partly rolled back", p.Name)
 	}
 	if err := run.Run(ctx, p.Rollback, nil); err != nil {
 		return err

@@ -18,8 +18,8 @@ import (
 // the middle of a backfill. Every evaluation runs in a read-only
 // transaction that is rolled back, under a statement timeout.
 
-// SampleRows is how many existing rows each expression is evaluated on.
-const SampleRows = 1000
+// sampleRows is how many existing rows each expression is evaluated on.
+const sampleRows = 1000
 
 // slowBackfill is the estimated backfill duration past which validate
 // warns.
@@ -142,12 +142,12 @@ func sampleSteps(t *Table, jobs []*sampleJob, small bool) (*sampleRun, []*pipeSt
 		}
 	}
 	var baseCounts []int64
-	r.base = &pipeStep{sql: timed([]string{"count(*)"}, sampleFrom(t, SampleRows, 0))}
+	r.base = &pipeStep{sql: timed([]string{"count(*)"}, sampleFrom(t, sampleRows, 0))}
 	r.base.row = func(v [][]byte) {
 		scan(&r.baseSecs, &baseCounts)(v)
 		r.rows = baseCounts[0]
 	}
-	r.large = &pipeStep{sql: timed(aggs, sampleFrom(t, SampleRows, 0)), row: scan(&r.largeSecs, &r.largeCounts)}
+	r.large = &pipeStep{sql: timed(aggs, sampleFrom(t, sampleRows, 0)), row: scan(&r.largeSecs, &r.largeCounts)}
 	steps := []*pipeStep{r.base, r.large}
 	if small {
 		r.small = &pipeStep{sql: timed(aggs, sampleFrom(t, 10, 0)), row: scan(&r.smallSecs, &r.smallCounts)}
@@ -195,7 +195,7 @@ func (b *liveBatch) runSamples(ctx context.Context, pg *pgconn.PgConn) error {
 		groups[k] = append(groups[k], j)
 	}
 	if err := execOne(ctx, pg, fmt.Sprintf(`SET statement_timeout = %d`, sampleTimeout.Milliseconds())); err != nil {
-		return err
+		return fmt.Errorf("evaluate expressions on existing rows: %w", err)
 	}
 	runs := map[string]*sampleRun{}
 	var steps []*pipeStep
@@ -277,13 +277,13 @@ func (b *liveBatch) sampleAlone(ctx context.Context, pg *pgconn.PgConn, j *sampl
 	if failure == nil {
 		failure = r.large.err
 	}
-	n := int(min(r.rows, SampleRows))
+	n := int(min(r.rows, sampleRows))
 	if r.small.err != nil {
 		n = int(min(r.rows, 10))
 	}
 	key, err := offendingRow(ctx, pg, j, func(limit, offset int) string { return sampleFrom(j.table, limit, offset) }, n)
 	if err != nil || key == "" {
-		return err
+		return wrapf(err, "find a row of %s where %q fails", j.table.Name, oneLine(j.expr, 80))
 	}
 	j.fail(key, failure)
 	return nil
@@ -304,11 +304,11 @@ func (j *sampleJob) fail(key string, err error) {
 // returning its error and rows.
 func readOnly(ctx context.Context, pg *pgconn.PgConn, sql string, params ...[]byte) ([][][]byte, error) {
 	if err := execOne(ctx, pg, readOnlyBegin); err != nil {
-		return nil, err
+		return nil, wrapf(err, "begin a read-only transaction")
 	}
 	defer execOne(context.WithoutCancel(ctx), pg, `ROLLBACK`)
 	if err := execOne(ctx, pg, fmt.Sprintf(`SET LOCAL statement_timeout = %d`, sampleTimeout.Milliseconds())); err != nil {
-		return nil, err
+		return nil, wrapf(err, "set the sample's statement timeout")
 	}
 	res := pg.ExecParams(ctx, sql, params, nil, nil, nil).Read()
 	return res.Rows, res.Err
@@ -396,7 +396,7 @@ func fullScan(ctx context.Context, pg *pgconn.PgConn, j *sampleJob) error {
 		case errors.As(err, &pe) && !isTimeout(err):
 			key, ferr := offendingRow(ctx, pg, j, from, fullBatch, last...)
 			if ferr != nil {
-				return ferr
+				return wrapf(ferr, "validate --full: find a row of %s where %q fails", t.Name, oneLine(j.expr, 80))
 			}
 			if key != "" {
 				j.fail(key, err)

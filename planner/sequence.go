@@ -1,5 +1,9 @@
 package planner
 
+// This file is the sequence model (described below). It is long because
+// for every kind of effect the checks and the application to the model must
+// agree, which is easiest to verify side by side.
+
 import (
 	"fmt"
 	"slices"

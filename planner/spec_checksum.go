@@ -94,7 +94,7 @@ func canonicalFields(k Kind) (map[string]any, error) {
 	return c.(map[string]any), nil
 }
 
-// checksum is the sha256 of the canonical JSON {"fields":...,"kind":...}:
+// specChecksum is the sha256 of the canonical JSON {"fields":...,"kind":...}:
 // maps marshal with sorted keys, so formatting and comments do not matter.
 func specChecksum(kind string, k Kind) (string, error) {
 	fields, err := canonicalFields(k)

@@ -8,13 +8,13 @@ import (
 	"syscall"
 )
 
-// DefaultMaxSpecSize is the largest spec file read unless MaxSpecSize is
+// defaultMaxSpecSize is the largest spec file read unless MaxSpecSize is
 // raised: far above any real spec, far below what would exhaust memory.
-const DefaultMaxSpecSize int64 = 4 << 20
+const defaultMaxSpecSize int64 = 4 << 20
 
-// MaxSpecSize is the largest spec file Load, LoadDir and ParseFile read.
+// MaxSpecSize is the largest spec file Load reads.
 // cmd/planner sets it from --max-spec-size or $PLANNER_MAX_SPEC_SIZE.
-var MaxSpecSize = DefaultMaxSpecSize
+var MaxSpecSize = defaultMaxSpecSize
 
 // readSpecFile reads a spec file that is a regular file (or a symbolic
 // link to one) of at most MaxSpecSize bytes. A FIFO, device or socket is

@@ -20,14 +20,14 @@ func Load(path string) ([]Spec, error) {
 		return nil, SpecErrors{{File: path, Message: describeOSError(err)}}
 	}
 	if st.IsDir() {
-		return LoadDir(path)
+		return loadDir(path)
 	}
-	return ParseFile(path)
+	return parseFile(path)
 }
 
-// ParseFile reads and parses one spec file (a regular file of at most
+// parseFile reads and parses one spec file (a regular file of at most
 // MaxSpecSize bytes).
-func ParseFile(path string) ([]Spec, error) {
+func parseFile(path string) ([]Spec, error) {
 	data, err := readSpecFile(path)
 	if err != nil {
 		return nil, err
@@ -35,10 +35,10 @@ func ParseFile(path string) ([]Spec, error) {
 	return Parse(path, data)
 }
 
-// LoadDir parses the *.yaml and *.yml files of dir (not its subdirectories)
+// loadDir parses the *.yaml and *.yml files of dir (not its subdirectories)
 // in name order. Change ids must be unique across all of them; Order counts
 // across files.
-func LoadDir(dir string) ([]Spec, error) {
+func loadDir(dir string) ([]Spec, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, SpecErrors{{File: dir, Message: describeOSError(err)}}

@@ -117,7 +117,7 @@ func TestParseBadSpecFiles(t *testing.T) {
 	}
 	for _, file := range files {
 		t.Run(strings.TrimSuffix(filepath.Base(file), ".yaml"), func(t *testing.T) {
-			specs, err := ParseFile(file)
+			specs, err := parseFile(file)
 			if specs != nil {
 				t.Errorf("got specs %v with errors", specs)
 			}
@@ -168,7 +168,7 @@ func TestParseBadSpecsInline(t *testing.T) {
 
 func TestParseAllKinds(t *testing.T) {
 	const file = "testdata/specs/good/all_kinds.yaml"
-	specs, err := ParseFile(file)
+	specs, err := parseFile(file)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,7 +334,7 @@ func TestParseJSONSpec(t *testing.T) {
 
 func TestLoad(t *testing.T) {
 	t.Run("dir", func(t *testing.T) {
-		for _, load := range []func(string) ([]Spec, error){LoadDir, Load} {
+		for _, load := range []func(string) ([]Spec, error){loadDir, Load} {
 			specs, err := load("testdata/specs/dir")
 			if err != nil {
 				t.Fatal(err)
@@ -356,7 +356,7 @@ func TestLoad(t *testing.T) {
 		}
 	})
 	t.Run("duplicate ids across files", func(t *testing.T) {
-		_, err := LoadDir("testdata/specs/dupdir")
+		_, err := loadDir("testdata/specs/dupdir")
 		assertSpecErrors(t, filepath.Join("testdata/specs/dupdir", "b.yaml"), err, []specWant{{7, 9,
 			`changes[1].id: duplicate change id "same" (first defined at testdata/specs/dupdir/a.yaml:2:9)`}})
 	})
@@ -364,7 +364,7 @@ func TestLoad(t *testing.T) {
 		dir := t.TempDir()
 		writeSpecFile(t, dir, "a.yaml", "changes:\n  - id: a\n    kind: drop_column\n    table: t\n    colum: c\n")
 		writeSpecFile(t, dir, "b.yml", "changes:\n  - id: a\n    kind: nope\n")
-		_, err := LoadDir(dir)
+		_, err := loadDir(dir)
 		es := asSpecErrors(t, err)
 		var got []string
 		for _, e := range es {
@@ -378,11 +378,11 @@ func TestLoad(t *testing.T) {
 	t.Run("empty dir", func(t *testing.T) {
 		dir := t.TempDir()
 		writeSpecFile(t, dir, "notes.txt", "hello")
-		_, err := LoadDir(dir)
+		_, err := loadDir(dir)
 		assertSpecErrors(t, dir, err, []specWant{{0, 0, "no spec files"}})
 	})
 	t.Run("missing path", func(t *testing.T) {
-		for _, load := range []func(string) ([]Spec, error){Load, LoadDir, ParseFile} {
+		for _, load := range []func(string) ([]Spec, error){Load, loadDir, parseFile} {
 			_, err := load("testdata/specs/does-not-exist")
 			assertSpecErrors(t, "testdata/specs/does-not-exist", err, []specWant{{0, 0, "no such file or directory"}})
 		}
@@ -471,7 +471,7 @@ func TestChecksumPinned(t *testing.T) {
 }
 
 func TestEncodeDecodeSpec(t *testing.T) {
-	specs, err := ParseFile("testdata/specs/good/all_kinds.yaml")
+	specs, err := parseFile("testdata/specs/good/all_kinds.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,10 +8,10 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgplanner/planner/backfill"
 	"github.com/pgplanner/planner/flags"
+	"github.com/pgplanner/planner/internal/pgq"
 )
 
 // The planner's state lives in the target database, in a schema of its own:
@@ -91,17 +91,13 @@ type state struct{ schema string }
 func (s state) table(name string) string { return pgx.Identifier{s.schema, name}.Sanitize() }
 
 // dbtx is what state queries need: a pool, a connection or a transaction.
-type dbtx interface {
-	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}
+type dbtx = pgq.Querier
 
 // exists says whether the state schema has been created.
 func (s state) exists(ctx context.Context, q dbtx) (bool, error) {
 	var ok bool
 	err := q.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, s.table("meta")).Scan(&ok)
-	return ok, err
+	return ok, wrapf(err, "looking for the state schema %q", s.schema)
 }
 
 // version reads the state version, refusing state written by a newer
@@ -128,16 +124,14 @@ func (s state) version(ctx context.Context, q dbtx) (int, error) {
 // migrate creates or upgrades the state schema, and the flags and backfill
 // tables, in one transaction. Idempotent; a transaction-scoped advisory lock
 // keeps two first runs from racing on CREATE.
-func (s state) migrate(ctx context.Context, q interface {
-	Begin(ctx context.Context) (pgx.Tx, error)
-}) error {
+func (s state) migrate(ctx context.Context, q pgq.Beginner) error {
 	tx, err := q.Begin(ctx)
 	if err != nil {
-		return err
+		return wrapf(err, "migrating the state schema %q", s.schema)
 	}
 	defer tx.Rollback(ctx)
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, hashtext($2))`, lockClass, "migrate:"+s.schema); err != nil {
-		return err
+		return wrapf(err, "locking the state schema %q for its migration", s.schema)
 	}
 	v, err := s.version(ctx, tx)
 	if err != nil {
@@ -146,7 +140,7 @@ func (s state) migrate(ctx context.Context, q interface {
 	if v < StateVersion {
 		var schemaExists bool
 		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = $1)`, s.schema).Scan(&schemaExists); err != nil {
-			return err
+			return wrapf(err, "looking for the state schema %q", s.schema)
 		}
 		ddl := s.ddl()
 		if schemaExists {
@@ -161,7 +155,7 @@ func (s state) migrate(ctx context.Context, q interface {
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO `+s.table("meta")+` (version) VALUES ($1)
 			ON CONFLICT (singleton) DO UPDATE SET version = EXCLUDED.version`, StateVersion); err != nil {
-			return err
+			return wrapf(err, "recording the version of the state schema %q", s.schema)
 		}
 	}
 	// Columns added after state version 2; older binaries neither read
@@ -183,7 +177,7 @@ func (s state) migrate(ctx context.Context, q interface {
 	if err := backfill.Migrate(ctx, tx, s.schema); err != nil {
 		return fmt.Errorf("create backfill tables: %w", err)
 	}
-	return tx.Commit(ctx)
+	return wrapf(tx.Commit(ctx), "committing the migration of the state schema %q", s.schema)
 }
 
 func (s state) ddl() []string {
@@ -273,18 +267,18 @@ func scanChange(row pgx.Row) (*ChangeState, error) {
 func (s state) changes(ctx context.Context, q dbtx) ([]*ChangeState, error) {
 	rows, err := q.Query(ctx, `SELECT `+changeColumns+` FROM `+s.table("changes")+` c ORDER BY c.ord, c.id`)
 	if err != nil {
-		return nil, err
+		return nil, wrapf(err, "reading the registered changes")
 	}
 	defer rows.Close()
 	var out []*ChangeState
 	for rows.Next() {
 		c, err := scanChange(rows)
 		if err != nil {
-			return nil, err
+			return nil, wrapf(err, "reading the registered changes")
 		}
 		out = append(out, c)
 	}
-	return out, rows.Err()
+	return out, wrapf(rows.Err(), "reading the registered changes")
 }
 
 // change reads one change; nil when it is not registered.
@@ -293,10 +287,11 @@ func (s state) change(ctx context.Context, q dbtx, id string) (*ChangeState, err
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}
-	return c, err
+	return c, wrapf(err, "reading the state of change %q", id)
 }
 
-// register inserts a new change, or replaces a pending one's spec.
+// register inserts a new change, or replaces a pending one's spec. Its
+// callers say which change failed to register.
 func (s state) register(ctx context.Context, q dbtx, c *ChangeState) error {
 	catalog, err := json.Marshal(c.Catalog)
 	if err != nil {
@@ -319,7 +314,7 @@ func (s state) register(ctx context.Context, q dbtx, c *ChangeState) error {
 // renamed or reordered without changing the spec's meaning).
 func (s state) setPosition(ctx context.Context, q dbtx, id, file string, ord int) error {
 	_, err := q.Exec(ctx, `UPDATE `+s.table("changes")+` SET file = $2, ord = $3 WHERE id = $1 AND (file, ord) IS DISTINCT FROM ($2, $3)`, id, file, ord)
-	return err
+	return wrapf(err, "recording the file and order of change %q", id)
 }
 
 // fillFingerprint records the fingerprints of a change registered before
@@ -341,7 +336,7 @@ func fingerprintArray(f []string) []string {
 func (s state) setStatus(ctx context.Context, q dbtx, id string, applied int, status, lastError string) error {
 	_, err := q.Exec(ctx, `UPDATE `+s.table("changes")+` SET applied = $2, status = $3, last_error = $4, updated = now() WHERE id = $1`,
 		id, applied, status, lastError)
-	return err
+	return wrapf(err, "recording the status of change %q", id)
 }
 
 // addHistory appends a history row.
@@ -349,7 +344,7 @@ func (s state) addHistory(ctx context.Context, q dbtx, h HistoryEntry) error {
 	_, err := q.Exec(ctx, `INSERT INTO `+s.table("history")+` (change, phase_index, phase, direction, deploy_id, started, finished, error)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
 		h.Change, h.PhaseIndex, h.Phase, h.Direction, h.DeployID, h.Started, h.Finished, h.Error)
-	return err
+	return wrapf(err, "recording phase %s of change %q in the history", h.Phase, h.Change)
 }
 
 // recordStart notes, once, that a phase started and goes on in the
@@ -361,7 +356,7 @@ func (s state) recordStart(ctx context.Context, q dbtx, change string, idx int, 
 			AND h.direction = 'up' AND h.finished IS NULL AND h.error = ''
 			AND h.id > coalesce((SELECT max(id) FROM `+s.table("history")+` WHERE change = $1 AND direction = 'down'), 0))`,
 		change, idx, phase, deploy, started)
-	return err
+	return wrapf(err, "recording the start of phase %s of change %q", phase, change)
 }
 
 // recordAdopted appends the history row of a phase planner adopt recorded
@@ -369,7 +364,7 @@ func (s state) recordStart(ctx context.Context, q dbtx, change string, idx int, 
 func (s state) recordAdopted(ctx context.Context, q dbtx, h HistoryEntry) error {
 	_, err := q.Exec(ctx, `INSERT INTO `+s.table("history")+` (change, phase_index, phase, direction, deploy_id, started, finished, note)
 			VALUES ($1, $2, $3, 'up', $4, $5, clock_timestamp(), $6)`, h.Change, h.PhaseIndex, h.Phase, h.DeployID, h.Started, h.Note)
-	return err
+	return wrapf(err, "recording adopted phase %s of change %q", h.Phase, h.Change)
 }
 
 // recordFinish appends the history row of a phase that finished now, in
@@ -377,7 +372,7 @@ func (s state) recordAdopted(ctx context.Context, q dbtx, h HistoryEntry) error 
 func (s state) recordFinish(ctx context.Context, q dbtx, change string, idx int, phase, direction, deploy string, started time.Time) error {
 	_, err := q.Exec(ctx, `INSERT INTO `+s.table("history")+` (change, phase_index, phase, direction, deploy_id, started, finished)
 			VALUES ($1, $2, $3, $4, $5, $6, clock_timestamp())`, change, idx, phase, direction, deploy, started)
-	return err
+	return wrapf(err, "recording the end of phase %s of change %q", phase, change)
 }
 
 // lastFinishedUp is the latest finished, successful application of phase
@@ -387,7 +382,7 @@ func (s state) lastFinishedUp(ctx context.Context, q dbtx, change string, idx in
 	err = q.QueryRow(ctx, `SELECT deploy_id, finished, clock_timestamp() - finished
 			FROM `+s.table("history")+` WHERE change = $1 AND phase_index = $2 AND direction = 'up' AND error = '' AND finished IS NOT NULL
 			ORDER BY id DESC LIMIT 1`, change, idx).Scan(&h.DeployID, &h.Finished, &age)
-	return h, age, err
+	return h, age, wrapf(err, "reading when phase %d of change %q was applied", idx+1, change)
 }
 
 // lastUp is the deploy and finish time of the latest successful application
@@ -397,7 +392,7 @@ func (s state) lastUp(ctx context.Context, q dbtx, change string, idx int) (depl
 	err = q.QueryRow(ctx, `SELECT deploy_id, finished, clock_timestamp()
 		FROM `+s.table("history")+` WHERE change = $1 AND phase_index = $2 AND direction = 'up' AND error = ''
 		ORDER BY id DESC LIMIT 1`, change, idx).Scan(&deploy, &finished, &now)
-	return deploy, finished, now, err
+	return deploy, finished, now, wrapf(err, "reading when phase %d of change %q was applied", idx+1, change)
 }
 
 // history lists history rows, oldest first; change "" means every change.
@@ -408,18 +403,18 @@ func (s state) history(ctx context.Context, q dbtx, change string) ([]HistoryEnt
 			coalesce(to_jsonb(h) ->> 'note', '')
 		FROM `+s.table("history")+` h WHERE $1 = '' OR change = $1 ORDER BY id`, change)
 	if err != nil {
-		return nil, err
+		return nil, wrapf(err, "reading the history")
 	}
 	defer rows.Close()
 	var out []HistoryEntry
 	for rows.Next() {
 		var h HistoryEntry
 		if err := rows.Scan(&h.ID, &h.Change, &h.PhaseIndex, &h.Phase, &h.Direction, &h.DeployID, &h.Started, &h.Finished, &h.Error, &h.Note); err != nil {
-			return nil, err
+			return nil, wrapf(err, "reading the history")
 		}
 		out = append(out, h)
 	}
-	return out, rows.Err()
+	return out, wrapf(rows.Err(), "reading the history")
 }
 
 // lastSuccess returns the latest successful history row of a change (nil if none).
@@ -432,7 +427,7 @@ func (s state) lastSuccess(ctx context.Context, q dbtx, change string) (*History
 		return nil, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, wrapf(err, "reading the history of change %q", change)
 	}
 	return &h, nil
 }
@@ -442,18 +437,18 @@ func (s state) advancedIn(ctx context.Context, q dbtx, deploy string) (map[strin
 	rows, err := q.Query(ctx, `SELECT id, change, phase_index, phase, direction, deploy_id, started, finished, error
 		FROM `+s.table("history")+` WHERE deploy_id = $1 AND direction = 'up' AND error = '' AND finished IS NOT NULL ORDER BY id`, deploy)
 	if err != nil {
-		return nil, err
+		return nil, wrapf(err, "reading the history of deploy %q", deploy)
 	}
 	defer rows.Close()
 	out := map[string]HistoryEntry{}
 	for rows.Next() {
 		var h HistoryEntry
 		if err := rows.Scan(&h.ID, &h.Change, &h.PhaseIndex, &h.Phase, &h.Direction, &h.DeployID, &h.Started, &h.Finished, &h.Error); err != nil {
-			return nil, err
+			return nil, wrapf(err, "reading the history of deploy %q", deploy)
 		}
 		out[h.Change] = h
 	}
-	return out, rows.Err()
+	return out, wrapf(rows.Err(), "reading the history of deploy %q", deploy)
 }
 
 // lockClass is the first key of the planner's transaction advisory locks ("plnr").

@@ -46,7 +46,7 @@ type ChangeStatus struct {
 // yet. It changes nothing and takes no lock.
 func (e *Engine) Status(ctx context.Context, specs []Spec) ([]ChangeStatus, error) {
 	st := e.state()
-	version, err := serverVersion(ctx, e.Pool)
+	version, err := ServerVersion(ctx, e.Pool)
 	if err != nil {
 		return nil, err
 	}

@@ -71,7 +71,7 @@ type Table struct {
 	Referencing []Constraint `json:"referencing"`
 	RowEstimate int64        `json:"row_estimate"`
 	// Expressions holds, per expression text of the change, what the
-	// catalog says about its volatility (ResolveExpressions).
+	// catalog says about its volatility (filled by validate, next and plan).
 	Expressions map[string]ExprFacts `json:"expressions,omitempty"`
 	// Partitioning is set for a declaratively partitioned table (partition.go).
 	Partitioning *Partitioning `json:"partitioning,omitempty"`

@@ -89,13 +89,13 @@ func (e *Engine) ValidateWith(ctx context.Context, specs []Spec, opts ValidateOp
 	finish := make([]func() ([]Problem, []Problem), len(specs))
 	// The expressions' volatility, for every change at once (one
 	// transaction, each repeated question asked once).
-	var resolve []Resolve
+	var resolve []resolveItem
 	for _, s := range specs {
 		if t := pf.seq.Before[s.ID]; t != nil && s.Change != nil && !pf.started[s.ID] {
-			resolve = append(resolve, Resolve{Table: t, Change: s.Change})
+			resolve = append(resolve, resolveItem{Table: t, Change: s.Change})
 		}
 	}
-	if err := ResolveAll(ctx, e.Pool, resolve); err != nil {
+	if err := resolveAll(ctx, e.Pool, resolve); err != nil {
 		return nil, err
 	}
 	for i, s := range specs {

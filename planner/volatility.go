@@ -9,27 +9,23 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/pgplanner/planner/internal/pgq"
 	"github.com/pgplanner/planner/internal/sqllex"
 )
 
-// Beginner starts transactions (a *pgxpool.Pool, a *pgx.Conn, a pgx.Tx).
-type Beginner interface {
-	Begin(ctx context.Context) (pgx.Tx, error)
+// resolveExpressions records in t.Expressions the volatility of each SQL
+// expression of change k, as the live catalog has it (see resolveAll).
+func resolveExpressions(ctx context.Context, db pgq.Beginner, t *Table, k Kind) error {
+	return resolveAll(ctx, db, []resolveItem{{Table: t, Change: k}})
 }
 
-// ResolveExpressions records in t.Expressions the volatility of each SQL
-// expression of change k, as the live catalog has it (see ResolveAll).
-func ResolveExpressions(ctx context.Context, db Beginner, t *Table, k Kind) error {
-	return ResolveAll(ctx, db, []Resolve{{Table: t, Change: k}})
-}
-
-// Resolve is one change's expressions to resolve against its table.
-type Resolve struct {
+// resolveItem is one change's expressions to resolve against its table.
+type resolveItem struct {
 	Table  *Table
 	Change Kind
 }
 
-// ResolveAll records, for every item, in its Table.Expressions the
+// resolveAll records, for every item, in its Table.Expressions the
 // volatility of each SQL expression of its change. An expression is
 // immutable when PostgreSQL accepts it in an index expression on a
 // temporary copy of the table's columns (its own check, with operators and
@@ -40,8 +36,8 @@ type Resolve struct {
 // one transaction that is rolled back, with what repeats asked once: one
 // scratch table per table, each function or operator name looked up once,
 // and expressions that differ only in integer constants checked once.
-func ResolveAll(ctx context.Context, db Beginner, items []Resolve) error {
-	var todo []Resolve
+func resolveAll(ctx context.Context, db pgq.Beginner, items []resolveItem) error {
+	var todo []resolveItem
 	for _, it := range items {
 		if _, ok := it.Change.(expressioner); ok && it.Table != nil {
 			todo = append(todo, it)
@@ -52,11 +48,11 @@ func ResolveAll(ctx context.Context, db Beginner, items []Resolve) error {
 	}
 	tx, err := db.Begin(ctx)
 	if err != nil {
-		return err
+		return wrapf(err, "resolving the volatility of expressions")
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
 	if _, err := tx.Exec(ctx, `SELECT set_config('statement_timeout', '10s', true), set_config('lock_timeout', '1s', true)`); err != nil {
-		return err
+		return wrapf(err, "resolving the volatility of expressions")
 	}
 	r := &resolver{tx: tx, scratches: map[string][]*scratchTable{}, indexable: map[string]bool{}, names: map[string]nameFacts{}}
 	for _, it := range todo {
@@ -67,7 +63,7 @@ func ResolveAll(ctx context.Context, db Beginner, items []Resolve) error {
 	return nil
 }
 
-// resolver is one ResolveAll's transaction and what it found so far.
+// resolver is one resolveAll's transaction and what it found so far.
 type resolver struct {
 	tx pgx.Tx
 	// scratches: a table's scratch copies (name "" when it could not be
@@ -310,7 +306,7 @@ func (r *resolver) lookup(ctx context.Context, key, sql string, args ...any) (na
 	var vol *string
 	var safe *bool
 	if err := r.tx.QueryRow(ctx, sql, args...).Scan(&vol, &safe); err != nil {
-		return nameFacts{}, err
+		return nameFacts{}, wrapf(err, "looking up the volatility of %v", args[0])
 	}
 	nf := nameFacts{found: vol != nil, safe: safe != nil && *safe}
 	if vol != nil {

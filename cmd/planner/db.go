@@ -35,7 +35,7 @@ func openPool(ctx context.Context, appName string, maxConns int32, sessions bool
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("connect to database: %w", err)
 	}
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()

@@ -101,8 +101,10 @@ notifications cannot arrive). SIGINT or SIGTERM stops it cleanly (exit 0).`,
 			case g.output == "json":
 				return emit(json.RawMessage(data))
 			}
-			_, err = cmd.OutOrStdout().Write(data)
-			return err
+			if _, err := cmd.OutOrStdout().Write(data); err != nil {
+				return fmt.Errorf("write the flags to standard output: %w", err)
+			}
+			return nil
 		},
 	}
 	cmd.Flags().StringVar(&format, "format", "flagd", "export format (flagd)")
@@ -123,7 +125,12 @@ func loadFlags(cmd *cobra.Command) ([]flags.Flag, error) {
 
 // writeAtomically replaces path in one rename, so a flagd file watcher never
 // reads a half-written file.
-func writeAtomically(path string, data []byte) error {
+func writeAtomically(path string, data []byte) (err error) {
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("write %s: %w", path, err)
+		}
+	}()
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
 	if err != nil {
 		return err

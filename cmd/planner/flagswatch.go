@@ -46,12 +46,12 @@ func watchSession(ctx context.Context, log io.Writer, file string, poll time.Dur
 	defer pool.Close()
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
-		return err
+		return fmt.Errorf("connect to database: %w", err)
 	}
 	defer conn.Release()
 	// LISTEN before the first read, so no publish falls between the two.
 	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{flags.Channel(g.stateSchema)}.Sanitize()); err != nil {
-		return err
+		return fmt.Errorf("listen for flag changes: %w", err)
 	}
 	for {
 		list, err := flags.List(ctx, conn, g.stateSchema)
@@ -76,7 +76,7 @@ func watchSession(ctx context.Context, log io.Writer, file string, poll time.Dur
 			return ctx.Err()
 		}
 		if err != nil && waitCtx.Err() == nil {
-			return err // the connection failed, not the poll interval
+			return fmt.Errorf("wait for flag changes: %w", err) // the connection failed, not the poll interval
 		}
 	}
 }

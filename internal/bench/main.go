@@ -4,6 +4,13 @@
 // throwaway PostgreSQL of its own (make bench).
 package main
 
+// This file is long because the benchmark is one sequence that shares its
+// tables and baselines: each measurement is printed as a ratio against a
+// floor measured in the same run, so the floors, the measurements and the
+// summary that divides them stay together. The flag hot path, validate and
+// lock-wait benchmarks are in hotpath.go, validate.go and waits.go, the
+// goals in targets.go.
+
 import (
 	"context"
 	"flag"

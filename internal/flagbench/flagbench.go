@@ -190,8 +190,9 @@ type Op struct {
 	Run  func(*openfeature.Client)
 }
 
-// Ops: one string evaluation, one boolean evaluation, and flags.Columns
-// (two string evaluations and the column choice).
+// Ops are the measured operations: one string evaluation, one boolean
+// evaluation, and flags.Columns (two string evaluations and the column
+// choice).
 var Ops = []Op{
 	{"string", func(c *openfeature.Client) {
 		c.String(context.Background(), readKey, flags.Old, openfeature.EvaluationContext{})

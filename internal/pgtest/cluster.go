@@ -231,11 +231,6 @@ func (c *Cluster) URL(db string) string {
 	return fmt.Sprintf("postgres://%s@/%s?host=%s&port=%d&sslmode=disable", Superuser, db, c.Socket, c.Port)
 }
 
-// TCPURL is a connection string for database db over 127.0.0.1 (Options.TCP).
-func (c *Cluster) TCPURL(db string) string {
-	return fmt.Sprintf("postgres://%s@127.0.0.1:%d/%s?sslmode=disable", Superuser, c.Port, db)
-}
-
 func unprivilegedUser() (*syscall.Credential, error) {
 	for _, name := range []string{"postgres", "nobody"} {
 		u, err := user.Lookup(name)

@@ -107,7 +107,7 @@ func ignoreRefusal(err error) error {
 	return err
 }
 
-// ErrSharedSessions: the connection goes through a transaction-mode pooler.
+// ErrSharedSessions says the connection goes through a transaction-mode pooler.
 var ErrSharedSessions = errors.New("the database URL goes through a connection pooler in transaction or statement mode (two connections shared one server session)")
 
 // RequireSessions fails with ErrSharedSessions, saying what to do, when

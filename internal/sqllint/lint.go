@@ -7,6 +7,13 @@
 // what the planner's sql change kind checks its statements with.
 package sqllint
 
+// This file is the linter proper: the statement forms it knows (CREATE,
+// DROP, ALTER TABLE and each of its actions), each with the lock it takes
+// and the rules it can break. It is long because each form's checks are
+// short and independent, and read best next to the dispatch that picks
+// them; the rules and their texts are in rules.go, splitting a script in
+// split.go, token helpers in tokens.go.
+
 import (
 	"fmt"
 	"slices"
@@ -672,9 +679,6 @@ var volatile = map[string]bool{
 	"pg_read_binary_file": true, "lo_import": true, "lo_export": true, "dblink": true,
 	"dblink_exec": true, "pg_reload_conf": true, "pg_logical_emit_message": true,
 }
-
-// IsVolatile reports whether name is a built-in VOLATILE function.
-func IsVolatile(name string) bool { return volatile[name] }
 
 var serialTypes = map[string]bool{"serial": true, "serial4": true, "bigserial": true, "serial8": true, "smallserial": true, "serial2": true}
 

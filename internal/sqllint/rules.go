@@ -26,7 +26,7 @@ type Rule struct {
 	StrongMigrations string `json:"strong_migrations"`
 }
 
-// The rules, in the order the README lists them.
+// Rules are the lint rules, in the order the README lists them.
 var Rules = []Rule{
 	{"require-timeout-settings", Unsafe,
 		"takes a lock that blocks traffic with no lock_timeout set: while it waits for the lock, every later query on the table queues behind it",

@@ -9,6 +9,7 @@ import (
 
 	"github.com/pgplanner/planner/flags"
 	"github.com/pgplanner/planner/internal/clock"
+	"github.com/pgplanner/planner/internal/pgq"
 )
 
 // FlagsChooser is how a new application instance chooses columns in real
@@ -59,7 +60,7 @@ func (f FlagsTable) Table(ctx context.Context) (string, error) {
 
 // PublishedTable reads the table flag the planner has published for
 // changeID (old, new or dropped): old until the first phase publishes.
-func PublishedTable(ctx context.Context, q flags.Querier, schema, changeID string) (string, error) {
+func PublishedTable(ctx context.Context, q pgq.Querier, schema, changeID string) (string, error) {
 	list, err := flags.List(ctx, q, schema)
 	if err != nil {
 		return "", err
@@ -74,7 +75,7 @@ func PublishedTable(ctx context.Context, q flags.Querier, schema, changeID strin
 
 // Published reads the flags the planner has published for changeID from
 // its state schema: old/old until the first phase publishes.
-func Published(ctx context.Context, q flags.Querier, schema, changeID string) (Choice, error) {
+func Published(ctx context.Context, q pgq.Querier, schema, changeID string) (Choice, error) {
 	list, err := flags.List(ctx, q, schema)
 	if err != nil {
 		return Choice{}, err
@@ -98,7 +99,7 @@ func Published(ctx context.Context, q flags.Querier, schema, changeID string) (C
 // instances (unless Config.KeepOld), as a rolling deploy would before the
 // old column or the old table name goes away. It returns the published
 // column choice.
-func (w *Workload) Deploy(ctx context.Context, q flags.Querier, schema, changeID string, timeout time.Duration) (Choice, error) {
+func (w *Workload) Deploy(ctx context.Context, q pgq.Querier, schema, changeID string, timeout time.Duration) (Choice, error) {
 	want, err := Published(ctx, q, schema, changeID)
 	if err != nil {
 		return want, err

@@ -19,6 +19,12 @@
 // dropped.
 package workload
 
+// This file is long because the simulated fleet and its verdict share the
+// model of every row (its writer, its last value, whether a failed write
+// may have landed): starting, each request, and the final comparison must
+// agree on it. The column choosers are in chooser.go and flags.go, the
+// report in report.go.
+
 import (
 	"context"
 	"errors"
