@@ -14,7 +14,7 @@ func (c Column) alter(action string) Statement {
 	return Statement{
 		SQL:    fmt.Sprintf("ALTER TABLE %s %s", t.Quoted(), action),
 		Lock:   AccessExclusive,
-		Tables: []string{t.Label()},
+		Tables: []string{t.String()},
 		Held:   HeldInstant,
 	}
 }

@@ -17,9 +17,9 @@ type Constraint struct {
 func (c Constraint) table() TableRef { return TableRef{Schema: c.Schema, Name: c.Table} }
 
 func (c Constraint) tables() []string {
-	ts := []string{c.table().Label()}
-	if c.References != nil && c.References.Label() != c.table().Label() {
-		ts = append(ts, c.References.Label())
+	ts := []string{c.table().String()}
+	if c.References != nil && c.References.String() != c.table().String() {
+		ts = append(ts, c.References.String())
 	}
 	return ts
 }

@@ -36,14 +36,14 @@ func (f Fill) Install() []Statement {
 		{
 			SQL:    fmt.Sprintf("CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql AS %s%s%s", f.function(), tag, body, tag),
 			Held:   HeldNone,
-			Effect: probeFunction(t.schema(), f.TriggerName(), body),
-			Object: functionObject(t.schema(), f.TriggerName()),
+			Effect: probeFunction(t.SchemaOrPublic(), f.TriggerName(), body),
+			Object: functionObject(t.SchemaOrPublic(), f.TriggerName()),
 		},
 		{
 			SQL: fmt.Sprintf("CREATE OR REPLACE TRIGGER %s\nBEFORE INSERT OR UPDATE ON %s\nFOR EACH ROW WHEN (%s IS NULL)\nEXECUTE FUNCTION %s()",
 				Ident(f.TriggerName()), t.Quoted(), col, f.function()),
 			Lock:   ShareRowExclusive,
-			Tables: []string{t.Label()},
+			Tables: []string{t.String()},
 			Held:   HeldInstant,
 			Done:   probeTrigger(t, f.TriggerName()),
 			Object: triggerObject(t, f.TriggerName()),
@@ -60,13 +60,13 @@ func (f Fill) Remove() []Statement {
 		{
 			SQL:    fmt.Sprintf("DROP TRIGGER IF EXISTS %s ON %s", Ident(f.TriggerName()), t.Quoted()),
 			Lock:   AccessExclusive,
-			Tables: []string{t.Label()},
+			Tables: []string{t.String()},
 			Held:   HeldInstant,
 			Done:   not(probeTrigger(t, f.TriggerName())),
 			Object: triggerObject(t, f.TriggerName()),
 		},
 		{SQL: fmt.Sprintf("DROP FUNCTION IF EXISTS %s()", f.function()), Held: HeldNone,
-			Effect: not(probeFunction(t.schema(), f.TriggerName(), "")),
-			Object: functionObject(t.schema(), f.TriggerName())},
+			Effect: not(probeFunction(t.SchemaOrPublic(), f.TriggerName(), "")),
+			Object: functionObject(t.SchemaOrPublic(), f.TriggerName())},
 	}
 }

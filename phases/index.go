@@ -57,7 +57,7 @@ func (ix Index) definition() string {
 // index. Both skip when a valid index of that name exists.
 func (ix Index) Create() []Statement {
 	t := ix.table()
-	valid := probeValidIndex(t.schema(), ix.Name)
+	valid := probeValidIndex(t.SchemaOrPublic(), ix.Name)
 	unique := ""
 	if ix.Unique {
 		unique = "UNIQUE "
@@ -66,7 +66,7 @@ func (ix Index) Create() []Statement {
 		{
 			SQL:           "DROP INDEX CONCURRENTLY IF EXISTS " + ix.Qualified(),
 			Lock:          ShareUpdateExclusive,
-			Tables:        []string{t.Label()},
+			Tables:        []string{t.String()},
 			Held:          "instant when there is no invalid leftover",
 			NoTransaction: true,
 			Done:          valid,
@@ -74,7 +74,7 @@ func (ix Index) Create() []Statement {
 		{
 			SQL:           fmt.Sprintf("CREATE %sINDEX CONCURRENTLY %s ON %s %s", unique, Ident(ix.Name), t.Quoted(), ix.definition()),
 			Lock:          ShareUpdateExclusive,
-			Tables:        []string{t.Label()},
+			Tables:        []string{t.String()},
 			Held:          HeldBuild,
 			NoTransaction: true,
 			Scans:         true,
@@ -90,10 +90,10 @@ func (ix Index) Drop() []Statement {
 	return []Statement{{
 		SQL:           "DROP INDEX CONCURRENTLY IF EXISTS " + ix.Qualified(),
 		Lock:          ShareUpdateExclusive,
-		Tables:        []string{t.Label()},
+		Tables:        []string{t.String()},
 		Held:          "until running transactions on the table finish",
 		NoTransaction: true,
-		Effect:        not(probeIndexExists(t.schema(), ix.Name)),
+		Effect:        not(probeIndexExists(t.SchemaOrPublic(), ix.Name)),
 	}}
 }
 
@@ -109,7 +109,7 @@ func (u Unique) Attach() Statement {
 	return Statement{
 		SQL:    fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s UNIQUE USING INDEX %s", t.Quoted(), Ident(u.Name), Ident(u.Name)),
 		Lock:   AccessExclusive,
-		Tables: []string{t.Label()},
+		Tables: []string{t.String()},
 		Held:   "instant (uses the built index, no scan)",
 		Done:   probeConstraint(t, u.Name, false),
 	}
@@ -127,7 +127,7 @@ func (u Unique) DropConstraint() Statement {
 	return Statement{
 		SQL:    fmt.Sprintf("ALTER TABLE %s DROP CONSTRAINT IF EXISTS %s", t.Quoted(), Ident(u.Name)),
 		Lock:   AccessExclusive,
-		Tables: []string{t.Label()},
+		Tables: []string{t.String()},
 		Held:   HeldInstant,
 		Effect: not(probeConstraint(t, u.Name, false)),
 	}

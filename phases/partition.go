@@ -32,7 +32,7 @@ type PartitionedIndex struct {
 
 func (pi PartitionedIndex) child(p TableRef) Index {
 	c := pi.Index
-	c.Schema, c.Table, c.Name = p.schema(), p.Name, partitionIndexName(p, pi.Name)
+	c.Schema, c.Table, c.Name = p.SchemaOrPublic(), p.Name, partitionIndexName(p, pi.Name)
 	return c
 }
 
@@ -47,9 +47,9 @@ func (pi PartitionedIndex) Create() []Statement {
 	out := []Statement{{
 		SQL:    fmt.Sprintf("CREATE %sINDEX IF NOT EXISTS %s ON ONLY %s %s", unique, Ident(pi.Name), t.Quoted(), pi.definition()),
 		Lock:   Share,
-		Tables: []string{t.Label()},
+		Tables: []string{t.String()},
 		Held:   "instant (the parent alone holds no rows; the index stays invalid until every partition's is attached)",
-		Done:   probeIndexExists(t.schema(), pi.Name),
+		Done:   probeIndexExists(t.SchemaOrPublic(), pi.Name),
 	}}
 	for _, p := range pi.Partitions {
 		c := pi.child(p)
@@ -57,14 +57,14 @@ func (pi PartitionedIndex) Create() []Statement {
 		out = append(out, Statement{
 			SQL:         fmt.Sprintf("ALTER INDEX %s ATTACH PARTITION %s", pi.Qualified(), c.Qualified()),
 			Lock:        AccessExclusive,
-			Tables:      []string{p.Label()},
+			Tables:      []string{p.String()},
 			Held:        "instant (catalog only; the lock is on the partition's new index, which queries planning on the partition open)",
 			CommitAfter: true,
 			Done:        probeIndexAttached(c.Qualified(), pi.Qualified()),
 		})
 	}
-	return append(out, assert(probeValidIndex(t.schema(), pi.Name),
-		fmt.Sprintf("index %s on %s is not valid after attaching every partition's index: a partition has none", pi.Name, t.Label())))
+	return append(out, assert(probeValidIndex(t.SchemaOrPublic(), pi.Name),
+		fmt.Sprintf("index %s on %s is not valid after attaching every partition's index: a partition has none", pi.Name, t.String())))
 }
 
 // Drop removes the index from the parent and every partition. A
@@ -77,9 +77,9 @@ func (pi PartitionedIndex) Drop() []Statement {
 	out := []Statement{{
 		SQL:    "DROP INDEX IF EXISTS " + pi.Qualified(),
 		Lock:   AccessExclusive,
-		Tables: []string{t.Label()},
+		Tables: []string{t.String()},
 		Held:   "instant (catalog only; on the parent and every partition; drops the partitions' attached indexes too)",
-		Effect: not(probeIndexExists(t.schema(), pi.Name)),
+		Effect: not(probeIndexExists(t.SchemaOrPublic(), pi.Name)),
 	}}
 	for _, p := range pi.Partitions {
 		out = append(out, pi.child(p).Drop()...)
@@ -140,7 +140,7 @@ func (u PartitionedUnique) Attach() []Statement {
 		out = append(out, Statement{
 			SQL:         fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s UNIQUE USING INDEX %s", p.Quoted(), Ident(c.Name), Ident(c.Name)),
 			Lock:        AccessExclusive,
-			Tables:      []string{p.Label()},
+			Tables:      []string{p.String()},
 			Held:        "instant (uses the built index, no scan)",
 			CommitAfter: true,
 			Done:        or(probeConstraint(p, c.Name, false), u.parentDone()),
@@ -150,7 +150,7 @@ func (u PartitionedUnique) Attach() []Statement {
 	return append(out, Statement{
 		SQL:    fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s UNIQUE (%s)", t.Quoted(), Ident(u.Name), IdentList(u.Columns)),
 		Lock:   AccessExclusive,
-		Tables: []string{t.Label()},
+		Tables: []string{t.String()},
 		Held:   "instant (adopts every partition's unique constraint, no scan)",
 		Done:   u.parentDone(),
 	})
@@ -188,7 +188,7 @@ type PartitionedForeignKey struct {
 
 func (f PartitionedForeignKey) child(p TableRef) Constraint {
 	c := f.Constraint
-	c.Schema, c.Table = p.schema(), p.Name
+	c.Schema, c.Table = p.SchemaOrPublic(), p.Name
 	return c
 }
 
@@ -262,7 +262,7 @@ func (f PartitionedForeignKey) Unvalidate() []Statement {
 func partitionGuard(t TableRef, partitions []TableRef, done string) []Statement {
 	want := make([]string, len(partitions))
 	for i, p := range partitions {
-		want[i] = literal(p.Label())
+		want[i] = literal(p.String())
 	}
 	live := fmt.Sprintf("(SELECT coalesce(array_agg(n.nspname || '.' || c.relname), '{}') FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE i.inhparent = %s)", t.regclass())
 	wantArr := "ARRAY[" + strings.Join(want, ", ") + "]::text[]"
@@ -270,13 +270,13 @@ func partitionGuard(t TableRef, partitions []TableRef, done string) []Statement 
 		wantArr = "'{}'::text[]"
 	}
 	check := assert(fmt.Sprintf("SELECT %s @> %s AND %s @> %s", live, wantArr, wantArr, live),
-		fmt.Sprintf("the partitions of %s changed while this phase ran: roll the change back to its start and run planner next again", t.Label()))
+		fmt.Sprintf("the partitions of %s changed while this phase ran: roll the change back to its start and run planner next again", t.String()))
 	check.Done = done
 	return []Statement{
 		{
 			SQL:    fmt.Sprintf("LOCK TABLE ONLY %s IN SHARE UPDATE EXCLUSIVE MODE", t.Quoted()),
 			Lock:   ShareUpdateExclusive,
-			Tables: []string{t.Label()},
+			Tables: []string{t.String()},
 			Held:   "until the transaction ends (blocks only ATTACH/DETACH PARTITION and other DDL)",
 			Done:   done,
 		},
@@ -298,7 +298,7 @@ func dropConstraintIfTable(t TableRef, name string) Statement {
 	return Statement{
 		SQL:    fmt.Sprintf("ALTER TABLE IF EXISTS %s DROP CONSTRAINT IF EXISTS %s", t.Quoted(), Ident(name)),
 		Lock:   AccessExclusive,
-		Tables: []string{t.Label()},
+		Tables: []string{t.String()},
 		Held:   HeldInstant,
 		Effect: not(probeConstraint(t, name, false)),
 	}

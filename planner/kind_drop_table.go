@@ -69,7 +69,7 @@ func (k *DropTable) Compile(id string, target Target) ([]phases.Phase, error) {
 			Purpose:      fmt.Sprintf("drop the tombstone %s (the old %s) and its data%s", tomb, t, note),
 			Gate:         phases.PurgeAfter,
 			Statements:   []phases.Statement{phases.DropTable(tombRef)},
-			Irreversible: fmt.Sprintf("drops %s (the old %s) and its data", tombRef.Label(), t),
+			Irreversible: fmt.Sprintf("drops %s (the old %s) and its data", tombRef.String(), t),
 		},
 	}, nil
 }
