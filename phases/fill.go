@@ -22,13 +22,13 @@ type Fill struct {
 func (f Fill) TriggerName() string { return objectName("planner_fill_", f.ID) }
 
 func (f Fill) function() string {
-	return TableRef{Schema: f.Column.Schema, Name: f.TriggerName()}.Quoted()
+	return TableRef{Schema: f.Column.Table.Schema, Name: f.TriggerName()}.Quoted()
 }
 
 // Install creates the function and the trigger. Its WHEN clause makes every
 // write that sets the column pay nothing.
 func (f Fill) Install() []Statement {
-	t := f.Column.table()
+	t := f.Column.Table
 	col := "NEW." + Ident(f.Column.Name)
 	body := fmt.Sprintf("\nBEGIN\n  %s := (SELECT (%s\n) FROM (SELECT NEW.*) AS %s);\n  RETURN NEW;\nEND\n", col, f.Expr, Ident(t.Name))
 	tag := dollarTag(body)
@@ -55,7 +55,7 @@ func (f Fill) Install() []Statement {
 // or rollback). It runs before the column can be dropped: the trigger's
 // WHEN clause depends on it.
 func (f Fill) Remove() []Statement {
-	t := f.Column.table()
+	t := f.Column.Table
 	return []Statement{
 		{
 			SQL:    fmt.Sprintf("DROP TRIGGER IF EXISTS %s ON %s", Ident(f.TriggerName()), t.Quoted()),

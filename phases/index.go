@@ -7,8 +7,9 @@ import (
 
 // Index is an index built with CREATE INDEX CONCURRENTLY.
 type Index struct {
-	Schema, Table, Name string
-	Unique              bool
+	Table  TableRef
+	Name   string
+	Unique bool
 	// Using is the access method ("" is btree).
 	Using string
 	// Columns are column names (quoted here) or, when an entry contains
@@ -23,10 +24,8 @@ type Index struct {
 	Body string
 }
 
-func (ix Index) table() TableRef { return TableRef{Schema: ix.Schema, Name: ix.Table} }
-
 // Qualified is the index's schema-qualified, quoted name.
-func (ix Index) Qualified() string { return TableRef{Schema: ix.Schema, Name: ix.Name}.Quoted() }
+func (ix Index) Qualified() string { return TableRef{Schema: ix.Table.Schema, Name: ix.Name}.Quoted() }
 
 // definition is everything after "ON <table>".
 func (ix Index) definition() string {
@@ -56,7 +55,7 @@ func (ix Index) definition() string {
 // CONCURRENTLY IF NOT EXISTS would accept it silently), then builds the
 // index. Both skip when a valid index of that name exists.
 func (ix Index) Create() []Statement {
-	t := ix.table()
+	t := ix.Table
 	valid := probeValidIndex(t.SchemaOrPublic(), ix.Name)
 	unique := ""
 	if ix.Unique {
@@ -86,7 +85,7 @@ func (ix Index) Create() []Statement {
 
 // Drop removes the index without blocking reads or writes.
 func (ix Index) Drop() []Statement {
-	t := ix.table()
+	t := ix.Table
 	return []Statement{{
 		SQL:           "DROP INDEX CONCURRENTLY IF EXISTS " + ix.Qualified(),
 		Lock:          ShareUpdateExclusive,
@@ -105,7 +104,7 @@ type Unique struct {
 
 // Attach turns the valid unique index into a constraint.
 func (u Unique) Attach() Statement {
-	t := u.table()
+	t := u.Table
 	return Statement{
 		SQL:    fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s UNIQUE USING INDEX %s", t.Quoted(), Ident(u.Name), Ident(u.Name)),
 		Lock:   AccessExclusive,
@@ -123,7 +122,7 @@ func (u Unique) Detach() []Statement {
 
 // DropConstraint drops the constraint and, with it, its index.
 func (u Unique) DropConstraint() Statement {
-	t := u.table()
+	t := u.Table
 	return Statement{
 		SQL:    fmt.Sprintf("ALTER TABLE %s DROP CONSTRAINT IF EXISTS %s", t.Quoted(), Ident(u.Name)),
 		Lock:   AccessExclusive,

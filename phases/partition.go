@@ -32,14 +32,14 @@ type PartitionedIndex struct {
 
 func (pi PartitionedIndex) child(p TableRef) Index {
 	c := pi.Index
-	c.Schema, c.Table, c.Name = p.SchemaOrPublic(), p.Name, partitionIndexName(p, pi.Name)
+	c.Table, c.Name = p, partitionIndexName(p, pi.Name)
 	return c
 }
 
 // Create builds the index; every step is probed, so a build killed at
 // any point resumes with the partition it stopped at.
 func (pi PartitionedIndex) Create() []Statement {
-	t := pi.table()
+	t := pi.Table
 	unique := ""
 	if pi.Unique {
 		unique = "UNIQUE "
@@ -73,7 +73,7 @@ func (pi PartitionedIndex) Create() []Statement {
 // moment under the lock timeout. Partitions' indexes not attached yet (an
 // interrupted build) are then dropped concurrently.
 func (pi PartitionedIndex) Drop() []Statement {
-	t := pi.table()
+	t := pi.Table
 	out := []Statement{{
 		SQL:    "DROP INDEX IF EXISTS " + pi.Qualified(),
 		Lock:   AccessExclusive,
@@ -109,7 +109,7 @@ func (u PartitionedUnique) child(p TableRef) Index {
 	return PartitionedIndex{Index: u.Index}.child(p)
 }
 
-func (u PartitionedUnique) parentDone() string { return probeConstraint(u.table(), u.Name, false) }
+func (u PartitionedUnique) parentDone() string { return probeConstraint(u.Table, u.Name, false) }
 
 // Build builds each partition's unique index concurrently.
 func (u PartitionedUnique) Build() []Statement {
@@ -133,7 +133,7 @@ func (u PartitionedUnique) DropBuilt() []Statement {
 // transaction per partition, then adds the parent's constraint, which
 // adopts them.
 func (u PartitionedUnique) Attach() []Statement {
-	t := u.table()
+	t := u.Table
 	var out []Statement
 	for _, p := range u.Partitions {
 		c := u.child(p)
@@ -160,7 +160,7 @@ func (u PartitionedUnique) Attach() []Statement {
 // partitions' constraints and their indexes, so the indexes are built
 // again, leaving the table as Build left it.
 func (u PartitionedUnique) Detach() []Statement {
-	out := []Statement{dropConstraintIfTable(u.table(), u.Name)}
+	out := []Statement{dropConstraintIfTable(u.Table, u.Name)}
 	for _, p := range u.Partitions {
 		out = append(out, dropConstraintIfTable(p, u.child(p).Name))
 	}
@@ -169,7 +169,7 @@ func (u PartitionedUnique) Detach() []Statement {
 
 // Drop removes the parent's constraint and everything per partition.
 func (u PartitionedUnique) Drop() []Statement {
-	out := []Statement{dropConstraintIfTable(u.table(), u.Name)}
+	out := []Statement{dropConstraintIfTable(u.Table, u.Name)}
 	for _, p := range u.Partitions {
 		out = append(out, dropConstraintIfTable(p, u.child(p).Name))
 	}
@@ -188,11 +188,11 @@ type PartitionedForeignKey struct {
 
 func (f PartitionedForeignKey) child(p TableRef) Constraint {
 	c := f.Constraint
-	c.Schema, c.Table = p.SchemaOrPublic(), p.Name
+	c.Table = p
 	return c
 }
 
-func (f PartitionedForeignKey) parentDone() string { return probeConstraint(f.table(), f.Name, false) }
+func (f PartitionedForeignKey) parentDone() string { return probeConstraint(f.Table, f.Name, false) }
 
 // AddNotValid adds the constraint NOT VALID on each partition, one brief
 // transaction each.
@@ -209,7 +209,7 @@ func (f PartitionedForeignKey) AddNotValid() []Statement {
 // Validate validates each partition's constraint (scans that block no
 // writes), then adds the parent's.
 func (f PartitionedForeignKey) Validate() []Statement {
-	t := f.table()
+	t := f.Table
 	var out []Statement
 	for _, p := range f.Partitions {
 		s := f.child(p).Validate()
@@ -224,7 +224,7 @@ func (f PartitionedForeignKey) Validate() []Statement {
 // partition already holds a validated constraint of that definition, which
 // PostgreSQL adopts instead of checking rows.
 func (f PartitionedForeignKey) AddToParent() Statement {
-	t := f.table()
+	t := f.Table
 	return Statement{
 		SQL:    fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s %s", t.Quoted(), Ident(f.Name), f.Definition),
 		Lock:   ShareRowExclusive,
@@ -248,7 +248,7 @@ func (f PartitionedForeignKey) DropPartitions() []Statement {
 // partitions' too; they are added back NOT VALID (instant), the state
 // AddNotValid left.
 func (f PartitionedForeignKey) Unvalidate() []Statement {
-	out := append([]Statement{dropConstraintIfTable(f.table(), f.Name)}, f.DropPartitions()...)
+	out := append([]Statement{dropConstraintIfTable(f.Table, f.Name)}, f.DropPartitions()...)
 	for _, p := range f.Partitions {
 		out = append(out, f.child(p).AddNotValid())
 	}

@@ -58,7 +58,7 @@ func (n NewTable) Create() Statement {
 // the table is empty, so a plain CREATE INDEX is instant and needs no
 // CONCURRENTLY (which could not run in that transaction).
 func (ix Index) CreateIndex() Statement {
-	t := ix.table()
+	t := ix.Table
 	unique := ""
 	if ix.Unique {
 		unique = "UNIQUE "

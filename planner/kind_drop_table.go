@@ -41,7 +41,7 @@ func (k *DropTable) FlagMeta() map[string]string {
 
 func (k *DropTable) Compile(id string, target Target) ([]phases.Phase, error) {
 	t := k.Table()
-	ref := phases.TableRef{Schema: t.SchemaOrPublic(), Name: t.Name}
+	ref := t
 	tomb := phases.TombstoneName(id, t.Name)
 	tombRef := phases.TableRef{Schema: ref.Schema, Name: tomb}
 	move := phases.RenameTable(ref, tomb)

@@ -38,7 +38,7 @@ func partitionedUniquePhases(t TableName, p *Partitioning, name string, columns 
 	if len(ps) > 0 {
 		return nil, problemsError(ps)
 	}
-	u := phases.PartitionedUnique{Index: phases.Index{Schema: t.SchemaOrPublic(), Table: t.Name, Name: name, Unique: true, Columns: columns},
+	u := phases.PartitionedUnique{Index: phases.Index{Table: t, Name: name, Unique: true, Columns: columns},
 		Columns: columns, Partitions: p.refs()}
 	return []phases.Phase{
 		{

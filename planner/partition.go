@@ -35,11 +35,6 @@ type Partition struct {
 	Kind string `json:"kind"`
 }
 
-// Ref is the partition as the phases package names tables.
-func (p Partition) Ref() phases.TableRef {
-	return phases.TableRef{Schema: p.Table.SchemaOrPublic(), Name: p.Table.Name}
-}
-
 func loadPartitioning(ctx context.Context, q Querier, oid uint32, t *Table) error {
 	p := &Partitioning{Partitions: []Partition{}}
 	err := q.QueryRow(ctx, `
@@ -110,7 +105,7 @@ func (target Target) partitionedNote() string {
 func (p *Partitioning) refs() []phases.TableRef {
 	out := make([]phases.TableRef, len(p.Partitions))
 	for i, x := range p.Partitions {
-		out[i] = x.Ref()
+		out[i] = x.Table
 	}
 	return out
 }
