@@ -13,7 +13,7 @@ func (c Column) alter(action string) Statement {
 	return Statement{
 		SQL:    fmt.Sprintf("ALTER TABLE %s %s", t.Quoted(), action),
 		Lock:   AccessExclusive,
-		Tables: []string{t.String()},
+		Tables: TableList{t},
 		Held:   HeldInstant,
 	}
 }

@@ -15,10 +15,10 @@ type Constraint struct {
 	References *TableRef
 }
 
-func (c Constraint) tables() []string {
-	ts := []string{c.Table.String()}
-	if c.References != nil && c.References.String() != c.Table.String() {
-		ts = append(ts, c.References.String())
+func (c Constraint) tables() TableList {
+	ts := TableList{c.Table}
+	if c.References != nil && !c.References.Equal(c.Table) {
+		ts = append(ts, *c.References)
 	}
 	return ts
 }

@@ -43,7 +43,7 @@ func (f Fill) Install() []Statement {
 			SQL: fmt.Sprintf("CREATE OR REPLACE TRIGGER %s\nBEFORE INSERT OR UPDATE ON %s\nFOR EACH ROW WHEN (%s IS NULL)\nEXECUTE FUNCTION %s()",
 				Ident(f.TriggerName()), t.Quoted(), col, f.function()),
 			Lock:   ShareRowExclusive,
-			Tables: []string{t.String()},
+			Tables: TableList{t},
 			Held:   HeldInstant,
 			Done:   probeTrigger(t, f.TriggerName()),
 			Object: triggerObject(t, f.TriggerName()),
@@ -60,7 +60,7 @@ func (f Fill) Remove() []Statement {
 		{
 			SQL:    fmt.Sprintf("DROP TRIGGER IF EXISTS %s ON %s", Ident(f.TriggerName()), t.Quoted()),
 			Lock:   AccessExclusive,
-			Tables: []string{t.String()},
+			Tables: TableList{t},
 			Held:   HeldInstant,
 			Done:   not(probeTrigger(t, f.TriggerName())),
 			Object: triggerObject(t, f.TriggerName()),

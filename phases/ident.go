@@ -3,7 +3,9 @@ package phases
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -35,6 +37,37 @@ func (t TableRef) String() string { return t.SchemaOrPublic() + "." + t.Name }
 // schema).
 func (t TableRef) Equal(o TableRef) bool {
 	return t.Name == o.Name && t.SchemaOrPublic() == o.SchemaOrPublic()
+}
+
+// TableList lists tables: those a statement locks, a phase's partitions.
+// Plans show it, in JSON too, as schema.table names.
+type TableList []TableRef
+
+// MarshalJSON writes the tables as schema.table strings (null when nil,
+// as a nil []string would be).
+func (l TableList) MarshalJSON() ([]byte, error) {
+	if l == nil {
+		return []byte("null"), nil
+	}
+	names := make([]string, len(l))
+	for i, t := range l {
+		names[i] = t.String()
+	}
+	return json.Marshal(names)
+}
+
+// String joins the tables with ", ".
+func (l TableList) String() string {
+	names := make([]string, len(l))
+	for i, t := range l {
+		names[i] = t.String()
+	}
+	return strings.Join(names, ", ")
+}
+
+// Contains says whether t is one of the tables.
+func (l TableList) Contains(t TableRef) bool {
+	return slices.ContainsFunc(l, t.Equal)
 }
 
 // regclass is an expression for the table's oid in a probe (NULL when the

@@ -65,7 +65,7 @@ func (ix Index) Create() []Statement {
 		{
 			SQL:           "DROP INDEX CONCURRENTLY IF EXISTS " + ix.Qualified(),
 			Lock:          ShareUpdateExclusive,
-			Tables:        []string{t.String()},
+			Tables:        TableList{t},
 			Held:          "instant when there is no invalid leftover",
 			NoTransaction: true,
 			Done:          valid,
@@ -73,7 +73,7 @@ func (ix Index) Create() []Statement {
 		{
 			SQL:           fmt.Sprintf("CREATE %sINDEX CONCURRENTLY %s ON %s %s", unique, Ident(ix.Name), t.Quoted(), ix.definition()),
 			Lock:          ShareUpdateExclusive,
-			Tables:        []string{t.String()},
+			Tables:        TableList{t},
 			Held:          HeldBuild,
 			NoTransaction: true,
 			Scans:         true,
@@ -89,7 +89,7 @@ func (ix Index) Drop() []Statement {
 	return []Statement{{
 		SQL:           "DROP INDEX CONCURRENTLY IF EXISTS " + ix.Qualified(),
 		Lock:          ShareUpdateExclusive,
-		Tables:        []string{t.String()},
+		Tables:        TableList{t},
 		Held:          "until running transactions on the table finish",
 		NoTransaction: true,
 		Effect:        not(probeIndexExists(t.SchemaOrPublic(), ix.Name)),
@@ -108,7 +108,7 @@ func (u Unique) Attach() Statement {
 	return Statement{
 		SQL:    fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s UNIQUE USING INDEX %s", t.Quoted(), Ident(u.Name), Ident(u.Name)),
 		Lock:   AccessExclusive,
-		Tables: []string{t.String()},
+		Tables: TableList{t},
 		Held:   "instant (uses the built index, no scan)",
 		Done:   probeConstraint(t, u.Name, false),
 	}
@@ -126,7 +126,7 @@ func (u Unique) DropConstraint() Statement {
 	return Statement{
 		SQL:    fmt.Sprintf("ALTER TABLE %s DROP CONSTRAINT IF EXISTS %s", t.Quoted(), Ident(u.Name)),
 		Lock:   AccessExclusive,
-		Tables: []string{t.String()},
+		Tables: TableList{t},
 		Held:   HeldInstant,
 		Effect: not(probeConstraint(t, u.Name, false)),
 	}

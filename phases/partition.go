@@ -47,7 +47,7 @@ func (pi PartitionedIndex) Create() []Statement {
 	out := []Statement{{
 		SQL:    fmt.Sprintf("CREATE %sINDEX IF NOT EXISTS %s ON ONLY %s %s", unique, Ident(pi.Name), t.Quoted(), pi.definition()),
 		Lock:   Share,
-		Tables: []string{t.String()},
+		Tables: TableList{t},
 		Held:   "instant (the parent alone holds no rows; the index stays invalid until every partition's is attached)",
 		Done:   probeIndexExists(t.SchemaOrPublic(), pi.Name),
 	}}
@@ -57,7 +57,7 @@ func (pi PartitionedIndex) Create() []Statement {
 		out = append(out, Statement{
 			SQL:         fmt.Sprintf("ALTER INDEX %s ATTACH PARTITION %s", pi.Qualified(), c.Qualified()),
 			Lock:        AccessExclusive,
-			Tables:      []string{p.String()},
+			Tables:      TableList{p},
 			Held:        "instant (catalog only; the lock is on the partition's new index, which queries planning on the partition open)",
 			CommitAfter: true,
 			Done:        probeIndexAttached(c.Qualified(), pi.Qualified()),
@@ -77,7 +77,7 @@ func (pi PartitionedIndex) Drop() []Statement {
 	out := []Statement{{
 		SQL:    "DROP INDEX IF EXISTS " + pi.Qualified(),
 		Lock:   AccessExclusive,
-		Tables: []string{t.String()},
+		Tables: TableList{t},
 		Held:   "instant (catalog only; on the parent and every partition; drops the partitions' attached indexes too)",
 		Effect: not(probeIndexExists(t.SchemaOrPublic(), pi.Name)),
 	}}
@@ -140,7 +140,7 @@ func (u PartitionedUnique) Attach() []Statement {
 		out = append(out, Statement{
 			SQL:         fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s UNIQUE USING INDEX %s", p.Quoted(), Ident(c.Name), Ident(c.Name)),
 			Lock:        AccessExclusive,
-			Tables:      []string{p.String()},
+			Tables:      TableList{p},
 			Held:        "instant (uses the built index, no scan)",
 			CommitAfter: true,
 			Done:        or(probeConstraint(p, c.Name, false), u.parentDone()),
@@ -150,7 +150,7 @@ func (u PartitionedUnique) Attach() []Statement {
 	return append(out, Statement{
 		SQL:    fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s UNIQUE (%s)", t.Quoted(), Ident(u.Name), IdentList(u.Columns)),
 		Lock:   AccessExclusive,
-		Tables: []string{t.String()},
+		Tables: TableList{t},
 		Held:   "instant (adopts every partition's unique constraint, no scan)",
 		Done:   u.parentDone(),
 	})
@@ -276,7 +276,7 @@ func partitionGuard(t TableRef, partitions []TableRef, done string) []Statement 
 		{
 			SQL:    fmt.Sprintf("LOCK TABLE ONLY %s IN SHARE UPDATE EXCLUSIVE MODE", t.Quoted()),
 			Lock:   ShareUpdateExclusive,
-			Tables: []string{t.String()},
+			Tables: TableList{t},
 			Held:   "until the transaction ends (blocks only ATTACH/DETACH PARTITION and other DDL)",
 			Done:   done,
 		},
@@ -298,7 +298,7 @@ func dropConstraintIfTable(t TableRef, name string) Statement {
 	return Statement{
 		SQL:    fmt.Sprintf("ALTER TABLE IF EXISTS %s DROP CONSTRAINT IF EXISTS %s", t.Quoted(), Ident(name)),
 		Lock:   AccessExclusive,
-		Tables: []string{t.String()},
+		Tables: TableList{t},
 		Held:   HeldInstant,
 		Effect: not(probeConstraint(t, name, false)),
 	}

@@ -20,7 +20,7 @@ func (r IndexRename) Statement() Statement {
 	return Statement{
 		SQL:    fmt.Sprintf("ALTER INDEX %s RENAME TO %s", from.Quoted(), Ident(r.To)),
 		Lock:   ShareUpdateExclusive,
-		Tables: []string{from.String()},
+		Tables: TableList{from},
 		Held:   HeldInstant + ", on the index only",
 		Done:   not(probeIndexOf(t, r.From)) + " AND (" + probeIndexOf(t, r.To) + ")",
 	}
@@ -44,7 +44,7 @@ func (r ConstraintRename) Statement() Statement {
 	return Statement{
 		SQL:    fmt.Sprintf("ALTER TABLE %s RENAME CONSTRAINT %s TO %s", t.Quoted(), Ident(r.From), Ident(r.To)),
 		Lock:   AccessExclusive,
-		Tables: []string{t.String()},
+		Tables: TableList{t},
 		Held:   HeldInstant,
 		Done:   not(probeConstraint(t, r.From, false)) + " AND (" + probeConstraint(t, r.To, false) + ")",
 	}

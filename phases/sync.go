@@ -230,7 +230,7 @@ func (s Sync) Install() []Statement {
 				pgx.Identifier{s.Old}.Sanitize(), pgx.Identifier{s.New}.Sanitize(),
 				s.Table.Quoted(), n, s.UpExpr(o), s.qualified(s.TriggerName())),
 			Lock:   ShareRowExclusive,
-			Tables: []string{s.Table.String()},
+			Tables: TableList{s.Table},
 			Held:   "instant (catalog only)",
 			Done:   s.triggerExists(),
 			Object: triggerObject(s.Table, s.TriggerName()),
@@ -247,7 +247,7 @@ func (s Sync) Remove() []Statement {
 		{
 			SQL:    fmt.Sprintf("DROP TRIGGER IF EXISTS %s ON %s", pgx.Identifier{s.TriggerName()}.Sanitize(), s.Table.Quoted()),
 			Lock:   AccessExclusive,
-			Tables: []string{s.Table.String()},
+			Tables: TableList{s.Table},
 			Held:   "instant (catalog only)",
 			Done:   "SELECT NOT (" + s.triggerExists() + ")",
 			Object: triggerObject(s.Table, s.TriggerName()),

@@ -40,14 +40,14 @@ func (n NewTable) Create() Statement {
 	st := Statement{
 		SQL:    fmt.Sprintf("CREATE TABLE %s (\n  %s\n)", n.Quoted(), strings.Join(items, ",\n  ")),
 		Lock:   AccessExclusive,
-		Tables: []string{n.String()},
+		Tables: TableList{n.TableRef},
 		Held:   "instant: the table is new, no application uses it yet",
 		Done:   probeTableExists(n.TableRef),
 	}
 	if len(n.References) > 0 {
 		st.Lock, st.Tables = ShareRowExclusive, nil
 		for _, r := range n.References {
-			st.Tables = append(st.Tables, r.String())
+			st.Tables = append(st.Tables, r)
 		}
 		st.Held = "instant (catalog only: the new table has no rows to check)"
 	}
@@ -66,7 +66,7 @@ func (ix Index) CreateIndex() Statement {
 	return Statement{
 		SQL:    fmt.Sprintf("CREATE %sINDEX %s ON %s %s", unique, Ident(ix.Name), t.Quoted(), ix.definition()),
 		Lock:   Share,
-		Tables: []string{t.String()},
+		Tables: TableList{t},
 		Held:   "instant: the table is new and empty",
 		Done:   probeValidIndex(t.SchemaOrPublic(), ix.Name),
 	}
@@ -82,8 +82,8 @@ func (n NewTable) DropIfEmpty() []Statement {
 		n.Quoted(), n.Quoted(), literal(fmt.Sprintf("table %s has rows: rolling back its creation would drop them; empty it first if they may go (or keep the table and roll back no further)", n.String())))
 	tag := dollarTag(body)
 	return []Statement{
-		{SQL: "DO " + tag + body + tag, Lock: AccessExclusive, Tables: []string{n.String()}, Held: HeldInstant, Done: gone},
-		{SQL: "DROP TABLE IF EXISTS " + n.Quoted(), Lock: AccessExclusive, Tables: []string{n.String()}, Held: HeldInstant},
+		{SQL: "DO " + tag + body + tag, Lock: AccessExclusive, Tables: TableList{n.TableRef}, Held: HeldInstant, Done: gone},
+		{SQL: "DROP TABLE IF EXISTS " + n.Quoted(), Lock: AccessExclusive, Tables: TableList{n.TableRef}, Held: HeldInstant},
 	}
 }
 
@@ -93,7 +93,7 @@ func RenameTable(from TableRef, to string) Statement {
 	return Statement{
 		SQL:    fmt.Sprintf("ALTER TABLE %s RENAME TO %s", from.Quoted(), Ident(to)),
 		Lock:   AccessExclusive,
-		Tables: []string{from.String()},
+		Tables: TableList{from},
 		Held:   HeldInstant,
 		Done:   not(probeRelkind(from, "r,p")),
 	}
@@ -134,7 +134,7 @@ END
 		{
 			SQL:    fmt.Sprintf("CREATE VIEW %s WITH (security_invoker = true) AS SELECT * FROM %s", v.Old.Quoted(), v.Table.Quoted()),
 			Lock:   AccessShare,
-			Tables: []string{v.Table.String()},
+			Tables: TableList{v.Table},
 			Held:   HeldInstant,
 			Done:   probeRelkind(v.Old, "v"),
 		},
@@ -152,7 +152,7 @@ func (v CompatView) Drop() Statement {
 	return Statement{
 		SQL:    "DROP VIEW IF EXISTS " + v.Old.Quoted(),
 		Lock:   AccessExclusive,
-		Tables: []string{v.Old.String()},
+		Tables: TableList{v.Old},
 		Held:   HeldInstant,
 		Done:   not(probeRelkind(v.Old, "v")),
 	}
@@ -190,7 +190,7 @@ func DropTable(t TableRef) Statement {
 	return Statement{
 		SQL:    "DROP TABLE IF EXISTS " + t.Quoted(),
 		Lock:   AccessExclusive,
-		Tables: []string{t.String()},
+		Tables: TableList{t},
 		Held:   HeldInstant,
 	}
 }

@@ -211,7 +211,7 @@ func compileCopyColumn(id string, target Target, cc copyColumn) ([]phases.Phase,
 		named = copies.steps
 		contractFirst = copies.contractFirst
 		if copies.perPartition {
-			enforce.Partitions = target.Table.Partitioning.labels()
+			enforce.Partitions = target.Table.Partitioning.refs()
 		}
 	}
 	if cc.alter != nil {

@@ -301,7 +301,7 @@ func (k *CreateTable) Compile(id string, target Target) ([]phases.Phase, error) 
 func (k *CreateTable) effect(string) effect {
 	e := effect{creates: k.model(), names: k.objectNames()}
 	for i, fk := range k.Foreign {
-		if rt := ParseTableName(fk.References.Table); rt.String() != k.Table().String() {
+		if rt := ParseTableName(fk.References.Table); !rt.Equal(k.Table()) {
 			e.refTable = rt
 			for j, c := range fk.References.Columns {
 				e.refCols = append(e.refCols, colRef{fmt.Sprintf("foreign_keys[%d].references.columns[%d]", i, j), c})
