@@ -152,7 +152,7 @@ CREATE TRIGGER %[1]s_count BEFORE UPDATE ON %[1]s FOR EACH ROW EXECUTE FUNCTION 
 // installSync installs the planner's sync trigger keeping new = old.
 func installSync(t *testing.T, db *pgtest.DB, table, old, new string) {
 	t.Helper()
-	s := phases.Sync{ID: "test-" + table, Table: table, Old: old, New: new}
+	s := phases.Sync{ID: "test-" + table, Table: phases.TableRef{Name: table}, Old: old, New: new}
 	for _, st := range s.Install() {
 		db.Exec(t, st.SQL)
 	}

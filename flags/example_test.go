@@ -101,7 +101,7 @@ func Example() {
 }
 
 func expand(ctx context.Context, db *pgxpool.Pool) {
-	sync := phases.Sync{ID: "users-email", Table: "users", Old: "email", New: "email_address", OldType: "text", NewType: "text"}
+	sync := phases.Sync{ID: "users-email", Table: phases.TableRef{Name: "users"}, Old: "email", New: "email_address", OldType: "text", NewType: "text"}
 	err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "CREATE TABLE users (id int PRIMARY KEY, email text NOT NULL)"); err != nil {
 			return err

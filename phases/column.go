@@ -4,17 +4,16 @@ import "fmt"
 
 // Column is a column of a table, for the column-level statements.
 type Column struct {
-	Schema, Table, Name string
+	Table TableRef
+	Name  string
 }
 
-func (c Column) table() TableRef { return TableRef{Schema: c.Schema, Name: c.Table} }
-
 func (c Column) alter(action string) Statement {
-	t := c.table()
+	t := c.Table
 	return Statement{
 		SQL:    fmt.Sprintf("ALTER TABLE %s %s", t.Quoted(), action),
 		Lock:   AccessExclusive,
-		Tables: []string{t.Label()},
+		Tables: TableList{t},
 		Held:   HeldInstant,
 	}
 }
@@ -23,7 +22,7 @@ func (c Column) alter(action string) Statement {
 // rewrite, whatever the type.
 func (c Column) Add(typ string) Statement {
 	st := c.alter(fmt.Sprintf("ADD COLUMN IF NOT EXISTS %s %s", Ident(c.Name), typ))
-	st.Effect = probeColumnExists(c.table(), c.Name)
+	st.Effect = probeColumnExists(c.Table, c.Name)
 	return st
 }
 
@@ -31,7 +30,7 @@ func (c Column) Add(typ string) Statement {
 // updates and VACUUM FULL, not now).
 func (c Column) Drop() Statement {
 	st := c.alter("DROP COLUMN IF EXISTS " + Ident(c.Name))
-	st.Effect = not(probeColumnExists(c.table(), c.Name))
+	st.Effect = not(probeColumnExists(c.Table, c.Name))
 	return st
 }
 
@@ -40,21 +39,21 @@ func (c Column) Drop() Statement {
 // by a newline, so that nothing in it reaches the rest of the statement.
 func (c Column) SetDefault(expr string) Statement {
 	st := c.alter(fmt.Sprintf("ALTER COLUMN %s SET DEFAULT (%s\n)", Ident(c.Name), expr))
-	st.Effect = probeHasDefault(c.table(), c.Name) // some default: its expression is not compared
+	st.Effect = probeHasDefault(c.Table, c.Name) // some default: its expression is not compared
 	return st
 }
 
 // DropDefault removes the default.
 func (c Column) DropDefault() Statement {
 	st := c.alter(fmt.Sprintf("ALTER COLUMN %s DROP DEFAULT", Ident(c.Name)))
-	st.Effect = not(probeHasDefault(c.table(), c.Name))
+	st.Effect = not(probeHasDefault(c.Table, c.Name))
 	return st
 }
 
 // DropNotNull makes the column nullable (catalog only).
 func (c Column) DropNotNull() Statement {
 	st := c.alter(fmt.Sprintf("ALTER COLUMN %s DROP NOT NULL", Ident(c.Name)))
-	st.Effect = not(probeNotNull(c.table(), c.Name))
+	st.Effect = not(probeNotNull(c.Table, c.Name))
 	return st
 }
 
@@ -70,7 +69,7 @@ type NotNull struct {
 // ConstraintName is the name of the helper constraint (PG < 18: the CHECK
 // dropped at the end; PG 18+: the NOT NULL constraint itself).
 func (n NotNull) ConstraintName() string {
-	return DerivedName(n.Table, n.Name, "not_null")
+	return DerivedName(n.Table.Name, n.Name, "not_null")
 }
 
 // Statements enforce NOT NULL, each step probed so that a resumed phase
@@ -84,10 +83,10 @@ func (n NotNull) ConstraintName() string {
 // (instant: PostgreSQL 12+ proves it from the validated check instead of
 // scanning), DROP CONSTRAINT c.
 func (n NotNull) Statements() []Statement {
-	t := n.table()
+	t := n.Column.Table
 	name := n.ConstraintName()
 	nn := probeNotNull(t, n.Name)
-	c := Constraint{Schema: n.Schema, Table: n.Table, Name: name}
+	c := Constraint{Table: n.Table, Name: name}
 	if n.Version >= 18 {
 		c.Definition = "NOT NULL " + Ident(n.Name)
 		return []Statement{c.AddNotValid(), c.Validate()}
@@ -106,6 +105,6 @@ func (n NotNull) Statements() []Statement {
 // Rollback makes the column nullable again and removes the helper
 // constraint.
 func (n NotNull) Rollback() []Statement {
-	c := Constraint{Schema: n.Schema, Table: n.Table, Name: n.ConstraintName()}
+	c := Constraint{Table: n.Table, Name: n.ConstraintName()}
 	return []Statement{c.Drop(), n.DropNotNull()}
 }

@@ -6,7 +6,8 @@ import "fmt"
 // lock, no scan) and validated in a later transaction (a scan that blocks
 // no reads or writes).
 type Constraint struct {
-	Schema, Table, Name string
+	Table TableRef
+	Name  string
 	// Definition is the constraint's SQL without NOT VALID, e.g.
 	// "CHECK (price > 0)" or "FOREIGN KEY (a) REFERENCES t (b)".
 	Definition string
@@ -14,12 +15,10 @@ type Constraint struct {
 	References *TableRef
 }
 
-func (c Constraint) table() TableRef { return TableRef{Schema: c.Schema, Name: c.Table} }
-
-func (c Constraint) tables() []string {
-	ts := []string{c.table().Label()}
-	if c.References != nil && c.References.Label() != c.table().Label() {
-		ts = append(ts, c.References.Label())
+func (c Constraint) tables() TableList {
+	ts := TableList{c.Table}
+	if c.References != nil && !c.References.Equal(c.Table) {
+		ts = append(ts, *c.References)
 	}
 	return ts
 }
@@ -32,36 +31,36 @@ func (c Constraint) AddNotValid() Statement {
 		lock = ShareRowExclusive // on both tables
 	}
 	return Statement{
-		SQL:         fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s %s NOT VALID", c.table().Quoted(), Ident(c.Name), c.Definition),
+		SQL:         fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s %s NOT VALID", c.Table.Quoted(), Ident(c.Name), c.Definition),
 		Lock:        lock,
 		Tables:      c.tables(),
 		Held:        HeldInstant,
 		CommitAfter: true,
-		Done:        probeConstraint(c.table(), c.Name, false),
+		Done:        probeConstraint(c.Table, c.Name, false),
 	}
 }
 
 // Validate checks the existing rows without blocking reads or writes.
 func (c Constraint) Validate() Statement {
 	return Statement{
-		SQL:         fmt.Sprintf("ALTER TABLE %s VALIDATE CONSTRAINT %s", c.table().Quoted(), Ident(c.Name)),
+		SQL:         fmt.Sprintf("ALTER TABLE %s VALIDATE CONSTRAINT %s", c.Table.Quoted(), Ident(c.Name)),
 		Lock:        ShareUpdateExclusive,
 		Tables:      c.tables(),
 		Held:        HeldScan,
 		CommitAfter: true,
 		Scans:       true,
 		Long:        true,
-		Done:        probeConstraint(c.table(), c.Name, true),
+		Done:        probeConstraint(c.Table, c.Name, true),
 	}
 }
 
 // Drop removes the constraint.
 func (c Constraint) Drop() Statement {
 	return Statement{
-		SQL:    fmt.Sprintf("ALTER TABLE %s DROP CONSTRAINT IF EXISTS %s", c.table().Quoted(), Ident(c.Name)),
+		SQL:    fmt.Sprintf("ALTER TABLE %s DROP CONSTRAINT IF EXISTS %s", c.Table.Quoted(), Ident(c.Name)),
 		Lock:   AccessExclusive,
 		Tables: c.tables(),
 		Held:   HeldInstant,
-		Effect: not(probeConstraint(c.table(), c.Name, false)),
+		Effect: not(probeConstraint(c.Table, c.Name, false)),
 	}
 }

@@ -22,13 +22,13 @@ type Fill struct {
 func (f Fill) triggerName() string { return objectName("planner_fill_", f.ID) }
 
 func (f Fill) function() string {
-	return TableRef{Schema: f.Column.Schema, Name: f.triggerName()}.Quoted()
+	return TableRef{Schema: f.Column.Table.Schema, Name: f.triggerName()}.Quoted()
 }
 
 // Install creates the function and the trigger. Its WHEN clause makes every
 // write that sets the column pay nothing.
 func (f Fill) Install() []Statement {
-	t := f.Column.table()
+	t := f.Column.Table
 	col := "NEW." + Ident(f.Column.Name)
 	body := fmt.Sprintf("\nBEGIN\n  %s := (SELECT (%s\n) FROM (SELECT NEW.*) AS %s);\n  RETURN NEW;\nEND\n", col, f.Expr, Ident(t.Name))
 	tag := dollarTag(body)
@@ -36,14 +36,14 @@ func (f Fill) Install() []Statement {
 		{
 			SQL:    fmt.Sprintf("CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql AS %s%s%s", f.function(), tag, body, tag),
 			Held:   HeldNone,
-			Effect: probeFunction(t.schema(), f.triggerName(), body),
-			Object: functionObject(t.schema(), f.triggerName()),
+			Effect: probeFunction(t.SchemaOrPublic(), f.triggerName(), body),
+			Object: functionObject(t.SchemaOrPublic(), f.triggerName()),
 		},
 		{
 			SQL: fmt.Sprintf("CREATE OR REPLACE TRIGGER %s\nBEFORE INSERT OR UPDATE ON %s\nFOR EACH ROW WHEN (%s IS NULL)\nEXECUTE FUNCTION %s()",
 				Ident(f.triggerName()), t.Quoted(), col, f.function()),
 			Lock:   ShareRowExclusive,
-			Tables: []string{t.Label()},
+			Tables: TableList{t},
 			Held:   HeldInstant,
 			Done:   probeTrigger(t, f.triggerName()),
 			Object: triggerObject(t, f.triggerName()),
@@ -55,18 +55,18 @@ func (f Fill) Install() []Statement {
 // or rollback). It runs before the column can be dropped: the trigger's
 // WHEN clause depends on it.
 func (f Fill) Remove() []Statement {
-	t := f.Column.table()
+	t := f.Column.Table
 	return []Statement{
 		{
 			SQL:    fmt.Sprintf("DROP TRIGGER IF EXISTS %s ON %s", Ident(f.triggerName()), t.Quoted()),
 			Lock:   AccessExclusive,
-			Tables: []string{t.Label()},
+			Tables: TableList{t},
 			Held:   HeldInstant,
 			Done:   not(probeTrigger(t, f.triggerName())),
 			Object: triggerObject(t, f.triggerName()),
 		},
 		{SQL: fmt.Sprintf("DROP FUNCTION IF EXISTS %s()", f.function()), Held: HeldNone,
-			Effect: not(probeFunction(t.schema(), f.triggerName(), "")),
-			Object: functionObject(t.schema(), f.triggerName())},
+			Effect: not(probeFunction(t.SchemaOrPublic(), f.triggerName(), "")),
+			Object: functionObject(t.SchemaOrPublic(), f.triggerName())},
 	}
 }

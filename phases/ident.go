@@ -3,31 +3,72 @@ package phases
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 )
 
-// TableRef names a table, unquoted; Schema "" means public.
+// TableRef names a table, unquoted: the one form of a table's identity from
+// the spec to the runner (package planner calls it TableName).
 type TableRef struct {
-	Schema string `json:"schema"`
+	Schema string `json:"schema"` // "" means public
 	Name   string `json:"name"`
 }
 
-func (t TableRef) schema() string {
+// SchemaOrPublic returns the schema, defaulting to public.
+func (t TableRef) SchemaOrPublic() string {
 	if t.Schema == "" {
 		return "public"
 	}
 	return t.Schema
 }
 
-// Quoted is the schema-qualified, quoted SQL identifier.
-func (t TableRef) Quoted() string { return pgx.Identifier{t.schema(), t.Name}.Sanitize() }
+// Quoted is the table's SQL identifier, always schema-qualified and quoted.
+func (t TableRef) Quoted() string { return pgx.Identifier{t.SchemaOrPublic(), t.Name}.Sanitize() }
 
-// Label is the table as statements list it: schema.table, unquoted.
-func (t TableRef) Label() string { return t.schema() + "." + t.Name }
+// String is the table as plans and messages name it: schema.table, unquoted.
+func (t TableRef) String() string { return t.SchemaOrPublic() + "." + t.Name }
+
+// Equal says whether t and o name the same table ("" and public are one
+// schema).
+func (t TableRef) Equal(o TableRef) bool {
+	return t.Name == o.Name && t.SchemaOrPublic() == o.SchemaOrPublic()
+}
+
+// TableList lists tables: those a statement locks, a phase's partitions.
+// Plans show it, in JSON too, as schema.table names.
+type TableList []TableRef
+
+// MarshalJSON writes the tables as schema.table strings (null when nil,
+// as a nil []string would be).
+func (l TableList) MarshalJSON() ([]byte, error) {
+	if l == nil {
+		return []byte("null"), nil
+	}
+	names := make([]string, len(l))
+	for i, t := range l {
+		names[i] = t.String()
+	}
+	return json.Marshal(names)
+}
+
+// String joins the tables with ", ".
+func (l TableList) String() string {
+	names := make([]string, len(l))
+	for i, t := range l {
+		names[i] = t.String()
+	}
+	return strings.Join(names, ", ")
+}
+
+// Contains says whether t is one of the tables.
+func (l TableList) Contains(t TableRef) bool {
+	return slices.ContainsFunc(l, t.Equal)
+}
 
 // regclass is an expression for the table's oid in a probe (NULL when the
 // table does not exist, so probes answer false instead of failing).
@@ -137,7 +178,7 @@ func probeFunction(schema, name, body string) string {
 // functionObject and triggerObject are Statement.Object names.
 func functionObject(schema, name string) string { return "function " + schema + "." + name }
 func triggerObject(t TableRef, name string) string {
-	return "trigger " + t.Label() + "." + name
+	return "trigger " + t.String() + "." + name
 }
 
 func not(probe string) string { return "SELECT NOT (" + probe + ")" }

@@ -7,8 +7,9 @@ import (
 
 // Index is an index built with CREATE INDEX CONCURRENTLY.
 type Index struct {
-	Schema, Table, Name string
-	Unique              bool
+	Table  TableRef
+	Name   string
+	Unique bool
 	// Using is the access method ("" is btree).
 	Using string
 	// Columns are column names (quoted here) or, when an entry contains
@@ -23,10 +24,8 @@ type Index struct {
 	Body string
 }
 
-func (ix Index) table() TableRef { return TableRef{Schema: ix.Schema, Name: ix.Table} }
-
 // qualified is the index's schema-qualified, quoted name.
-func (ix Index) qualified() string { return TableRef{Schema: ix.Schema, Name: ix.Name}.Quoted() }
+func (ix Index) qualified() string { return TableRef{Schema: ix.Table.Schema, Name: ix.Name}.Quoted() }
 
 // definition is everything after "ON <table>".
 func (ix Index) definition() string {
@@ -56,8 +55,8 @@ func (ix Index) definition() string {
 // CONCURRENTLY IF NOT EXISTS would accept it silently), then builds the
 // index. Both skip when a valid index of that name exists.
 func (ix Index) Create() []Statement {
-	t := ix.table()
-	valid := probeValidIndex(t.schema(), ix.Name)
+	t := ix.Table
+	valid := probeValidIndex(t.SchemaOrPublic(), ix.Name)
 	unique := ""
 	if ix.Unique {
 		unique = "UNIQUE "
@@ -66,7 +65,7 @@ func (ix Index) Create() []Statement {
 		{
 			SQL:           "DROP INDEX CONCURRENTLY IF EXISTS " + ix.qualified(),
 			Lock:          ShareUpdateExclusive,
-			Tables:        []string{t.Label()},
+			Tables:        TableList{t},
 			Held:          "instant when there is no invalid leftover",
 			NoTransaction: true,
 			Done:          valid,
@@ -74,7 +73,7 @@ func (ix Index) Create() []Statement {
 		{
 			SQL:           fmt.Sprintf("CREATE %sINDEX CONCURRENTLY %s ON %s %s", unique, Ident(ix.Name), t.Quoted(), ix.definition()),
 			Lock:          ShareUpdateExclusive,
-			Tables:        []string{t.Label()},
+			Tables:        TableList{t},
 			Held:          HeldBuild,
 			NoTransaction: true,
 			Scans:         true,
@@ -86,14 +85,14 @@ func (ix Index) Create() []Statement {
 
 // Drop removes the index without blocking reads or writes.
 func (ix Index) Drop() []Statement {
-	t := ix.table()
+	t := ix.Table
 	return []Statement{{
 		SQL:           "DROP INDEX CONCURRENTLY IF EXISTS " + ix.qualified(),
 		Lock:          ShareUpdateExclusive,
-		Tables:        []string{t.Label()},
+		Tables:        TableList{t},
 		Held:          "until running transactions on the table finish",
 		NoTransaction: true,
-		Effect:        not(probeIndexExists(t.schema(), ix.Name)),
+		Effect:        not(probeIndexExists(t.SchemaOrPublic(), ix.Name)),
 	}}
 }
 
@@ -105,11 +104,11 @@ type Unique struct {
 
 // Attach turns the valid unique index into a constraint.
 func (u Unique) Attach() Statement {
-	t := u.table()
+	t := u.Table
 	return Statement{
 		SQL:    fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s UNIQUE USING INDEX %s", t.Quoted(), Ident(u.Name), Ident(u.Name)),
 		Lock:   AccessExclusive,
-		Tables: []string{t.Label()},
+		Tables: TableList{t},
 		Held:   "instant (uses the built index, no scan)",
 		Done:   probeConstraint(t, u.Name, false),
 	}
@@ -123,11 +122,11 @@ func (u Unique) Detach() []Statement {
 
 // DropConstraint drops the constraint and, with it, its index.
 func (u Unique) DropConstraint() Statement {
-	t := u.table()
+	t := u.Table
 	return Statement{
 		SQL:    fmt.Sprintf("ALTER TABLE %s DROP CONSTRAINT IF EXISTS %s", t.Quoted(), Ident(u.Name)),
 		Lock:   AccessExclusive,
-		Tables: []string{t.Label()},
+		Tables: TableList{t},
 		Held:   HeldInstant,
 		Effect: not(probeConstraint(t, u.Name, false)),
 	}

@@ -32,14 +32,14 @@ type PartitionedIndex struct {
 
 func (pi PartitionedIndex) child(p TableRef) Index {
 	c := pi.Index
-	c.Schema, c.Table, c.Name = p.schema(), p.Name, partitionIndexName(p, pi.Name)
+	c.Table, c.Name = p, partitionIndexName(p, pi.Name)
 	return c
 }
 
 // Create builds the index; every step is probed, so a build killed at
 // any point resumes with the partition it stopped at.
 func (pi PartitionedIndex) Create() []Statement {
-	t := pi.table()
+	t := pi.Table
 	unique := ""
 	if pi.Unique {
 		unique = "UNIQUE "
@@ -47,9 +47,9 @@ func (pi PartitionedIndex) Create() []Statement {
 	out := []Statement{{
 		SQL:    fmt.Sprintf("CREATE %sINDEX IF NOT EXISTS %s ON ONLY %s %s", unique, Ident(pi.Name), t.Quoted(), pi.definition()),
 		Lock:   Share,
-		Tables: []string{t.Label()},
+		Tables: TableList{t},
 		Held:   "instant (the parent alone holds no rows; the index stays invalid until every partition's is attached)",
-		Done:   probeIndexExists(t.schema(), pi.Name),
+		Done:   probeIndexExists(t.SchemaOrPublic(), pi.Name),
 	}}
 	for _, p := range pi.Partitions {
 		c := pi.child(p)
@@ -57,14 +57,14 @@ func (pi PartitionedIndex) Create() []Statement {
 		out = append(out, Statement{
 			SQL:         fmt.Sprintf("ALTER INDEX %s ATTACH PARTITION %s", pi.qualified(), c.qualified()),
 			Lock:        AccessExclusive,
-			Tables:      []string{p.Label()},
+			Tables:      TableList{p},
 			Held:        "instant (catalog only; the lock is on the partition's new index, which queries planning on the partition open)",
 			CommitAfter: true,
 			Done:        probeIndexAttached(c.qualified(), pi.qualified()),
 		})
 	}
-	return append(out, assert(probeValidIndex(t.schema(), pi.Name),
-		fmt.Sprintf("index %s on %s is not valid after attaching every partition's index: a partition has none", pi.Name, t.Label())))
+	return append(out, assert(probeValidIndex(t.SchemaOrPublic(), pi.Name),
+		fmt.Sprintf("index %s on %s is not valid after attaching every partition's index: a partition has none", pi.Name, t.String())))
 }
 
 // Drop removes the index from the parent and every partition. A
@@ -73,13 +73,13 @@ func (pi PartitionedIndex) Create() []Statement {
 // moment under the lock timeout. Partitions' indexes not attached yet (an
 // interrupted build) are then dropped concurrently.
 func (pi PartitionedIndex) Drop() []Statement {
-	t := pi.table()
+	t := pi.Table
 	out := []Statement{{
 		SQL:    "DROP INDEX IF EXISTS " + pi.qualified(),
 		Lock:   AccessExclusive,
-		Tables: []string{t.Label()},
+		Tables: TableList{t},
 		Held:   "instant (catalog only; on the parent and every partition; drops the partitions' attached indexes too)",
-		Effect: not(probeIndexExists(t.schema(), pi.Name)),
+		Effect: not(probeIndexExists(t.SchemaOrPublic(), pi.Name)),
 	}}
 	for _, p := range pi.Partitions {
 		out = append(out, pi.child(p).Drop()...)
@@ -109,7 +109,7 @@ func (u PartitionedUnique) child(p TableRef) Index {
 	return PartitionedIndex{Index: u.Index}.child(p)
 }
 
-func (u PartitionedUnique) parentDone() string { return probeConstraint(u.table(), u.Name, false) }
+func (u PartitionedUnique) parentDone() string { return probeConstraint(u.Table, u.Name, false) }
 
 // Build builds each partition's unique index concurrently.
 func (u PartitionedUnique) Build() []Statement {
@@ -133,14 +133,14 @@ func (u PartitionedUnique) DropBuilt() []Statement {
 // transaction per partition, then adds the parent's constraint, which
 // adopts them.
 func (u PartitionedUnique) Attach() []Statement {
-	t := u.table()
+	t := u.Table
 	var out []Statement
 	for _, p := range u.Partitions {
 		c := u.child(p)
 		out = append(out, Statement{
 			SQL:         fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s UNIQUE USING INDEX %s", p.Quoted(), Ident(c.Name), Ident(c.Name)),
 			Lock:        AccessExclusive,
-			Tables:      []string{p.Label()},
+			Tables:      TableList{p},
 			Held:        "instant (uses the built index, no scan)",
 			CommitAfter: true,
 			Done:        or(probeConstraint(p, c.Name, false), u.parentDone()),
@@ -150,7 +150,7 @@ func (u PartitionedUnique) Attach() []Statement {
 	return append(out, Statement{
 		SQL:    fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s UNIQUE (%s)", t.Quoted(), Ident(u.Name), IdentList(u.Columns)),
 		Lock:   AccessExclusive,
-		Tables: []string{t.Label()},
+		Tables: TableList{t},
 		Held:   "instant (adopts every partition's unique constraint, no scan)",
 		Done:   u.parentDone(),
 	})
@@ -160,7 +160,7 @@ func (u PartitionedUnique) Attach() []Statement {
 // partitions' constraints and their indexes, so the indexes are built
 // again, leaving the table as Build left it.
 func (u PartitionedUnique) Detach() []Statement {
-	out := []Statement{dropConstraintIfTable(u.table(), u.Name)}
+	out := []Statement{dropConstraintIfTable(u.Table, u.Name)}
 	for _, p := range u.Partitions {
 		out = append(out, dropConstraintIfTable(p, u.child(p).Name))
 	}
@@ -169,7 +169,7 @@ func (u PartitionedUnique) Detach() []Statement {
 
 // Drop removes the parent's constraint and everything per partition.
 func (u PartitionedUnique) Drop() []Statement {
-	out := []Statement{dropConstraintIfTable(u.table(), u.Name)}
+	out := []Statement{dropConstraintIfTable(u.Table, u.Name)}
 	for _, p := range u.Partitions {
 		out = append(out, dropConstraintIfTable(p, u.child(p).Name))
 	}
@@ -188,11 +188,11 @@ type PartitionedForeignKey struct {
 
 func (f PartitionedForeignKey) child(p TableRef) Constraint {
 	c := f.Constraint
-	c.Schema, c.Table = p.schema(), p.Name
+	c.Table = p
 	return c
 }
 
-func (f PartitionedForeignKey) parentDone() string { return probeConstraint(f.table(), f.Name, false) }
+func (f PartitionedForeignKey) parentDone() string { return probeConstraint(f.Table, f.Name, false) }
 
 // AddNotValid adds the constraint NOT VALID on each partition, one brief
 // transaction each.
@@ -209,7 +209,7 @@ func (f PartitionedForeignKey) AddNotValid() []Statement {
 // Validate validates each partition's constraint (scans that block no
 // writes), then adds the parent's.
 func (f PartitionedForeignKey) Validate() []Statement {
-	t := f.table()
+	t := f.Table
 	var out []Statement
 	for _, p := range f.Partitions {
 		s := f.child(p).Validate()
@@ -224,7 +224,7 @@ func (f PartitionedForeignKey) Validate() []Statement {
 // partition already holds a validated constraint of that definition, which
 // PostgreSQL adopts instead of checking rows.
 func (f PartitionedForeignKey) addToParent() Statement {
-	t := f.table()
+	t := f.Table
 	return Statement{
 		SQL:    fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s %s", t.Quoted(), Ident(f.Name), f.Definition),
 		Lock:   ShareRowExclusive,
@@ -248,7 +248,7 @@ func (f PartitionedForeignKey) DropPartitions() []Statement {
 // partitions' too; they are added back NOT VALID (instant), the state
 // AddNotValid left.
 func (f PartitionedForeignKey) Unvalidate() []Statement {
-	out := append([]Statement{dropConstraintIfTable(f.table(), f.Name)}, f.DropPartitions()...)
+	out := append([]Statement{dropConstraintIfTable(f.Table, f.Name)}, f.DropPartitions()...)
 	for _, p := range f.Partitions {
 		out = append(out, f.child(p).AddNotValid())
 	}
@@ -262,7 +262,7 @@ func (f PartitionedForeignKey) Unvalidate() []Statement {
 func partitionGuard(t TableRef, partitions []TableRef, done string) []Statement {
 	want := make([]string, len(partitions))
 	for i, p := range partitions {
-		want[i] = literal(p.Label())
+		want[i] = literal(p.String())
 	}
 	live := fmt.Sprintf("(SELECT coalesce(array_agg(n.nspname || '.' || c.relname), '{}') FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE i.inhparent = %s)", t.regclass())
 	wantArr := "ARRAY[" + strings.Join(want, ", ") + "]::text[]"
@@ -270,13 +270,13 @@ func partitionGuard(t TableRef, partitions []TableRef, done string) []Statement 
 		wantArr = "'{}'::text[]"
 	}
 	check := assert(fmt.Sprintf("SELECT %s @> %s AND %s @> %s", live, wantArr, wantArr, live),
-		fmt.Sprintf("the partitions of %s changed while this phase ran: roll the change back to its start and run planner next again", t.Label()))
+		fmt.Sprintf("the partitions of %s changed while this phase ran: roll the change back to its start and run planner next again", t.String()))
 	check.Done = done
 	return []Statement{
 		{
 			SQL:    fmt.Sprintf("LOCK TABLE ONLY %s IN SHARE UPDATE EXCLUSIVE MODE", t.Quoted()),
 			Lock:   ShareUpdateExclusive,
-			Tables: []string{t.Label()},
+			Tables: TableList{t},
 			Held:   "until the transaction ends (blocks only ATTACH/DETACH PARTITION and other DDL)",
 			Done:   done,
 		},
@@ -298,7 +298,7 @@ func dropConstraintIfTable(t TableRef, name string) Statement {
 	return Statement{
 		SQL:    fmt.Sprintf("ALTER TABLE IF EXISTS %s DROP CONSTRAINT IF EXISTS %s", t.Quoted(), Ident(name)),
 		Lock:   AccessExclusive,
-		Tables: []string{t.Label()},
+		Tables: TableList{t},
 		Held:   HeldInstant,
 		Effect: not(probeConstraint(t, name, false)),
 	}

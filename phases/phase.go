@@ -35,8 +35,8 @@ func (l Lock) Blocks() string {
 type Statement struct {
 	SQL string `json:"sql"`
 	// Lock is the strongest table lock the statement takes, on Tables.
-	Lock   Lock     `json:"lock"`
-	Tables []string `json:"tables"`
+	Lock   Lock      `json:"lock"`
+	Tables TableList `json:"tables"`
 	// Held says how long the lock is held, e.g. "instant (catalog only)" or
 	// "while scanning the table".
 	Held string `json:"held"`
@@ -147,9 +147,9 @@ type Phase struct {
 	RollbackFlags Flags       `json:"rollback_flags"`
 	// Irreversible, when set, says why the phase cannot be rolled back.
 	Irreversible string `json:"irreversible"`
-	// Partitions, when set, are the partitions (schema.name) of a
+	// Partitions, when set, are the partitions of a
 	// partitioned table that the phase's statements handle one by one; the
 	// engine refuses to run the phase when the table's partitions differ.
 	// Its rollback does not depend on them.
-	Partitions []string `json:"partitions"`
+	Partitions TableList `json:"partitions"`
 }

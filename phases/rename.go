@@ -7,20 +7,20 @@ import "fmt"
 
 // IndexRename renames an index of a table (index names are per schema).
 type IndexRename struct {
-	Schema, Table string
-	From, To      string
+	Table    TableRef
+	From, To string
 }
 
 // Statement renames the index. Since PostgreSQL 12 ALTER INDEX ... RENAME
 // takes SHARE UPDATE EXCLUSIVE on the index alone, which blocks no reads
 // or writes of the table.
 func (r IndexRename) Statement() Statement {
-	t := TableRef{Schema: r.Schema, Name: r.Table}
-	from := TableRef{Schema: r.Schema, Name: r.From}
+	t := r.Table
+	from := TableRef{Schema: t.Schema, Name: r.From}
 	return Statement{
 		SQL:    fmt.Sprintf("ALTER INDEX %s RENAME TO %s", from.Quoted(), Ident(r.To)),
 		Lock:   ShareUpdateExclusive,
-		Tables: []string{from.Label()},
+		Tables: TableList{from},
 		Held:   HeldInstant + ", on the index only",
 		Done:   not(probeIndexOf(t, r.From)) + " AND (" + probeIndexOf(t, r.To) + ")",
 	}
@@ -28,23 +28,23 @@ func (r IndexRename) Statement() Statement {
 
 // Back is the rename undoing Statement.
 func (r IndexRename) Back() IndexRename {
-	return IndexRename{Schema: r.Schema, Table: r.Table, From: r.To, To: r.From}
+	return IndexRename{Table: r.Table, From: r.To, To: r.From}
 }
 
 // ConstraintRename renames a constraint of a table. A constraint backed by
 // an index (UNIQUE, PRIMARY KEY) renames its index with it.
 type ConstraintRename struct {
-	Schema, Table string
-	From, To      string
+	Table    TableRef
+	From, To string
 }
 
 // Statement renames the constraint: ACCESS EXCLUSIVE, catalog only.
 func (r ConstraintRename) Statement() Statement {
-	t := TableRef{Schema: r.Schema, Name: r.Table}
+	t := r.Table
 	return Statement{
 		SQL:    fmt.Sprintf("ALTER TABLE %s RENAME CONSTRAINT %s TO %s", t.Quoted(), Ident(r.From), Ident(r.To)),
 		Lock:   AccessExclusive,
-		Tables: []string{t.Label()},
+		Tables: TableList{t},
 		Held:   HeldInstant,
 		Done:   not(probeConstraint(t, r.From, false)) + " AND (" + probeConstraint(t, r.To, false) + ")",
 	}
@@ -52,7 +52,7 @@ func (r ConstraintRename) Statement() Statement {
 
 // Back is the rename undoing Statement.
 func (r ConstraintRename) Back() ConstraintRename {
-	return ConstraintRename{Schema: r.Schema, Table: r.Table, From: r.To, To: r.From}
+	return ConstraintRename{Table: r.Table, From: r.To, To: r.From}
 }
 
 // probeIndexOf: an index of that name exists on the table.

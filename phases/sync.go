@@ -42,8 +42,8 @@ import (
 type Sync struct {
 	// ID is the change id; object names derive from it.
 	ID string
-	// Schema ("" means public) and Table name the table, unquoted.
-	Schema, Table string
+	// Table is the table of both columns.
+	Table TableRef
 	// Old and New are the column names, unquoted.
 	Old, New string
 	// OldType and NewType are the column types as SQL (format_type), needed
@@ -98,19 +98,9 @@ func (s Sync) typesDiffer() bool {
 	return s.OldType != "" && s.NewType != "" && !strings.EqualFold(s.OldType, s.NewType)
 }
 
-func (s Sync) schema() string {
-	if s.Schema == "" {
-		return "public"
-	}
-	return s.Schema
+func (s Sync) qualified(name string) string {
+	return pgx.Identifier{s.Table.SchemaOrPublic(), name}.Sanitize()
 }
-
-func (s Sync) quotedTable() string { return pgx.Identifier{s.schema(), s.Table}.Sanitize() }
-
-// tableLabel is the table as statements list it (schema.table, unquoted).
-func (s Sync) tableLabel() string { return s.schema() + "." + s.Table }
-
-func (s Sync) qualified(name string) string { return pgx.Identifier{s.schema(), name}.Sanitize() }
 
 // UpExpr is the SQL expression computing the new column's value from arg
 // (an SQL expression of the old column's type, e.g. a quoted column name).
@@ -156,8 +146,8 @@ func (s Sync) triggerFunction() string {
 // is the function with exactly this body (contract replaces it).
 func (s Sync) functionStatement() Statement {
 	return Statement{SQL: s.triggerFunction(), Held: HeldNone,
-		Effect: probeFunction(s.schema(), s.TriggerName(), s.triggerBody()),
-		Object: functionObject(s.schema(), s.TriggerName())}
+		Effect: probeFunction(s.Table.SchemaOrPublic(), s.TriggerName(), s.triggerBody()),
+		Object: functionObject(s.Table.SchemaOrPublic(), s.TriggerName())}
 }
 
 // triggerBody is the PL/pgSQL body of the trigger function.
@@ -206,7 +196,7 @@ func dollarTag(body string) string {
 }
 
 func (s Sync) triggerExists() string {
-	return probeTrigger(TableRef{Schema: s.Schema, Name: s.Table}, s.TriggerName())
+	return probeTrigger(s.Table, s.TriggerName())
 }
 
 // Install creates the conversion functions, the trigger function and the
@@ -218,16 +208,16 @@ func (s Sync) Install() []Statement {
 		out = append(out, Statement{
 			SQL:    conversion(s.qualified(s.UpFunction()), s.Old, s.OldType, s.NewType, s.Up, s.UpLabel),
 			Held:   "no table lock",
-			Effect: probeFunction(s.schema(), s.UpFunction(), ""),
-			Object: functionObject(s.schema(), s.UpFunction()),
+			Effect: probeFunction(s.Table.SchemaOrPublic(), s.UpFunction(), ""),
+			Object: functionObject(s.Table.SchemaOrPublic(), s.UpFunction()),
 		})
 	}
 	if s.needsDown() {
 		out = append(out, Statement{
 			SQL:    conversion(s.qualified(s.DownFunction()), s.New, s.NewType, s.OldType, s.Down, s.DownLabel),
 			Held:   "no table lock",
-			Effect: probeFunction(s.schema(), s.DownFunction(), ""),
-			Object: functionObject(s.schema(), s.DownFunction()),
+			Effect: probeFunction(s.Table.SchemaOrPublic(), s.DownFunction(), ""),
+			Object: functionObject(s.Table.SchemaOrPublic(), s.DownFunction()),
 		})
 	}
 	o := "NEW." + pgx.Identifier{s.Old}.Sanitize()
@@ -238,12 +228,12 @@ func (s Sync) Install() []Statement {
 			SQL: fmt.Sprintf("CREATE OR REPLACE TRIGGER %s\nBEFORE INSERT OR UPDATE OF %s, %s ON %s\nFOR EACH ROW WHEN (%s IS DISTINCT FROM %s)\nEXECUTE FUNCTION %s()",
 				pgx.Identifier{s.TriggerName()}.Sanitize(),
 				pgx.Identifier{s.Old}.Sanitize(), pgx.Identifier{s.New}.Sanitize(),
-				s.quotedTable(), n, s.UpExpr(o), s.qualified(s.TriggerName())),
+				s.Table.Quoted(), n, s.UpExpr(o), s.qualified(s.TriggerName())),
 			Lock:   ShareRowExclusive,
-			Tables: []string{s.tableLabel()},
+			Tables: TableList{s.Table},
 			Held:   "instant (catalog only)",
 			Done:   s.triggerExists(),
-			Object: triggerObject(TableRef{Schema: s.Schema, Name: s.Table}, s.TriggerName()),
+			Object: triggerObject(s.Table, s.TriggerName()),
 		},
 	)
 	return out
@@ -255,12 +245,12 @@ func (s Sync) Install() []Statement {
 func (s Sync) Remove() []Statement {
 	out := []Statement{
 		{
-			SQL:    fmt.Sprintf("DROP TRIGGER IF EXISTS %s ON %s", pgx.Identifier{s.TriggerName()}.Sanitize(), s.quotedTable()),
+			SQL:    fmt.Sprintf("DROP TRIGGER IF EXISTS %s ON %s", pgx.Identifier{s.TriggerName()}.Sanitize(), s.Table.Quoted()),
 			Lock:   AccessExclusive,
-			Tables: []string{s.tableLabel()},
+			Tables: TableList{s.Table},
 			Held:   "instant (catalog only)",
 			Done:   "SELECT NOT (" + s.triggerExists() + ")",
-			Object: triggerObject(TableRef{Schema: s.Schema, Name: s.Table}, s.TriggerName()),
+			Object: triggerObject(s.Table, s.TriggerName()),
 		},
 		s.dropFunction(s.TriggerName(), "()"),
 	}
@@ -271,7 +261,7 @@ func (s Sync) Remove() []Statement {
 
 func (s Sync) dropFunction(name, args string) Statement {
 	return Statement{SQL: fmt.Sprintf("DROP FUNCTION IF EXISTS %s%s", s.qualified(name), args), Held: "no table lock",
-		Effect: not(probeFunction(s.schema(), name, "")), Object: functionObject(s.schema(), name)}
+		Effect: not(probeFunction(s.Table.SchemaOrPublic(), name, "")), Object: functionObject(s.Table.SchemaOrPublic(), name)}
 }
 
 // objectName is prefix+id, cut to PostgreSQL's 63-byte identifier limit with

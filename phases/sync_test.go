@@ -31,24 +31,17 @@ var renameCases = []syncCase{
 	{
 		name:   "plain",
 		create: `CREATE TABLE users (id int PRIMARY KEY, email text DEFAULT 'dflt', other int)`,
-		sync:   phases.Sync{ID: "users-email", Table: "users", Old: "email", New: "email_address", OldType: "text", NewType: "text"},
+		sync:   phases.Sync{ID: "users-email", Table: phases.TableRef{Name: "users"}, Old: "email", New: "email_address", OldType: "text", NewType: "text"},
 	},
 	{
 		name:   "quoted identifiers",
 		create: `CREATE SCHEMA "App ""Data"""; CREATE TABLE "App ""Data"""."User Accounts" (id int PRIMARY KEY, "E-mail ""Addr""" text DEFAULT 'dflt', other int)`,
-		sync: phases.Sync{ID: "user-accounts.email", Schema: `App "Data"`, Table: "User Accounts",
+		sync: phases.Sync{ID: "user-accounts.email", Table: phases.TableRef{Schema: `App "Data"`, Name: "User Accounts"},
 			Old: `E-mail "Addr"`, New: `Email $sync$ "New"`, OldType: "text", NewType: "text"},
 	},
 }
 
-func (c syncCase) table() string { return pgx.Identifier{schemaOf(c.sync), c.sync.Table}.Sanitize() }
-
-func schemaOf(s phases.Sync) string {
-	if s.Schema == "" {
-		return "public"
-	}
-	return s.Schema
-}
+func (c syncCase) table() string { return c.sync.Table.Quoted() }
 
 // setup creates the table and runs the expand: ADD COLUMN new + Install,
 // in one transaction as the engine does. seed runs before the expand (rows
@@ -183,7 +176,7 @@ func TestSyncTypeChange(t *testing.T) {
 			name: "int dollars to bigint cents",
 			c: syncCase{
 				create: `CREATE TABLE items (id int PRIMARY KEY, price integer DEFAULT 1)`,
-				sync: phases.Sync{ID: "items-price", Table: "items", Old: "price", New: "price_cents",
+				sync: phases.Sync{ID: "items-price", Table: phases.TableRef{Name: "items"}, Old: "price", New: "price_cents",
 					OldType: "integer", NewType: "bigint", Up: "price::bigint * 100", Down: "price_cents / 100"},
 			},
 			writes: []struct {
@@ -212,7 +205,7 @@ func TestSyncTypeChange(t *testing.T) {
 			name: "text to int with a parse expression",
 			c: syncCase{
 				create: `CREATE TABLE "Stock" ("Qty" text)`,
-				sync: phases.Sync{ID: "stock-qty", Table: "Stock", Old: "Qty", New: "Qty Num",
+				sync: phases.Sync{ID: "stock-qty", Table: phases.TableRef{Name: "Stock"}, Old: "Qty", New: "Qty Num",
 					OldType: "text", NewType: "integer", Up: `NULLIF(trim("Qty"), '')::int`, Down: `"Qty Num"::text`},
 			},
 			writes: []struct {
@@ -271,7 +264,7 @@ func TestSyncConcurrentWriters(t *testing.T) {
 		{"rename", renameCases[1], func(v int) string { return fmt.Sprintf("v%d", v) }, func(v int) string { return fmt.Sprintf("v%d", v) }},
 		{"int to bigint cents", syncCase{
 			create: `CREATE TABLE items (id int PRIMARY KEY, price integer, other int)`,
-			sync: phases.Sync{ID: "items-price", Table: "items", Old: "price", New: "price_cents",
+			sync: phases.Sync{ID: "items-price", Table: phases.TableRef{Name: "items"}, Old: "price", New: "price_cents",
 				OldType: "integer", NewType: "bigint", Up: "price::bigint * 100", Down: "price_cents / 100"},
 		}, func(v int) string { return fmt.Sprint(v) }, func(v int) string { return fmt.Sprint(v * 100) }},
 	}
@@ -403,7 +396,7 @@ func TestSyncWhenSkipsAgreeingRows(t *testing.T) {
 }
 
 func TestSyncInstallRemove(t *testing.T) {
-	conv := phases.Sync{ID: "items-price", Table: "items", Old: "price", New: "price_cents",
+	conv := phases.Sync{ID: "items-price", Table: phases.TableRef{Name: "items"}, Old: "price", New: "price_cents",
 		OldType: "integer", NewType: "bigint", Up: "price * 100", Down: "price_cents / 100"}
 	for _, c := range append(renameCases, syncCase{name: "conversion", create: `CREATE TABLE items (id int PRIMARY KEY, price int)`, sync: conv}) {
 		t.Run(c.name, func(t *testing.T) {
@@ -481,7 +474,7 @@ func TestSyncNames(t *testing.T) {
 	// a long id works in the database
 	db := pgtest.NewDB(t)
 	db.Exec(t, `CREATE TABLE t (id int PRIMARY KEY, a text)`)
-	s := phases.Sync{ID: long + "-1", Table: "t", Old: "a", New: "b", OldType: "text", NewType: "varchar(20)", Up: "upper(a)"}
+	s := phases.Sync{ID: long + "-1", Table: phases.TableRef{Name: "t"}, Old: "a", New: "b", OldType: "text", NewType: "varchar(20)", Up: "upper(a)"}
 	apply(t, db, append([]phases.Statement{{SQL: `ALTER TABLE t ADD COLUMN b varchar(20)`}}, s.Install()...))
 	db.Exec(t, `INSERT INTO t VALUES (1, 'abc')`)
 	var got string
@@ -496,7 +489,7 @@ func TestSyncNames(t *testing.T) {
 func TestSyncNotNullColumns(t *testing.T) {
 	c := syncCase{
 		create: `CREATE TABLE accounts (id int PRIMARY KEY, code text NOT NULL)`,
-		sync:   phases.Sync{ID: "accounts-code", Table: "accounts", Old: "code", New: "Code 2", OldType: "text", NewType: "text"},
+		sync:   phases.Sync{ID: "accounts-code", Table: phases.TableRef{Name: "accounts"}, Old: "code", New: "Code 2", OldType: "text", NewType: "text"},
 	}
 	db := setup(t, c, "")
 	db.Exec(t, expand(c, `ALTER TABLE $T ALTER COLUMN $N SET NOT NULL`))

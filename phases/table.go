@@ -40,14 +40,14 @@ func (n NewTable) Create() Statement {
 	st := Statement{
 		SQL:    fmt.Sprintf("CREATE TABLE %s (\n  %s\n)", n.Quoted(), strings.Join(items, ",\n  ")),
 		Lock:   AccessExclusive,
-		Tables: []string{n.Label()},
+		Tables: TableList{n.TableRef},
 		Held:   "instant: the table is new, no application uses it yet",
 		Done:   probeTableExists(n.TableRef),
 	}
 	if len(n.References) > 0 {
 		st.Lock, st.Tables = ShareRowExclusive, nil
 		for _, r := range n.References {
-			st.Tables = append(st.Tables, r.Label())
+			st.Tables = append(st.Tables, r)
 		}
 		st.Held = "instant (catalog only: the new table has no rows to check)"
 	}
@@ -58,7 +58,7 @@ func (n NewTable) Create() Statement {
 // the table is empty, so a plain CREATE INDEX is instant and needs no
 // CONCURRENTLY (which could not run in that transaction).
 func (ix Index) CreateIndex() Statement {
-	t := ix.table()
+	t := ix.Table
 	unique := ""
 	if ix.Unique {
 		unique = "UNIQUE "
@@ -66,9 +66,9 @@ func (ix Index) CreateIndex() Statement {
 	return Statement{
 		SQL:    fmt.Sprintf("CREATE %sINDEX %s ON %s %s", unique, Ident(ix.Name), t.Quoted(), ix.definition()),
 		Lock:   Share,
-		Tables: []string{t.Label()},
+		Tables: TableList{t},
 		Held:   "instant: the table is new and empty",
-		Done:   probeValidIndex(t.schema(), ix.Name),
+		Done:   probeValidIndex(t.SchemaOrPublic(), ix.Name),
 	}
 }
 
@@ -79,11 +79,11 @@ func (ix Index) CreateIndex() Statement {
 func (n NewTable) DropIfEmpty() []Statement {
 	gone := not(probeTableExists(n.TableRef))
 	body := fmt.Sprintf("\nBEGIN\n  LOCK TABLE %s IN ACCESS EXCLUSIVE MODE;\n  IF EXISTS (SELECT FROM %s) THEN\n    RAISE EXCEPTION USING MESSAGE = %s;\n  END IF;\nEND\n",
-		n.Quoted(), n.Quoted(), literal(fmt.Sprintf("table %s has rows: rolling back its creation would drop them; empty it first if they may go (or keep the table and roll back no further)", n.Label())))
+		n.Quoted(), n.Quoted(), literal(fmt.Sprintf("table %s has rows: rolling back its creation would drop them; empty it first if they may go (or keep the table and roll back no further)", n.String())))
 	tag := dollarTag(body)
 	return []Statement{
-		{SQL: "DO " + tag + body + tag, Lock: AccessExclusive, Tables: []string{n.Label()}, Held: HeldInstant, Done: gone},
-		{SQL: "DROP TABLE IF EXISTS " + n.Quoted(), Lock: AccessExclusive, Tables: []string{n.Label()}, Held: HeldInstant},
+		{SQL: "DO " + tag + body + tag, Lock: AccessExclusive, Tables: TableList{n.TableRef}, Held: HeldInstant, Done: gone},
+		{SQL: "DROP TABLE IF EXISTS " + n.Quoted(), Lock: AccessExclusive, Tables: TableList{n.TableRef}, Held: HeldInstant},
 	}
 }
 
@@ -93,7 +93,7 @@ func RenameTable(from TableRef, to string) Statement {
 	return Statement{
 		SQL:    fmt.Sprintf("ALTER TABLE %s RENAME TO %s", from.Quoted(), Ident(to)),
 		Lock:   AccessExclusive,
-		Tables: []string{from.Label()},
+		Tables: TableList{from},
 		Held:   HeldInstant,
 		Done:   not(probeRelkind(from, "r,p")),
 	}
@@ -134,7 +134,7 @@ END
 		{
 			SQL:    fmt.Sprintf("CREATE VIEW %s WITH (security_invoker = true) AS SELECT * FROM %s", v.Old.Quoted(), v.Table.Quoted()),
 			Lock:   AccessShare,
-			Tables: []string{v.Table.Label()},
+			Tables: TableList{v.Table},
 			Held:   HeldInstant,
 			Done:   probeRelkind(v.Old, "v"),
 		},
@@ -152,7 +152,7 @@ func (v CompatView) Drop() Statement {
 	return Statement{
 		SQL:    "DROP VIEW IF EXISTS " + v.Old.Quoted(),
 		Lock:   AccessExclusive,
-		Tables: []string{v.Old.Label()},
+		Tables: TableList{v.Old},
 		Held:   HeldInstant,
 		Done:   not(probeRelkind(v.Old, "v")),
 	}
@@ -165,10 +165,10 @@ func (v CompatView) Drop() Statement {
 // once the rename has run.
 func RenameGuard(t TableRef, done string) []Statement {
 	rules := assert(fmt.Sprintf("SELECT NOT EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite WHERE ev_class = %s AND rulename <> '_RETURN')", t.regclass()),
-		fmt.Sprintf("%s has rules: writes through a view under its old name would not behave as on the table; replace the rules by triggers, or rename the table in a maintenance window with every application stopped", t.Label()))
+		fmt.Sprintf("%s has rules: writes through a view under its old name would not behave as on the table; replace the rules by triggers, or rename the table in a maintenance window with every application stopped", t.String()))
 	trig := assert(fmt.Sprintf(`SELECT NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger tg JOIN pg_catalog.pg_proc p ON p.oid = tg.tgfoid
   WHERE tg.tgrelid = %s AND NOT tg.tgisinternal AND p.prosrc ~* '\mTG_(TABLE_NAME|RELNAME)\M')`, t.regclass()),
-		fmt.Sprintf("a trigger function of %s reads TG_TABLE_NAME or TG_RELNAME: after the rename it sees the new name, also for writes made through the old one; make it independent of the table's name first (compare TG_RELID), then rename", t.Label()))
+		fmt.Sprintf("a trigger function of %s reads TG_TABLE_NAME or TG_RELNAME: after the rename it sees the new name, also for writes made through the old one; make it independent of the table's name first (compare TG_RELID), then rename", t.String()))
 	rules.Done, trig.Done = done, done
 	return []Statement{rules, trig}
 }
@@ -179,7 +179,7 @@ func RenameGuard(t TableRef, done string) []Statement {
 func DependentViewGuard(t TableRef, done string) Statement {
 	st := assert(fmt.Sprintf(`SELECT NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid
   WHERE d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.refobjid = %s AND r.ev_class <> d.refobjid)`, t.regclass()),
-		fmt.Sprintf("views are built on %s: drop them first (they would keep using the table, and its purge would fail)", t.Label()))
+		fmt.Sprintf("views are built on %s: drop them first (they would keep using the table, and its purge would fail)", t.String()))
 	st.Done = done
 	return st
 }
@@ -190,7 +190,7 @@ func DropTable(t TableRef) Statement {
 	return Statement{
 		SQL:    "DROP TABLE IF EXISTS " + t.Quoted(),
 		Lock:   AccessExclusive,
-		Tables: []string{t.Label()},
+		Tables: TableList{t},
 		Held:   HeldInstant,
 	}
 }

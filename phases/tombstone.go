@@ -23,7 +23,7 @@ func TombstoneName(id, column string) string {
 // whose rename committed finds the column gone and skips it.
 func (c Column) Rename(to string) Statement {
 	st := c.alter(fmt.Sprintf("RENAME COLUMN %s TO %s", Ident(c.Name), Ident(to)))
-	st.Done = not(probeColumnExists(c.table(), c.Name))
+	st.Done = not(probeColumnExists(c.Table, c.Name))
 	return st
 }
 

@@ -298,7 +298,7 @@ func (e *Engine) adoptEntry(ctx context.Context, specs []Spec, id string, versio
 	}
 	// Changes on one table advance one at a time.
 	for _, sc := range stored {
-		if sc.ID != id && sc.Table.String() == en.state.Table.String() && inFlight(sc) {
+		if sc.ID != id && sc.Table.Equal(en.state.Table) && inFlight(sc) {
 			return nil, fmt.Errorf("change %s on the same table %s is in flight (%d of %d phases applied): changes on one table advance one at a time; finish or roll it back before adopting %s: %w",
 				sc.ID, sc.Table, sc.Applied, sc.Total, id, ErrInput)
 		}

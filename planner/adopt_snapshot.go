@@ -61,7 +61,7 @@ func beforeChange(t *Table, s Spec) (*Table, error) {
 	// as the column's NOT NULL constraint).
 	helper := ""
 	if ef.notNull != "" {
-		helper = phases.NotNull{Column: phases.Column{Schema: t.Name.SchemaOrPublic(), Table: t.Name.Name, Name: ef.notNull}}.ConstraintName()
+		helper = phases.NotNull{Column: phases.Column{Table: t.Name, Name: ef.notNull}}.ConstraintName()
 	}
 	out.Checks = nil
 	for _, c := range t.Checks {

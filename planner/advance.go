@@ -386,7 +386,7 @@ func (e *Engine) apply(ctx context.Context, en *entry, idx int, deployID string)
 		return nil
 	}
 	run := e.runner()
-	run.Tables = []string{c.Table.String()}
+	run.Tables = phases.TableList{c.Table}
 	if p.Backfill == nil {
 		if err := run.Run(ctx, p.Statements, finish); err != nil {
 			return fail(err)

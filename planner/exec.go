@@ -61,9 +61,9 @@ type runner struct {
 	// Log receives one line per statement run or skipped (nil: silent), and
 	// one per retry.
 	Log io.Writer
-	// Tables ("schema.name") are named in a lockError, with the sessions
-	// holding locks on them, when the failing statement declares none.
-	Tables []string
+	// Tables are named in a lockError, with the sessions holding locks on
+	// them, when the failing statement declares none.
+	Tables phases.TableList
 	// Sleep waits between tries; tests replace it.
 	Sleep func(ctx context.Context, d time.Duration) error
 
@@ -107,7 +107,7 @@ func groupStatements(stmts []phases.Statement) []unit {
 // resumes it.
 type lockError struct {
 	Statement string
-	Tables    []string
+	Tables    phases.TableList
 	Tries     int
 	Timeout   time.Duration
 	// Holders describes the sessions holding locks on Tables when the last
@@ -120,7 +120,7 @@ func (e *lockError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "could not get a lock within lock_timeout %s after %d tries for: %s", e.Timeout, e.Tries, oneLine(e.Statement, 120))
 	if len(e.Tables) > 0 {
-		fmt.Fprintf(&b, " (on %s)", strings.Join(e.Tables, ", "))
+		fmt.Fprintf(&b, " (on %s)", e.Tables)
 	}
 	if len(e.Holders) > 0 {
 		fmt.Fprintf(&b, "; blocked by %s", strings.Join(e.Holders, "; "))
@@ -428,9 +428,13 @@ func (r *runner) execWatched(ctx context.Context, conn *pgconn.PgConn, s phases.
 // lockHolders describes the sessions of this database holding locks on
 // tables, oldest transaction first, for an error message when the
 // statement was not seen waiting. Best effort: errors yield nothing.
-func (r *runner) lockHolders(ctx context.Context, tables []string) []string {
+func (r *runner) lockHolders(ctx context.Context, tables phases.TableList) []string {
 	if len(tables) == 0 {
 		return nil
+	}
+	schemas, names := make([]string, len(tables)), make([]string, len(tables))
+	for i, t := range tables {
+		schemas[i], names[i] = t.SchemaOrPublic(), t.Name
 	}
 	rows, err := r.Pool.Query(ctx, `
 		SELECT a.pid, string_agg(DISTINCT l.mode, ', '), coalesce(a.state, ''), coalesce(a.application_name, ''),
@@ -441,9 +445,9 @@ func (r *runner) lockHolders(ctx context.Context, tables []string) []string {
 		  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
 		  AND a.datname = current_database()
 		  AND l.relation IN (SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-		                     WHERE n.nspname || '.' || c.relname = ANY ($1::text[]))
+		                     JOIN unnest($1::text[], $2::text[]) AS t(schema, name) ON t.schema = n.nspname AND t.name = c.relname)
 		GROUP BY a.pid, a.state, a.application_name, a.xact_start, a.backend_start, a.query
-		ORDER BY a.xact_start NULLS LAST, a.backend_start, a.pid LIMIT $2`, tables, maxNamed)
+		ORDER BY a.xact_start NULLS LAST, a.backend_start, a.pid LIMIT $3`, schemas, names, maxNamed)
 	if err != nil {
 		return nil
 	}

@@ -237,7 +237,7 @@ func TestRunnerRetriesLockTimeoutWithoutStallingReaders(t *testing.T) {
 
 	reader := startReader(db.Pool, `SELECT v FROM t WHERE id = $1`, 1000)
 	time.AfterFunc(1500*time.Millisecond, func() { blocker.Rollback(ctx) })
-	err = r.Run(ctx, []phases.Statement{{SQL: `ALTER TABLE t ADD COLUMN w int`, Lock: phases.AccessExclusive, Tables: []string{"public.t"}}}, nil)
+	err = r.Run(ctx, []phases.Statement{{SQL: `ALTER TABLE t ADD COLUMN w int`, Lock: phases.AccessExclusive, Tables: phases.TableList{{Schema: "public", Name: "t"}}}}, nil)
 	readerMax, readerErrs := reader.stop()
 	if err != nil {
 		t.Fatalf("DDL did not succeed after the blocker ended: %v", err)
@@ -312,7 +312,7 @@ func TestRunnerGivesUpClearlyAfterTries(t *testing.T) {
 	r := testRunner(db)
 	r.LockTimeout = 50 * time.Millisecond
 	r.Sleep = func(context.Context, time.Duration) error { return nil }
-	err = r.Run(ctx, []phases.Statement{{SQL: `ALTER TABLE t ADD COLUMN a int`, Lock: phases.AccessExclusive, Tables: []string{"public.t"}}}, nil)
+	err = r.Run(ctx, []phases.Statement{{SQL: `ALTER TABLE t ADD COLUMN a int`, Lock: phases.AccessExclusive, Tables: phases.TableList{{Schema: "public", Name: "t"}}}}, nil)
 	var le *lockError
 	if !errors.As(err, &le) {
 		t.Fatalf("err = %v, want a lockError", err)

@@ -54,7 +54,7 @@ func (k *AddCheck) CheckLive(t *Table) []Problem { return constraintNameLive(t, 
 
 func (k *AddCheck) Compile(id string, target Target) ([]phases.Phase, error) {
 	t := k.Table()
-	c := phases.Constraint{Schema: t.SchemaOrPublic(), Table: t.Name, Name: k.constraintName(id),
+	c := phases.Constraint{Table: t, Name: k.constraintName(id),
 		Definition: "CHECK (" + k.Expr + "\n)"} // a trailing -- comment in the expression ends at the newline
 	return notValidThenValidate(c, "check "+k.Expr), nil
 }

@@ -107,7 +107,7 @@ func (k *AddColumn) Compile(id string, target Target) ([]phases.Phase, error) {
 
 func compileAddColumn(k *AddColumn, id string, target Target) ([]phases.Phase, error) {
 	t := k.Table()
-	col := phases.Column{Schema: t.SchemaOrPublic(), Table: t.Name, Name: k.Column}
+	col := phases.Column{Table: t, Name: k.Column}
 	expand := phases.Phase{
 		Name:       "expand",
 		Purpose:    fmt.Sprintf("add %s.%s %s, nullable (catalog only, no rewrite)", t, k.Column, k.Type),

@@ -92,8 +92,8 @@ func (k *AddForeignKey) Compile(id string, target Target) ([]phases.Phase, error
 	if k.OnDelete != "" {
 		def += " ON DELETE " + strings.ToUpper(k.onDelete())
 	}
-	c := phases.Constraint{Schema: t.SchemaOrPublic(), Table: t.Name, Name: k.constraintName(), Definition: def,
-		References: &phases.TableRef{Schema: rt.SchemaOrPublic(), Name: rt.Name}}
+	c := phases.Constraint{Table: t, Name: k.constraintName(), Definition: def,
+		References: &rt}
 	what := fmt.Sprintf("foreign key (%s) references %s", strings.Join(k.Columns, ", "), rt)
 	if p := target.partitioned(); p != nil && !notValidOnParent(target.Version) {
 		return partitionedForeignKeyPhases(t, p, c, what)

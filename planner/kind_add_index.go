@@ -125,7 +125,7 @@ func (k *AddIndex) CheckLive(t *Table) []Problem {
 func (k *AddIndex) Compile(id string, target Target) ([]phases.Phase, error) {
 	t := k.Table()
 	ix := phases.Index{
-		Schema: t.SchemaOrPublic(), Table: t.Name, Name: k.IndexName(),
+		Table: t, Name: k.IndexName(),
 		Unique: k.Unique, Using: k.Using, Columns: k.Columns, Where: k.Where,
 	}
 	if p := target.partitioned(); p != nil {

@@ -61,7 +61,7 @@ func (k *AddUnique) Compile(id string, target Target) ([]phases.Phase, error) {
 	if p := target.partitioned(); p != nil {
 		return partitionedUniquePhases(t, p, k.constraintName(), k.Columns)
 	}
-	u := phases.Unique{Index: phases.Index{Schema: t.SchemaOrPublic(), Table: t.Name, Name: k.constraintName(),
+	u := phases.Unique{Index: phases.Index{Table: t, Name: k.constraintName(),
 		Unique: true, Columns: k.Columns}}
 	return []phases.Phase{
 		{

@@ -302,7 +302,7 @@ func (k *AlterColumn) Compile(id string, target Target) ([]phases.Phase, error) 
 	alter := &alteration{notNull: k.setsNotNull(), dropNotNull: k.dropsNotNull(), defaultExpr: k.Default}
 	if k.CheckExpr != "" {
 		// A trailing -- comment in the expression ends at the newline.
-		alter.check = &phases.Constraint{Schema: t.SchemaOrPublic(), Table: t.Name, Name: k.checkName(), Definition: "CHECK (" + k.CheckExpr + "\n)"}
+		alter.check = &phases.Constraint{Table: t, Name: k.checkName(), Definition: "CHECK (" + k.CheckExpr + "\n)"}
 	}
 	if k.Unique {
 		alter.unique = k.uniqueName()
@@ -330,7 +330,7 @@ func alterationSteps(t *Table, cc copyColumn, newCol phases.Column) ([]dependent
 				return nil, problemsError(ps)
 			}
 		}
-		u := phases.Unique{Index: phases.Index{Schema: newCol.Schema, Table: newCol.Table, Name: name, Unique: true, Columns: []string{cc.new}}}
+		u := phases.Unique{Index: phases.Index{Table: newCol.Table, Name: name, Unique: true, Columns: []string{cc.new}}}
 		out = append(out, dependentCopy{what: "unique " + name, name: name,
 			forward: append(u.Index.Create(), u.Attach()), back: append([]phases.Statement{u.DropConstraint()}, u.Index.Drop()...)})
 	}

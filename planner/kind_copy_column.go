@@ -140,11 +140,11 @@ func compileCopyColumn(id string, target Target, cc copyColumn) ([]phases.Phase,
 	if cc.newType != "" {
 		newType = cc.newType
 	}
-	sync := phases.Sync{ID: id, Schema: schema, Table: t.Name, Old: cc.old, New: cc.new,
+	sync := phases.Sync{ID: id, Table: t, Old: cc.old, New: cc.new,
 		OldType: oldType, NewType: newType, Up: cc.up, Down: cc.down,
 		UpLabel: cc.upLabel, DownLabel: cc.downLabel}
-	newCol := phases.Column{Schema: schema, Table: t.Name, Name: cc.new}
-	oldCol := phases.Column{Schema: schema, Table: t.Name, Name: cc.old}
+	newCol := phases.Column{Table: t, Name: cc.new}
+	oldCol := phases.Column{Table: t, Name: cc.old}
 
 	what := fmt.Sprintf("copy of %s.%s", t, cc.old)
 	if cc.newType != "" {
@@ -211,7 +211,7 @@ func compileCopyColumn(id string, target Target, cc copyColumn) ([]phases.Phase,
 		named = copies.steps
 		contractFirst = copies.contractFirst
 		if copies.perPartition {
-			enforce.Partitions = target.Table.Partitioning.labels()
+			enforce.Partitions = target.Table.Partitioning.refs()
 		}
 	}
 	if cc.alter != nil {
@@ -257,7 +257,7 @@ func compileCopyColumn(id string, target Target, cc copyColumn) ([]phases.Phase,
 	// trigger, which fills it from the new column on every write exactly as
 	// during enforce, so it stays current and a rollback needs no scan.
 	tomb := phases.TombstoneName(id, cc.old)
-	tombCol := phases.Column{Schema: schema, Table: t.Name, Name: tomb}
+	tombCol := phases.Column{Table: t, Name: tomb}
 	contract := phases.Phase{
 		Name: "contract",
 		Purpose: fmt.Sprintf("rename %s to the tombstone %s (instant, keeping its data, which the trigger keeps current); %s is the only column applications see; rollback renames it back",
@@ -346,7 +346,7 @@ func copyDependents(t *Table, cc copyColumn, _ []phases.Statement) (dependentCop
 		if !ok {
 			return out, cantRewrite("unique constraint", c.Name, c.Definition)
 		}
-		u := phases.Unique{Index: phases.Index{Schema: schema, Table: t.Name.Name, Name: copyName(c.Name, cc.old, cc.new), Unique: true, Body: body}}
+		u := phases.Unique{Index: phases.Index{Table: t.Name, Name: copyName(c.Name, cc.old, cc.new), Unique: true, Body: body}}
 		if t.Partitioning != nil {
 			step, err := partitionedUniqueCopy(t, c, *backing, u.Index, cc)
 			if err != nil {
@@ -370,7 +370,7 @@ func copyDependents(t *Table, cc copyColumn, _ []phases.Statement) (dependentCop
 		if !ok {
 			return out, cantRewrite("index", ix.Name, ix.Definition)
 		}
-		n := phases.Index{Schema: schema, Table: t.Name.Name, Name: copyName(ix.Name, cc.old, cc.new), Unique: ix.Unique, Body: body}
+		n := phases.Index{Table: t.Name, Name: copyName(ix.Name, cc.old, cc.new), Unique: ix.Unique, Body: body}
 		if t.Partitioning != nil {
 			step, err := partitionedIndexCopy(t, n)
 			if err != nil {
@@ -392,8 +392,8 @@ func copyDependents(t *Table, cc copyColumn, _ []phases.Statement) (dependentCop
 			if !ok {
 				return out, cantRewrite("foreign key", c.Name, c.Definition)
 			}
-			selfRef = rt.SchemaOrPublic() == schema && rt.Name == t.Name.Name
-			ref = &phases.TableRef{Schema: rt.SchemaOrPublic(), Name: rt.Name}
+			selfRef = rt.Equal(t.Name)
+			ref = &rt
 		}
 		def, notValid := strings.CutSuffix(c.Definition, " NOT VALID")
 		what := "check "
@@ -414,7 +414,7 @@ func copyDependents(t *Table, cc copyColumn, _ []phases.Statement) (dependentCop
 			def = renameInExpr(def, cc.old, cc.new)
 		}
 		validate := !notValid
-		k := phases.Constraint{Schema: schema, Table: t.Name.Name, Name: copyName(c.Name, cc.old, cc.new), Definition: def, References: ref}
+		k := phases.Constraint{Table: t.Name, Name: copyName(c.Name, cc.old, cc.new), Definition: def, References: ref}
 		if t.Partitioning != nil && c.Type == "f" && !notValidOnParent(cc.version) {
 			step, err := partitionedForeignKeyCopy(t, k, validate)
 			if err != nil {
@@ -444,15 +444,15 @@ func copyDependents(t *Table, cc copyColumn, _ []phases.Statement) (dependentCop
 		if !ok {
 			return out, cantRewrite("foreign key", c.Name, c.Definition)
 		}
-		other := phases.TableRef{Schema: c.Table.SchemaOrPublic(), Name: c.Table.Name}
-		k := phases.Constraint{Schema: other.Schema, Table: other.Name, Name: copyName(c.Name, cc.old, cc.new), Definition: def,
+		other := c.Table
+		k := phases.Constraint{Table: other, Name: copyName(c.Name, cc.old, cc.new), Definition: def,
 			References: &phases.TableRef{Schema: schema, Name: t.Name.Name}}
 		fwd := []phases.Statement{k.AddNotValid()}
 		if !notValid {
 			fwd = append(fwd, k.Validate())
 		}
 		out.steps = append(out.steps, dependentCopy{what: fmt.Sprintf("foreign key %s on %s", k.Name, c.Table), forward: fwd, back: []phases.Statement{k.Drop()}})
-		old := phases.Constraint{Schema: other.Schema, Table: other.Name, Name: c.Name, References: k.References}
+		old := phases.Constraint{Table: other, Name: c.Name, References: k.References}
 		out.contractFirst = append(out.contractFirst, old.Drop())
 	}
 	// A copy must not take a name already in use: the probes would mistake

@@ -246,7 +246,7 @@ func (k *CreateTable) objectNames() []objName {
 
 func (k *CreateTable) Compile(id string, target Target) ([]phases.Phase, error) {
 	t := k.Table()
-	ref := phases.TableRef{Schema: t.SchemaOrPublic(), Name: t.Name}
+	ref := t
 	nt := phases.NewTable{TableRef: ref}
 	for _, c := range k.Columns {
 		def := phases.Ident(c.Name) + " " + c.Type
@@ -277,14 +277,14 @@ func (k *CreateTable) Compile(id string, target Target) ([]phases.Phase, error) 
 			body += " ON DELETE " + strings.ToUpper((&AddForeignKey{OnDelete: fk.OnDelete}).onDelete())
 		}
 		constraint(k.foreignName(i), body)
-		r := phases.TableRef{Schema: rt.SchemaOrPublic(), Name: rt.Name}
+		r := rt
 		if !slices.Contains(nt.References, r) && r != ref {
 			nt.References = append(nt.References, r)
 		}
 	}
 	stmts := []phases.Statement{nt.Create()}
 	for i, ix := range k.Indexes {
-		pi := phases.Index{Schema: ref.Schema, Table: t.Name, Name: k.indexName(i), Unique: ix.Unique, Using: ix.Using, Columns: ix.Columns, Where: ix.Where}
+		pi := phases.Index{Table: ref, Name: k.indexName(i), Unique: ix.Unique, Using: ix.Using, Columns: ix.Columns, Where: ix.Where}
 		stmts = append(stmts, pi.CreateIndex())
 	}
 	return []phases.Phase{{
@@ -301,7 +301,7 @@ func (k *CreateTable) Compile(id string, target Target) ([]phases.Phase, error) 
 func (k *CreateTable) effect(string) effect {
 	e := effect{creates: k.model(), names: k.objectNames()}
 	for i, fk := range k.Foreign {
-		if rt := ParseTableName(fk.References.Table); rt.String() != k.Table().String() {
+		if rt := ParseTableName(fk.References.Table); !rt.Equal(k.Table()) {
 			e.refTable = rt
 			for j, c := range fk.References.Columns {
 				e.refCols = append(e.refCols, colRef{fmt.Sprintf("foreign_keys[%d].references.columns[%d]", i, j), c})

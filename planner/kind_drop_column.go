@@ -50,7 +50,7 @@ func dropColumnLive(k *DropColumn, t *Table) []Problem {
 
 func compileDropColumn(k *DropColumn, id string, target Target) ([]phases.Phase, error) {
 	t := k.Table()
-	col := phases.Column{Schema: t.SchemaOrPublic(), Table: t.Name, Name: k.Column}
+	col := phases.Column{Table: t, Name: k.Column}
 	notNull := true // offline: assumed, so that the plan shows the step
 	var dropFirst []phases.Statement
 	if target.Table != nil {
@@ -61,8 +61,8 @@ func compileDropColumn(k *DropColumn, id string, target Target) ([]phases.Phase,
 		notNull = c.NotNull && c.Default == ""
 		for _, r := range target.Table.Referencing {
 			if slices.Contains(r.Columns, k.Column) {
-				fk := phases.Constraint{Schema: r.Table.SchemaOrPublic(), Table: r.Table.Name, Name: r.Name,
-					References: &phases.TableRef{Schema: t.SchemaOrPublic(), Name: t.Name}}
+				fk := phases.Constraint{Table: r.Table, Name: r.Name,
+					References: &t}
 				dropFirst = append(dropFirst, fk.Drop())
 			}
 		}
@@ -96,7 +96,7 @@ func compileDropColumn(k *DropColumn, id string, target Target) ([]phases.Phase,
 	// during stop_using. Foreign keys of other tables that reference it
 	// stay until the purge, so that a rollback finds them.
 	tomb := phases.TombstoneName(id, k.Column)
-	tombCol := phases.Column{Schema: col.Schema, Table: col.Table, Name: tomb}
+	tombCol := phases.Column{Table: col.Table, Name: tomb}
 	contract := phases.Phase{
 		Name: "contract",
 		Purpose: fmt.Sprintf("rename %s.%s to the tombstone %s (instant): applications no longer see it; its data stays as it was at contract; rollback renames it back",

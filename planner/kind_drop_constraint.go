@@ -88,7 +88,7 @@ func backingIndex(t *Table, constraint string) *Index {
 
 func (k *DropConstraint) Compile(id string, target Target) ([]phases.Phase, error) {
 	t := k.Table()
-	c := phases.Constraint{Schema: t.SchemaOrPublic(), Table: t.Name, Name: k.Constraint,
+	c := phases.Constraint{Table: t, Name: k.Constraint,
 		Definition: fmt.Sprintf("/* definition of %s as registered */", k.Constraint)}
 	phase := phases.Phase{
 		Name:    "drop_constraint",
@@ -109,7 +109,7 @@ func (k *DropConstraint) Compile(id string, target Target) ([]phases.Phase, erro
 	if live.Type == "u" {
 		ix := backingIndex(target.Table, k.Constraint)
 		body, _ := indexBody(ix.Definition, "", "")
-		u := phases.Unique{Index: phases.Index{Schema: t.SchemaOrPublic(), Table: t.Name, Name: k.Constraint, Unique: true, Body: body}}
+		u := phases.Unique{Index: phases.Index{Table: t, Name: k.Constraint, Unique: true, Body: body}}
 		attach := u.Attach()
 		if i := strings.Index(live.Definition, " DEFERRABLE"); i >= 0 {
 			attach.SQL += live.Definition[i:]
@@ -123,7 +123,7 @@ func (k *DropConstraint) Compile(id string, target Target) ([]phases.Phase, erro
 	c.Definition = def
 	if live.Type == "f" {
 		rt, _ := referencedTable(live.Definition)
-		c.References = &phases.TableRef{Schema: rt.SchemaOrPublic(), Name: rt.Name}
+		c.References = &rt
 	}
 	phase.Statements = []phases.Statement{c.Drop()}
 	phase.Rollback = []phases.Statement{c.AddNotValid()}

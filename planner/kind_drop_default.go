@@ -45,7 +45,7 @@ func (k *DropDefault) Compile(id string, target Target) ([]phases.Phase, error) 
 			purpose += "; the column is NOT NULL: inserts that leave it out fail from now on, so every application must write it before this runs"
 		}
 	}
-	col := phases.Column{Schema: t.SchemaOrPublic(), Table: t.Name, Name: k.Column}
+	col := phases.Column{Table: t, Name: k.Column}
 	return []phases.Phase{{
 		Name:       "drop_default",
 		Purpose:    purpose,

@@ -62,7 +62,7 @@ func (k *DropIndex) CheckLive(t *Table) []Problem {
 
 func (k *DropIndex) Compile(id string, target Target) ([]phases.Phase, error) {
 	t := k.Table()
-	ix := phases.Index{Schema: t.SchemaOrPublic(), Table: t.Name, Name: k.Index,
+	ix := phases.Index{Table: t, Name: k.Index,
 		Body: fmt.Sprintf("/* definition of %s as registered */", k.Index)}
 	if target.Table != nil {
 		if ps := k.CheckLive(target.Table); len(ps) > 0 {

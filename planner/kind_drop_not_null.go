@@ -52,7 +52,7 @@ func (k *DropNotNull) Compile(id string, target Target) ([]phases.Phase, error) 
 		}
 	}
 	t := k.Table()
-	col := phases.Column{Schema: t.SchemaOrPublic(), Table: t.Name, Name: k.Column}
+	col := phases.Column{Table: t, Name: k.Column}
 	nn := phases.NotNull{Column: col, Version: target.Version}
 	return []phases.Phase{{
 		Name: "drop_not_null",

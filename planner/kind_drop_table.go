@@ -41,7 +41,7 @@ func (k *DropTable) FlagMeta() map[string]string {
 
 func (k *DropTable) Compile(id string, target Target) ([]phases.Phase, error) {
 	t := k.Table()
-	ref := phases.TableRef{Schema: t.SchemaOrPublic(), Name: t.Name}
+	ref := t
 	tomb := phases.TombstoneName(id, t.Name)
 	tombRef := phases.TableRef{Schema: ref.Schema, Name: tomb}
 	move := phases.RenameTable(ref, tomb)
@@ -69,7 +69,7 @@ func (k *DropTable) Compile(id string, target Target) ([]phases.Phase, error) {
 			Purpose:      fmt.Sprintf("drop the tombstone %s (the old %s) and its data%s", tomb, t, note),
 			Gate:         phases.PurgeAfter,
 			Statements:   []phases.Statement{phases.DropTable(tombRef)},
-			Irreversible: fmt.Sprintf("drops %s (the old %s) and its data", tombRef.Label(), t),
+			Irreversible: fmt.Sprintf("drops %s (the old %s) and its data", tombRef.String(), t),
 		},
 	}, nil
 }

@@ -28,7 +28,7 @@ func partitionedIndexPhases(t TableName, p *Partitioning, ix phases.Index) ([]ph
 			ix.Name, t, partitionNote(p)),
 		Statements: pi.Create(),
 		Rollback:   pi.Drop(),
-		Partitions: p.labels(),
+		Partitions: p.refs(),
 	}}, nil
 }
 
@@ -38,7 +38,7 @@ func partitionedUniquePhases(t TableName, p *Partitioning, name string, columns 
 	if len(ps) > 0 {
 		return nil, problemsError(ps)
 	}
-	u := phases.PartitionedUnique{Index: phases.Index{Schema: t.SchemaOrPublic(), Table: t.Name, Name: name, Unique: true, Columns: columns},
+	u := phases.PartitionedUnique{Index: phases.Index{Table: t, Name: name, Unique: true, Columns: columns},
 		Columns: columns, Partitions: p.refs()}
 	return []phases.Phase{
 		{
@@ -47,7 +47,7 @@ func partitionedUniquePhases(t TableName, p *Partitioning, name string, columns 
 				strings.Join(columns, ", "), t, partitionNote(p)),
 			Statements: u.Build(),
 			Rollback:   u.DropBuilt(),
-			Partitions: p.labels(),
+			Partitions: p.refs(),
 		},
 		{
 			Name: "attach",
@@ -55,7 +55,7 @@ func partitionedUniquePhases(t TableName, p *Partitioning, name string, columns 
 				name, partitionNote(p)),
 			Statements: u.Attach(),
 			Rollback:   u.Detach(),
-			Partitions: p.labels(),
+			Partitions: p.refs(),
 		},
 	}, nil
 }
@@ -75,7 +75,7 @@ func partitionedForeignKeyPhases(t TableName, p *Partitioning, c phases.Constrai
 				c.Name, what, partitionNote(p)),
 			Statements: fk.AddNotValid(),
 			Rollback:   fk.DropPartitions(),
-			Partitions: p.labels(),
+			Partitions: p.refs(),
 		},
 		{
 			Name: "validate",
@@ -83,7 +83,7 @@ func partitionedForeignKeyPhases(t TableName, p *Partitioning, c phases.Constrai
 				c.Name, partitionNote(p)),
 			Statements: fk.Validate(),
 			Rollback:   fk.Unvalidate(),
-			Partitions: p.labels(),
+			Partitions: p.refs(),
 		},
 	}, nil
 }

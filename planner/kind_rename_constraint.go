@@ -73,7 +73,7 @@ func (k *RenameConstraint) Compile(id string, target Target) ([]phases.Phase, er
 			purpose += "; its index is renamed with it"
 		}
 	}
-	r := phases.ConstraintRename{Schema: t.SchemaOrPublic(), Table: t.Name, From: k.Constraint, To: k.To}
+	r := phases.ConstraintRename{Table: t, From: k.Constraint, To: k.To}
 	return []phases.Phase{{
 		Name:       "rename_constraint",
 		Purpose:    purpose,

@@ -63,7 +63,7 @@ func (k *RenameIndex) Compile(id string, target Target) ([]phases.Phase, error) 
 		}
 	}
 	t := k.Table()
-	r := phases.IndexRename{Schema: t.SchemaOrPublic(), Table: t.Name, From: k.Index, To: k.To}
+	r := phases.IndexRename{Table: t, From: k.Index, To: k.To}
 	purpose := fmt.Sprintf("rename index %s of %s to %s (instant, catalog only)", k.Index, t, k.To)
 	if target.partitioned() != nil {
 		purpose += "; on a partitioned table this renames the parent's index, the partitions' indexes keep their names"

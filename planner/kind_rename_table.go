@@ -54,7 +54,7 @@ func (k *RenameTable) Compile(id string, target Target) ([]phases.Phase, error) 
 			Hint: "rename the table in a maintenance window, or upgrade first"}})
 	}
 	t, n := k.Table(), k.NewName()
-	old := phases.TableRef{Schema: t.SchemaOrPublic(), Name: t.Name}
+	old := t
 	renamed := phases.TableRef{Schema: old.Schema, Name: k.To}
 	view := phases.CompatView{Old: old, Table: renamed}
 	rename := phases.RenameTable(old, k.To)

@@ -92,7 +92,7 @@ func defaultColumnLive(t *Table, column string, mustHave bool) []Problem {
 // at registration; offline a marked placeholder.
 func restoreDefault(col phases.Column, target Target) phases.Statement {
 	if target.Table == nil {
-		return col.SetDefault(fmt.Sprintf("/* default of %s.%s as registered; DROP DEFAULT when it had none */", TableName{Schema: col.Schema, Name: col.Table}, col.Name))
+		return col.SetDefault(fmt.Sprintf("/* default of %s.%s as registered; DROP DEFAULT when it had none */", col.Table, col.Name))
 	}
 	if prev := target.Table.Column(col.Name).Default; prev != "" {
 		return col.SetDefault(prev)
@@ -107,7 +107,7 @@ func (k *SetDefault) Compile(id string, target Target) ([]phases.Phase, error) {
 		}
 	}
 	t := k.Table()
-	col := phases.Column{Schema: t.SchemaOrPublic(), Table: t.Name, Name: k.Column}
+	col := phases.Column{Table: t, Name: k.Column}
 	return []phases.Phase{{
 		Name:       "set_default",
 		Purpose:    fmt.Sprintf("give %s.%s the default %s for rows inserted from now on (instant, catalog only: existing rows keep their values); rollback restores the default it had at registration", t, k.Column, k.Default),

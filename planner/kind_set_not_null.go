@@ -60,7 +60,7 @@ func (k *SetNotNull) Compile(id string, target Target) ([]phases.Phase, error) {
 
 func compileSetNotNull(k *SetNotNull, id string, target Target) ([]phases.Phase, error) {
 	t := k.Table()
-	col := phases.Column{Schema: t.SchemaOrPublic(), Table: t.Name, Name: k.Column}
+	col := phases.Column{Table: t, Name: k.Column}
 	nn := phases.NotNull{Column: col, Version: target.Version}
 	enforce := phases.Phase{
 		Name:       "enforce",

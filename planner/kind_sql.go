@@ -129,6 +129,15 @@ func (k *SQL) Compile(id string, target Target) ([]phases.Phase, error) {
 	return []phases.Phase{ph}, nil
 }
 
+// lintTable reads a table as the lint names it: its parts unquoted and
+// joined by dots (a dot inside a quoted name reads as a separator).
+func lintTable(name string) TableName {
+	if schema, table, ok := strings.Cut(name, "."); ok && !strings.Contains(table, ".") {
+		return TableName{Schema: schema, Name: table}
+	}
+	return TableName{Name: name}
+}
+
 // sqlStatements turns linted statements into the runner's statements, with
 // the lock each takes (on the change's table when the lint cannot name
 // the table a statement locks).
@@ -153,9 +162,15 @@ func sqlStatements(src string, table TableName) ([]phases.Statement, error) {
 		case s.Scans:
 			held = "while scanning the table"
 		}
-		tables := s.Tables
+		var tables phases.TableList
+		if s.Tables != nil {
+			tables = make(phases.TableList, 0, len(s.Tables))
+		}
+		for _, t := range s.Tables {
+			tables = append(tables, lintTable(t))
+		}
 		if len(tables) == 0 && s.Lock != "" {
-			tables = []string{table.String()}
+			tables = phases.TableList{table}
 		}
 		out = append(out, phases.Statement{SQL: s.SQL, Lock: phases.Lock(s.Lock), Tables: tables,
 			Held: held, Rewrites: s.Rewrites, Scans: s.Scans})

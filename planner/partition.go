@@ -35,11 +35,6 @@ type Partition struct {
 	Kind string `json:"kind"`
 }
 
-// Ref is the partition as the phases package names tables.
-func (p Partition) Ref() phases.TableRef {
-	return phases.TableRef{Schema: p.Table.SchemaOrPublic(), Name: p.Table.Name}
-}
-
 func loadPartitioning(ctx context.Context, q Querier, oid uint32, t *Table) error {
 	p := &Partitioning{Partitions: []Partition{}}
 	err := q.QueryRow(ctx, `
@@ -110,17 +105,7 @@ func (target Target) partitionedNote() string {
 func (p *Partitioning) refs() []phases.TableRef {
 	out := make([]phases.TableRef, len(p.Partitions))
 	for i, x := range p.Partitions {
-		out[i] = x.Ref()
-	}
-	return out
-}
-
-// labels lists the partitions as schema.name, the way Phase.Partitions
-// and the live check name them.
-func (p *Partitioning) labels() []string {
-	out := make([]string, len(p.Partitions))
-	for i, x := range p.Partitions {
-		out[i] = x.Table.String()
+		out[i] = x.Table
 	}
 	return out
 }
@@ -175,27 +160,27 @@ func checkPartitions(ctx context.Context, q Querier, changeID string, table Tabl
 	if len(p.Partitions) == 0 {
 		return nil
 	}
-	var live []string
+	var live phases.TableList
 	rows, err := q.Query(ctx, `
-SELECT n.nspname || '.' || c.relname
+SELECT n.nspname, c.relname
 FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE i.inhparent = to_regclass($1)
-ORDER BY 1`, table.Quoted())
+ORDER BY n.nspname || '.' || c.relname`, table.Quoted())
 	if err != nil {
 		return fmt.Errorf("partitions of %s: %w", table, err)
 	}
-	if live, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+	if live, err = pgx.CollectRows(rows, pgx.RowToStructByPos[phases.TableRef]); err != nil {
 		return fmt.Errorf("partitions of %s: %w", table, err)
 	}
-	var attached, detached []string
+	var attached, detached phases.TableList
 	for _, l := range live {
-		if !slices.Contains(p.Partitions, l) {
+		if !p.Partitions.Contains(l) {
 			attached = append(attached, l)
 		}
 	}
 	for _, w := range p.Partitions {
-		if !slices.Contains(live, w) {
+		if !live.Contains(w) {
 			detached = append(detached, w)
 		}
 	}
@@ -204,10 +189,10 @@ ORDER BY 1`, table.Quoted())
 	}
 	var what []string
 	if len(attached) > 0 {
-		what = append(what, "attached since: "+strings.Join(attached, ", "))
+		what = append(what, "attached since: "+attached.String())
 	}
 	if len(detached) > 0 {
-		what = append(what, "detached since: "+strings.Join(detached, ", "))
+		what = append(what, "detached since: "+detached.String())
 	}
 	return fmt.Errorf("the partitions of %s changed since change %s was registered (%s), and phase %s runs one step per partition: "+
 		"restore the partitions as they were until the change is done (then attach or detach), or roll the change back to its start "+
@@ -240,7 +225,7 @@ func partitionedReferrerProblem(t *Table, c Constraint, version int) error {
 		return nil
 	}
 	for _, r := range t.PartitionedReferrers {
-		if r.SchemaOrPublic() == c.Table.SchemaOrPublic() && r.Name == c.Table.Name {
+		if r.Equal(c.Table) {
 			return problemsError([]Problem{{Field: "column", Message: fmt.Sprintf("the foreign key %s of partitioned table %s references %s.%s; PostgreSQL before 18 cannot add its copy NOT VALID on a partitioned table",
 				c.Name, c.Table, t.Name, c.Columns[0]),
 				Hint: "drop that foreign key first and re-create it with add_foreign_key after this change (or run on PostgreSQL 18)"}})

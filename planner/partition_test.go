@@ -657,7 +657,7 @@ func TestPartitionGuardRefusesUnpreparedPartition(t *testing.T) {
 	f := newEngineFixture(t)
 	f.db.Exec(t, partitionedSetup(2, 100))
 	u := phases.PartitionedUnique{
-		Index:   phases.Index{Schema: "public", Table: "events", Name: "events_note_day_key", Unique: true, Columns: []string{"note", "day"}},
+		Index:   phases.Index{Table: phases.TableRef{Schema: "public", Name: "events"}, Name: "events_note_day_key", Unique: true, Columns: []string{"note", "day"}},
 		Columns: []string{"note", "day"},
 		// events_pdef left out, as if attached after the phase was planned.
 		Partitions: []phases.TableRef{{Schema: "public", Name: "events_p0"}, {Schema: "public", Name: "events_p1"}},

@@ -134,7 +134,7 @@ func describeStatement(st phases.Statement) string {
 	if st.Lock == phases.NoLock {
 		parts = append(parts, "no table lock")
 	} else {
-		parts = append(parts, fmt.Sprintf("`%s` on %s: blocks %s", st.Lock, strings.Join(st.Tables, ", "), st.Lock.Blocks()))
+		parts = append(parts, fmt.Sprintf("`%s` on %s: blocks %s", st.Lock, st.Tables, st.Lock.Blocks()))
 		if st.Held != "" {
 			parts = append(parts, "held "+st.Held)
 		}
@@ -356,10 +356,13 @@ func RenderJSON(w io.Writer, plans []Plan, offline bool) error {
 }
 
 // partitionsLine says which partitions a per-partition phase handles.
-func partitionsLine(parts []string) string {
-	names := parts
-	if len(names) > 8 {
-		names = append(append([]string{}, names[:8]...), fmt.Sprintf("and %d more", len(parts)-8))
+func partitionsLine(parts phases.TableList) string {
+	names := make([]string, 0, min(len(parts), 9))
+	for _, p := range parts[:min(len(parts), 8)] {
+		names = append(names, p.String())
+	}
+	if len(parts) > 8 {
+		names = append(names, fmt.Sprintf("and %d more", len(parts)-8))
 	}
 	return fmt.Sprintf("one step per partition, for the %d partitions of the catalog snapshot (%s); a partition attached or detached since refuses the phase before it runs",
 		len(parts), strings.Join(names, ", "))

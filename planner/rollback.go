@@ -15,6 +15,7 @@ import (
 
 	"github.com/pgplanner/planner/backfill"
 	"github.com/pgplanner/planner/flags"
+	"github.com/pgplanner/planner/phases"
 )
 
 // RollbackResult says what Rollback did.
@@ -180,7 +181,7 @@ func (e *Engine) rollbackOne(ctx context.Context, changeID, deployID string, onc
 		return e.restoreFlags(ctx, tx, en, idx)
 	}
 	run := e.runner()
-	run.Tables = []string{c.Table.String()}
+	run.Tables = phases.TableList{c.Table}
 	if p.Backfill == nil {
 		err = run.Run(ctx, p.Rollback, finish)
 	} else {

@@ -3,14 +3,13 @@ package planner
 import (
 	"strings"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/pgplanner/planner/phases"
 )
 
-// TableName is a possibly schema-qualified table name, unquoted.
-type TableName struct {
-	Schema string `json:"schema"` // "" means public
-	Name   string `json:"name"`
-}
+// TableName is a possibly schema-qualified table name, unquoted: the same
+// type as phases.TableRef, so a table keeps one identity from its spec to
+// the statements that lock it.
+type TableName = phases.TableRef
 
 // ParseTableName splits "schema.table" (quotes allowed: "My Schema"."T").
 func ParseTableName(s string) TableName {
@@ -20,21 +19,6 @@ func ParseTableName(s string) TableName {
 	}
 	return TableName{Name: strings.Join(parts, ".")}
 }
-
-// SchemaOrPublic returns the schema, defaulting to public.
-func (t TableName) SchemaOrPublic() string {
-	if t.Schema == "" {
-		return "public"
-	}
-	return t.Schema
-}
-
-// Quoted is the table's SQL identifier, always schema-qualified and quoted.
-func (t TableName) Quoted() string {
-	return pgx.Identifier{t.SchemaOrPublic(), t.Name}.Sanitize()
-}
-
-func (t TableName) String() string { return t.SchemaOrPublic() + "." + t.Name }
 
 // splitQualified splits on dots outside double quotes and unquotes parts.
 func splitQualified(s string) []string {

@@ -92,7 +92,7 @@ func TestLockErrorNamesBlockersOfThisDatabaseOldestFirst(t *testing.T) {
 	r := &runner{Pool: pool, LockTimeout: 50 * time.Millisecond, StatementTimeout: 10 * time.Second, Tries: 2,
 		Sleep: func(context.Context, time.Duration) error { return nil }}
 	err = r.Run(ctx, []phases.Statement{{SQL: `ALTER TABLE t ADD COLUMN a int`, Lock: phases.AccessExclusive,
-		Tables: []string{"public.t"}}}, nil)
+		Tables: phases.TableList{{Schema: "public", Name: "t"}}}}, nil)
 	var le *lockError
 	if !errors.As(err, &le) {
 		t.Fatalf("err = %v, want a lockError", err)
@@ -114,7 +114,7 @@ func TestLockErrorNamesBlockersOfThisDatabaseOldestFirst(t *testing.T) {
 		}
 	}
 	check("the lock-timeout error", le.Holders)
-	check("the listing of lock holders", r.lockHolders(ctx, []string{"public.t"}))
+	check("the listing of lock holders", r.lockHolders(ctx, phases.TableList{{Name: "t"}}))
 	if !strings.Contains(err.Error(), fmt.Sprintf("blocked by pid %d ", pids[0])) {
 		t.Errorf("error %q does not name the oldest blocker first", err)
 	}
@@ -170,5 +170,23 @@ func TestConcurrentBuildSaysWhoItWaitsFor(t *testing.T) {
 	want := fmt.Sprintf(`for pid %d (`, pid)
 	if !strings.Contains(log.String(), want) || !strings.Contains(log.String(), `application "snapshot holder"`) {
 		t.Fatalf("log does not name the session the build waited for (%s):\n%s", want, log.String())
+	}
+}
+
+// TestLockHoldersMatchTablesByIdentity: schema "x.y" table "z" and schema
+// "x" table "y.z" read the same when written schema.table; the lock holders
+// of one are not those of the other.
+func TestLockHoldersMatchTablesByIdentity(t *testing.T) {
+	db := pgtest.NewDB(t)
+	db.Exec(t, `CREATE SCHEMA "x.y"; CREATE TABLE "x.y".z (id int); CREATE SCHEMA x; CREATE TABLE x."y.z" (id int)`)
+	pid := session(t, db.URL, "holder of x.y.z", `LOCK TABLE "x.y".z IN ACCESS SHARE MODE`)
+	r := &runner{Pool: db.Pool}
+	ctx := context.Background()
+	if got := r.lockHolders(ctx, phases.TableList{{Schema: "x", Name: "y.z"}}); len(got) != 0 {
+		t.Errorf("holders of x.\"y.z\" = %q, want none: the lock is on \"x.y\".z", got)
+	}
+	got := r.lockHolders(ctx, phases.TableList{{Schema: "x.y", Name: "z"}})
+	if len(got) != 1 || !strings.HasPrefix(got[0], fmt.Sprintf("pid %d (AccessShareLock", pid)) {
+		t.Errorf("holders of \"x.y\".z = %q, want pid %d", got, pid)
 	}
 }

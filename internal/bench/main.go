@@ -396,7 +396,7 @@ func makeTable(ctx context.Context, pool *pgxpool.Pool, name string, rows int) e
 
 // expand is the rename's expand phase: the new column and the sync trigger.
 func expand(ctx context.Context, pool *pgxpool.Pool, table string, sync bool) error {
-	s := phases.Sync{ID: table + "-email-rename", Table: table, Old: "email", New: "email_address"}
+	s := phases.Sync{ID: table + "-email-rename", Table: phases.TableRef{Name: table}, Old: "email", New: "email_address"}
 	tx, err := pool.Begin(ctx)
 	if err != nil {
 		return err
