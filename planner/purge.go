@@ -25,7 +25,11 @@ func (e *Engine) purgeGate(ctx context.Context, q dbtx, en *entry, idx int, depl
 	if err != nil {
 		return false, "", err
 	}
-	rollback := fmt.Sprintf("until then planner rollback %s restores the old column", en.state.ID)
+	moved := "the old column"
+	if en.spec.Kind == "drop_table" {
+		moved = "the table"
+	}
+	rollback := fmt.Sprintf("until then planner rollback %s restores %s", en.state.ID, moved)
 	purgeAfter := e.settings().PurgeAfter
 	if deploy == deployID {
 		return false, fmt.Sprintf("phase %s was applied in this deploy (%s); the purge runs at a later deploy, at least %s after it; %s",

@@ -100,7 +100,7 @@ func TestDropTableUnderLoad(t *testing.T) {
 		t.Errorf("new instances made every request after the flag said dropped: %s", r)
 	}
 
-	eng.PurgeAfter = 0
+	eng.PurgeAfter = -1 // none: the purge runs now
 	rep, err := eng.Next(ctx, env.specs, "deploy-purge", false)
 	if err != nil {
 		t.Fatal(err)
