@@ -385,6 +385,9 @@ func (e *Engine) apply(ctx context.Context, en *entry, idx int, deployID string)
 		}
 		return nil
 	}
+	if ret, ok := retired(en); ok && ret.renamed && idx == 0 && !partial {
+		e.renamedEntries(ctx, en, ret)
+	}
 	run := e.runner()
 	run.Tables = phases.TableList{c.Table}
 	if p.Backfill == nil {
@@ -420,8 +423,8 @@ func (e *Engine) apply(ctx context.Context, en *entry, idx int, deployID string)
 	var finished time.Time
 	e.Pool.QueryRow(ctx, `SELECT clock_timestamp()`).Scan(&finished)
 	r.Action, r.Applied, r.Duration = Advanced, idx+1, finished.Sub(started)
-	if column, contract, ok := retiredColumn(en); ok && idx+1 == contract {
-		e.takeStatementBaseline(ctx, en, column)
+	if ret, ok := retired(en); ok && idx+1 == ret.contract {
+		e.takeStatementBaseline(ctx, en, ret)
 	}
 	e.event(fmt.Sprintf("%s: phase %s applied in %s\n", c.ID, p.Name, r.Duration.Round(time.Millisecond)),
 		EventPhaseEnd, append(phaseAttrs(c.ID, p.Name, idx, len(en.plan.Phases), deployID), durationAttr(r.Duration))...)

@@ -50,8 +50,8 @@ type Engine struct {
 	// purge that drops its tombstone runs at a later deploy, at least this
 	// long after the contract (negative: no delay).
 	PurgeAfter time.Duration
-	// GateStatements makes a contract that removes a column wait while
-	// statements naming it keep being called (pg_stat_statements,
+	// GateStatements makes a contract that removes a column (or a table
+	// name) wait while statements naming it keep being called (pg_stat_statements,
 	// statements.go); without it they are only reported.
 	GateStatements bool
 	// Only, when set, limits Next to the changes with these ids: the others

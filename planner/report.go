@@ -54,7 +54,8 @@ type ChangeReport struct {
 	BackfillWork *phases.Backfill   `json:"backfill_work"`
 	Flags        phases.Flags       `json:"flags"`
 	// OldColumnStatements, at the contract of a change that removes a
-	// column, are the statements naming it called since enforce, when
+	// column (or a table name: rename_table, drop_table), are the
+	// statements naming it called since the phase before, when
 	// pg_stat_statements is installed (nil otherwise).
 	OldColumnStatements *StatementsReport `json:"old_column_statements"`
 	// Duration is how long the phase took (JSON: duration_ms).

@@ -20,9 +20,10 @@ import (
 //	changes  one row per registered change: its spec and the catalog snapshot
 //	         it compiles against, how many phases are applied, its status
 //	history  one row per phase applied, rolled back, or failed
-//	statement_baselines  per change that removes a column, the
-//	         pg_stat_statements counts of the statements naming it, at
-//	         enforce and at the contract gate's last check (statements.go)
+//	statement_baselines  per change that removes a column or a table
+//	         name, the pg_stat_statements counts of the statements naming
+//	         it, at enforce and at the contract gate's last check, and for
+//	         rename_table the entries that name the table (statements.go)
 //
 // plus the flags and backfill packages' tables, created in the same
 // transaction.
@@ -167,6 +168,9 @@ func (s state) migrate(ctx context.Context, q pgq.Beginner) error {
 		return fmt.Errorf("state schema %q: %w", s.schema, err)
 	}
 	if err := s.ensureStatementBaselines(ctx, tx); err != nil {
+		return fmt.Errorf("state schema %q: %w", s.schema, err)
+	}
+	if err := s.addColumn(ctx, tx, "statement_baselines", "ignored", `jsonb`); err != nil {
 		return fmt.Errorf("state schema %q: %w", s.schema, err)
 	}
 	// The other packages' migrations are idempotent and cheap; running them

@@ -2,7 +2,9 @@
 // installed, the contract of a change that removes a column reports the
 // normalized statements of the change's database that name the table and
 // the column and were called since enforce, and with GateStatements waits
-// while they keep being called.
+// while they keep being called. The contracts of the table kinds
+// (rename_table, drop_table) do the same for the statements naming the
+// old table name.
 //
 // pg_stat_statements keeps cumulative call counts without timestamps, so
 // "since enforce" is a baseline: the counts of the matching statements,
@@ -28,11 +30,15 @@ import (
 	"github.com/pgplanner/planner/internal/sqllex"
 )
 
-// StatementsReport is what pg_stat_statements says about the column a
-// contract removes. Every key is always present.
+// StatementsReport is what pg_stat_statements says about the column (or,
+// Column "", the table name) a contract removes. Every key is always
+// present.
 type StatementsReport struct {
 	Table  string `json:"table"`
 	Column string `json:"column"`
+	// SincePhase is the phase before the contract, whose end is the
+	// baseline (enforce, stop_using, switch).
+	SincePhase string `json:"since_phase"`
 	// Available: pg_stat_statements could be read; Problem says why not,
 	// or what makes the report incomplete (statements of other roles
 	// hidden).
@@ -68,24 +74,55 @@ type ObservedStatement struct {
 // queryTextLimit is how much of a statement's text reports show.
 const queryTextLimit = 160
 
-// retiredColumn is the column applications stop using before the change's
-// contract (its old column), and the contract's index; ok is false for
-// changes that remove no column.
-func retiredColumn(en *entry) (column string, contract int, ok bool) {
-	fm, isMeta := en.spec.Change.(flagMetaer)
-	if !isMeta {
-		return "", 0, false
-	}
-	column = fm.FlagMeta()["old_column"]
-	if column == "" {
-		return "", 0, false
+// retiredName is what applications stop using before a change's contract:
+// a column of the change's table, or, for the table kinds (column ""), the
+// table's name itself.
+type retiredName struct {
+	table    TableName
+	column   string
+	contract int    // the contract's phase index
+	since    string // the phase before it
+	renamed  bool   // rename_table: its first phase renames the table
+}
+
+// retired says what the change's contract retires; ok is false for
+// changes that remove neither a column nor a table name.
+func retired(en *entry) (r retiredName, ok bool) {
+	r.table = en.state.Table
+	switch k := en.spec.Change.(type) {
+	case tableRenamer:
+		r.renamed = true
+	case tableDropper:
+	case flagMetaer:
+		if r.column = k.FlagMeta()["old_column"]; r.column == "" {
+			return r, false
+		}
+	default:
+		return r, false
 	}
 	for i, p := range en.plan.Phases {
 		if i > 0 && p.Name == "contract" {
-			return column, i, true
+			r.contract, r.since = i, en.plan.Phases[i-1].Name
+			return r, true
 		}
 	}
-	return "", 0, false
+	return r, false
+}
+
+// subject names what the statements name, for reasons and summaries.
+func (r retiredName) subject() string {
+	if r.column == "" {
+		return "the table " + r.table.String()
+	}
+	return r.table.String() + "." + r.column
+}
+
+// names says whether a statement names it.
+func (r retiredName) names(sql string) bool {
+	if r.column == "" {
+		return namesTable(sql, r.table)
+	}
+	return namesColumn(sql, r.table.Name, r.column)
 }
 
 // statementSource is where pg_stat_statements lives in this database.
@@ -146,10 +183,10 @@ func unreadable(err error) (string, bool) {
 	return "", false
 }
 
-// snapshot reads the statements of the current database that name table
-// and column. A first filter in SQL keeps the transfer small; the lexer
+// snapshot reads the statements of the current database that name what r
+// retires. A first filter in SQL keeps the transfer small; the lexer
 // decides.
-func (s *statementSource) snapshot(ctx context.Context, q dbtx, table TableName, column string) (*statementSnapshot, error) {
+func (s *statementSource) snapshot(ctx context.Context, q dbtx, r retiredName) (*statementSnapshot, error) {
 	// Quoted names with "" inside would not be found as written: no filter.
 	filter := func(name string) string {
 		if strings.Contains(name, `"`) {
@@ -170,7 +207,7 @@ func (s *statementSource) snapshot(ctx context.Context, q dbtx, table TableName,
 		FROM `+s.view+` s
 		WHERE s.dbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
 			AND (s.queryid IS NULL OR strpos(lower(s.query), $1) > 0 AND strpos(lower(s.query), $2) > 0)
-		GROUP BY s.queryid`, filter(column), filter(table.Name))
+		GROUP BY s.queryid`, filter(r.column), filter(r.table.Name))
 	if err != nil {
 		return nil, err
 	}
@@ -187,7 +224,7 @@ func (s *statementSource) snapshot(ctx context.Context, q dbtx, table TableName,
 		switch {
 		case id == nil:
 			snap.hidden = n
-		case namesColumn(text, table.Name, column):
+		case r.names(text):
 			snap.calls[*id], snap.text[*id] = calls, text
 		}
 	}
@@ -208,13 +245,13 @@ func (s *statementSource) snapshot(ctx context.Context, q dbtx, table TableName,
 var trafficKeywords = map[string]bool{"select": true, "insert": true, "update": true, "delete": true, "merge": true,
 	"with": true, "values": true, "table": true, "copy": true, "declare": true, "prepare": true}
 
-// namesColumn says whether a statement names both the table and the
-// column as identifiers (unquoted ones fold to lower case; literals,
-// comments and longer names do not count). A statement the lexer cannot
-// finish is judged by the tokens before the problem.
-func namesColumn(sql, table, column string) bool {
+// trafficTokens are a statement's tokens without spaces and comments, nil
+// unless it is one applications run. A statement the lexer cannot finish
+// is judged by the tokens before the problem.
+func trafficTokens(sql string) []sqllex.Token {
 	tokens, _ := sqllex.Lex(sql)
-	first, hasTable, hasColumn := true, false, false
+	var out []sqllex.Token
+	first := true
 	for _, t := range tokens {
 		switch t.Kind {
 		case sqllex.Space, sqllex.Comment:
@@ -226,17 +263,49 @@ func namesColumn(sql, table, column string) bool {
 		}
 		if first {
 			if t.Kind != sqllex.Ident || !trafficKeywords[t.Name()] {
-				return false
+				return nil
 			}
 			first = false
 		}
-		if t.Kind == sqllex.Ident || t.Kind == sqllex.QuotedIdent {
+		out = append(out, t)
+	}
+	return out
+}
+
+func isName(t sqllex.Token) bool { return t.Kind == sqllex.Ident || t.Kind == sqllex.QuotedIdent }
+
+// namesColumn says whether a statement names both the table and the
+// column as identifiers (unquoted ones fold to lower case; literals,
+// comments and longer names do not count).
+func namesColumn(sql, table, column string) bool {
+	hasTable, hasColumn := false, false
+	for _, t := range trafficTokens(sql) {
+		if isName(t) {
 			name := t.Name()
 			hasTable = hasTable || name == table
 			hasColumn = hasColumn || name == column
 		}
 	}
 	return hasTable && hasColumn
+}
+
+// namesTable says whether a statement names the table as an identifier,
+// unqualified or qualified by its own schema (other.orders is another
+// table); a column qualified by it (orders.id) names it too.
+func namesTable(sql string, table TableName) bool {
+	tokens := trafficTokens(sql)
+	for i, t := range tokens {
+		if !isName(t) || t.Name() != table.Name {
+			continue
+		}
+		if i < 2 || tokens[i-1].Kind != sqllex.Punct || tokens[i-1].Text != "." {
+			return true
+		}
+		if q := tokens[i-2]; isName(q) && (table.Schema == "" || q.Name() == table.Schema) {
+			return true
+		}
+	}
+	return false
 }
 
 // storedBaseline is a change's row of the statement_baselines table.
@@ -246,6 +315,9 @@ type storedBaseline struct {
 	baseline   map[int64]int64
 	checkedAt  *time.Time
 	checked    map[int64]int64
+	// ignored are the entries that named a renamed table before its
+	// rename (renamedEntries).
+	ignored map[int64]int64
 }
 
 func countsJSON(m map[int64]int64) string {
@@ -280,9 +352,9 @@ func parseCounts(raw []byte) (map[int64]int64, error) {
 // (or the state predates the table).
 func (s state) statementBaseline(ctx context.Context, q dbtx, change string) (*storedBaseline, error) {
 	var b storedBaseline
-	var base, checked []byte
-	err := q.QueryRow(ctx, `SELECT taken, stats_reset, baseline, checked_at, checked FROM `+s.table("statement_baselines")+` WHERE change = $1`, change).
-		Scan(&b.taken, &b.statsReset, &base, &b.checkedAt, &checked)
+	var base, checked, ignored []byte
+	err := q.QueryRow(ctx, `SELECT taken, stats_reset, baseline, checked_at, checked, ignored FROM `+s.table("statement_baselines")+` WHERE change = $1`, change).
+		Scan(&b.taken, &b.statsReset, &base, &b.checkedAt, &checked, &ignored)
 	var pe *pgconn.PgError
 	if errors.Is(err, pgx.ErrNoRows) || errors.As(err, &pe) && pe.Code == "42P01" {
 		return nil, nil
@@ -295,6 +367,9 @@ func (s state) statementBaseline(ctx context.Context, q dbtx, change string) (*s
 	}
 	if b.checked, err = parseCounts(checked); err != nil {
 		return nil, fmt.Errorf("change %s: stored statement counts: %w", change, err)
+	}
+	if b.ignored, err = parseCounts(ignored); err != nil {
+		return nil, fmt.Errorf("change %s: stored statements of the renamed table: %w", change, err)
 	}
 	return &b, nil
 }
@@ -313,6 +388,31 @@ func (s state) setStatementBaseline(ctx context.Context, q dbtx, change string, 
 			baseline = EXCLUDED.baseline, checked_at = NULL, checked = NULL
 		RETURNING taken`, change, snap.statsReset, countsJSON(snap.calls)).Scan(&taken)
 	return taken, err
+}
+
+// renamedEntries handles a pg_stat_statements quirk: an entry is keyed by
+// the relations' oids, not their names, and keeps the text it was first
+// seen with. After rename_table, the statements naming the table by its
+// new name share the entries of those that named it by the old name before
+// the rename, under the old text; those naming the old name reach the view
+// and get entries of their own. So the entries naming the table just
+// before the rename are stored, and the contract ignores them. It never
+// fails the phase: without them such statements hold a gated contract
+// until they stop.
+func (e *Engine) renamedEntries(ctx context.Context, en *entry, r retiredName) {
+	src, err := findStatementSource(ctx, e.Pool)
+	if err != nil || src == nil {
+		return
+	}
+	snap, err := src.snapshot(ctx, e.Pool, r)
+	if err == nil {
+		_, err = e.Pool.Exec(ctx, `INSERT INTO `+e.state().table("statement_baselines")+` (change, taken, stats_reset, baseline, ignored)
+			VALUES ($1, clock_timestamp(), $2, '{}', $3)
+			ON CONFLICT (change) DO UPDATE SET ignored = EXCLUDED.ignored`, en.state.ID, snap.statsReset, countsJSON(snap.calls))
+	}
+	if _, ok := unreadable(err); err != nil && !ok {
+		e.logf("%s: pg_stat_statements entries of %s not recorded before the rename: %v\n", en.state.ID, r.table, err)
+	}
 }
 
 // recordStatementCheck stores the counts a gate check saw. After a reset of
@@ -353,14 +453,14 @@ func (s state) ensureStatementBaselines(ctx context.Context, q dbtx) error {
 }
 
 // takeStatementBaseline stores, once the phase before a contract is
-// applied, the counts of the statements naming the old column. It never
+// applied, the counts of the statements naming what it retires. It never
 // fails the phase: without a baseline the first check takes one.
-func (e *Engine) takeStatementBaseline(ctx context.Context, en *entry, column string) {
+func (e *Engine) takeStatementBaseline(ctx context.Context, en *entry, r retiredName) {
 	st := e.state()
 	var snap *statementSnapshot
 	src, err := findStatementSource(ctx, e.Pool)
 	if err == nil && src != nil {
-		snap, err = src.snapshot(ctx, e.Pool, en.state.Table, column)
+		snap, err = src.snapshot(ctx, e.Pool, r)
 		if _, ok := unreadable(err); ok {
 			snap, err = nil, nil
 		}
@@ -377,11 +477,10 @@ func (e *Engine) takeStatementBaseline(ctx context.Context, en *entry, column st
 // idx), and, with GateStatements, why the contract must wait ("": it need
 // not). record stores the counts seen (planner next, not its dry run).
 func (e *Engine) columnStatements(ctx context.Context, en *entry, idx int, record bool) (*StatementsReport, string, error) {
-	column, contract, ok := retiredColumn(en)
-	if !ok || idx != contract {
+	ret, ok := retired(en)
+	if !ok || idx != ret.contract {
 		return nil, "", nil
 	}
-	table := en.state.Table
 	configErr := func(problem string) error {
 		return fmt.Errorf("--gate-statements: %s; without it the contract relies on the fleet and deploy gates alone: %w", problem, ErrConfig)
 	}
@@ -395,8 +494,8 @@ func (e *Engine) columnStatements(ctx context.Context, en *entry, idx int, recor
 		}
 		return nil, "", nil
 	}
-	rep := &StatementsReport{Table: table.String(), Column: column, Gating: e.GateStatements, Statements: []ObservedStatement{}}
-	snap, err := src.snapshot(ctx, e.Pool, table, column)
+	rep := &StatementsReport{Table: ret.table.String(), Column: ret.column, SincePhase: ret.since, Gating: e.GateStatements, Statements: []ObservedStatement{}}
+	snap, err := src.snapshot(ctx, e.Pool, ret)
 	if problem, ok := unreadable(err); ok {
 		rep.Problem = problem
 		if e.GateStatements {
@@ -423,7 +522,7 @@ func (e *Engine) columnStatements(ctx context.Context, en *entry, idx int, recor
 	if err != nil {
 		return nil, "", err
 	}
-	what := fmt.Sprintf("statement(s) naming %s.%s", table, column)
+	what := "statement(s) naming " + ret.subject()
 	if base == nil {
 		// pg_stat_statements was not readable at enforce: count from now.
 		wait := fmt.Sprintf("no pg_stat_statements baseline was taken at the previous phase; a planner next takes one, and a later one compares the %s with it (--gate-statements)", what)
@@ -443,6 +542,9 @@ func (e *Engine) columnStatements(ctx context.Context, en *entry, idx int, recor
 	rep.Since, rep.LastCheck = &base.taken, base.checkedAt
 	reset := snap.statsReset != nil && base.statsReset != nil && !snap.statsReset.Equal(*base.statsReset)
 	for id, calls := range snap.calls {
+		if _, ok := base.ignored[id]; ok {
+			continue
+		}
 		since := func(counts map[int64]int64) int64 {
 			prev := counts[id]
 			if reset || calls < prev { // counts restarted (reset, or the entry was evicted)
@@ -487,7 +589,7 @@ func (e *Engine) columnStatements(ctx context.Context, en *entry, idx int, recor
 	if len(busy) == 0 {
 		return rep, "", nil
 	}
-	from := "enforce (" + base.taken.UTC().Format(time.RFC3339) + ")"
+	from := ret.since + " (" + base.taken.UTC().Format(time.RFC3339) + ")"
 	if base.checkedAt != nil {
 		from = "the previous check (" + base.checkedAt.UTC().Format(time.RFC3339) + ")"
 	}
@@ -514,15 +616,20 @@ func describeStatements(list []ObservedStatement, sinceCheck bool) string {
 
 // Summary is the report in one line, for status and next.
 func (r *StatementsReport) Summary() string {
+	subject := r.Table + "." + r.Column
+	if r.Column == "" {
+		subject = "the table " + r.Table
+	}
+	since := r.SincePhase
 	switch {
 	case !r.Available:
 		return "pg_stat_statements: " + r.Problem
 	case len(r.Statements) == 0 && r.Problem != "":
-		return fmt.Sprintf("pg_stat_statements: no statement naming %s.%s called since enforce (%s)", r.Table, r.Column, r.Problem)
+		return fmt.Sprintf("pg_stat_statements: no statement naming %s called since %s (%s)", subject, since, r.Problem)
 	case len(r.Statements) == 0:
-		return fmt.Sprintf("pg_stat_statements: no statement naming %s.%s called since enforce", r.Table, r.Column)
+		return fmt.Sprintf("pg_stat_statements: no statement naming %s called since %s", subject, since)
 	}
-	s := fmt.Sprintf("pg_stat_statements: %d statement(s) naming %s.%s called since enforce: %s", len(r.Statements), r.Table, r.Column, describeStatements(r.Statements, false))
+	s := fmt.Sprintf("pg_stat_statements: %d statement(s) naming %s called since %s: %s", len(r.Statements), subject, since, describeStatements(r.Statements, false))
 	if r.Problem != "" {
 		s += " (" + r.Problem + ")"
 	}

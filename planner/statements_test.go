@@ -379,3 +379,163 @@ func TestStatementsUnavailable(t *testing.T) {
 		t.Fatalf("--gate-statements with pg_stat_statements.track = none: %v", err)
 	}
 }
+
+func TestStatementsNameTable(t *testing.T) {
+	orders := TableName{Schema: "public", Name: "orders"}
+	cases := []struct {
+		sql  string
+		want bool
+	}{
+		{`SELECT total FROM orders WHERE id = $1`, true},
+		{`SELECT total FROM public.orders WHERE id = $1`, true},
+		{`INSERT INTO "public"."orders" (user_id) VALUES ($1)`, true},
+		{`SELECT orders.total FROM purchases orders`, true}, // an alias named so: judged by the name
+		{`WITH o AS (SELECT * FROM ORDERS) SELECT count(*) FROM o`, true},
+		{`SELECT total FROM app.orders WHERE id = $1`, false}, // another schema's table
+		{`SELECT total FROM purchases WHERE id = $1`, false},  // the new name
+		{`SELECT total FROM orders_archive`, false},           // a longer name
+		{`SELECT 'orders', total /* orders */ FROM purchases`, false},
+		{`SELECT total FROM "Orders"`, false}, // quoted: case kept
+		// The planner's own statements: the view, the rename, the purge,
+		// its probes (names as parameters).
+		{`CREATE VIEW "public"."orders" WITH (security_invoker = true) AS SELECT * FROM "public"."purchases"`, false},
+		{`DROP VIEW IF EXISTS "public"."orders"`, false},
+		{`ALTER TABLE "public"."orders" RENAME TO "purchases"`, false},
+		{`DROP TABLE IF EXISTS "public"."orders"`, false},
+		{`SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class WHERE oid = to_regclass($1) AND relkind = ANY($2))`, false},
+	}
+	for _, c := range cases {
+		if got := namesTable(c.sql, orders); got != c.want {
+			t.Errorf("namesTable(%q) = %v, want %v", c.sql, got, c.want)
+		}
+	}
+	if !namesTable(`SELECT login FROM app."User Accounts"`, TableName{Schema: "app", Name: "User Accounts"}) {
+		t.Error("quoted, schema-qualified table name not matched")
+	}
+	if namesTable(`SELECT login FROM app.user_accounts`, TableName{Schema: "app", Name: "User Accounts"}) {
+		t.Error("unquoted user_accounts matched the quoted name User Accounts")
+	}
+}
+
+// The contracts of rename_table (which drops the view under the old name)
+// and drop_table (which moves the table aside) report, and with
+// --gate-statements wait for, the statements that still name the old
+// table name.
+func TestStatementGateTables(t *testing.T) {
+	c := statementsCluster(t)
+	const (
+		viaView  = `SELECT total FROM orders WHERE id = $1`
+		viaQual  = `UPDATE public.orders SET status = $1 WHERE id = $2`
+		newName  = `SELECT total FROM purchases WHERE id = $1`
+		elsewise = `SELECT total FROM app.orders WHERE id = $1`
+	)
+
+	t.Run("rename_table: a client on the old name holds the contract; the planner's DDL does not", func(t *testing.T) {
+		f := clusterFixture(t, c, true)
+		f.db.Exec(t, `CREATE TABLE app.orders (id bigint PRIMARY KEY, total numeric); INSERT INTO app.orders VALUES (1, 1)`)
+		f.e.GateStatements = true
+		const id = "orders-rename"
+		specs := f.specs(t, `
+changes:
+  - id: orders-rename
+    kind: rename_table
+    table: orders
+    to: purchases
+`)
+		app := appPool(t, f)
+		for i, want := range []string{"rename", "switch"} {
+			call(t, app, 2, viaView, 1) // on the table, then the view: before the baseline
+			if r := reportOf(t, f.next(t, specs, fmt.Sprintf("d%d", i+1)), id); r.Action != Advanced || r.Phase != want {
+				t.Fatalf("deploy d%d: %+v, want %s advanced", i+1, r, want)
+			}
+		}
+		call(t, app, 3, viaView, 1)
+		call(t, app, 1, viaQual, "open", 2)
+		// The new name shares the entry the old name had before the
+		// rename (same table, so same queryid) and its old text: ignored.
+		call(t, app, 4, newName, 1)
+		call(t, app, 4, elsewise, 1)
+
+		r := reportOf(t, f.next(t, specs, "d3"), id)
+		s := r.OldColumnStatements
+		if r.Action != Waiting || r.Phase != "contract" || s == nil || !s.Available || !s.Gating {
+			t.Fatalf("contract with statements on the old name: %+v %+v", r, s)
+		}
+		if s.Table != "public.orders" || s.Column != "" || s.SincePhase != "switch" || len(s.Statements) != 2 {
+			t.Fatalf("want the select and the update through the view: %+v", s)
+		}
+		if o := s.Statements[0]; o.Query != viaView || o.Calls != 3 || o.TotalCalls != 5 {
+			t.Fatalf("select through the view: %+v", o)
+		}
+		if o := s.Statements[1]; o.Query != viaQual || o.Calls != 1 {
+			t.Fatalf("update through the view, schema-qualified: %+v", o)
+		}
+		if !strings.Contains(r.Reason, "naming the table public.orders called since switch") || !strings.Contains(r.Reason, viaView) ||
+			strings.Contains(r.Reason, newName) || strings.Contains(r.Reason, elsewise) {
+			t.Fatalf("reason does not name the old-name statements only: %s", r.Reason)
+		}
+
+		// The client moved to the new name: the contract drops the view.
+		call(t, app, 3, newName, 1)
+		if r := reportOf(t, f.next(t, specs, "d4"), id); r.Action != Advanced || r.Phase != "contract" {
+			t.Fatalf("contract once no statement names the old name: %+v", r)
+		}
+		// Rollback creates the view again (DDL naming the old name), and
+		// the contract runs again: the planner's statements do not hold it.
+		if _, err := f.e.Rollback(context.Background(), id, "r1"); err != nil {
+			t.Fatal(err)
+		}
+		r = reportOf(t, f.next(t, specs, "d5"), id)
+		if r.Action != Advanced || r.Phase != "contract" || r.OldColumnStatements == nil {
+			t.Fatalf("contract after a rollback that re-created the view: %+v %+v", r, r.OldColumnStatements)
+		}
+		for _, o := range r.OldColumnStatements.Statements {
+			if o.CallsSinceCheck != 0 || !strings.HasPrefix(o.Query, "SELECT total") && !strings.HasPrefix(o.Query, "UPDATE") {
+				t.Fatalf("after the rollback, a statement other than the client's: %+v", o)
+			}
+		}
+	})
+
+	t.Run("drop_table: a client still reading the table holds the contract", func(t *testing.T) {
+		f := clusterFixture(t, c, true)
+		f.e.GateStatements = true
+		const id = "orders-drop"
+		specs := f.specs(t, `
+changes:
+  - id: orders-drop
+    kind: drop_table
+    table: public.orders
+`)
+		if r := reportOf(t, f.next(t, specs, "d1"), id); r.Action != Advanced || r.Phase != "stop_using" {
+			t.Fatalf("stop_using: %+v", r)
+		}
+		app := appPool(t, f)
+		call(t, app, 2, viaView, 1)
+		call(t, app, 2, `SELECT email FROM users WHERE id = $1`, 1)
+		r := reportOf(t, f.next(t, specs, "d2"), id)
+		if s := r.OldColumnStatements; r.Action != Waiting || r.Phase != "contract" || s == nil || len(s.Statements) != 1 ||
+			s.SincePhase != "stop_using" || !strings.Contains(r.Reason, viaView) || strings.Contains(r.Reason, "users") {
+			t.Fatalf("contract of drop_table with the table still read: %+v %+v", r, s)
+		}
+		if r := reportOf(t, f.next(t, specs, "d3"), id); r.Action != Advanced || r.Phase != "contract" {
+			t.Fatalf("contract once the table is no longer read: %+v", r)
+		}
+	})
+
+	t.Run("not gated: reported, not waited for", func(t *testing.T) {
+		f := clusterFixture(t, c, true)
+		specs := f.specs(t, `
+changes:
+  - id: orders-drop
+    kind: drop_table
+    table: orders
+`)
+		f.next(t, specs, "d1")
+		call(t, appPool(t, f), 3, viaView, 1)
+		r := reportOf(t, f.next(t, specs, "d2"), "orders-drop")
+		if s := r.OldColumnStatements; r.Action != Advanced || r.Phase != "contract" || s == nil || s.Gating || len(s.Statements) != 1 ||
+			!strings.Contains(s.Summary(), "1 statement(s) naming the table public.orders called since stop_using") {
+			t.Fatalf("ungated contract of drop_table: %+v %+v", r, s)
+		}
+	})
+}

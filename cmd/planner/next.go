@@ -76,7 +76,7 @@ func noneIfZero(d time.Duration) time.Duration {
 
 // registerGateStatements adds --gate-statements (next, run, status).
 func registerGateStatements(cmd *cobra.Command, b *bool) {
-	cmd.Flags().BoolVar(b, "gate-statements", false, "with pg_stat_statements: a contract that removes a column waits while statements naming it keep being called (without: they are only reported)")
+	cmd.Flags().BoolVar(b, "gate-statements", false, "with pg_stat_statements: a contract that removes a column or a table name waits while statements naming it keep being called (without: they are only reported)")
 }
 
 // engine connects and builds a planner.Engine from the flags.
