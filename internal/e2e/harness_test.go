@@ -364,7 +364,12 @@ func newPooledEnv(t *testing.T, sc scenario) *env { return setupEnv(t, sc, true)
 
 func setupEnv(t *testing.T, sc scenario, pooled bool) *env {
 	t.Helper()
-	db := pgtest.NewDB(t)
+	return setupEnvOn(t, sc, pgtest.NewDB(t), pooled)
+}
+
+// setupEnvOn sets the scenario up on db (of a cluster of the test's own).
+func setupEnvOn(t *testing.T, sc scenario, db *pgtest.DB, pooled bool) *env {
+	t.Helper()
 	ctx := context.Background()
 	for _, stmt := range strings.Split(sc.setup, ";") {
 		var args []any
