@@ -29,7 +29,7 @@ func LoadTable(ctx context.Context, q Querier, name TableName) (*Table, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load table %s: %w", name, err)
 	}
-	t := tables[name.String()]
+	t := tables[name.Key()]
 	if t == nil {
 		return nil, fmt.Errorf("table %s does not exist: %w", name, ErrInput)
 	}

@@ -27,7 +27,7 @@ type entry struct {
 	edited bool
 }
 
-func (en *entry) tableKey() string { return en.state.Table.String() }
+func (en *entry) tableKey() TableName { return en.state.Table.Key() }
 
 func checkUniqueIDs(specs []Spec) error {
 	seen := map[string]string{}
@@ -163,7 +163,7 @@ func (e *Engine) register(ctx context.Context, s Spec, version int, earlier []*e
 		links := linkedTables(earlier)
 		links.link(tableKeys(s.Change))
 		for _, en := range earlier {
-			if links.find(en.tableKey()) == links.find(s.Change.Table().String()) && en.state.Status != StatusDone && en.state.Order < s.Order {
+			if links.find(en.tableKey()) == links.find(s.Change.Table().Key()) && en.state.Status != StatusDone && en.state.Order < s.Order {
 				return true
 			}
 		}
@@ -306,7 +306,7 @@ func (e *Engine) fillFingerprints(ctx context.Context, entries []*entry) error {
 func linkedTables(entries []*entry) tableGroups {
 	g := tableGroups{}
 	for _, en := range entries {
-		g.link(append([]string{en.tableKey()}, tableKeys(en.spec.Change)...))
+		g.link(append([]TableName{en.tableKey()}, tableKeys(en.spec.Change)...))
 	}
 	return g
 }
@@ -324,7 +324,7 @@ func byTable(entries []*entry) [][]*entry {
 	})
 	links := linkedTables(entries)
 	var groups [][]*entry
-	index := map[string]int{}
+	index := map[TableName]int{}
 	for _, en := range entries {
 		k := links.find(en.tableKey())
 		i, ok := index[k]
