@@ -25,6 +25,9 @@ type entry struct {
 	registered bool
 	// edited: the spec file differs from the stored spec (Status only).
 	edited bool
+	// refused: why this planner refuses the change, compiling it to
+	// other phases than those registered (Status only; next refuses).
+	refused error
 }
 
 func (en *entry) tableKey() TableName { return en.state.Table.Key() }
@@ -79,7 +82,7 @@ func (e *Engine) load(ctx context.Context, specs []Spec, version int, dryRun, le
 		inFiles[s.ID] = true
 		c := byID[s.ID]
 		if isEdited[s.ID] {
-			en, err := e.compileStored(c)
+			en, err := e.compileStoredLenient(c, lenient)
 			if err != nil {
 				return nil, err
 			}
@@ -94,7 +97,7 @@ func (e *Engine) load(ctx context.Context, specs []Spec, version int, dryRun, le
 				}
 			}
 			c.File, c.Order = s.File, s.Order
-			en, err := e.compileStored(c)
+			en, err := e.compileStoredLenient(c, lenient)
 			if err != nil {
 				return nil, err
 			}
@@ -137,7 +140,7 @@ func (e *Engine) load(ctx context.Context, specs []Spec, version int, dryRun, le
 		if inFiles[c.ID] {
 			continue
 		}
-		en, err := e.compileStored(c)
+		en, err := e.compileStoredLenient(c, lenient)
 		if err != nil {
 			return nil, err
 		}
@@ -259,8 +262,16 @@ func loadTable(ctx context.Context, q dbtx, name TableName) (*Table, error) {
 }
 
 // compileStored decodes a stored change and compiles it against its
-// snapshot, so every deploy runs the phases it was registered with.
+// snapshot, so every deploy runs the phases it was registered with; it
+// refuses (ErrConfig) a change this planner compiles to other phases.
 func (e *Engine) compileStored(c *ChangeState) (*entry, error) {
+	return e.compileStoredLenient(c, false)
+}
+
+// compileStoredLenient is compileStored; with lenient, a change this
+// planner compiles to other phases comes back with the refusal in its
+// refused field, so that status can show it beside the others.
+func (e *Engine) compileStoredLenient(c *ChangeState, lenient bool) (*entry, error) {
 	spec, err := decodeSpec(c.Spec)
 	if err != nil {
 		return nil, fmt.Errorf("stored change %q: %w", c.ID, err)
@@ -270,19 +281,31 @@ func (e *Engine) compileStored(c *ChangeState) (*entry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("stored change %q: %w", c.ID, err)
 	}
+	en := &entry{state: c, spec: spec, plan: plan}
+	if err := compiledDrift(c, plan); err != nil {
+		if !lenient {
+			return nil, err
+		}
+		en.refused = err
+		return en, nil
+	}
+	c.Total = len(plan.Phases)
+	return en, nil
+}
+
+// compiledDrift refuses a stored change whose phases this planner compiles
+// differently from the planner that registered it.
+func compiledDrift(c *ChangeState, plan Plan) error {
 	if c.Total != len(plan.Phases) && c.Total != 0 {
-		return nil, fmt.Errorf("stored change %q has %d phases but this planner compiles %d: finish it, or roll it back, with the planner version that started it: %w", c.ID, c.Total, len(plan.Phases), ErrConfig)
+		return fmt.Errorf("stored change %q has %d phases but this planner compiles %d: finish it, or roll it back, with the planner version that started it: %w", c.ID, c.Total, len(plan.Phases), ErrConfig)
 	}
 	// A change not started yet is compiled afresh when it starts
 	// (advance), and a finished one runs nothing more unless rolled back
 	// (Rollback checks it then).
 	if inFlight(c) {
-		if err := fingerprintDrift(c, plan); err != nil {
-			return nil, err
-		}
+		return fingerprintDrift(c, plan)
 	}
-	c.Total = len(plan.Phases)
-	return &entry{state: c, spec: spec, plan: plan}, nil
+	return nil
 }
 
 // fillFingerprints stores the fingerprints of the in-flight changes
