@@ -11,7 +11,8 @@ import (
 	"github.com/pgplanner/planner/internal/pgq"
 )
 
-// Querier is what LoadTable needs: a *pgx.Conn, *pgxpool.Pool or pgx.Tx.
+// Querier is what LoadTable and the state queries need: a *pgx.Conn,
+// *pgxpool.Pool or pgx.Tx.
 type Querier = pgq.Querier
 
 // LoadTable reads what the catalogs say about a table: columns, key,

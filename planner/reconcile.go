@@ -215,7 +215,7 @@ func unregistered(s Spec, err error) *entry {
 
 // newChangeState builds the state row of a spec, with the table's catalog
 // snapshot.
-func (e *Engine) newChangeState(ctx context.Context, q dbtx, s Spec, version int) (*ChangeState, error) {
+func (e *Engine) newChangeState(ctx context.Context, q Querier, s Spec, version int) (*ChangeState, error) {
 	if s.Change == nil {
 		return nil, fmt.Errorf("change %q has no fields: %w", s.ID, ErrInput)
 	}
@@ -253,7 +253,7 @@ func (e *Engine) changeState(s Spec, version int, table *Table) (*ChangeState, e
 }
 
 // loadTable snapshots a table; a missing table is an ErrInput.
-func loadTable(ctx context.Context, q dbtx, name TableName) (*Table, error) {
+func loadTable(ctx context.Context, q Querier, name TableName) (*Table, error) {
 	t, err := LoadTable(ctx, q, name)
 	if errors.Is(err, ErrInput) {
 		return nil, fmt.Errorf("%w (check the spec's table; schema-qualify it when it is not in public)", err)
