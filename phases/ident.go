@@ -33,11 +33,14 @@ func (t TableRef) Quoted() string { return pgx.Identifier{t.SchemaOrPublic(), t.
 // String is the table as plans and messages name it: schema.table, unquoted.
 func (t TableRef) String() string { return t.SchemaOrPublic() + "." + t.Name }
 
+// Key is the table as a map key: "" made public, so that one table has one
+// key, while two tables never share one (String does not tell "x.y".z from
+// x."y.z"; Key does).
+func (t TableRef) Key() TableRef { return TableRef{Schema: t.SchemaOrPublic(), Name: t.Name} }
+
 // Equal says whether t and o name the same table ("" and public are one
 // schema).
-func (t TableRef) Equal(o TableRef) bool {
-	return t.Name == o.Name && t.SchemaOrPublic() == o.SchemaOrPublic()
-}
+func (t TableRef) Equal(o TableRef) bool { return t.Key() == o.Key() }
 
 // TableList lists tables: those a statement locks, a phase's partitions.
 // Plans show it, in JSON too, as schema.table names.

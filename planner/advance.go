@@ -186,6 +186,8 @@ func (e *Engine) advanceTable(ctx context.Context, group []*entry, deployID stri
 		switch {
 		case !only.has(en):
 			continue
+		case en == active && en.refused != nil:
+			continue // status shows the refusal; nothing would run
 		case en == active && !en.inFiles:
 			r.Action, r.Reason = Missing, "in flight, but its spec is no longer in the spec files: restore the file to continue, or roll it back with planner rollback "+en.state.ID
 		case en == active && advancedHere != nil:

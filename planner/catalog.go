@@ -11,7 +11,8 @@ import (
 	"github.com/pgplanner/planner/internal/pgq"
 )
 
-// Querier is what LoadTable needs: a *pgx.Conn, *pgxpool.Pool or pgx.Tx.
+// Querier is what LoadTable and the state queries need: a *pgx.Conn,
+// *pgxpool.Pool or pgx.Tx.
 type Querier = pgq.Querier
 
 // LoadTable reads what the catalogs say about a table: columns, key,
@@ -29,7 +30,7 @@ func LoadTable(ctx context.Context, q Querier, name TableName) (*Table, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load table %s: %w", name, err)
 	}
-	t := tables[name.String()]
+	t := tables[name.Key()]
 	if t == nil {
 		return nil, fmt.Errorf("table %s does not exist: %w", name, ErrInput)
 	}

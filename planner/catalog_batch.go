@@ -12,19 +12,19 @@ import (
 // of queries (one per aspect, whatever the number of tables), so that
 // validating thousands of changes costs a handful of round trips. Tables
 // that do not exist are absent from the map, which is keyed by
-// TableName.String().
-func loadTables(ctx context.Context, q Querier, names []TableName) (map[string]*Table, error) {
-	out := map[string]*Table{}
+// TableName.Key().
+func loadTables(ctx context.Context, q Querier, names []TableName) (map[TableName]*Table, error) {
+	out := map[TableName]*Table{}
 	if len(names) == 0 {
 		return out, nil
 	}
 	var schemas, rels []string
-	seen := map[string]bool{}
+	seen := map[TableName]bool{}
 	for _, n := range names {
-		if seen[n.String()] {
+		if seen[n.Key()] {
 			continue
 		}
-		seen[n.String()] = true
+		seen[n.Key()] = true
 		schemas, rels = append(schemas, n.SchemaOrPublic()), append(rels, n.Name)
 	}
 	rows, err := q.Query(ctx, `
@@ -52,7 +52,7 @@ WHERE c.relkind IN ('r', 'p')`, schemas, rels)
 		byOID[oid] = t
 		oids = append(oids, oid)
 		partitionedOIDs[oid] = partitioned
-		out[t.Name.String()] = t
+		out[t.Name.Key()] = t
 		return nil
 	})
 	if err != nil {

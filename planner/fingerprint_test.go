@@ -167,3 +167,50 @@ func TestFingerprintOfAdoptedChange(t *testing.T) {
 		t.Fatalf("next after adopt: %+v", r)
 	}
 }
+
+// Status lists every change even when this planner refuses one of them:
+// the refused change carries the refusal, a change on another table what
+// next would do with it, a change queued behind the refused one its place;
+// the list comes back with the refusal, an ErrConfig.
+func TestFingerprintMismatchStatusShowsEveryChange(t *testing.T) {
+	f := newEngineFixture(t)
+	ctx := context.Background()
+	specs := f.specs(t, fingerprintSpec)
+	f.next(t, specs, "d1") // expand
+	f.db.Exec(t, `UPDATE planner.changes SET fingerprint[2] = 'x' WHERE id = 'users-email-lower'`)
+	specs = f.specs(t, fingerprintSpec+`
+  - id: users-email-check
+    kind: add_check
+    table: users
+    name: users_email_at
+    check: "email LIKE '%@%'"
+  - id: orders-total-check
+    kind: add_check
+    table: orders
+    name: orders_total_positive
+    check: "total >= 0"
+`)
+	list, err := f.e.Status(ctx, specs)
+	if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), `stored change "users-email-lower": its phase 2 (backfill)`) {
+		t.Fatalf("status with a change compiled differently: want its refusal as ErrConfig, got %v", err)
+	}
+	byID := map[string]ChangeStatus{}
+	for _, s := range list {
+		byID[s.ID] = s
+	}
+	if len(list) != 3 {
+		t.Fatalf("status lists %d changes, want 3: %+v", len(list), list)
+	}
+	if s := byID["users-email-lower"]; s.Error != err.Error() || s.Applied != 1 || s.NextAction != "" {
+		t.Errorf("refused change: %+v", s)
+	}
+	if s := byID["users-email-check"]; s.Error != "" || s.NextAction != NothingToDo || !strings.Contains(s.NextReason, "queued behind change users-email-lower") {
+		t.Errorf("change queued behind the refused one: %+v", s)
+	}
+	if s := byID["orders-total-check"]; s.Error != "" || s.NextAction != WouldApply {
+		t.Errorf("change on another table: %+v", s)
+	}
+	if n := engCount(t, f.db, `SELECT count(*) FROM planner.changes`); n != 1 {
+		t.Fatalf("status registered changes: %d stored", n)
+	}
+}

@@ -31,7 +31,7 @@ func flagsAfter(ps []phases.Phase) phases.Flags {
 // flags in effect before phase idx: every one must have loaded them, and,
 // with soak, the last to switch must have done so soak ago. Without live
 // instances it is met: the deploy-count gate stands alone.
-func (e *Engine) fleetReady(ctx context.Context, q dbtx, en *entry, idx int, soak time.Duration) (bool, string, error) {
+func (e *Engine) fleetReady(ctx context.Context, q Querier, en *entry, idx int, soak time.Duration) (bool, string, error) {
 	want := flagsAfter(en.plan.Phases[:idx])
 	if len(want) == 0 {
 		return true, "", nil

@@ -16,7 +16,7 @@ import (
 )
 
 // gateMet checks the gate of phase idx.
-func (e *Engine) gateMet(ctx context.Context, q dbtx, en *entry, idx int, deployID string) (bool, string, *backfill.Progress, error) {
+func (e *Engine) gateMet(ctx context.Context, q Querier, en *entry, idx int, deployID string) (bool, string, *backfill.Progress, error) {
 	p := en.plan.Phases[idx]
 	switch p.Gate {
 	case phases.NoGate:

@@ -129,15 +129,6 @@ func (k *SQL) Compile(id string, target Target) ([]phases.Phase, error) {
 	return []phases.Phase{ph}, nil
 }
 
-// lintTable reads a table as the lint names it: its parts unquoted and
-// joined by dots (a dot inside a quoted name reads as a separator).
-func lintTable(name string) TableName {
-	if schema, table, ok := strings.Cut(name, "."); ok && !strings.Contains(table, ".") {
-		return TableName{Schema: schema, Name: table}
-	}
-	return TableName{Name: name}
-}
-
 // sqlStatements turns linted statements into the runner's statements, with
 // the lock each takes (on the change's table when the lint cannot name
 // the table a statement locks).
@@ -167,7 +158,7 @@ func sqlStatements(src string, table TableName) ([]phases.Statement, error) {
 			tables = make(phases.TableList, 0, len(s.Tables))
 		}
 		for _, t := range s.Tables {
-			tables = append(tables, lintTable(t))
+			tables = append(tables, TableName{Schema: t.Schema, Name: t.Name})
 		}
 		if len(tables) == 0 && s.Lock != "" {
 			tables = phases.TableList{table}

@@ -33,7 +33,7 @@ type liveBatch struct {
 	samples      []*sampleJob
 	// catalog has the tables as they are today, by TableName.String(),
 	// for the samples (nil: the table a change is checked against).
-	catalog map[string]*Table
+	catalog map[TableName]*Table
 }
 
 type typeAnswer struct {
@@ -94,7 +94,7 @@ func (b *liveBatch) collect(s Spec, plan Plan, table *Table) func() (problems, w
 		if b.sample {
 			catalog := table
 			if b.catalog != nil {
-				catalog = b.catalog[table.Name.String()]
+				catalog = b.catalog[table.Name.Key()]
 			}
 			samples = sampleJobsOf(exprs, jobs, table, catalog)
 			b.samples = append(b.samples, samples...)

@@ -15,7 +15,7 @@ import (
 type preflight struct {
 	version int
 	stored  map[string]*ChangeState
-	tables  map[string]*Table
+	tables  map[TableName]*Table
 	// global are problems of the run rather than of one change.
 	global []Problem
 	// perChange are problems of one change (privileges).
@@ -242,7 +242,7 @@ func (e *Engine) checkPrivileges(ctx context.Context, pf *preflight, specs []Spe
 		case *AddForeignKey:
 			needs = append(needs, need{spec: s, table: ParseTableName(k.References.Table), refs: true})
 		case *RenameColumn, *ChangeColumnType, *DropColumn:
-			if t := pf.tables[name.String()]; t != nil {
+			if t := pf.tables[name.Key()]; t != nil {
 				for _, r := range t.Referencing {
 					needs = append(needs, need{spec: s, table: r.Table})
 				}
@@ -252,11 +252,11 @@ func (e *Engine) checkPrivileges(ctx context.Context, pf *preflight, specs []Spe
 	if len(needs) == 0 {
 		return nil
 	}
-	seen := map[string]bool{}
+	seen := map[TableName]bool{}
 	var schemas, rels []string
 	for _, n := range needs {
-		if !seen[n.table.String()] {
-			seen[n.table.String()] = true
+		if !seen[n.table.Key()] {
+			seen[n.table.Key()] = true
 			schemas, rels = append(schemas, n.table.SchemaOrPublic()), append(rels, n.table.Name)
 		}
 	}
@@ -273,7 +273,7 @@ JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = w.relname`,
 		owner       string
 		owns, refer bool
 	}
-	privs := map[string]priv{}
+	privs := map[TableName]priv{}
 	for rows.Next() {
 		var schema, rel string
 		var p priv
@@ -281,7 +281,7 @@ JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = w.relname`,
 			rows.Close()
 			return fmt.Errorf("check privileges: %w", err)
 		}
-		privs[TableName{Schema: schema, Name: rel}.String()] = p
+		privs[TableName{Schema: schema, Name: rel}] = p
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("check privileges: %w", err)
@@ -291,7 +291,7 @@ JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = w.relname`,
 		return fmt.Errorf("check privileges: %w", err)
 	}
 	for _, n := range needs {
-		p, ok := privs[n.table.String()]
+		p, ok := privs[n.table.Key()]
 		if !ok {
 			continue // a missing table is reported as such
 		}

@@ -13,7 +13,7 @@ import (
 // applied in an earlier deploy and at least PurgeAfter ago: until then a
 // rollback can still bring the old column back. The reason says when the
 // purge may run.
-func (e *Engine) purgeGate(ctx context.Context, q dbtx, en *entry, idx int, deployID string) (bool, string, error) {
+func (e *Engine) purgeGate(ctx context.Context, q Querier, en *entry, idx int, deployID string) (bool, string, error) {
 	if idx == 0 {
 		return true, "", nil
 	}

@@ -25,9 +25,12 @@ type entry struct {
 	registered bool
 	// edited: the spec file differs from the stored spec (Status only).
 	edited bool
+	// refused: why this planner refuses the change, compiling it to
+	// other phases than those registered (Status only; next refuses).
+	refused error
 }
 
-func (en *entry) tableKey() string { return en.state.Table.String() }
+func (en *entry) tableKey() TableName { return en.state.Table.Key() }
 
 func checkUniqueIDs(specs []Spec) error {
 	seen := map[string]string{}
@@ -79,7 +82,7 @@ func (e *Engine) load(ctx context.Context, specs []Spec, version int, dryRun, le
 		inFiles[s.ID] = true
 		c := byID[s.ID]
 		if isEdited[s.ID] {
-			en, err := e.compileStored(c)
+			en, err := e.compileStoredLenient(c, lenient)
 			if err != nil {
 				return nil, err
 			}
@@ -94,7 +97,7 @@ func (e *Engine) load(ctx context.Context, specs []Spec, version int, dryRun, le
 				}
 			}
 			c.File, c.Order = s.File, s.Order
-			en, err := e.compileStored(c)
+			en, err := e.compileStoredLenient(c, lenient)
 			if err != nil {
 				return nil, err
 			}
@@ -137,7 +140,7 @@ func (e *Engine) load(ctx context.Context, specs []Spec, version int, dryRun, le
 		if inFiles[c.ID] {
 			continue
 		}
-		en, err := e.compileStored(c)
+		en, err := e.compileStoredLenient(c, lenient)
 		if err != nil {
 			return nil, err
 		}
@@ -163,7 +166,7 @@ func (e *Engine) register(ctx context.Context, s Spec, version int, earlier []*e
 		links := linkedTables(earlier)
 		links.link(tableKeys(s.Change))
 		for _, en := range earlier {
-			if links.find(en.tableKey()) == links.find(s.Change.Table().String()) && en.state.Status != StatusDone && en.state.Order < s.Order {
+			if links.find(en.tableKey()) == links.find(s.Change.Table().Key()) && en.state.Status != StatusDone && en.state.Order < s.Order {
 				return true
 			}
 		}
@@ -212,7 +215,7 @@ func unregistered(s Spec, err error) *entry {
 
 // newChangeState builds the state row of a spec, with the table's catalog
 // snapshot.
-func (e *Engine) newChangeState(ctx context.Context, q dbtx, s Spec, version int) (*ChangeState, error) {
+func (e *Engine) newChangeState(ctx context.Context, q Querier, s Spec, version int) (*ChangeState, error) {
 	if s.Change == nil {
 		return nil, fmt.Errorf("change %q has no fields: %w", s.ID, ErrInput)
 	}
@@ -250,7 +253,7 @@ func (e *Engine) changeState(s Spec, version int, table *Table) (*ChangeState, e
 }
 
 // loadTable snapshots a table; a missing table is an ErrInput.
-func loadTable(ctx context.Context, q dbtx, name TableName) (*Table, error) {
+func loadTable(ctx context.Context, q Querier, name TableName) (*Table, error) {
 	t, err := LoadTable(ctx, q, name)
 	if errors.Is(err, ErrInput) {
 		return nil, fmt.Errorf("%w (check the spec's table; schema-qualify it when it is not in public)", err)
@@ -259,8 +262,16 @@ func loadTable(ctx context.Context, q dbtx, name TableName) (*Table, error) {
 }
 
 // compileStored decodes a stored change and compiles it against its
-// snapshot, so every deploy runs the phases it was registered with.
+// snapshot, so every deploy runs the phases it was registered with; it
+// refuses (ErrConfig) a change this planner compiles to other phases.
 func (e *Engine) compileStored(c *ChangeState) (*entry, error) {
+	return e.compileStoredLenient(c, false)
+}
+
+// compileStoredLenient is compileStored; with lenient, a change this
+// planner compiles to other phases comes back with the refusal in its
+// refused field, so that status can show it beside the others.
+func (e *Engine) compileStoredLenient(c *ChangeState, lenient bool) (*entry, error) {
 	spec, err := decodeSpec(c.Spec)
 	if err != nil {
 		return nil, fmt.Errorf("stored change %q: %w", c.ID, err)
@@ -270,19 +281,31 @@ func (e *Engine) compileStored(c *ChangeState) (*entry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("stored change %q: %w", c.ID, err)
 	}
+	en := &entry{state: c, spec: spec, plan: plan}
+	if err := compiledDrift(c, plan); err != nil {
+		if !lenient {
+			return nil, err
+		}
+		en.refused = err
+		return en, nil
+	}
+	c.Total = len(plan.Phases)
+	return en, nil
+}
+
+// compiledDrift refuses a stored change whose phases this planner compiles
+// differently from the planner that registered it.
+func compiledDrift(c *ChangeState, plan Plan) error {
 	if c.Total != len(plan.Phases) && c.Total != 0 {
-		return nil, fmt.Errorf("stored change %q has %d phases but this planner compiles %d: finish it, or roll it back, with the planner version that started it: %w", c.ID, c.Total, len(plan.Phases), ErrConfig)
+		return fmt.Errorf("stored change %q has %d phases but this planner compiles %d: finish it, or roll it back, with the planner version that started it: %w", c.ID, c.Total, len(plan.Phases), ErrConfig)
 	}
 	// A change not started yet is compiled afresh when it starts
 	// (advance), and a finished one runs nothing more unless rolled back
 	// (Rollback checks it then).
 	if inFlight(c) {
-		if err := fingerprintDrift(c, plan); err != nil {
-			return nil, err
-		}
+		return fingerprintDrift(c, plan)
 	}
-	c.Total = len(plan.Phases)
-	return &entry{state: c, spec: spec, plan: plan}, nil
+	return nil
 }
 
 // fillFingerprints stores the fingerprints of the in-flight changes
@@ -306,7 +329,7 @@ func (e *Engine) fillFingerprints(ctx context.Context, entries []*entry) error {
 func linkedTables(entries []*entry) tableGroups {
 	g := tableGroups{}
 	for _, en := range entries {
-		g.link(append([]string{en.tableKey()}, tableKeys(en.spec.Change)...))
+		g.link(append([]TableName{en.tableKey()}, tableKeys(en.spec.Change)...))
 	}
 	return g
 }
@@ -324,7 +347,7 @@ func byTable(entries []*entry) [][]*entry {
 	})
 	links := linkedTables(entries)
 	var groups [][]*entry
-	index := map[string]int{}
+	index := map[TableName]int{}
 	for _, en := range entries {
 		k := links.find(en.tableKey())
 		i, ok := index[k]

@@ -125,13 +125,20 @@ type modelCol struct {
 
 // sequence is the model of the whole schema.
 type sequence struct {
-	tables map[string]*modelTable
+	tables map[TableName]*modelTable // by TableName.Key()
 	// indexNames are schema-wide; constraint names per table.
-	indexNames      map[string]*Spec // schema.name
-	constraintNames map[string]*Spec // schema.table.name
+	indexNames      map[objKey]*Spec
+	constraintNames map[objKey]*Spec
 	// gone: indexes and constraints an earlier change dropped or renamed
-	// away, keyed as names are.
-	gone map[string]goneBy
+	// away, keyed as constraint names are.
+	gone map[objKey]goneBy
+}
+
+// objKey keys an index or constraint name: the table's Key, with only the
+// schema for an index (index names are schema-wide).
+type objKey struct {
+	table TableName
+	name  string
 }
 
 type goneBy struct {
@@ -151,11 +158,11 @@ type sequenceResult struct {
 }
 
 // checkSequence applies specs in order to a model of the schema. live maps
-// TableName.String() to the catalog (nil: offline). started lists the ids
+// TableName.Key() to the catalog (nil: offline). started lists the ids
 // of changes that already started: their effects are applied without
 // checks, the catalog already showing part of them.
-func checkSequence(specs []Spec, live map[string]*Table, started map[string]bool) sequenceResult {
-	seq := &sequence{tables: map[string]*modelTable{}, indexNames: map[string]*Spec{}, constraintNames: map[string]*Spec{}, gone: map[string]goneBy{}}
+func checkSequence(specs []Spec, live map[TableName]*Table, started map[string]bool) sequenceResult {
+	seq := &sequence{tables: map[TableName]*modelTable{}, indexNames: map[objKey]*Spec{}, constraintNames: map[objKey]*Spec{}, gone: map[objKey]goneBy{}}
 	res := sequenceResult{Problems: map[string][]Problem{}, Before: map[string]*Table{}, Changed: map[string]bool{}}
 	for i := range specs {
 		s := &specs[i]
@@ -185,8 +192,8 @@ func checkSequence(specs []Spec, live map[string]*Table, started map[string]bool
 	return res
 }
 
-func (seq *sequence) table(name TableName, live map[string]*Table) *modelTable {
-	key := name.String()
+func (seq *sequence) table(name TableName, live map[TableName]*Table) *modelTable {
+	key := name.Key()
 	if mt := seq.tables[key]; mt != nil {
 		return mt
 	}
@@ -223,7 +230,7 @@ func changeAt(s *Spec) string {
 	return fmt.Sprintf("change %s (%s:%d)", s.ID, s.File, s.Line)
 }
 
-func (seq *sequence) check(s *Spec, mt *modelTable, e effect, live map[string]*Table) []Problem {
+func (seq *sequence) check(s *Spec, mt *modelTable, e effect, live map[TableName]*Table) []Problem {
 	var ps []Problem
 	name := s.Change.Table()
 	if ps := seq.tableProblems(s, mt, e, live); len(ps) > 0 {
@@ -279,7 +286,7 @@ func (seq *sequence) check(s *Spec, mt *modelTable, e effect, live map[string]*T
 // tableProblems: the change's table was dropped or renamed away by an
 // earlier change, a table it creates or renames to exists, a table it
 // references is gone.
-func (seq *sequence) tableProblems(s *Spec, mt *modelTable, e effect, live map[string]*Table) []Problem {
+func (seq *sequence) tableProblems(s *Spec, mt *modelTable, e effect, live map[TableName]*Table) []Problem {
 	name := s.Change.Table()
 	online := live != nil
 	if mt.gone != nil {
@@ -327,20 +334,20 @@ func usesProblem(mt *modelTable, table TableName, u colRef) []Problem {
 	}
 }
 
-func (seq *sequence) nameKey(t TableName, n objName) string {
+func (seq *sequence) nameKey(t TableName, n objName) objKey {
 	if n.index {
-		return t.SchemaOrPublic() + "." + n.name
+		return objKey{table: TableName{Schema: t.SchemaOrPublic()}, name: n.name}
 	}
-	return t.String() + "." + n.name
+	return objKey{table: t.Key(), name: n.name}
 }
 
 // goneKey keys dropped objects; a unique constraint's index goes with it
 // under the same name, so one key serves both kinds of name.
-func (seq *sequence) goneKey(t TableName, n objName) string {
-	return t.String() + "." + n.name
+func (seq *sequence) goneKey(t TableName, n objName) objKey {
+	return objKey{table: t.Key(), name: n.name}
 }
 
-func (seq *sequence) names(n objName) map[string]*Spec {
+func (seq *sequence) names(n objName) map[objKey]*Spec {
 	if n.index {
 		return seq.indexNames
 	}
@@ -366,7 +373,7 @@ func (seq *sequence) apply(s *Spec, mt *modelTable, e effect) {
 		mt.declared, mt.gone, mt.cols, mt.changed, mt.snapshot = s, nil, map[string]*modelCol{}, true, nil
 		return
 	case e.renamesTo != nil:
-		nt := seq.tables[e.renamesTo.String()]
+		nt := seq.tables[e.renamesTo.Key()]
 		if nt.live == nil && mt.live != nil {
 			nt.live = copyTable(mt.live)
 			nt.live.Name = *e.renamesTo

@@ -144,7 +144,7 @@ changes:
 		t.Fatalf("changed flags: %v", res.Changed)
 	}
 	// The catalog itself is left alone.
-	if live["public.users"].Column("nickname") != nil {
+	if live[TableName{Name: "users"}.Key()].Column("nickname") != nil {
 		t.Fatal("the model changed the catalog it started from")
 	}
 	// A change that already started is applied without checks: its
@@ -172,7 +172,7 @@ CREATE TABLE nokey (a int, b text)`)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(all) != 4 || all["public.missing"] != nil {
+	if len(all) != 4 || all[TableName{Name: "missing"}.Key()] != nil {
 		t.Fatalf("tables: %v", all)
 	}
 	for _, n := range names[:4] {
@@ -180,7 +180,7 @@ CREATE TABLE nokey (a int, b text)`)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := all[n.String()]; !reflect.DeepEqual(got, one) {
+		if got := all[n.Key()]; !reflect.DeepEqual(got, one) {
 			t.Errorf("%s:\nbatch %+v\none   %+v", n, got, one)
 		}
 	}
@@ -212,5 +212,66 @@ func TestExplainAllIsolatesFailures(t *testing.T) {
 		if want := i%3 == 0 || i > 650; (e != nil) != want || e != nil && !strings.Contains(e.Error(), `column "nope" does not exist`) {
 			t.Fatalf("statement %d: %v", i, e)
 		}
+	}
+}
+
+// "x.y".z and x."y.z" print alike (x.y.z) but are two tables: each change
+// is checked against its own table's catalog, and changes on the two are
+// not queued behind each other as changes on one table are.
+func TestSequenceTellsDottedTableNamesApart(t *testing.T) {
+	f := newEngineFixture(t)
+	ctx := context.Background()
+	f.db.Exec(t, `
+CREATE SCHEMA "x.y";
+CREATE TABLE "x.y".z (id int PRIMARY KEY, a int);
+CREATE SCHEMA x;
+CREATE TABLE x."y.z" (id int PRIMARY KEY, b int);
+INSERT INTO "x.y".z VALUES (1, 1);
+INSERT INTO x."y.z" VALUES (1, 1)`)
+	specs := f.specs(t, `
+changes:
+  - id: schema-dotted
+    kind: add_check
+    table: '"x.y".z'
+    name: z_a_positive
+    check: "a >= 0"
+  - id: table-dotted
+    kind: add_check
+    table: 'x."y.z"'
+    name: yz_b_positive
+    check: "b >= 0"
+`)
+	vs, err := f.e.Validate(ctx, specs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range vs {
+		if !v.OK() {
+			t.Errorf("validate %s: %+v", v.ID, v.Problems)
+		}
+	}
+	r := f.next(t, specs, "d1")
+	for _, id := range []string{"schema-dotted", "table-dotted"} {
+		if c := reportOf(t, r, id); c.Action != Advanced {
+			t.Errorf("d1 %s: %s (%s %s), want %s", id, c.Action, c.Reason, c.Error, Advanced)
+		}
+	}
+	var got []string
+	rows, err := f.db.Pool.Query(ctx, `SELECT conrelid::regclass::text || ' ' || conname FROM pg_constraint WHERE conname LIKE '%_positive' ORDER BY conname`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, s)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{`x."y.z" yz_b_positive`, `"x.y".z z_a_positive`}; !reflect.DeepEqual(got, want) {
+		t.Errorf("check constraints: %q, want %q", got, want)
 	}
 }

@@ -91,11 +91,8 @@ type state struct{ schema string }
 
 func (s state) table(name string) string { return pgx.Identifier{s.schema, name}.Sanitize() }
 
-// dbtx is what state queries need: a pool, a connection or a transaction.
-type dbtx = pgq.Querier
-
 // exists says whether the state schema has been created.
-func (s state) exists(ctx context.Context, q dbtx) (bool, error) {
+func (s state) exists(ctx context.Context, q Querier) (bool, error) {
 	var ok bool
 	err := q.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, s.table("meta")).Scan(&ok)
 	return ok, wrapf(err, "looking for the state schema %q", s.schema)
@@ -103,7 +100,7 @@ func (s state) exists(ctx context.Context, q dbtx) (bool, error) {
 
 // version reads the state version, refusing state written by a newer
 // binary. It returns 0 when the schema does not exist yet.
-func (s state) version(ctx context.Context, q dbtx) (int, error) {
+func (s state) version(ctx context.Context, q Querier) (int, error) {
 	ok, err := s.exists(ctx, q)
 	if err != nil || !ok {
 		return 0, err
@@ -235,7 +232,7 @@ func (s state) ddl() []string {
 // addColumn adds a column to a state table unless it is there. The
 // catalog is read first: ALTER TABLE takes an ACCESS EXCLUSIVE lock even
 // when there is nothing to add.
-func (s state) addColumn(ctx context.Context, q dbtx, table, column, definition string) error {
+func (s state) addColumn(ctx context.Context, q Querier, table, column, definition string) error {
 	var has bool
 	if err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
 		WHERE attrelid = to_regclass($1) AND attname = $2 AND NOT attisdropped)`, s.table(table), column).Scan(&has); err != nil || has {
@@ -268,7 +265,7 @@ func scanChange(row pgx.Row) (*ChangeState, error) {
 }
 
 // changes lists every registered change in registration order.
-func (s state) changes(ctx context.Context, q dbtx) ([]*ChangeState, error) {
+func (s state) changes(ctx context.Context, q Querier) ([]*ChangeState, error) {
 	rows, err := q.Query(ctx, `SELECT `+changeColumns+` FROM `+s.table("changes")+` c ORDER BY c.ord, c.id`)
 	if err != nil {
 		return nil, wrapf(err, "reading the registered changes")
@@ -286,7 +283,7 @@ func (s state) changes(ctx context.Context, q dbtx) ([]*ChangeState, error) {
 }
 
 // change reads one change; nil when it is not registered.
-func (s state) change(ctx context.Context, q dbtx, id string) (*ChangeState, error) {
+func (s state) change(ctx context.Context, q Querier, id string) (*ChangeState, error) {
 	c, err := scanChange(q.QueryRow(ctx, `SELECT `+changeColumns+` FROM `+s.table("changes")+` c WHERE c.id = $1`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
@@ -296,7 +293,7 @@ func (s state) change(ctx context.Context, q dbtx, id string) (*ChangeState, err
 
 // register inserts a new change, or replaces a pending one's spec. Its
 // callers say which change failed to register.
-func (s state) register(ctx context.Context, q dbtx, c *ChangeState) error {
+func (s state) register(ctx context.Context, q Querier, c *ChangeState) error {
 	catalog, err := json.Marshal(c.Catalog)
 	if err != nil {
 		return err
@@ -316,14 +313,14 @@ func (s state) register(ctx context.Context, q dbtx, c *ChangeState) error {
 
 // setPosition records the file and order of an unchanged spec (files may be
 // renamed or reordered without changing the spec's meaning).
-func (s state) setPosition(ctx context.Context, q dbtx, id, file string, ord int) error {
+func (s state) setPosition(ctx context.Context, q Querier, id, file string, ord int) error {
 	_, err := q.Exec(ctx, `UPDATE `+s.table("changes")+` SET file = $2, ord = $3 WHERE id = $1 AND (file, ord) IS DISTINCT FROM ($2, $3)`, id, file, ord)
 	return wrapf(err, "recording the file and order of change %q", id)
 }
 
 // fillFingerprint records the fingerprints of a change registered before
 // they were stored; a change that has them keeps them.
-func (s state) fillFingerprint(ctx context.Context, q dbtx, id string, fingerprint []string) error {
+func (s state) fillFingerprint(ctx context.Context, q Querier, id string, fingerprint []string) error {
 	_, err := q.Exec(ctx, `UPDATE `+s.table("changes")+` SET fingerprint = $2 WHERE id = $1 AND fingerprint = '{}'`, id, fingerprintArray(fingerprint))
 	return err
 }
@@ -337,14 +334,14 @@ func fingerprintArray(f []string) []string {
 }
 
 // setStatus updates a change's progress.
-func (s state) setStatus(ctx context.Context, q dbtx, id string, applied int, status, lastError string) error {
+func (s state) setStatus(ctx context.Context, q Querier, id string, applied int, status, lastError string) error {
 	_, err := q.Exec(ctx, `UPDATE `+s.table("changes")+` SET applied = $2, status = $3, last_error = $4, updated = now() WHERE id = $1`,
 		id, applied, status, lastError)
 	return wrapf(err, "recording the status of change %q", id)
 }
 
 // addHistory appends a history row.
-func (s state) addHistory(ctx context.Context, q dbtx, h HistoryEntry) error {
+func (s state) addHistory(ctx context.Context, q Querier, h HistoryEntry) error {
 	_, err := q.Exec(ctx, `INSERT INTO `+s.table("history")+` (change, phase_index, phase, direction, deploy_id, started, finished, error)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
 		h.Change, h.PhaseIndex, h.Phase, h.Direction, h.DeployID, h.Started, h.Finished, h.Error)
@@ -353,7 +350,7 @@ func (s state) addHistory(ctx context.Context, q dbtx, h HistoryEntry) error {
 
 // recordStart notes, once, that a phase started and goes on in the
 // background (an async backfill): a history row with no finish time.
-func (s state) recordStart(ctx context.Context, q dbtx, change string, idx int, phase, deploy string, started time.Time) error {
+func (s state) recordStart(ctx context.Context, q Querier, change string, idx int, phase, deploy string, started time.Time) error {
 	_, err := q.Exec(ctx, `INSERT INTO `+s.table("history")+` (change, phase_index, phase, direction, deploy_id, started)
 		SELECT $1, $2, $3, 'up', $4, $5
 		WHERE NOT EXISTS (SELECT FROM `+s.table("history")+` h WHERE h.change = $1 AND h.phase_index = $2
@@ -365,7 +362,7 @@ func (s state) recordStart(ctx context.Context, q dbtx, change string, idx int, 
 
 // recordAdopted appends the history row of a phase planner adopt recorded
 // without running it.
-func (s state) recordAdopted(ctx context.Context, q dbtx, h HistoryEntry) error {
+func (s state) recordAdopted(ctx context.Context, q Querier, h HistoryEntry) error {
 	_, err := q.Exec(ctx, `INSERT INTO `+s.table("history")+` (change, phase_index, phase, direction, deploy_id, started, finished, note)
 			VALUES ($1, $2, $3, 'up', $4, $5, clock_timestamp(), $6)`, h.Change, h.PhaseIndex, h.Phase, h.DeployID, h.Started, h.Note)
 	return wrapf(err, "recording adopted phase %s of change %q", h.Phase, h.Change)
@@ -373,7 +370,7 @@ func (s state) recordAdopted(ctx context.Context, q dbtx, h HistoryEntry) error 
 
 // recordFinish appends the history row of a phase that finished now, in
 // the transaction that records its effect.
-func (s state) recordFinish(ctx context.Context, q dbtx, change string, idx int, phase, direction, deploy string, started time.Time) error {
+func (s state) recordFinish(ctx context.Context, q Querier, change string, idx int, phase, direction, deploy string, started time.Time) error {
 	_, err := q.Exec(ctx, `INSERT INTO `+s.table("history")+` (change, phase_index, phase, direction, deploy_id, started, finished)
 			VALUES ($1, $2, $3, $4, $5, $6, clock_timestamp())`, change, idx, phase, direction, deploy, started)
 	return wrapf(err, "recording the end of phase %s of change %q", phase, change)
@@ -382,7 +379,7 @@ func (s state) recordFinish(ctx context.Context, q dbtx, change string, idx int,
 // lastFinishedUp is the latest finished, successful application of phase
 // idx of a change and how long ago it finished (pgx.ErrNoRows if none): the
 // soak gate's clock.
-func (s state) lastFinishedUp(ctx context.Context, q dbtx, change string, idx int) (h HistoryEntry, age time.Duration, err error) {
+func (s state) lastFinishedUp(ctx context.Context, q Querier, change string, idx int) (h HistoryEntry, age time.Duration, err error) {
 	err = q.QueryRow(ctx, `SELECT deploy_id, finished, clock_timestamp() - finished
 			FROM `+s.table("history")+` WHERE change = $1 AND phase_index = $2 AND direction = 'up' AND error = '' AND finished IS NOT NULL
 			ORDER BY id DESC LIMIT 1`, change, idx).Scan(&h.DeployID, &h.Finished, &age)
@@ -392,7 +389,7 @@ func (s state) lastFinishedUp(ctx context.Context, q dbtx, change string, idx in
 // lastUp is the deploy and finish time of the latest successful application
 // of phase idx of a change, with the database's clock (pgx.ErrNoRows if
 // none): the purge gate's clock.
-func (s state) lastUp(ctx context.Context, q dbtx, change string, idx int) (deploy string, finished, now time.Time, err error) {
+func (s state) lastUp(ctx context.Context, q Querier, change string, idx int) (deploy string, finished, now time.Time, err error) {
 	err = q.QueryRow(ctx, `SELECT deploy_id, finished, clock_timestamp()
 		FROM `+s.table("history")+` WHERE change = $1 AND phase_index = $2 AND direction = 'up' AND error = ''
 		ORDER BY id DESC LIMIT 1`, change, idx).Scan(&deploy, &finished, &now)
@@ -400,7 +397,7 @@ func (s state) lastUp(ctx context.Context, q dbtx, change string, idx int) (depl
 }
 
 // history lists history rows, oldest first; change "" means every change.
-func (s state) history(ctx context.Context, q dbtx, change string) ([]HistoryEntry, error) {
+func (s state) history(ctx context.Context, q Querier, change string) ([]HistoryEntry, error) {
 	// The note is read through to_jsonb: a state not migrated since it
 	// was added reads too.
 	rows, err := q.Query(ctx, `SELECT id, change, phase_index, phase, direction, deploy_id, started, finished, error,
@@ -422,7 +419,7 @@ func (s state) history(ctx context.Context, q dbtx, change string) ([]HistoryEnt
 }
 
 // lastSuccess returns the latest successful history row of a change (nil if none).
-func (s state) lastSuccess(ctx context.Context, q dbtx, change string) (*HistoryEntry, error) {
+func (s state) lastSuccess(ctx context.Context, q Querier, change string) (*HistoryEntry, error) {
 	var h HistoryEntry
 	err := q.QueryRow(ctx, `SELECT id, change, phase_index, phase, direction, deploy_id, started, finished, error
 		FROM `+s.table("history")+` WHERE change = $1 AND error = '' AND finished IS NOT NULL ORDER BY id DESC LIMIT 1`, change).
@@ -437,7 +434,7 @@ func (s state) lastSuccess(ctx context.Context, q dbtx, change string) (*History
 }
 
 // advancedIn returns the ids of changes that completed a phase in deploy.
-func (s state) advancedIn(ctx context.Context, q dbtx, deploy string) (map[string]HistoryEntry, error) {
+func (s state) advancedIn(ctx context.Context, q Querier, deploy string) (map[string]HistoryEntry, error) {
 	rows, err := q.Query(ctx, `SELECT id, change, phase_index, phase, direction, deploy_id, started, finished, error
 		FROM `+s.table("history")+` WHERE deploy_id = $1 AND direction = 'up' AND error = '' AND finished IS NOT NULL ORDER BY id`, deploy)
 	if err != nil {

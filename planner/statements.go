@@ -131,7 +131,7 @@ type statementSource struct {
 }
 
 // findStatementSource returns nil when the extension is not installed.
-func findStatementSource(ctx context.Context, q dbtx) (*statementSource, error) {
+func findStatementSource(ctx context.Context, q Querier) (*statementSource, error) {
 	var nsp string
 	var hasInfo bool
 	err := q.QueryRow(ctx, `SELECT n.nspname, to_regclass(quote_ident(n.nspname) || '.pg_stat_statements_info') IS NOT NULL
@@ -186,7 +186,7 @@ func unreadable(err error) (string, bool) {
 // snapshot reads the statements of the current database that name what r
 // retires. A first filter in SQL keeps the transfer small; the lexer
 // decides.
-func (s *statementSource) snapshot(ctx context.Context, q dbtx, r retiredName) (*statementSnapshot, error) {
+func (s *statementSource) snapshot(ctx context.Context, q Querier, r retiredName) (*statementSnapshot, error) {
 	// Quoted names with "" inside would not be found as written: no filter.
 	filter := func(name string) string {
 		if strings.Contains(name, `"`) {
@@ -350,7 +350,7 @@ func parseCounts(raw []byte) (map[int64]int64, error) {
 
 // statementBaseline reads a change's baseline; nil when none was taken
 // (or the state predates the table).
-func (s state) statementBaseline(ctx context.Context, q dbtx, change string) (*storedBaseline, error) {
+func (s state) statementBaseline(ctx context.Context, q Querier, change string) (*storedBaseline, error) {
 	var b storedBaseline
 	var base, checked, ignored []byte
 	err := q.QueryRow(ctx, `SELECT taken, stats_reset, baseline, checked_at, checked, ignored FROM `+s.table("statement_baselines")+` WHERE change = $1`, change).
@@ -376,7 +376,7 @@ func (s state) statementBaseline(ctx context.Context, q dbtx, change string) (*s
 
 // setStatementBaseline replaces a change's baseline with snap (nil: only
 // forgets the old one); the time is the database's.
-func (s state) setStatementBaseline(ctx context.Context, q dbtx, change string, snap *statementSnapshot) (time.Time, error) {
+func (s state) setStatementBaseline(ctx context.Context, q Querier, change string, snap *statementSnapshot) (time.Time, error) {
 	var taken time.Time
 	if snap == nil {
 		_, err := q.Exec(ctx, `DELETE FROM `+s.table("statement_baselines")+` WHERE change = $1`, change)
@@ -418,7 +418,7 @@ func (e *Engine) renamedEntries(ctx context.Context, en *entry, r retiredName) {
 // recordStatementCheck stores the counts a gate check saw. After a reset of
 // pg_stat_statements every count restarted, later than the baseline: the
 // baseline becomes zero.
-func (s state) recordStatementCheck(ctx context.Context, q dbtx, change string, snap *statementSnapshot, reset bool) error {
+func (s state) recordStatementCheck(ctx context.Context, q Querier, change string, snap *statementSnapshot, reset bool) error {
 	sql := `UPDATE ` + s.table("statement_baselines") + ` SET checked_at = clock_timestamp(), checked = $2, stats_reset = $3`
 	if reset {
 		sql += `, baseline = '{}'`
@@ -429,7 +429,7 @@ func (s state) recordStatementCheck(ctx context.Context, q dbtx, change string, 
 
 // ensureStatementBaselines creates the baseline table of state written
 // before it existed (no state version bump: older binaries ignore it).
-func (s state) ensureStatementBaselines(ctx context.Context, q dbtx) error {
+func (s state) ensureStatementBaselines(ctx context.Context, q Querier) error {
 	var has bool
 	if err := q.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, s.table("statement_baselines")).Scan(&has); err != nil || has {
 		return err

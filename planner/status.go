@@ -4,6 +4,7 @@ package planner
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -38,12 +39,18 @@ type ChangeStatus struct {
 	InFiles             bool              `json:"in_files"`
 	// Edited: the spec file no longer matches the spec the change started
 	// with (planner next refuses to run until that is resolved).
-	Edited  bool       `json:"edited"`
+	Edited bool `json:"edited"`
+	// Error says why this planner refuses the change: it compiles it to
+	// other phases than the planner that registered it ("" when it does
+	// not). Status then returns an ErrConfig error as well.
+	Error   string     `json:"error"`
 	Updated *time.Time `json:"updated"`
 }
 
 // Status describes every registered change and every spec not registered
-// yet. It changes nothing and takes no lock.
+// yet. It changes nothing and takes no lock. A change this planner
+// compiles to other phases than those registered is listed with its Error,
+// and the list comes back with an error wrapping ErrConfig, as Next refuses.
 func (e *Engine) Status(ctx context.Context, specs []Spec) ([]ChangeStatus, error) {
 	st := e.state()
 	version, err := ServerVersion(ctx, e.Pool)
@@ -62,6 +69,7 @@ func (e *Engine) Status(ctx context.Context, specs []Spec) ([]ChangeStatus, erro
 		return nil, err
 	}
 	var out []ChangeStatus
+	var refusals []error
 	for _, group := range byTable(entries) {
 		// What `planner next --dry-run` would say; its errors are the
 		// changes' own and are shown with them.
@@ -74,6 +82,10 @@ func (e *Engine) Status(ctx context.Context, specs []Spec) ([]ChangeStatus, erro
 			c := en.state
 			s := ChangeStatus{ID: c.ID, Kind: c.Kind, Table: c.Table.String(), File: c.File, Status: c.Status,
 				Applied: c.Applied, Total: len(en.plan.Phases), LastError: c.LastError, InFiles: en.inFiles, Edited: en.edited}
+			if en.refused != nil {
+				s.Error = en.refused.Error()
+				refusals = append(refusals, en.refused)
+			}
 			if en.registered {
 				s.Status = "unregistered"
 			} else {
@@ -108,7 +120,7 @@ func (e *Engine) Status(ctx context.Context, specs []Spec) ([]ChangeStatus, erro
 			out = append(out, s)
 		}
 	}
-	return out, nil
+	return out, errors.Join(refusals...)
 }
 
 // flagValues reads the published flags per change id.

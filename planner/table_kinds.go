@@ -17,24 +17,24 @@ type tableDropper interface{ dropsTable() }
 
 func createsTable(k Kind) bool { _, ok := k.(tableCreator); return ok }
 
-// tableKeys are the table names a change touches (TableName.String()):
-// its table and, for a rename, the new name.
-func tableKeys(k Kind) []string {
+// tableKeys are the tables a change touches (as TableName.Key()): its
+// table and, for a rename, the new name.
+func tableKeys(k Kind) []TableName {
 	if k == nil {
 		return nil
 	}
-	keys := []string{k.Table().String()}
+	keys := []TableName{k.Table().Key()}
 	if r, ok := k.(tableRenamer); ok {
-		keys = append(keys, r.renamesTable().String())
+		keys = append(keys, r.renamesTable().Key())
 	}
 	return keys
 }
 
 // tableGroups maps each table name to one group name, so that names
 // linked by a rename form one group (union-find over the names).
-type tableGroups map[string]string
+type tableGroups map[TableName]TableName
 
-func (g tableGroups) find(k string) string {
+func (g tableGroups) find(k TableName) TableName {
 	for {
 		p, ok := g[k]
 		if !ok || p == k {
@@ -44,7 +44,7 @@ func (g tableGroups) find(k string) string {
 	}
 }
 
-func (g tableGroups) link(keys []string) {
+func (g tableGroups) link(keys []TableName) {
 	if len(keys) == 0 {
 		return
 	}

@@ -54,7 +54,7 @@ func resolveAll(ctx context.Context, db pgq.Beginner, items []resolveItem) error
 	if _, err := tx.Exec(ctx, `SELECT set_config('statement_timeout', '10s', true), set_config('lock_timeout', '1s', true)`); err != nil {
 		return wrapf(err, "resolving the volatility of expressions")
 	}
-	r := &resolver{tx: tx, scratches: map[string][]*scratchTable{}, indexable: map[string]bool{}, names: map[string]nameFacts{}}
+	r := &resolver{tx: tx, scratches: map[TableName][]*scratchTable{}, indexable: map[string]bool{}, names: map[string]nameFacts{}}
 	for _, it := range todo {
 		if err := r.resolve(ctx, it.Table, it.Change); err != nil {
 			return err
@@ -68,7 +68,7 @@ type resolver struct {
 	tx pgx.Tx
 	// scratches: a table's scratch copies (name "" when it could not be
 	// made: no TEMP privilege).
-	scratches map[string][]*scratchTable
+	scratches map[TableName][]*scratchTable
 	made      int
 	indexable map[string]bool      // scratch + normalized body → accepted
 	names     map[string]nameFacts // "f:schema.name" or "o:name" → facts
@@ -150,7 +150,7 @@ func (r *resolver) scratch(ctx context.Context, t *Table, adds map[string]string
 		}
 	}
 	sort.Strings(cols)
-	for _, sc := range r.scratches[t.Name.String()] {
+	for _, sc := range r.scratches[t.Name.Key()] {
 		if sc.fits(adds, cols) {
 			if sc.name != "" {
 				for _, c := range cols {
@@ -174,7 +174,7 @@ func (r *resolver) scratch(ctx context.Context, t *Table, adds map[string]string
 			savepoint(ctx, r.tx, `ALTER TABLE pg_temp.`+sc.name+` ADD COLUMN `+pgx.Identifier{c}.Sanitize()+` `+adds[c])
 		}
 	}
-	r.scratches[t.Name.String()] = append(r.scratches[t.Name.String()], sc)
+	r.scratches[t.Name.Key()] = append(r.scratches[t.Name.Key()], sc)
 	return sc.name, nil
 }
 

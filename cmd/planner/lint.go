@@ -118,8 +118,13 @@ func lockText(s sqllint.Statement) string {
 		return "no table lock"
 	}
 	l := s.Lock
-	if len(s.Tables) > 0 {
-		l += " on " + strings.Join(s.Tables, ", ")
+	for i, t := range s.Tables {
+		if i == 0 {
+			l += " on "
+		} else {
+			l += ", "
+		}
+		l += t.String()
 	}
 	return l
 }

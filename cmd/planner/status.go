@@ -35,15 +35,20 @@ func statusCmd() *cobra.Command {
 			}
 			defer pool.Close()
 			e := &planner.Engine{Pool: pool, Schema: g.stateSchema, MinSoak: gates.minSoak, FleetExpiry: gates.fleetExpiry, PurgeAfter: noneIfZero(gates.purgeAfter), GateStatements: gates.gateStatements}
-			list, err := e.Status(cmd.Context(), specs)
-			if err != nil {
-				return err
+			// A change this planner refuses comes with the others, and
+			// its refusal (exit 5) after them: the whole picture first.
+			list, refused := e.Status(cmd.Context(), specs)
+			if refused != nil && list == nil {
+				return refused
 			}
 			if g.output == "json" {
 				if list == nil {
 					list = []planner.ChangeStatus{}
 				}
-				return emit(list)
+				if err := emit(list); err != nil {
+					return err
+				}
+				return refused
 			}
 			printStatus(cmd.OutOrStdout(), list)
 			if fleet, err := flags.Fleet(cmd.Context(), pool, g.stateSchema, e.FleetExpiry); err == nil && len(fleet) > 0 {
@@ -55,7 +60,7 @@ func statusCmd() *cobra.Command {
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "\nfleet: %d live application instance(s), %d stale (planner fleet lists them)\n", live, len(fleet)-live)
 			}
-			return nil
+			return refused
 		},
 	}
 	src.register(cmd)
@@ -124,6 +129,9 @@ func printStatus(w io.Writer, list []planner.ChangeStatus) {
 				parts = append(parts, k+"="+s.Flags[k])
 			}
 			fmt.Fprintf(w, "  flags: %s\n", strings.Join(parts, " "))
+		}
+		if s.Error != "" {
+			fmt.Fprintf(w, "  REFUSED: %s\n", s.Error)
 		}
 		if s.Edited {
 			fmt.Fprintln(w, "  EDITED: the spec file differs from the spec this change started with; planner next refuses until the edit is reverted or the change rolled back")

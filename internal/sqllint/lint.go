@@ -76,8 +76,8 @@ type Statement struct {
 	// "CREATE INDEX", "BEGIN", "SET"...).
 	Verb string `json:"verb"`
 	// Lock is the strongest table lock it takes ("" for none), on Tables.
-	Lock   string   `json:"lock"`
-	Tables []string `json:"tables"`
+	Lock   string `json:"lock"`
+	Tables []Name `json:"tables"`
 	// Rewrites / Scans: it rewrites / reads the whole table under Lock.
 	Rewrites bool `json:"rewrites"`
 	Scans    bool `json:"scans"`
@@ -88,6 +88,30 @@ type Statement struct {
 	// SetsSession: SET or RESET of a setting (LOCAL or not).
 	SetsSession bool      `json:"-"`
 	Findings    []Finding `json:"findings"`
+}
+
+// Name is a relation as a statement names it, unquoted, with its schema
+// ("" when unqualified) kept apart from its name, so that a dot inside a
+// quoted part ("a.b"."c.d") stays part of that part.
+type Name struct {
+	Schema, Name string
+}
+
+// String is the name as the lint prints it: its parts joined by a dot.
+func (n Name) String() string {
+	if n.Schema == "" {
+		return n.Name
+	}
+	return n.Schema + "." + n.Name
+}
+
+// MarshalText makes JSON show the name as String does.
+func (n Name) MarshalText() ([]byte, error) { return []byte(n.String()), nil }
+
+// columnRef is a column of a table, as a map key.
+type columnRef struct {
+	table  Name
+	column string
 }
 
 // Unsafe counts the statement's unsafe findings.
@@ -124,8 +148,8 @@ func Lint(src string, opts Options) ([]Statement, error) {
 		line, col := lineCol(src, le.Pos)
 		return nil, &Error{Pos: le.Pos, Line: line, Column: col, Message: le.Message, Hint: le.Hint}
 	}
-	l := &linter{src: src, opts: opts, created: map[string]bool{}, notValid: map[string]bool{},
-		notNullChecks: map[string]string{}, provenNotNull: map[string]bool{}}
+	l := &linter{src: src, opts: opts, created: map[Name]bool{}, notValid: map[string]bool{},
+		notNullChecks: map[string]columnRef{}, provenNotNull: map[columnRef]bool{}}
 	if opts.Runner {
 		l.depth, l.timeouts = 1, true
 	}
@@ -151,14 +175,14 @@ type linter struct {
 	timeouts, localTimeout, timeoutReported bool
 	// created holds the tables the script creates: changing them blocks
 	// no application, which cannot use them yet.
-	created map[string]bool
+	created map[Name]bool
 	// notValid: constraints added NOT VALID in the open transaction.
 	notValid map[string]bool
-	// notNullChecks maps a constraint name to the "table.column" its
+	// notNullChecks maps a constraint name to the column its
 	// CHECK (column IS NOT NULL) covers; provenNotNull holds the
-	// "table.column"s whose such check was validated.
-	notNullChecks map[string]string
-	provenNotNull map[string]bool
+	// columns whose such check was validated.
+	notNullChecks map[string]columnRef
+	provenNotNull map[columnRef]bool
 	index         int
 }
 
@@ -188,28 +212,26 @@ func (s *stmt) flag(rule string, i int, detail string) {
 	s.Findings = append(s.Findings, s.l.finding(rule, s.t.pos(i), detail))
 }
 
-func (s *stmt) lock(mode string, tables ...string) {
+func (s *stmt) lock(mode string, tables ...Name) {
 	if lockRank[mode] > lockRank[s.Lock] {
 		s.Lock = mode
 	}
 	for _, t := range tables {
-		if t != "" && !slices.Contains(s.Tables, t) {
+		if t.Name != "" && !slices.Contains(s.Tables, t) {
 			s.Tables = append(s.Tables, t)
 		}
 	}
 }
 
-func (l *linter) isCreated(table string) bool {
-	if l.created[table] {
-		return true
-	}
-	_, bare, _ := strings.Cut(table, ".")
-	return bare != "" && l.created[bare]
+// isCreated: the script created table (a table it created unqualified
+// counts under any schema, the lint not knowing the search_path).
+func (l *linter) isCreated(table Name) bool {
+	return l.created[table] || table.Schema != "" && l.created[Name{Name: table.Name}]
 }
 
 func (l *linter) statement(p piece) Statement {
 	line, col := lineCol(l.src, p.Pos)
-	st := &Statement{SQL: p.SQL, Pos: p.Pos, Line: line, Column: col, Tables: []string{}, Findings: []Finding{}}
+	st := &Statement{SQL: p.SQL, Pos: p.Pos, Line: line, Column: col, Tables: []Name{}, Findings: []Finding{}}
 	s := &stmt{Statement: st, l: l, t: toks(p.Tokens)}
 	s.Verb = strings.ToUpper(s.t.kw(0))
 	l.dispatch(s)
@@ -291,7 +313,7 @@ func (l *linter) dispatch(s *stmt) {
 		target := t.kw(i)
 		j := i + 1
 		concurrently := t.at(j, "concurrently")
-		name, _ := t.name(t.skip(j, "concurrently"))
+		name, _ := t.relation(t.skip(j, "concurrently"))
 		switch {
 		case concurrently:
 			s.lock(ShareUpdateExclusive, name)
@@ -328,7 +350,7 @@ func (l *linter) dispatch(s *stmt) {
 	case "lock":
 		i := t.skip(1, "table")
 		i = t.skip(i, "only")
-		name, _ := t.name(i)
+		name, _ := t.relation(i)
 		mode := AccessExclusive
 		if in := t.find(i, "in"); in >= 0 {
 			if m := t.find(in, "mode"); m > in+1 {
@@ -345,7 +367,7 @@ func (l *linter) dispatch(s *stmt) {
 		}
 	case "truncate":
 		i := t.skip(t.skip(1, "table"), "only")
-		name, _ := t.name(i)
+		name, _ := t.relation(i)
 		s.lock(AccessExclusive, name)
 		if t.has("cascade") {
 			s.flag("ban-truncate-cascade", 0, "")
@@ -354,17 +376,17 @@ func (l *linter) dispatch(s *stmt) {
 		s.Verb = "REFRESH MATERIALIZED VIEW"
 		i := t.skip(1, "materialized", "view")
 		if t.at(i, "concurrently") {
-			name, _ := t.name(i + 1)
+			name, _ := t.relation(i + 1)
 			s.lock(Exclusive, name)
 			return
 		}
-		name, _ := t.name(i)
+		name, _ := t.relation(i)
 		s.lock(AccessExclusive, name)
 		s.flag("require-concurrent-refresh", 0, "")
 	case "update", "delete":
 		i := t.skip(1, "from")
 		i = t.skip(i, "only")
-		name, _ := t.name(i)
+		name, _ := t.relation(i)
 		s.lock(RowExclusive, name)
 		s.newTable = l.isCreated(name)
 		if t.find(i, "where") < 0 {
@@ -373,7 +395,7 @@ func (l *linter) dispatch(s *stmt) {
 		}
 	case "insert", "merge":
 		i := t.skip(1, "into")
-		name, _ := t.name(i)
+		name, _ := t.relation(i)
 		s.lock(RowExclusive, name)
 	case "select", "with", "values", "table":
 		s.lock(AccessShare)
@@ -399,7 +421,7 @@ func (l *linter) create(s *stmt) {
 			return
 		}
 		only := t.at(on+1, "only")
-		table, j := t.name(t.skip(on+1, "only"))
+		table, j := t.relation(t.skip(on+1, "only"))
 		s.newTable = l.isCreated(table)
 		if t.at(j, "using") {
 			j += 2
@@ -424,10 +446,10 @@ func (l *linter) create(s *stmt) {
 	case t.at(i, "table"):
 		s.Verb = "CREATE TABLE"
 		i = t.skip(i+1, "if", "not", "exists")
-		name, j := t.name(i)
+		name, j := t.relation(i)
 		l.created[name] = true
 		if t.at(j, "partition", "of") {
-			parent, _ := t.name(j + 2)
+			parent, _ := t.relation(j + 2)
 			s.lock(AccessExclusive, parent)
 		}
 		if cols, _ := t.group(j); cols != nil {
@@ -444,7 +466,7 @@ func (l *linter) create(s *stmt) {
 		}
 	case t.at(i, "trigger") || t.at(i, "constraint", "trigger"):
 		if on := t.find(i, "on"); on >= 0 {
-			table, _ := t.name(on + 1)
+			table, _ := t.relation(on + 1)
 			s.lock(ShareRowExclusive, table)
 		}
 	}
@@ -472,12 +494,12 @@ func (l *linter) drop(s *stmt) {
 			}
 			return
 		}
-		name, _ := t.name(t.skip(i, "if", "exists"))
+		name, _ := t.relation(t.skip(i, "if", "exists"))
 		s.lock(AccessExclusive, name)
 		s.flag("require-concurrent-index-deletion", 0, "")
 	case t.at(1, "table"):
 		s.Verb = "DROP TABLE"
-		name, _ := t.name(t.skip(2, "if", "exists"))
+		name, _ := t.relation(t.skip(2, "if", "exists"))
 		s.lock(AccessExclusive, name)
 		if !l.isCreated(name) {
 			s.flag("ban-drop-table", 0, "")
@@ -489,7 +511,7 @@ func (l *linter) drop(s *stmt) {
 	case t.at(1, "trigger"):
 		s.Verb = "DROP TRIGGER"
 		if on := t.find(2, "on"); on >= 0 {
-			table, _ := t.name(on + 1)
+			table, _ := t.relation(on + 1)
 			s.lock(AccessExclusive, table)
 		}
 	}
@@ -501,7 +523,7 @@ func (l *linter) alter(s *stmt) {
 	case t.at(1, "table"):
 		s.Verb = "ALTER TABLE"
 		i := t.skip(t.skip(2, "if", "exists"), "only")
-		table, j := t.name(i)
+		table, j := t.relation(i)
 		if t.text(j) == "*" {
 			j++
 		}
@@ -513,7 +535,7 @@ func (l *linter) alter(s *stmt) {
 	case t.at(1, "index"):
 		s.Verb = "ALTER INDEX"
 		i := t.skip(2, "if", "exists")
-		name, j := t.name(i)
+		name, j := t.relation(i)
 		switch {
 		case t.at(j, "rename"):
 			s.lock(ShareUpdateExclusive, name)
@@ -538,7 +560,7 @@ func (l *linter) alter(s *stmt) {
 }
 
 // action checks one action of ALTER TABLE on table.
-func (l *linter) action(s *stmt, table string, a toks) {
+func (l *linter) action(s *stmt, table Name, a toks) {
 	at := func() int { return indexOf(s.t, a) }
 	switch {
 	case a.at(0, "add"):
@@ -551,9 +573,9 @@ func (l *linter) action(s *stmt, table string, a toks) {
 		case "check":
 			l.addCheck(s, table, constraint, a, i, at())
 		case "foreign":
-			ref := ""
+			var ref Name
 			if r := a.find(i, "references"); r >= 0 {
-				ref, _ = a.name(r + 1)
+				ref, _ = a.relation(r + 1)
 			}
 			s.lock(ShareRowExclusive, table, ref)
 			l.notValidOrFlag(s, constraint, a, at())
@@ -617,7 +639,7 @@ func (l *linter) action(s *stmt, table string, a toks) {
 	case a.at(0, "enable", "trigger"), a.at(0, "disable", "trigger"):
 		s.lock(ShareRowExclusive, table)
 	case a.at(0, "attach", "partition"):
-		part, _ := a.name(2)
+		part, _ := a.relation(2)
 		s.lock(ShareUpdateExclusive, table)
 		s.lock(AccessExclusive, part)
 		s.Scans = true
@@ -647,11 +669,11 @@ func indexOf(t, a toks) int {
 	return 0
 }
 
-func (l *linter) addCheck(s *stmt, table, constraint string, a toks, i, at int) {
+func (l *linter) addCheck(s *stmt, table Name, constraint string, a toks, i, at int) {
 	s.lock(AccessExclusive, table)
 	if body, _ := a.group(i + 1); len(body) == 4 && body.at(1, "is", "not", "null") && constraint != "" {
 		col, _ := body.name(0)
-		l.notNullChecks[constraint] = table + "." + col
+		l.notNullChecks[constraint] = columnRef{table: table, column: col}
 	}
 	l.notValidOrFlag(s, constraint, a, at)
 }
@@ -683,7 +705,7 @@ var volatile = map[string]bool{
 var serialTypes = map[string]bool{"serial": true, "serial4": true, "bigserial": true, "serial8": true, "smallserial": true, "serial2": true}
 
 // addColumn checks ADD COLUMN; def starts at the column's name.
-func (l *linter) addColumn(s *stmt, table string, def toks, at int) {
+func (l *linter) addColumn(s *stmt, table Name, def toks, at int) {
 	s.lock(AccessExclusive, table)
 	typeAdvice(s, def, 1)
 	hasDefault := def.find(1, "default") >= 0
@@ -717,7 +739,7 @@ func (l *linter) addColumn(s *stmt, table string, def toks, at int) {
 		s.flag("adding-required-field", at, "")
 	}
 	if r := def.find(1, "references"); r >= 0 {
-		ref, _ := def.name(r + 1)
+		ref, _ := def.relation(r + 1)
 		s.lock(ShareRowExclusive, ref)
 		s.Scans = true
 		s.flag("adding-foreign-key-constraint", at, "")
@@ -736,7 +758,7 @@ func (l *linter) addColumn(s *stmt, table string, def toks, at int) {
 	}
 }
 
-func (l *linter) alterColumn(s *stmt, table, col string, a toks, j, at int) {
+func (l *linter) alterColumn(s *stmt, table Name, col string, a toks, j, at int) {
 	if a.at(j, "set", "statistics") || a.at(j, "set", "(") || a.at(j, "reset") {
 		s.lock(ShareUpdateExclusive, table)
 		return
@@ -749,7 +771,7 @@ func (l *linter) alterColumn(s *stmt, table, col string, a toks, j, at int) {
 		s.Rewrites = true
 		s.flag("changing-column-type", at, fmt.Sprintf("column %s", col))
 	case a.at(j, "set", "not", "null"):
-		if l.provenNotNull[table+"."+col] {
+		if l.provenNotNull[columnRef{table: table, column: col}] {
 			return
 		}
 		s.Scans = true

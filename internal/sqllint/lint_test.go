@@ -1,6 +1,7 @@
 package sqllint
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -41,7 +42,7 @@ func TestLocksAndPositions(t *testing.T) {
 		for _, f := range s.Findings {
 			rules = append(rules, f.Rule+"@"+itoa(f.Line)+":"+itoa(f.Column))
 		}
-		got := want{s.Line, s.Column, s.Lock, strings.Join(s.Tables, ","), strings.Join(rules, ",")}
+		got := want{s.Line, s.Column, s.Lock, joinNames(s.Tables), strings.Join(rules, ",")}
 		if got != w {
 			t.Errorf("statement %d (%s): got %+v, want %+v", i, s.SQL, got, w)
 		}
@@ -52,6 +53,14 @@ func TestLocksAndPositions(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+func joinNames(ns []Name) string {
+	var out []string
+	for _, n := range ns {
+		out = append(out, n.String())
+	}
+	return strings.Join(out, ",")
+}
 
 func TestRunnerMode(t *testing.T) {
 	cases := []struct{ sql, rules string }{
@@ -109,5 +118,44 @@ func TestRulesComplete(t *testing.T) {
 			t.Errorf("rule %s twice", r.Name)
 		}
 		seen[r.Name] = true
+	}
+}
+
+// A dot inside a quoted part stays part of it: "a.b"."c.d" is table c.d of
+// schema a.b, and not table d of schema "a.b.c", which the script did not
+// create.
+func TestQuotedNamesKeepTheirDots(t *testing.T) {
+	src := `CREATE TABLE "a.b"."c.d" (id bigint);
+ALTER TABLE "a.b"."c.d" ADD COLUMN n text NOT NULL;
+ALTER TABLE "a.b.c".d ADD COLUMN n text NOT NULL;
+ALTER TABLE "a.b".c ADD CONSTRAINT f FOREIGN KEY (u) REFERENCES "x.y" (id) NOT VALID;
+LOCK TABLE app."a.b"."c.d";
+`
+	stmts, err := Lint(src, Options{Runner: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wants := []struct {
+		tables []Name
+		rules  string
+	}{
+		{[]Name{}, ""},
+		{[]Name{{Schema: "a.b", Name: "c.d"}}, ""},
+		{[]Name{{Schema: "a.b.c", Name: "d"}}, "adding-required-field"},
+		{[]Name{{Schema: "a.b", Name: "c"}, {Name: "x.y"}}, ""},
+		{[]Name{{Schema: "a.b", Name: "c.d"}}, ""},
+	}
+	if len(stmts) != len(wants) {
+		t.Fatalf("%d statements, want %d", len(stmts), len(wants))
+	}
+	for i, w := range wants {
+		s := stmts[i]
+		var rules []string
+		for _, f := range s.Findings {
+			rules = append(rules, f.Rule)
+		}
+		if !slices.Equal(s.Tables, w.tables) || strings.Join(rules, ",") != w.rules {
+			t.Errorf("statement %d (%s): tables %+v rules %q, want %+v %q", i, s.SQL, s.Tables, rules, w.tables, w.rules)
+		}
 	}
 }

@@ -59,6 +59,25 @@ func (t toks) pos(i int) int {
 // name reads a possibly qualified name at i (a.b.c, quoted parts
 // unquoted), returning it and the index after it ("" when i holds no name).
 func (t toks) name(i int) (string, int) {
+	parts, i := t.parts(i)
+	return strings.Join(parts, "."), i
+}
+
+// relation reads a possibly qualified relation name at i, its schema kept
+// apart from its name (of catalog.schema.name, the last two parts).
+func (t toks) relation(i int) (Name, int) {
+	parts, i := t.parts(i)
+	switch len(parts) {
+	case 0:
+		return Name{}, i
+	case 1:
+		return Name{Name: parts[0]}, i
+	}
+	return Name{Schema: parts[len(parts)-2], Name: parts[len(parts)-1]}, i
+}
+
+// parts reads the dot-separated parts of a name at i, unquoted.
+func (t toks) parts(i int) ([]string, int) {
 	var parts []string
 	for i < len(t) && (t[i].Kind == sqllex.Ident || t[i].Kind == sqllex.QuotedIdent) {
 		parts = append(parts, t[i].Name())
@@ -68,7 +87,7 @@ func (t toks) name(i int) (string, int) {
 		}
 		i++
 	}
-	return strings.Join(parts, "."), i
+	return parts, i
 }
 
 // find is the index of keyword w at parenthesis depth 0 from i, or -1.
