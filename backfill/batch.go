@@ -258,7 +258,7 @@ FOR UPDATE OF r SKIP LOCKED`, rangesTable(r.schema), jobsTable(r.schema), skippe
 		err = conn.QueryRow(ctx, fmt.Sprintf(`
 SELECT r.range_no, true, r.verify_cursor, r.upper_bound, r.batch_size, j.paused
 FROM %[1]s r JOIN %[2]s j USING (change_id)
-WHERE r.change_id = $1 AND r.verified_at IS NULL
+WHERE r.change_id = $1 AND r.verified_at IS NULL AND j.kept_by IS NULL
   AND NOT EXISTS (SELECT 1 FROM %[1]s x WHERE x.change_id = $1 AND x.done_at IS NULL)
 ORDER BY r.range_no LIMIT 1
 FOR UPDATE OF r SKIP LOCKED`, rangesTable(r.schema), jobsTable(r.schema)), r.changeID).

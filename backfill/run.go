@@ -458,7 +458,15 @@ FROM %s WHERE change_id = $1`, rangesTable(r.schema)), r.changeID).Scan(&notDone
 		return false, fmt.Errorf("backfill: %w", err)
 	}
 	if notVerified > 0 {
-		return false, nil
+		// The copy proves the ranges of a job kept by a trigger (proof.go).
+		proven, err := r.proven(ctx)
+		if err != nil || !proven {
+			return false, err
+		}
+		if _, err := r.pool.Exec(ctx, fmt.Sprintf(`UPDATE %s SET verified_at = now() WHERE change_id = $1 AND verified_at IS NULL`,
+			rangesTable(r.schema)), r.changeID); err != nil {
+			return false, fmt.Errorf("backfill: %w", err)
+		}
 	}
 	if _, err := r.pool.Exec(ctx, fmt.Sprintf(`UPDATE %s SET verified_at = now() WHERE change_id = $1 AND verified_at IS NULL`,
 		jobsTable(r.schema)), r.changeID); err != nil {

@@ -472,7 +472,10 @@ func timedBackfill(ctx context.Context, pool *pgxpool.Pool, table string, opts b
 	}
 	change := table + "-email-rename"
 	t0 := time.Now()
-	err := backfill.Start(ctx, pool, state, change, phases.Backfill{Table: table, Column: "email_address", Expr: `"email"`}, nil)
+	// As the rename compiles it: kept by the sync trigger (without one, as
+	// with -sync=false, the job ends with a verification pass).
+	kept := phases.Sync{ID: change, Table: table, Old: "email", New: "email_address"}.TriggerName()
+	err := backfill.Start(ctx, pool, state, change, phases.Backfill{Table: table, Column: "email_address", Expr: `"email"`, KeptBy: kept}, nil)
 	r.start = time.Since(t0)
 	if err == nil {
 		var p backfill.Progress
