@@ -24,7 +24,9 @@ type Options struct {
 	// Workers is the number of goroutines claiming ranges (default 1).
 	Workers int
 	// TargetBatch is the duration a batch should take; the batch size
-	// adapts toward it (default 150ms). MinBatch and MaxBatch clamp the
+	// adapts toward it (default 30ms: an application write that meets a
+	// row the batch has updated waits for its commit, up to a batch's
+	// duration). MinBatch and MaxBatch clamp the
 	// size (defaults 100 and 200,000 rows).
 	TargetBatch        time.Duration
 	MinBatch, MaxBatch int
@@ -32,7 +34,7 @@ type Options struct {
 	// application (default none).
 	Sleep time.Duration
 	// MaxAppWait bounds how long an application statement can wait for a
-	// batch's row locks (default 200ms): batches skip rows the application
+	// batch's row locks (default 50ms): batches skip rows the application
 	// holds and come back for them, and the server cancels a batch whose
 	// statement runs past 90% of MaxAppWait, which is then retried with
 	// fewer rows (see sweep.go). TargetBatch is lowered to 75% of it when
@@ -91,10 +93,13 @@ type Batch struct {
 	// Revisit: the batch took up skipped rows (Size of them) of a range
 	// whose keys are all swept; Skipped is the rows still locked.
 	Revisit bool
-	// Took is the time of the batch's work statement(s), the duration the
-	// size adapts to (a backfill batch's commit included); Elapsed is the
-	// whole transaction's.
+	// Took is the time of the batch's work statement(s) as this process
+	// sees it (a backfill batch's commit included); Elapsed is the whole
+	// transaction's. Held is a backfill batch's statement time on the
+	// server, about as long as it held its first row lock (commit
+	// excepted): the duration its size adapts to (0: unknown; Took then).
 	Took    time.Duration
+	Held    time.Duration
 	Elapsed time.Duration
 	Next    int   // size of the worker's next batch
 	Err     error // a retryable error: the batch rolled back
@@ -105,10 +110,10 @@ func (o Options) withDefaults() Options {
 		o.Workers = 1
 	}
 	if o.TargetBatch <= 0 {
-		o.TargetBatch = 150 * time.Millisecond
+		o.TargetBatch = 30 * time.Millisecond
 	}
 	if o.MaxAppWait <= 0 {
-		o.MaxAppWait = 200 * time.Millisecond
+		o.MaxAppWait = 50 * time.Millisecond
 	}
 	o.TargetBatch = min(o.TargetBatch, o.MaxAppWait*3/4)
 	if o.MinBatch <= 0 {
