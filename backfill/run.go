@@ -24,17 +24,18 @@ type Options struct {
 	// Workers is the number of goroutines claiming ranges (default 1).
 	Workers int
 	// TargetBatch is the duration a batch should take; the batch size
-	// adapts toward it (default 30ms: an application write that meets a
-	// row the batch has updated waits for its commit, up to a batch's
-	// duration). MinBatch and MaxBatch clamp the
-	// size (defaults 100 and 200,000 rows).
+	// adapts toward its time on the server (default 150ms; an application
+	// write that meets a row the batch has updated waits for its commit, up
+	// to a batch's duration: lower it, or MaxAppWait, for shorter waits, at
+	// the cost of more batches). MinBatch and MaxBatch clamp the size
+	// (defaults 100 and 200,000 rows).
 	TargetBatch        time.Duration
 	MinBatch, MaxBatch int
 	// Sleep between two batches of a worker, to leave room to the
 	// application (default none).
 	Sleep time.Duration
 	// MaxAppWait bounds how long an application statement can wait for a
-	// batch's row locks (default 50ms): batches skip rows the application
+	// batch's row locks (default 200ms): batches skip rows the application
 	// holds and come back for them, and the server cancels a batch whose
 	// statement runs past 90% of MaxAppWait, which is then retried with
 	// fewer rows (see sweep.go). TargetBatch is lowered to 75% of it when
@@ -110,10 +111,10 @@ func (o Options) withDefaults() Options {
 		o.Workers = 1
 	}
 	if o.TargetBatch <= 0 {
-		o.TargetBatch = 30 * time.Millisecond
+		o.TargetBatch = 150 * time.Millisecond
 	}
 	if o.MaxAppWait <= 0 {
-		o.MaxAppWait = 50 * time.Millisecond
+		o.MaxAppWait = 200 * time.Millisecond
 	}
 	o.TargetBatch = min(o.TargetBatch, o.MaxAppWait*3/4)
 	if o.MinBatch <= 0 {

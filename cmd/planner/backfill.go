@@ -106,14 +106,14 @@ left is not split.`,
 func registerBackfillFlags(cmd *cobra.Command, o *backfill.Options, prefix string) {
 	f := cmd.Flags()
 	f.IntVar(&o.Workers, prefix+"workers", 1, "goroutines working on the backfill; other processes may run too, and a worker that finds every key range busy splits one")
-	f.DurationVar(&o.TargetBatch, prefix+"batch-time", 30*time.Millisecond, "target duration of one batch; the batch size adapts to it")
+	f.DurationVar(&o.TargetBatch, prefix+"batch-time", 150*time.Millisecond, "target duration of one batch; the batch size adapts to it")
 	f.IntVar(&o.MinBatch, prefix+"min-batch", 100, "smallest batch, in rows")
 	f.IntVar(&o.MaxBatch, prefix+"max-batch", 200_000, "largest batch, in rows")
 	f.DurationVar(&o.Sleep, prefix+"sleep", 0, "pause between two batches of a worker")
 	f.DurationVar(&o.MaxReplicaLag, prefix+"max-replica-lag", 10*time.Second, "wait while a replica replays more than this far behind the primary, in time (negative: no time limit)")
 	o.MaxReplicaLagBytes = 256 << 20
 	f.Var(byteSize{&o.MaxReplicaLagBytes}, prefix+"max-replica-lag-bytes", "wait while a replica has more than this much WAL left to replay, e.g. 64kB, 1GB (negative: no size limit)")
-	f.DurationVar(&o.MaxAppWait, prefix+"max-app-wait", 50*time.Millisecond, "longest an application statement may wait for a batch's row locks: batches skip rows the application holds (and come back for them), and the server cancels a batch running past 90% of it, retried smaller; --"+prefix+"batch-time is lowered to 75% of it")
+	f.DurationVar(&o.MaxAppWait, prefix+"max-app-wait", 200*time.Millisecond, "longest an application statement may wait for a batch's row locks: batches skip rows the application holds (and come back for them), and the server cancels a batch running past 90% of it, retried smaller; --"+prefix+"batch-time is lowered to 75% of it")
 }
 
 // checkBackfillFlags rejects values of the flags registerBackfillFlags
