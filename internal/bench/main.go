@@ -62,7 +62,7 @@ func main() {
 	flag.IntVar(&c.waitRows, "wait-rows", 200_000, "rows of the table of measurement 6")
 	flag.DurationVar(&c.maxAppWait, "max-app-wait", 200*time.Millisecond, "backfill bound on application lock waits (--max-app-wait)")
 	flag.DurationVar(&c.gentle, "gentle-sleep", 150*time.Millisecond, "workload measurement: also backfill with this pause between batches (0: skip)")
-	flag.BoolVar(&c.autovacuum, "autovacuum", true, "leave autovacuum on for the workload table")
+	flag.BoolVar(&c.autovacuum, "autovacuum", true, "leave autovacuum on for the tables of measurements 3 and 4")
 	flag.BoolVar(&c.sync, "sync", true, "install the sync trigger before backfilling, as a rename does")
 	flag.Parse()
 	if err := run(context.Background(), c); err != nil {
@@ -205,6 +205,9 @@ func run(ctx context.Context, c config) error {
 			}
 			table := fmt.Sprintf("big%d", i)
 			err = makeTable(ctx, p, table, rows)
+			if err == nil && !c.autovacuum {
+				_, err = p.Exec(ctx, fmt.Sprintf(`ALTER TABLE %s SET (autovacuum_enabled = off)`, table))
+			}
 			if err == nil {
 				err = expand(ctx, p, table, c.sync)
 			}
