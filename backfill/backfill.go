@@ -23,7 +23,9 @@
 //
 // Once every range is done, a verification pass (batched the same way)
 // looks for rows where the column still differs from its expression, fixes
-// them, and marks the job verified: the gate the next phase waits for.
+// them, and marks the job verified: the gate the next phase waits for. A
+// job kept by a trigger that fires on every write skips that pass: its
+// copy proves its ranges (see proof.go).
 package backfill
 
 import (
@@ -155,6 +157,9 @@ var laterColumns = []struct {
 	// swept: the range's cursor went through all its keys; it is done
 	// once its skipped keys are.
 	{rangesTable, "swept", "boolean NOT NULL DEFAULT false"},
+	// kept_by: the trigger that keeps written rows right (proof.go); NULL:
+	// the job ends with a verification pass.
+	{jobsTable, "kept_by", "oid"},
 }
 
 // addJobColumns adds the later columns where they are missing, and the
@@ -285,6 +290,13 @@ func StartWith(ctx context.Context, pool *pgxpool.Pool, schema, changeID string,
 	if err != nil {
 		return fmt.Errorf("backfill: change %s: %w", changeID, err)
 	}
+	if err := addJobColumns(ctx, pool, schema); err != nil {
+		return fmt.Errorf("backfill: %w", err)
+	}
+	kept, err := keptBy(ctx, pool, t.name, work.KeptBy)
+	if err != nil {
+		return fmt.Errorf("backfill: change %s: %w", changeID, err)
+	}
 	bounds, total, err := split(ctx, pool, t, opts.RangeRows)
 	if err != nil {
 		return fmt.Errorf("backfill: change %s: split %s: %w", changeID, t.name, err)
@@ -299,9 +311,9 @@ func StartWith(ctx context.Context, pool *pgxpool.Pool, schema, changeID string,
 	}
 	defer tx.Rollback(ctx)
 	tag, err := tx.Exec(ctx, fmt.Sprintf(`
-INSERT INTO %s (change_id, table_schema, table_name, column_name, column_type, expr, key_columns, key_types, total_rows, undo)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (change_id) DO NOTHING`, jobsTable(schema)),
-		changeID, work.Schema, work.Table, work.Column, t.columnType, work.Expr, t.key.cols, t.key.types, total, work.Undo)
+INSERT INTO %s (change_id, table_schema, table_name, column_name, column_type, expr, key_columns, key_types, total_rows, undo, kept_by)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (change_id) DO NOTHING`, jobsTable(schema)),
+		changeID, work.Schema, work.Table, work.Column, t.columnType, work.Expr, t.key.cols, t.key.types, total, work.Undo, kept)
 	if err != nil {
 		return fmt.Errorf("backfill: create job %s: %w", changeID, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -46,6 +47,9 @@ type result struct {
 	rows    int64
 	changed int64 // rows updated (verification: rows fixed)
 	skipped int64 // rows skipped: locked by the application
+	// held is the batch statement's time on the server, from just before
+	// it took its first row lock to its end (a sweep only; 0: unknown).
+	held time.Duration
 }
 
 // batch runs one batch transaction of at most size rows (0: the range's
@@ -127,7 +131,14 @@ func (r *runner) batch(ctx context.Context, size int, sz *sizer, skipLocked bool
 		report(Batch{Size: int(res.rows), Updated: res.changed, Skipped: res.skipped, Revisit: true, Took: took, Next: size})
 		return worked, size, nil
 	}
-	next := sz.next(size, res.rows, took)
+	// The size adapts to the time the rows were held on the server: the
+	// round trip around it holds no row lock, and on a busy client machine
+	// it may be most of the time.
+	held := took
+	if res.held > 0 {
+		held = res.held
+	}
+	next := sz.next(size, res.rows, held)
 	if c.verify {
 		open = false
 		if err := r.commit(ctx, conn, c, res, next); err != nil {
@@ -139,7 +150,7 @@ func (r *runner) batch(ctx context.Context, size int, sz *sizer, skipLocked bool
 		}
 	}
 	open = false
-	report(Batch{Size: size, Rows: res.rows, Updated: res.changed, Skipped: res.skipped, Took: took, Next: next})
+	report(Batch{Size: size, Rows: res.rows, Updated: res.changed, Skipped: res.skipped, Took: took, Held: res.held, Next: next})
 	return worked, next, nil
 }
 
@@ -156,7 +167,8 @@ func isLockTimeout(err error) bool {
 
 // sweep runs the batch of a range being swept, and commits it.
 func (r *runner) sweep(ctx context.Context, conn *pgxpool.Conn, c claim, size int, skipLocked bool) (result, error) {
-	var pre []string
+	// The statement's start on the server, for held.
+	pre := []string{"SELECT set_config('planner.batch_start', clock_timestamp()::text, true)"}
 	if !skipLocked {
 		pre = append(pre, fmt.Sprintf("SELECT set_config('lock_timeout', '%d', true)", rowLockWait.Milliseconds()))
 	}
@@ -172,7 +184,13 @@ func (r *runner) sweep(ctx context.Context, conn *pgxpool.Conn, c claim, size in
 	if row[4] != "1" {
 		return result{}, fmt.Errorf("range %d vanished under its batch", c.no)
 	}
-	return result{rows: n[0], changed: n[1], skipped: n[2], last: row[3] == "t"}, nil
+	res := result{rows: n[0], changed: n[1], skipped: n[2], last: row[3] == "t"}
+	if len(row) > 5 {
+		if us, err := strconv.ParseInt(row[5], 10, 64); err == nil && us > 0 {
+			res.held = time.Duration(us) * time.Microsecond
+		}
+	}
+	return res, nil
 }
 
 // revisit takes up at most size skipped keys of a swept range that are
@@ -258,7 +276,7 @@ FOR UPDATE OF r SKIP LOCKED`, rangesTable(r.schema), jobsTable(r.schema), skippe
 		err = conn.QueryRow(ctx, fmt.Sprintf(`
 SELECT r.range_no, true, r.verify_cursor, r.upper_bound, r.batch_size, j.paused
 FROM %[1]s r JOIN %[2]s j USING (change_id)
-WHERE r.change_id = $1 AND r.verified_at IS NULL
+WHERE r.change_id = $1 AND r.verified_at IS NULL AND j.kept_by IS NULL
   AND NOT EXISTS (SELECT 1 FROM %[1]s x WHERE x.change_id = $1 AND x.done_at IS NULL)
 ORDER BY r.range_no LIMIT 1
 FOR UPDATE OF r SKIP LOCKED`, rangesTable(r.schema), jobsTable(r.schema)), r.changeID).

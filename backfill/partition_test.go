@@ -2,6 +2,7 @@ package backfill
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 
 	"github.com/pgplanner/planner/phases"
@@ -59,5 +60,37 @@ func TestPartitionedSampledSplit(t *testing.T) {
 	p, err = Run(ctx, db.Pool, state, "c1", Options{Workers: 2})
 	if err != nil || !p.Verified || p.Rows != 20000 {
 		t.Fatalf("Run = %+v, %v", p, err)
+	}
+}
+
+// A partitioned table's sync trigger is cloned onto every partition: the
+// copy proves the ranges, unless the clone of one partition is disabled,
+// which leaves the job to the verification pass.
+func TestPartitionedTableKeptByItsTrigger(t *testing.T) {
+	for _, disabled := range []bool{false, true} {
+		db := newDB(t)
+		ctx := context.Background()
+		db.Exec(t, partitioned)
+		installSync(t, db, "t", "old", "new")
+		s := phases.Sync{ID: "test-t", Table: phases.TableRef{Name: "t"}, Old: "old", New: "new"}
+		if disabled {
+			db.Exec(t, `ALTER TABLE t_p1 DISABLE TRIGGER "`+s.TriggerName()+`"`)
+		}
+		if err := Start(ctx, db.Pool, state, "c1", phases.Backfill{Table: "t", Column: "new", Expr: "old", KeptBy: s.TriggerName()}, nil); err != nil {
+			t.Fatal(err)
+		}
+		var verifyBatches atomic.Int64
+		p, err := Run(ctx, db.Pool, state, "c1", Options{Workers: 2, MinBatch: 100, MaxBatch: 1000, OnBatch: func(b Batch) {
+			if b.Verify {
+				verifyBatches.Add(1)
+			}
+		}})
+		if err != nil || !p.Verified || p.Rows != 20000 {
+			t.Fatalf("Run = %+v, %v", p, err)
+		}
+		if got := verifyBatches.Load() > 0; got != disabled {
+			t.Fatalf("one partition's trigger disabled: %v; verification batches %d", disabled, verifyBatches.Load())
+		}
+		assertAllRight(t, db, "t", "new = old")
 	}
 }

@@ -30,8 +30,11 @@ type Options struct {
 	// Workers is the number of goroutines claiming ranges (default 1).
 	Workers int
 	// TargetBatch is the duration a batch should take; the batch size
-	// adapts toward it (default 150ms). MinBatch and MaxBatch clamp the
-	// size (defaults 100 and 200,000 rows).
+	// adapts toward its time on the server (default 150ms; an application
+	// write that meets a row the batch has updated waits for its commit, up
+	// to a batch's duration: lower it, or MaxAppWait, for shorter waits, at
+	// the cost of more batches). MinBatch and MaxBatch clamp the size
+	// (defaults 100 and 200,000 rows).
 	TargetBatch        time.Duration
 	MinBatch, MaxBatch int
 	// Sleep between two batches of a worker, to leave room to the
@@ -97,10 +100,13 @@ type Batch struct {
 	// Revisit: the batch took up skipped rows (Size of them) of a range
 	// whose keys are all swept; Skipped is the rows still locked.
 	Revisit bool
-	// Took is the time of the batch's work statement(s), the duration the
-	// size adapts to (a backfill batch's commit included); Elapsed is the
-	// whole transaction's.
+	// Took is the time of the batch's work statement(s) as this process
+	// sees it (a backfill batch's commit included); Elapsed is the whole
+	// transaction's. Held is a backfill batch's statement time on the
+	// server, about as long as it held its first row lock (commit
+	// excepted): the duration its size adapts to (0: unknown; Took then).
 	Took    time.Duration
+	Held    time.Duration
 	Elapsed time.Duration
 	Next    int   // size of the worker's next batch
 	Err     error // a retryable error: the batch rolled back
@@ -482,7 +488,15 @@ FROM %s WHERE change_id = $1`, rangesTable(r.schema)), r.changeID).Scan(&notDone
 		return false, fmt.Errorf("backfill: %w", err)
 	}
 	if notVerified > 0 {
-		return false, nil
+		// The copy proves the ranges of a job kept by a trigger (proof.go).
+		proven, err := r.proven(ctx)
+		if err != nil || !proven {
+			return false, err
+		}
+		if _, err := r.pool.Exec(ctx, fmt.Sprintf(`UPDATE %s SET verified_at = now() WHERE change_id = $1 AND verified_at IS NULL`,
+			rangesTable(r.schema)), r.changeID); err != nil {
+			return false, fmt.Errorf("backfill: %w", err)
+		}
 	}
 	if _, err := r.pool.Exec(ctx, fmt.Sprintf(`UPDATE %s SET verified_at = now() WHERE change_id = $1 AND verified_at IS NULL`,
 		jobsTable(r.schema)), r.changeID); err != nil {

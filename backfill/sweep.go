@@ -124,7 +124,8 @@ func (t *target) orderByDesc() string {
 // sweepSQL is one backfill batch of range c, up to size keys after its
 // cursor, in one statement (see above); with skipLocked it locks the rows
 // first and skips those locked, retry being the first revisit's delay. It returns the keys gone through, the rows
-// updated, the keys skipped and whether the range's keys are all swept.
+// updated, the keys skipped, whether the range's keys are all swept, 1 (the
+// range row updated) and the microseconds since planner.batch_start.
 func (r *runner) sweepSQL(c claim, size int, skipLocked bool, retry time.Duration) (string, []any) {
 	t := r.t
 	var a argList
@@ -195,7 +196,8 @@ func (r *runner) sweepSQL(c claim, size int, skipLocked bool, retry time.Duratio
   FROM step s WHERE change_id = %[9]s AND range_no = %[10]s
   RETURNING 1
 )
-SELECT s.n_rows, (SELECT count(*) FROM done), (SELECT count(*) FROM skip), s.is_last, (SELECT count(*) FROM rng)
+SELECT s.n_rows, (SELECT count(*) FROM done), (SELECT count(*) FROM skip), s.is_last, (SELECT count(*) FROM rng),
+  (extract(epoch FROM clock_timestamp() - current_setting('planner.batch_start')::timestamptz) * 1e6)::bigint
 FROM step s`,
 		t.name, keys, within, t.orderBy(), sz, t.orderByDesc(), work, skippedTable(r.schema), ch, no, last,
 		t.keyListOf("", "::text"), upperText, cursorText, rangesTable(r.schema))

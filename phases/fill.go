@@ -18,11 +18,11 @@ type Fill struct {
 	Expr   string
 }
 
-// triggerName is the name of the trigger and of its function.
-func (f Fill) triggerName() string { return objectName("planner_fill_", f.ID) }
+// TriggerName is the name of the trigger and of its function.
+func (f Fill) TriggerName() string { return objectName("planner_fill_", f.ID) }
 
 func (f Fill) function() string {
-	return TableRef{Schema: f.Column.Table.Schema, Name: f.triggerName()}.Quoted()
+	return TableRef{Schema: f.Column.Table.Schema, Name: f.TriggerName()}.Quoted()
 }
 
 // Install creates the function and the trigger. Its WHEN clause makes every
@@ -36,17 +36,17 @@ func (f Fill) Install() []Statement {
 		{
 			SQL:    fmt.Sprintf("CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql AS %s%s%s", f.function(), tag, body, tag),
 			Held:   HeldNone,
-			Effect: probeFunction(t.SchemaOrPublic(), f.triggerName(), body),
-			Object: functionObject(t.SchemaOrPublic(), f.triggerName()),
+			Effect: probeFunction(t.SchemaOrPublic(), f.TriggerName(), body),
+			Object: functionObject(t.SchemaOrPublic(), f.TriggerName()),
 		},
 		{
 			SQL: fmt.Sprintf("CREATE OR REPLACE TRIGGER %s\nBEFORE INSERT OR UPDATE ON %s\nFOR EACH ROW WHEN (%s IS NULL)\nEXECUTE FUNCTION %s()",
-				Ident(f.triggerName()), t.Quoted(), col, f.function()),
+				Ident(f.TriggerName()), t.Quoted(), col, f.function()),
 			Lock:   ShareRowExclusive,
 			Tables: TableList{t},
 			Held:   HeldInstant,
-			Done:   probeTrigger(t, f.triggerName()),
-			Object: triggerObject(t, f.triggerName()),
+			Done:   probeTrigger(t, f.TriggerName()),
+			Object: triggerObject(t, f.TriggerName()),
 		},
 	}
 }
@@ -58,15 +58,15 @@ func (f Fill) Remove() []Statement {
 	t := f.Column.Table
 	return []Statement{
 		{
-			SQL:    fmt.Sprintf("DROP TRIGGER IF EXISTS %s ON %s", Ident(f.triggerName()), t.Quoted()),
+			SQL:    fmt.Sprintf("DROP TRIGGER IF EXISTS %s ON %s", Ident(f.TriggerName()), t.Quoted()),
 			Lock:   AccessExclusive,
 			Tables: TableList{t},
 			Held:   HeldInstant,
-			Done:   not(probeTrigger(t, f.triggerName())),
-			Object: triggerObject(t, f.triggerName()),
+			Done:   not(probeTrigger(t, f.TriggerName())),
+			Object: triggerObject(t, f.TriggerName()),
 		},
 		{SQL: fmt.Sprintf("DROP FUNCTION IF EXISTS %s()", f.function()), Held: HeldNone,
-			Effect: not(probeFunction(t.SchemaOrPublic(), f.triggerName(), "")),
-			Object: functionObject(t.SchemaOrPublic(), f.triggerName())},
+			Effect: not(probeFunction(t.SchemaOrPublic(), f.TriggerName(), "")),
+			Object: functionObject(t.SchemaOrPublic(), f.TriggerName())},
 	}
 }

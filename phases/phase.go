@@ -123,6 +123,13 @@ type Backfill struct {
 	// changes, so that rolling the phase back can set those rows back to
 	// NULL (set_not_null, which fills an existing column in place).
 	Undo bool `json:"undo"`
+	// KeptBy names the trigger (Sync, Fill) installed before the backfill
+	// that gives every row an INSERT or UPDATE writes the value Expr
+	// computes. A range the backfill copied then stays right, so its copy
+	// proves it and no verification pass reads the rows again; the backfill
+	// trusts the trigger only while the catalog shows it firing on every
+	// INSERT and UPDATE, enabled (package backfill, proof.go).
+	KeptBy string `json:"kept_by,omitempty"`
 }
 
 // Flags maps flag keys (e.g. "users-email.read") to the variant published.

@@ -28,8 +28,13 @@ import (
 // (new IS NOT DISTINCT FROM up(old)), which includes the backfill's own
 // updates and the writes of an application that writes both columns.
 //
-// The trigger fires on UPDATE OF old, new only: updates touching neither
-// column leave a not-yet-backfilled row to the backfill.
+// The trigger fires on every UPDATE, not only those of old or new: an
+// update of another column (the key, say) fills a row not backfilled yet,
+// so that no write can move a row the backfill has not done yet behind
+// its cursor, and a range the backfill copied stays right (its copy proves
+// it, see Backfill.KeptBy). For rows in agreement the WHEN clause costs
+// one comparison; the row lock a BEFORE UPDATE row trigger takes is paid
+// whatever the column list.
 //
 // BEFORE ROW triggers fire in name order: a user trigger that changes
 // either column and sorts after planner_sync_<id> would act after the sync
@@ -225,9 +230,8 @@ func (s Sync) Install() []Statement {
 	out = append(out,
 		s.functionStatement(),
 		Statement{
-			SQL: fmt.Sprintf("CREATE OR REPLACE TRIGGER %s\nBEFORE INSERT OR UPDATE OF %s, %s ON %s\nFOR EACH ROW WHEN (%s IS DISTINCT FROM %s)\nEXECUTE FUNCTION %s()",
+			SQL: fmt.Sprintf("CREATE OR REPLACE TRIGGER %s\nBEFORE INSERT OR UPDATE ON %s\nFOR EACH ROW WHEN (%s IS DISTINCT FROM %s)\nEXECUTE FUNCTION %s()",
 				pgx.Identifier{s.TriggerName()}.Sanitize(),
-				pgx.Identifier{s.Old}.Sanitize(), pgx.Identifier{s.New}.Sanitize(),
 				s.Table.Quoted(), n, s.UpExpr(o), s.qualified(s.TriggerName())),
 			Lock:   ShareRowExclusive,
 			Tables: TableList{s.Table},

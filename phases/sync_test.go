@@ -143,13 +143,14 @@ func TestSyncRenameWriterPatterns(t *testing.T) {
 		{"neither changed but differ: new from old", `UPDATE $T SET $O = $O WHERE id = 16`, 16, "s16", "s16"},
 		{"old app update of a pre-existing row", `UPDATE $T SET $O = 'p' WHERE id = 17`, 17, "p", "p"},
 		{"new app write=new on a pre-existing row", `UPDATE $T SET $N = 'q' WHERE id = 18`, 18, "q", "q"},
-		{"unrelated update leaves a not-backfilled row to the backfill", `UPDATE $T SET other = 1 WHERE id = 19`, 19, "s19", "<nil>"},
+		{"unrelated update fills a not-backfilled row", `UPDATE $T SET other = 1 WHERE id = 19`, 19, "s19", "s19"},
+		{"key update fills a not-backfilled row", `UPDATE $T SET id = 120 WHERE id = 20`, 120, "s20", "s20"},
 		{"upsert conflict from old app", `INSERT INTO $T (id, $O) VALUES (10, 'up') ON CONFLICT (id) DO UPDATE SET $O = EXCLUDED.$O`, 10, "up", "up"},
 	}
 	for _, c := range renameCases {
 		t.Run(c.name, func(t *testing.T) {
-			// rows 16..19 exist before the expand (new column NULL)
-			db := setup(t, c, `INSERT INTO $T (id, `+pgx.Identifier{c.sync.Old}.Sanitize()+`) SELECT i, 's' || i FROM generate_series(16, 19) i`)
+			// rows 16..20 exist before the expand (new column NULL)
+			db := setup(t, c, `INSERT INTO $T (id, `+pgx.Identifier{c.sync.Old}.Sanitize()+`) SELECT i, 's' || i FROM generate_series(16, 20) i`)
 			// rows 10..15 written after the expand by an old app
 			db.Exec(t, expand(c, `INSERT INTO $T (id, $O) SELECT i, 's' || i FROM generate_series(10, 15) i`))
 			for _, w := range writes {
@@ -338,8 +339,8 @@ func TestSyncConcurrentWriters(t *testing.T) {
 }
 
 // TestSyncWhenSkipsAgreeingRows counts trigger function calls: rows already
-// in agreement (writes of both columns, the backfill's own updates) and
-// updates of other columns must not call it.
+// in agreement (writes of both columns, the backfill's own updates, updates
+// of other columns) must not call it.
 func TestSyncWhenSkipsAgreeingRows(t *testing.T) {
 	c := renameCases[1]
 	db := setup(t, c, `INSERT INTO $T (id) SELECT generate_series(1000, 1099)`)
@@ -356,7 +357,7 @@ func TestSyncWhenSkipsAgreeingRows(t *testing.T) {
 	for _, sql := range []string{
 		`INSERT INTO $T (id, $O, $N) SELECT i, 'x' || i, 'x' || i FROM generate_series(1, 50) i`, // new app write=both: skipped
 		`UPDATE $T SET $N = $O WHERE $N IS DISTINCT FROM $O`,                                     // a backfill batch: skipped
-		`UPDATE $T SET other = 1`,                                              // other columns: not fired
+		`UPDATE $T SET other = 1`,                                              // other columns, rows in agreement: skipped
 		`UPDATE $T SET $O = 'y' || id, $N = 'y' || id WHERE id <= 50`,          // write=both: skipped
 		`INSERT INTO $T (id, $O) SELECT i, 'z' FROM generate_series(51, 60) i`, // old app: 10 calls
 		`UPDATE $T SET $N = 'w' WHERE id BETWEEN 1 AND 5`,                      // new app write=new: 5 calls

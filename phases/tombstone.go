@@ -31,8 +31,8 @@ func (c Column) Rename(to string) Statement {
 // old column under the name old (the tombstone at contract, the original
 // name when the contract is rolled back). PL/pgSQL resolves NEW.<column>
 // when it runs, so the function must be rewritten with the rename, in the
-// same transaction; the trigger's UPDATE OF list and WHEN clause refer to
-// the column by attnum and follow it by themselves.
+// same transaction; the trigger's WHEN clause refers to the column by
+// attnum and follows it by itself.
 func (s Sync) Retarget(old string) Statement {
 	s.Old = old
 	return s.functionStatement()

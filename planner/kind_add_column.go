@@ -135,10 +135,14 @@ func compileAddColumn(k *AddColumn, id string, target Target) ([]phases.Phase, e
 	out := []phases.Phase{expand}
 	gate := phases.NoGate
 	if fill != "" {
+		work := &phases.Backfill{Schema: t.SchemaOrPublic(), Table: t.Name, Column: k.Column, Expr: fillExpr(k.Column, fill)}
+		if k.NotNull {
+			work.KeptBy = filler.TriggerName()
+		}
 		out = append(out, phases.Phase{
 			Name:     "backfill",
 			Purpose:  fmt.Sprintf("fill %s for existing rows with %s, in batches", k.Column, fill),
-			Backfill: &phases.Backfill{Schema: t.SchemaOrPublic(), Table: t.Name, Column: k.Column, Expr: fillExpr(k.Column, fill)},
+			Backfill: work,
 		})
 		gate = phases.BackfillVerified
 	}

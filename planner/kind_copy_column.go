@@ -160,9 +160,10 @@ func compileCopyColumn(id string, target Target, cc copyColumn) ([]phases.Phase,
 		RollbackFlags: nil,
 	}
 	backfill := phases.Phase{
-		Name:     "backfill",
-		Purpose:  fmt.Sprintf("copy %s into %s for existing rows, in batches (rows written meanwhile are kept equal by the trigger)", cc.old, cc.new),
-		Backfill: &phases.Backfill{Schema: schema, Table: t.Name, Column: cc.new, Expr: sync.UpExpr(phases.Ident(cc.old))},
+		Name:    "backfill",
+		Purpose: fmt.Sprintf("copy %s into %s for existing rows, in batches (rows written meanwhile are kept equal by the trigger)", cc.old, cc.new),
+		Backfill: &phases.Backfill{Schema: schema, Table: t.Name, Column: cc.new, Expr: sync.UpExpr(phases.Ident(cc.old)),
+			KeptBy: sync.TriggerName()},
 	}
 	dual := phases.Phase{
 		Name:          "dual_write",

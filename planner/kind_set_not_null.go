@@ -80,7 +80,7 @@ func compileSetNotNull(k *SetNotNull, id string, target Target) ([]phases.Phase,
 			k.Column, k.Backfill),
 		Statements: filler.Install(),
 		Backfill: &phases.Backfill{Schema: t.SchemaOrPublic(), Table: t.Name, Column: k.Column,
-			Expr: fillExpr(k.Column, k.Backfill), Undo: true},
+			Expr: fillExpr(k.Column, k.Backfill), Undo: true, KeptBy: filler.TriggerName()},
 		Rollback: filler.Remove(),
 	}
 	enforce.Purpose += ", then drop the fill trigger"

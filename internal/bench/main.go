@@ -67,9 +67,9 @@ func main() {
 	flag.BoolVar(&c.verbose, "v", false, "print every batch")
 	flag.StringVar(&c.parts, "parts", "1234567", "which measurements to run: 1-2 (UPDATE vs backfill), 3 (workload), 4 (memory at 1 and -scale times the rows), 5 (validate and connected plan of many changes), 6 (application lock waits, with and without a CPU hog), 7 (flag evaluation against the SDK's in-memory provider)")
 	flag.IntVar(&c.waitRows, "wait-rows", 200_000, "rows of the table of measurement 6")
-	flag.DurationVar(&c.maxAppWait, "max-app-wait", 200*time.Millisecond, "backfill bound on application lock waits (measurement 6)")
+	flag.DurationVar(&c.maxAppWait, "max-app-wait", 200*time.Millisecond, "backfill bound on application lock waits (--max-app-wait)")
 	flag.DurationVar(&c.gentle, "gentle-sleep", 150*time.Millisecond, "workload measurement: also backfill with this pause between batches (0: skip)")
-	flag.BoolVar(&c.autovacuum, "autovacuum", true, "leave autovacuum on for the workload table")
+	flag.BoolVar(&c.autovacuum, "autovacuum", true, "leave autovacuum on for the tables of measurements 3 and 4")
 	flag.BoolVar(&c.sync, "sync", true, "install the sync trigger before backfilling, as a rename does")
 	flag.Parse()
 	if err := run(context.Background(), c); err != nil {
@@ -113,11 +113,11 @@ func run(ctx context.Context, c config) error {
 	if err := tx.Commit(ctx); err != nil {
 		return err
 	}
-	opts := backfill.Options{Workers: c.workers, TargetBatch: c.batchTime, Sleep: c.sleep}
+	opts := backfill.Options{Workers: c.workers, TargetBatch: c.batchTime, Sleep: c.sleep, MaxAppWait: c.maxAppWait}
 	if c.verbose {
 		opts.OnBatch = func(b backfill.Batch) {
-			fmt.Printf("   batch range %d verify=%v size %d rows %d changed %d took %s elapsed %s next %d err %v\n",
-				b.Range, b.Verify, b.Size, b.Rows, b.Updated, b.Took.Round(time.Millisecond), b.Elapsed.Round(time.Millisecond), b.Next, b.Err)
+			fmt.Printf("   batch range %d verify=%v size %d rows %d changed %d took %s (held on the server %s) elapsed %s next %d err %v\n",
+				b.Range, b.Verify, b.Size, b.Rows, b.Updated, b.Took.Round(time.Millisecond), b.Held.Round(time.Millisecond), b.Elapsed.Round(time.Millisecond), b.Next, b.Err)
 		}
 	}
 
@@ -212,6 +212,9 @@ func run(ctx context.Context, c config) error {
 			}
 			table := fmt.Sprintf("big%d", i)
 			err = makeTable(ctx, p, table, rows)
+			if err == nil && !c.autovacuum {
+				_, err = p.Exec(ctx, fmt.Sprintf(`ALTER TABLE %s SET (autovacuum_enabled = off)`, table))
+			}
 			if err == nil {
 				err = expand(ctx, p, table, c.sync)
 			}
@@ -479,7 +482,10 @@ func timedBackfill(ctx context.Context, pool *pgxpool.Pool, table string, opts b
 	}
 	change := table + "-email-rename"
 	t0 := time.Now()
-	err := backfill.Start(ctx, pool, state, change, phases.Backfill{Table: table, Column: "email_address", Expr: `"email"`}, nil)
+	// As the rename compiles it: kept by the sync trigger (without one, as
+	// with -sync=false, the job ends with a verification pass).
+	kept := phases.Sync{ID: change, Table: phases.TableRef{Name: table}, Old: "email", New: "email_address"}.TriggerName()
+	err := backfill.Start(ctx, pool, state, change, phases.Backfill{Table: table, Column: "email_address", Expr: `"email"`, KeptBy: kept}, nil)
 	r.start = time.Since(t0)
 	if err == nil {
 		var p backfill.Progress
