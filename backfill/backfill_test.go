@@ -457,42 +457,9 @@ ALTER TABLE t ADD COLUMN new text`)
 		StartOptions{RangeRows: 2000, BatchSize: 50}); err != nil {
 		t.Fatal(err)
 	}
-	stop := make(chan struct{})
-	var writes atomic.Int64
-	var wg sync.WaitGroup
-	for w := range 3 {
-		wg.Go(func() {
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				id := (i*7919 + w*104729) % 9000
-				var sql string
-				switch i % 5 {
-				case 0:
-					sql = `INSERT INTO t (old, other) VALUES ('ins' || $1::int, 0)`
-				case 1:
-					sql = `UPDATE t SET old = 'upd-old' || $1::int WHERE id = $1` // old app
-				case 2:
-					sql = `UPDATE t SET new = 'upd-new' || $1::int, old = 'upd-new' || $1::int WHERE id = $1` // new app
-				case 3:
-					sql = `UPDATE t SET other = other + 1 WHERE id = $1` // neither column
-				case 4:
-					sql = `DELETE FROM t WHERE id = $1 AND id % 3 = 0`
-				}
-				if _, err := db.Pool.Exec(ctx, sql, id); err != nil {
-					t.Errorf("workload: %v", err)
-					return
-				}
-				writes.Add(1)
-			}
-		})
-	}
+	writes, stopWrites := writeDuringBackfill(t, db, 9000, false)
 	p, err := Run(ctx, db.Pool, state, "c1", Options{Workers: 2, MinBatch: 20, MaxBatch: 100, Sleep: 2 * time.Millisecond})
-	close(stop)
-	wg.Wait()
+	stopWrites()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1071,4 +1038,44 @@ SELECT CASE WHEN id = 1 THEN v || left(pg_sleep(0.3)::text, 0) ELSE v END || '!'
 		t.Fatalf("progress %+v: want verified with nothing to fix", p)
 	}
 	assertAllRight(t, db, "t", "new = old || '!'")
+}
+
+// writeDuringBackfill runs three application writers on table t (id, old,
+// other, new) until the returned stop is called: inserts, old-app and
+// new-app updates, updates of neither column, and deletes, over ids below
+// ids; moveKeys adds updates of the key that move a row behind every
+// cursor. writes counts the statements that ran.
+func writeDuringBackfill(t *testing.T, db *pgtest.DB, ids int, moveKeys bool) (writes *atomic.Int64, stop func()) {
+	t.Helper()
+	statements := []string{
+		`INSERT INTO t (old, other) VALUES ('ins' || $1::int, 0)`,
+		`UPDATE t SET old = 'upd-old' || $1::int WHERE id = $1`,                             // old app
+		`UPDATE t SET new = 'upd-new' || $1::int, old = 'upd-new' || $1::int WHERE id = $1`, // new app
+		`UPDATE t SET other = other + 1 WHERE id = $1`,                                      // neither column
+		`DELETE FROM t WHERE id = $1 AND id % 3 = 0`,
+	}
+	if moveKeys {
+		statements = append(statements, `UPDATE t SET id = -id WHERE id = $1 AND id > 0`)
+	}
+	writes = new(atomic.Int64)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range 3 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				id := (i*7919 + w*104729) % ids
+				if _, err := db.Pool.Exec(context.Background(), statements[i%len(statements)], id); err != nil {
+					t.Errorf("workload: %v", err)
+					return
+				}
+				writes.Add(1)
+			}
+		})
+	}
+	return writes, func() { close(done); wg.Wait() }
 }

@@ -2,7 +2,6 @@ package backfill
 
 import (
 	"context"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -47,43 +46,9 @@ WHEN (NEW.new IS DISTINCT FROM NEW.old) EXECUTE FUNCTION "`+s.TriggerName()+`"()
 				StartOptions{RangeRows: 1500, BatchSize: 50}); err != nil {
 				t.Fatal(err)
 			}
-			stop := make(chan struct{})
-			var writes atomic.Int64
-			var wg sync.WaitGroup
-			for w := range 3 {
-				if !c.workload {
-					break
-				}
-				wg.Go(func() {
-					for i := 0; ; i++ {
-						select {
-						case <-stop:
-							return
-						default:
-						}
-						id := (i*7919 + w*104729) % 7000
-						var sql string
-						switch i % 6 {
-						case 0:
-							sql = `INSERT INTO t (old, other) VALUES ('ins' || $1::int, 0)`
-						case 1:
-							sql = `UPDATE t SET old = 'upd-old' || $1::int WHERE id = $1` // old app
-						case 2:
-							sql = `UPDATE t SET new = 'upd-new' || $1::int, old = 'upd-new' || $1::int WHERE id = $1` // new app
-						case 3:
-							sql = `UPDATE t SET other = other + 1 WHERE id = $1` // neither column
-						case 4:
-							sql = `UPDATE t SET id = -id WHERE id = $1 AND id > 0` // the key, behind every cursor
-						case 5:
-							sql = `DELETE FROM t WHERE id = $1 AND id % 3 = 0`
-						}
-						if _, err := db.Pool.Exec(ctx, sql, id); err != nil {
-							t.Errorf("workload: %v", err)
-							return
-						}
-						writes.Add(1)
-					}
-				})
+			writes, stopWrites := new(atomic.Int64), func() {}
+			if c.workload {
+				writes, stopWrites = writeDuringBackfill(t, db, 7000, true)
 			}
 			var verifyBatches atomic.Int64
 			var moved atomic.Bool
@@ -102,8 +67,7 @@ WHEN (NEW.new IS DISTINCT FROM NEW.old) EXECUTE FUNCTION "`+s.TriggerName()+`"()
 					// moves behind the first range's cursor.
 					db.Exec(t, `UPDATE t SET id = -1000000 WHERE id = 6000`)
 				}})
-			close(stop)
-			wg.Wait()
+			stopWrites()
 			if err != nil {
 				t.Fatal(err)
 			}
