@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
-	"sync/atomic"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -58,33 +56,16 @@ func statementsCluster(t *testing.T) *pgtest.Cluster {
 	return c
 }
 
-var clusterDBs atomic.Int64
-
 // clusterFixture is an engine fixture on a new database of c, with the
 // extension installed or not.
 func clusterFixture(t *testing.T, c *pgtest.Cluster, extension bool) *engineFixture {
 	t.Helper()
-	ctx := context.Background()
-	admin, err := pgx.Connect(ctx, c.URL("postgres"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close(ctx)
-	name := fmt.Sprintf("pgss_%d_%d", os.Getpid(), clusterDBs.Add(1))
-	if _, err := admin.Exec(ctx, `CREATE DATABASE `+pgx.Identifier{name}.Sanitize()+` TEMPLATE template0`); err != nil {
-		t.Fatal(err)
-	}
-	pool, err := pgxpool.New(ctx, c.URL(name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	db := &pgtest.DB{URL: c.URL(name), Name: name, Pool: pool}
+	db := c.NewDB(t)
 	db.Exec(t, fixtureTables)
 	if extension {
 		db.Exec(t, `CREATE EXTENSION pg_stat_statements`)
 	}
-	return &engineFixture{db: db, e: testEngine(pool), dir: t.TempDir()}
+	return &engineFixture{db: db, e: testEngine(db.Pool), dir: t.TempDir()}
 }
 
 // appPool is a separate client, as an application instance would be.
@@ -305,7 +286,7 @@ changes:
 		specs := f.specs(t, renameSpec)
 		toEnforce(t, f, specs)
 		call(t, appPool(t, f), 3, oldSelect, 1) // run by the superuser
-		role := fmt.Sprintf("viewer_%d", clusterDBs.Add(1))
+		role := "viewer_" + f.db.Name
 		f.db.Exec(t, `CREATE ROLE `+role+` LOGIN`)
 		f.db.Exec(t, `GRANT USAGE ON SCHEMA planner TO `+role)
 		f.db.Exec(t, `GRANT SELECT ON ALL TABLES IN SCHEMA planner TO `+role)

@@ -7,9 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/pgplanner/planner/internal/pgtest"
 	"github.com/pgplanner/planner/planner"
 )
@@ -23,22 +20,7 @@ func statementsDB(t *testing.T) *pgtest.DB {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Stop)
-	ctx := context.Background()
-	admin, err := pgx.Connect(ctx, c.URL("postgres"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close(ctx)
-	const name = "fleet_statements"
-	if _, err := admin.Exec(ctx, `CREATE DATABASE `+pgx.Identifier{name}.Sanitize()); err != nil {
-		t.Fatal(err)
-	}
-	pool, err := pgxpool.New(ctx, c.URL(name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	db := &pgtest.DB{URL: c.URL(name), Name: name, Pool: pool}
+	db := c.NewDB(t)
 	db.Exec(t, `CREATE EXTENSION pg_stat_statements`)
 	return db
 }

@@ -156,3 +156,25 @@ func redact(raw string) string {
 	}
 	return u.Redacted()
 }
+
+// NewDB creates an empty database on c, a cluster of the test's own (for
+// settings the shared test server lacks); the cluster's Stop removes it.
+func (c *Cluster) NewDB(t testing.TB) *DB {
+	t.Helper()
+	ctx := context.Background()
+	admin, err := pgx.Connect(ctx, c.URL("postgres"))
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	defer admin.Close(ctx)
+	name := fmt.Sprintf("t_%d_%d", os.Getpid(), dbCounter.Add(1))
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()+" TEMPLATE template0"); err != nil {
+		t.Fatalf("pgtest: create database: %v", err)
+	}
+	pool, err := pgxpool.New(ctx, c.URL(name))
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	t.Cleanup(pool.Close)
+	return &DB{URL: c.URL(name), Name: name, Pool: pool}
+}
