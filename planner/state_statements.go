@@ -133,3 +133,12 @@ func (s state) ensureStatementBaselines(ctx context.Context, q Querier) error {
 	_, err := q.Exec(ctx, `SELECT set_config('lock_timeout', $1, true)`, prev)
 	return err
 }
+
+// setIgnoredStatements stores the entries a contract leaves out
+// (renamedEntries).
+func (s state) setIgnoredStatements(ctx context.Context, q Querier, change string, snap *statementSnapshot) error {
+	_, err := q.Exec(ctx, `INSERT INTO `+s.table("statement_baselines")+` (change, taken, stats_reset, baseline, ignored)
+		VALUES ($1, clock_timestamp(), $2, '{}', $3)
+		ON CONFLICT (change) DO UPDATE SET ignored = EXCLUDED.ignored`, change, snap.statsReset, countsJSON(snap.calls))
+	return err
+}

@@ -306,25 +306,28 @@ func namesTable(sql string, table TableName) bool {
 	return false
 }
 
-// renamedEntries handles a pg_stat_statements quirk: an entry is keyed by
-// the relations' oids, not their names, and keeps the text it was first
+// renamedEntries handles a pg_stat_statements quirk: before PostgreSQL 18
+// an entry is keyed by the relations' oids, not their names, and keeps the text it was first
 // seen with. After rename_table, the statements naming the table by its
 // new name share the entries of those that named it by the old name before
 // the rename, under the old text; those naming the old name reach the view
 // and get entries of their own. So the entries naming the table just
 // before the rename are stored, and the contract ignores them. It never
 // fails the phase: without them such statements hold a gated contract
-// until they stop.
+// until they stop. PostgreSQL 18 keys entries by the relations' names
+// instead: statements on the new name get entries of their own, those on
+// the old name keep theirs, and nothing is to be ignored.
 func (e *Engine) renamedEntries(ctx context.Context, en *entry, r retiredName) {
+	if en.state.ServerVersion >= 18 {
+		return
+	}
 	src, err := findStatementSource(ctx, e.Pool)
 	if err != nil || src == nil {
 		return
 	}
 	snap, err := src.snapshot(ctx, e.Pool, r)
 	if err == nil {
-		_, err = e.Pool.Exec(ctx, `INSERT INTO `+e.state().table("statement_baselines")+` (change, taken, stats_reset, baseline, ignored)
-			VALUES ($1, clock_timestamp(), $2, '{}', $3)
-			ON CONFLICT (change) DO UPDATE SET ignored = EXCLUDED.ignored`, en.state.ID, snap.statsReset, countsJSON(snap.calls))
+		err = e.state().setIgnoredStatements(ctx, e.Pool, en.state.ID, snap)
 	}
 	if _, ok := unreadable(err); err != nil && !ok {
 		e.logf("%s: pg_stat_statements entries of %s not recorded before the rename: %v\n", en.state.ID, r.table, err)

@@ -432,8 +432,9 @@ changes:
 		}
 		call(t, app, 3, viaView, 1)
 		call(t, app, 1, viaQual, "open", 2)
-		// The new name shares the entry the old name had before the
-		// rename (same table, so same queryid) and its old text: ignored.
+		// Before PostgreSQL 18 the new name shares the entry the old name
+		// had before the rename (same table oid, so same queryid) and its
+		// old text: ignored. From 18 it has an entry of its own.
 		call(t, app, 4, newName, 1)
 		call(t, app, 4, elsewise, 1)
 
@@ -445,7 +446,14 @@ changes:
 		if s.Table != "public.orders" || s.Column != "" || s.SincePhase != "switch" || len(s.Statements) != 2 {
 			t.Fatalf("want the select and the update through the view: %+v", s)
 		}
-		if o := s.Statements[0]; o.Query != viaView || o.Calls != 3 || o.TotalCalls != 5 {
+		// Its calls through the view since the baseline, and in all: from
+		// PostgreSQL 18 the entry is the table's name, so it also holds the
+		// calls on the table before the rename.
+		total := int64(5)
+		if f.db.ServerVersion(t) >= 18 {
+			total = 7
+		}
+		if o := s.Statements[0]; o.Query != viaView || o.Calls != 3 || o.TotalCalls != total {
 			t.Fatalf("select through the view: %+v", o)
 		}
 		if o := s.Statements[1]; o.Query != viaQual || o.Calls != 1 {
