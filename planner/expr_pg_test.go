@@ -168,3 +168,39 @@ CREATE FUNCTION lookup(x bigint) RETURNS text LANGUAGE sql VOLATILE AS 'SELECT '
 		}
 	}
 }
+
+// One resolveAll over tables that give a column name different types: the
+// same text is immutable over one and stable over the other (timestamptz
+// to text depends on the session's settings), and a column the change adds
+// counts with the type it is added with.
+func TestResolveAllTellsColumnTypesApart(t *testing.T) {
+	ctx := context.Background()
+	db := pgtest.NewDB(t)
+	db.Exec(t, `CREATE TABLE a (id bigint PRIMARY KEY, at text);
+CREATE TABLE b (id bigint PRIMARY KEY, at timestamptz);`)
+	ta, err := LoadTable(ctx, db.Pool, TableName{Name: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb, err := LoadTable(ctx, db.Pool, TableName{Name: "b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const expr = "length(at::text)"
+	check := func(table string) *AddCheck {
+		return &AddCheck{TableName: table, Name: "len_" + table, Expr: expr + " > 0"}
+	}
+	added := &AddColumn{TableName: "a", Column: "seen", Type: "timestamptz", Backfill: "length(seen::text)"}
+	if err := resolveAll(ctx, db.Pool, []resolveItem{{Table: ta, Change: check("a")}, {Table: tb, Change: check("b")}, {Table: ta, Change: added}}); err != nil {
+		t.Fatal(err)
+	}
+	if f := ta.Expressions[expr+" > 0"]; f.Volatility != Immutable {
+		t.Errorf("over a text column: %+v, want immutable", f)
+	}
+	if f := tb.Expressions[expr+" > 0"]; f.Volatility != Stable {
+		t.Errorf("over a timestamptz column: %+v, want stable", f)
+	}
+	if f := ta.Expressions["length(seen::text)"]; f.Volatility != Stable {
+		t.Errorf("over an added timestamptz column: %+v, want stable", f)
+	}
+}

@@ -28,14 +28,15 @@ type resolveItem struct {
 // resolveAll records, for every item, in its Table.Expressions the
 // volatility of each SQL expression of its change. An expression is
 // immutable when PostgreSQL accepts it in an index expression on a
-// temporary copy of the table's columns (its own check, with operators and
+// temporary table with the columns it names (its own check, with operators and
 // casts resolved by type), and names no function with a VOLATILE overload.
 // Otherwise it is the most volatile of the functions and operators it
 // names, over all their overloads in pg_proc (and STABLE for
 // current_timestamp and the like), and at least stable. Everything runs in
 // one transaction that is rolled back, with what repeats asked once: one
-// scratch table per table, each function or operator name looked up once,
-// and expressions that differ only in integer constants checked once.
+// scratch table per list of columns and types, each function or operator
+// name looked up once, and an expression over the same column types, or
+// differing only in integer constants, checked once whatever its table.
 func resolveAll(ctx context.Context, db pgq.Beginner, items []resolveItem) error {
 	var todo []resolveItem
 	for _, it := range items {
@@ -54,7 +55,7 @@ func resolveAll(ctx context.Context, db pgq.Beginner, items []resolveItem) error
 	if _, err := tx.Exec(ctx, `SELECT set_config('statement_timeout', '10s', true), set_config('lock_timeout', '1s', true)`); err != nil {
 		return wrapf(err, "resolving the volatility of expressions")
 	}
-	r := &resolver{tx: tx, scratches: map[TableName][]*scratchTable{}, indexable: map[string]bool{}, names: map[string]nameFacts{}}
+	r := &resolver{tx: tx, scratches: map[string]string{}, indexable: map[string]bool{}, names: map[string]nameFacts{}}
 	for _, it := range todo {
 		if err := r.resolve(ctx, it.Table, it.Change); err != nil {
 			return err
@@ -66,11 +67,10 @@ func resolveAll(ctx context.Context, db pgq.Beginner, items []resolveItem) error
 // resolver is one resolveAll's transaction and what it found so far.
 type resolver struct {
 	tx pgx.Tx
-	// scratches: a table's scratch copies (name "" when it could not be
-	// made: no TEMP privilege).
-	scratches map[TableName][]*scratchTable
-	made      int
-	indexable map[string]bool      // scratch + normalized body → accepted
+	// scratches: the scratch table of each column list (name "" when it
+	// could not be made: no TEMP privilege).
+	scratches map[string]string
+	indexable map[string]bool      // column list + normalized body → accepted
 	names     map[string]nameFacts // "f:schema.name" or "o:name" → facts
 }
 
@@ -88,10 +88,6 @@ func (r *resolver) resolve(ctx context.Context, t *Table, k Kind) error {
 	}
 	if a, ok := k.(columnAdder); ok {
 		adds = a.addedColumns(t)
-	}
-	scratch, err := r.scratch(ctx, t, adds)
-	if err != nil {
-		return err
 	}
 	// Merged, not replaced: changes may share a table snapshot.
 	if t.Expressions == nil {
@@ -114,11 +110,9 @@ func (r *resolver) resolve(ctx context.Context, t *Table, k Kind) error {
 		if typ := casts[e.Field]; typ != "" {
 			body = "CAST(" + body + " AS " + typ + ")"
 		}
-		immutable := false
-		if scratch != "" {
-			if immutable, err = r.isIndexable(ctx, scratch, body); err != nil {
-				return err
-			}
+		immutable, err := r.isIndexable(ctx, columnsOf(x, t, adds), body)
+		if err != nil {
+			return err
 		}
 		// A function named VOLATILE keeps the expression volatile even
 		// when PostgreSQL inlines its body into something immutable.
@@ -135,79 +129,61 @@ func (r *resolver) resolve(ctx context.Context, t *Table, k Kind) error {
 	return nil
 }
 
-// scratch returns a temporary table with t's columns and the added ones.
-// A table gets one, and the columns changes add are added to it as they
-// come (a column added twice with two types gets a scratch table of its
-// own), so expressions on one table are checked against one scratch.
-func (r *resolver) scratch(ctx context.Context, t *Table, adds map[string]string) (string, error) {
-	if err := ctx.Err(); err != nil {
-		return "", err
-	}
-	cols := make([]string, 0, len(adds))
-	for c := range adds {
-		if t.Column(c) == nil {
-			cols = append(cols, c)
+// columnsOf is the columns x names, with the types they have in t or,
+// for those the change adds, in adds: all an expression's immutability
+// depends on besides its text. A name that is not a column counts for
+// nothing; a reference qualified by the table's name fails on any scratch
+// table (it is not named so), as it would before.
+func columnsOf(x *sqllex.Expr, t *Table, adds map[string]string) map[string]string {
+	cols := map[string]string{}
+	for _, tok := range x.Tokens {
+		if tok.Kind != sqllex.Ident && tok.Kind != sqllex.QuotedIdent {
+			continue
+		}
+		name := tok.Name()
+		if c := t.Column(name); c != nil {
+			cols[name] = c.Type
+		} else if typ := adds[name]; typ != "" {
+			cols[name] = typ
 		}
 	}
-	sort.Strings(cols)
-	for _, sc := range r.scratches[t.Name.Key()] {
-		if sc.fits(adds, cols) {
-			if sc.name != "" {
-				for _, c := range cols {
-					if _, ok := sc.cols[c]; !ok {
-						sc.cols[c] = adds[c]
-						savepoint(ctx, r.tx, `ALTER TABLE pg_temp.`+sc.name+` ADD COLUMN `+pgx.Identifier{c}.Sanitize()+` `+adds[c])
-					}
-				}
-			}
-			return sc.name, nil
-		}
-	}
-	r.made++
-	sc := &scratchTable{name: fmt.Sprintf("planner_volatility_%d", r.made), cols: map[string]string{}}
-	if !savepoint(ctx, r.tx, `CREATE TEMP TABLE `+sc.name+` (LIKE `+t.Name.Quoted()+`) ON COMMIT DROP`) {
-		sc.name = "" // no TEMP privilege: nothing is found immutable
-	}
-	for _, c := range cols {
-		sc.cols[c] = adds[c]
-		if sc.name != "" {
-			savepoint(ctx, r.tx, `ALTER TABLE pg_temp.`+sc.name+` ADD COLUMN `+pgx.Identifier{c}.Sanitize()+` `+adds[c])
-		}
-	}
-	r.scratches[t.Name.Key()] = append(r.scratches[t.Name.Key()], sc)
-	return sc.name, nil
+	return cols
 }
 
-// scratchTable is a table's scratch copy and the columns added to it.
-type scratchTable struct {
-	name string
-	cols map[string]string // added column -> type
-}
-
-// fits: no column the change adds is there with another type.
-func (sc *scratchTable) fits(adds map[string]string, cols []string) bool {
-	for _, c := range cols {
-		if typ, ok := sc.cols[c]; ok && typ != adds[c] {
-			return false
-		}
-	}
-	return true
-}
-
-// isIndexable reports whether PostgreSQL accepts body in an index
-// expression, which it does only for immutable expressions. IS NULL makes
-// the indexed value boolean, so the body's type needs no operator class.
-// Integer constants do not change the answer (they resolve to the same
-// types), so bodies that differ only in them are asked once.
-func (r *resolver) isIndexable(ctx context.Context, scratch, body string) (bool, error) {
+// isIndexable reports whether PostgreSQL accepts body, over columns of
+// the given types, in an index expression, which it does only for
+// immutable expressions. IS NULL makes the indexed value boolean, so the
+// body's type needs no operator class. The answer depends on the text and
+// the types only, so it is asked once per both across all tables; integer
+// constants do not change it either (they resolve to the same types). The
+// scratch table is made for the columns on the first question about them.
+func (r *resolver) isIndexable(ctx context.Context, cols map[string]string, body string) (bool, error) {
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
-	key := scratch + "\x00" + normalizeIntegers(body)
+	names := make([]string, 0, len(cols))
+	for n := range cols {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	defs := make([]string, len(names))
+	for i, n := range names {
+		defs[i] = pgx.Identifier{n}.Sanitize() + " " + cols[n]
+	}
+	columns := strings.Join(defs, ", ")
+	key := columns + "\x00" + normalizeIntegers(body)
 	if ok, seen := r.indexable[key]; seen {
 		return ok, nil
 	}
-	ok := savepoint(ctx, r.tx, `CREATE INDEX ON pg_temp.`+scratch+` ((`+body+` IS NULL))`)
+	scratch, made := r.scratches[columns]
+	if !made {
+		scratch = fmt.Sprintf("planner_volatility_%d", len(r.scratches)+1)
+		if !savepoint(ctx, r.tx, `CREATE TEMP TABLE `+scratch+` (`+columns+`) ON COMMIT DROP`) {
+			scratch = "" // no TEMP privilege, or a type that does not exist
+		}
+		r.scratches[columns] = scratch
+	}
+	ok := scratch != "" && savepoint(ctx, r.tx, `CREATE INDEX ON pg_temp.`+scratch+` ((`+body+` IS NULL))`)
 	r.indexable[key] = ok
 	return ok, nil
 }

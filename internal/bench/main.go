@@ -18,6 +18,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -50,6 +51,7 @@ type config struct {
 	gentle           time.Duration
 	waitRows         int
 	maxAppWait       time.Duration
+	cpuProfile       string
 }
 
 func main() {
@@ -71,8 +73,22 @@ func main() {
 	flag.DurationVar(&c.gentle, "gentle-sleep", 150*time.Millisecond, "workload measurement: also backfill with this pause between batches (0: skip)")
 	flag.BoolVar(&c.autovacuum, "autovacuum", true, "leave autovacuum on for the tables of measurements 3 and 4")
 	flag.BoolVar(&c.sync, "sync", true, "install the sync trigger before backfilling, as a rename does")
+	flag.StringVar(&c.cpuProfile, "cpuprofile", "", "write the planner's CPU profile to this file")
 	flag.Parse()
+	if c.cpuProfile != "" {
+		f, err := os.Create(c.cpuProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	if err := run(context.Background(), c); err != nil {
+		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
