@@ -39,6 +39,7 @@ type claim struct {
 	// found still locked.
 	swept bool
 	waits int
+	cap   time.Duration // the batch's statement_timeout
 }
 
 type result struct {
@@ -116,9 +117,10 @@ func (r *runner) batch(ctx context.Context, size int, sz *sizer, skipLocked bool
 			case c.swept:
 				// Fewer keys next time: a revisit takes at most size.
 			case isTimeout(err):
+				r.noteSlack(took - c.cap)
 				next = sz.cancelled(size, took)
 				err = fmt.Errorf("a batch of %d rows ran past its cap of %s (--max-app-wait %s): %w",
-					size, r.opts.batchCap(), r.opts.MaxAppWait, err)
+					size, c.cap, r.opts.MaxAppWait, err)
 			}
 			report(Batch{Size: size, Took: took, Next: next, Err: err, Revisit: c.swept})
 			return 0, next, &retryError{err}
@@ -137,6 +139,7 @@ func (r *runner) batch(ctx context.Context, size int, sz *sizer, skipLocked bool
 	held := took
 	if res.held > 0 {
 		held = res.held
+		r.noteSlack(took - res.held)
 	}
 	next := sz.next(size, res.rows, held)
 	if c.verify {
@@ -244,9 +247,10 @@ func (r *runner) begin(ctx context.Context, conn *pgxpool.Conn) (claim, bool, er
 	// The batch's statements run under its cap (MaxAppWait): the server
 	// cancels one that would hold its row locks any longer.
 	idle := max(30*time.Second, 2*r.opts.StatementTimeout)
+	c := claim{cap: max(time.Millisecond, r.batchCap())}
 	b.Queue(`SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true),
   set_config('synchronous_commit', $3, true), set_config('idle_in_transaction_session_timeout', $4, true), `+pinTextFormsExprs,
-		fmt.Sprint(r.opts.LockTimeout.Milliseconds()), fmt.Sprint(max(1, r.opts.batchCap().Milliseconds())), syncCommit,
+		fmt.Sprint(r.opts.LockTimeout.Milliseconds()), fmt.Sprint(c.cap.Milliseconds()), syncCommit,
 		fmt.Sprint(idle.Milliseconds()))
 	// A range whose keys are all swept is claimed again when its skipped
 	// keys are due for a revisit.
@@ -261,7 +265,6 @@ WHERE r.change_id = $1 AND r.done_at IS NULL
 ORDER BY r.range_no LIMIT 1
 FOR UPDATE OF r SKIP LOCKED`, rangesTable(r.schema), jobsTable(r.schema), skippedTable(r.schema)), r.changeID)
 	br := conn.SendBatch(ctx, b)
-	var c claim
 	_, err := br.Exec()
 	if err == nil {
 		_, err = br.Exec()

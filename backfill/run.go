@@ -307,6 +307,8 @@ type runner struct {
 
 	mu      sync.Mutex
 	samples []sample // recent (time, rows) for the rate
+
+	slack atomic.Int64 // nanoseconds; see noteSlack
 }
 
 type sample struct {
@@ -375,8 +377,31 @@ func (r *runner) rate(p Progress) (float64, time.Duration) {
 }
 
 // batchCap is the statement_timeout of a batch's statement: MaxAppWait
-// less a margin for its commit.
-func (o Options) batchCap() time.Duration { return o.MaxAppWait * 9 / 10 }
+// less a margin for its commit and the server's cancel (a fifth: on a
+// saturated machine the cancel alone took a tenth), less the slack seen
+// lately. At least a quarter of MaxAppWait, so that batches still make
+// progress.
+func (r *runner) batchCap() time.Duration {
+	return max(r.opts.MaxAppWait/4, r.fullCap()-time.Duration(r.slack.Load()))
+}
+
+// fullCap is the cap with no slack.
+func (r *runner) fullCap() time.Duration { return r.opts.MaxAppWait * 4 / 5 }
+
+// noteSlack records how long a batch's row locks may have been held past
+// what its statement_timeout sees: the round trip beyond the statement's
+// own time on the server (its commit, and on a busy machine the wait to be
+// scheduled), or how far a cancelled batch overran its cap. The latest
+// large one counts, decaying by an eighth per batch.
+func (r *runner) noteSlack(d time.Duration) {
+	for {
+		old := r.slack.Load()
+		next := max(int64(max(d, 0)), old*7/8)
+		if r.slack.CompareAndSwap(old, next) {
+			return
+		}
+	}
+}
 
 // retryError is a batch that failed in a way worth retrying, smaller.
 type retryError struct{ err error }
@@ -387,7 +412,7 @@ func (e *retryError) Unwrap() error { return e.err }
 // work is one worker: batches until the job is verified.
 func (r *runner) work(ctx context.Context) error {
 	size := 0 // 0: take the range's persisted size
-	sz := newSizer(r.opts)
+	sz := newSizer(r.opts, func() float64 { return float64(r.batchCap()) / float64(r.fullCap()) })
 	skipLocked := false // the last batch met a row held by the application
 	failures := 0
 	var lagChecked, splitTried time.Time

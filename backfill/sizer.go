@@ -12,15 +12,26 @@ import (
 // the target. A batch over the target shrinks the next one by at least a
 // quarter; a batch cancelled at its cap, by at least half.
 type sizer struct {
-	o     Options
-	costs []float64 // time per row of recent batches, oldest first
+	o Options
+	// capped is the batches' cap now as a fraction of the cap with no
+	// slack (see runner.batchCap): the target shrinks in proportion.
+	capped func() float64
+	costs  []float64 // time per row of recent batches, oldest first
 }
 
 // sizerWindow is how many recent batches the slowest per-row time is
 // taken over: a slow spell keeps batches small for that many.
 const sizerWindow = 32
 
-func newSizer(o Options) *sizer { return &sizer{o: o} }
+func newSizer(o Options, capped func() float64) *sizer { return &sizer{o: o, capped: capped} }
+
+// target is the batch duration aimed at.
+func (s *sizer) target() time.Duration {
+	if s.capped == nil {
+		return s.o.TargetBatch
+	}
+	return time.Duration(float64(s.o.TargetBatch) * min(1, s.capped()))
+}
 
 func (s *sizer) observe(rows int64, took time.Duration) {
 	if rows <= 0 || took <= 0 {
@@ -42,7 +53,7 @@ func (s *sizer) ceiling() int {
 	if worst == 0 {
 		return s.o.MaxBatch
 	}
-	return int(min(float64(s.o.MaxBatch), math.Floor(float64(s.o.TargetBatch)/worst)))
+	return int(min(float64(s.o.MaxBatch), math.Floor(float64(s.target())/worst)))
 }
 
 // next is the size after a batch of size asked that went through rows in
@@ -51,8 +62,10 @@ func (s *sizer) next(size int, rows int64, took time.Duration) int {
 	if rows >= int64(size/4) {
 		s.observe(rows, took)
 	}
-	next := min(adapt(size, rows, took, s.o), s.ceiling())
-	if took > s.o.TargetBatch {
+	o := s.o
+	o.TargetBatch = s.target()
+	next := min(adapt(size, rows, took, o), s.ceiling())
+	if took > o.TargetBatch {
 		next = min(next, size*3/4)
 	}
 	return min(s.o.MaxBatch, max(s.o.MinBatch, next))
