@@ -43,9 +43,9 @@ type Options struct {
 	// MaxAppWait bounds how long an application statement can wait for a
 	// batch's row locks (default 200ms): batches skip rows the application
 	// holds and come back for them, and the server cancels a batch whose
-	// statement runs past 90% of MaxAppWait, which is then retried with
-	// fewer rows (see sweep.go). TargetBatch is lowered to 75% of it when
-	// larger.
+	// statement runs past its cap (batchCap: 80% of MaxAppWait less the
+	// slack recent batches showed), which is then retried with fewer rows
+	// (see sweep.go). TargetBatch is lowered to 75% of it when larger.
 	MaxAppWait time.Duration
 	// LockTimeout bounds a batch's waits for table locks (a DDL queued
 	// ahead) and a revisit's wait for a row an application transaction has

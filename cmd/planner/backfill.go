@@ -114,7 +114,7 @@ func registerBackfillFlags(cmd *cobra.Command, o *backfill.Options, prefix strin
 	f.DurationVar(&o.MaxReplicaLag, prefix+"max-replica-lag", d.MaxReplicaLag, "wait while a replica replays more than this far behind the primary, in time (negative: no time limit)")
 	o.MaxReplicaLagBytes = d.MaxReplicaLagBytes
 	f.Var(byteSize{&o.MaxReplicaLagBytes}, prefix+"max-replica-lag-bytes", "wait while a replica has more than this much WAL left to replay, e.g. 64kB, 1GB (negative: no size limit)")
-	f.DurationVar(&o.MaxAppWait, prefix+"max-app-wait", d.MaxAppWait, "longest an application statement may wait for a batch's row locks: batches skip rows the application holds (and come back for them), and the server cancels a batch running past 90% of it, retried smaller; --"+prefix+"batch-time is lowered to 75% of it")
+	f.DurationVar(&o.MaxAppWait, prefix+"max-app-wait", d.MaxAppWait, "longest an application statement may wait for a batch's row locks: batches skip rows the application holds (and come back for them), and the server cancels a batch running past its cap (80% of it, less the slack recent batches showed), retried smaller; --"+prefix+"batch-time is lowered to 75% of it")
 }
 
 // checkBackfillFlags rejects values of the flags registerBackfillFlags
