@@ -127,6 +127,7 @@ func (r *runner) batch(ctx context.Context, size int, sz *sizer, skipLocked bool
 		}
 		return 0, size, fmt.Errorf("backfill %s: range %d: %w", r.changeID, c.no, err)
 	}
+	r.done.Add(res.rows)
 	if c.swept {
 		// A revisit says nothing about the size of sweeping batches.
 		open = false

@@ -27,8 +27,11 @@ import (
 
 // Options tune Run. The zero value is a sensible default.
 type Options struct {
-	// Workers is the number of goroutines claiming ranges (default 1).
-	Workers int
+	// Workers is the number of goroutines claiming ranges. 0 (the
+	// default) picks it: one to start, and one more while the one added
+	// last raises this process's rate by 15%, up to MaxWorkers (default 4;
+	// see scale.go). With Sleep set, 0 means one.
+	Workers, MaxWorkers int
 	// TargetBatch is the duration a batch should take; the batch size
 	// adapts toward its time on the server (default 150ms; an application
 	// write that meets a row the batch has updated waits for its commit, up
@@ -85,6 +88,8 @@ type Options struct {
 	// OnBatch, when set, is called after every committed or failed batch
 	// (from the worker goroutines).
 	OnBatch func(Batch)
+
+	scaleWindow time.Duration // tests: scale's measurement window
 }
 
 // Batch describes one batch, for OnBatch.
@@ -116,7 +121,7 @@ type Batch struct {
 // command's backfill flags default to them. StatementTimeout, left zero
 // here, defaults to max(20×TargetBatch, 10s). Not to be modified.
 var Defaults = Options{
-	Workers:            1,
+	MaxWorkers:         4,
 	TargetBatch:        150 * time.Millisecond,
 	MinBatch:           100,
 	MaxBatch:           200_000,
@@ -131,8 +136,9 @@ var Defaults = Options{
 
 func (o Options) withDefaults() Options {
 	d := Defaults
-	if o.Workers <= 0 {
-		o.Workers = d.Workers
+	o.Workers = max(o.Workers, 0)
+	if o.MaxWorkers <= 0 {
+		o.MaxWorkers = d.MaxWorkers
 	}
 	if o.TargetBatch <= 0 {
 		o.TargetBatch = d.TargetBatch
@@ -172,6 +178,19 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
+// MostWorkers is the most workers Run starts with these options: a pool
+// for it needs as many connections, and one more for progress.
+func (o Options) MostWorkers() int {
+	o = o.withDefaults()
+	if o.Workers > 0 {
+		return o.Workers
+	}
+	if o.Sleep > 0 {
+		return 1
+	}
+	return o.MaxWorkers
+}
+
 // nextSize moves the batch size toward the target duration: proportional
 // to target/took, but by at most ×1.5 up and ÷2 down per batch, clamped.
 func nextSize(size int, took, target time.Duration, lo, hi int) int {
@@ -198,8 +217,8 @@ func adapt(size int, rows int64, took time.Duration, o Options) int {
 }
 
 // Run works on the change's job until every range is backfilled and
-// verified, with Options.Workers goroutines; other processes may run it
-// at the same time. It returns the final progress.
+// verified, with Options.Workers goroutines (0: as many as pay off); other
+// processes may run it at the same time. It returns the final progress.
 func Run(ctx context.Context, pool *pgxpool.Pool, schema, changeID string, opts Options) (Progress, error) {
 	opts = opts.withDefaults()
 	r, err := newRunner(ctx, pool, schema, changeID, opts)
@@ -221,20 +240,22 @@ func Run(ctx context.Context, pool *pgxpool.Pool, schema, changeID string, opts 
 		defer close(reporterDone)
 		r.report(workCtx)
 	}()
-	var wg sync.WaitGroup
-	errs := make([]error, opts.Workers)
-	for i := range opts.Workers {
-		wg.Go(func() {
-			errs[i] = r.work(workCtx)
-			if errs[i] != nil {
-				cancel() // one failure stops the others
-			}
-		})
+	c := newCrew(func(retired *atomic.Bool) error { return r.work(workCtx, retired) }, cancel)
+	for range max(opts.Workers, 1) {
+		c.add()
 	}
-	wg.Wait()
+	scaled := make(chan struct{})
+	go func() {
+		defer close(scaled)
+		if opts.Workers == 0 && opts.Sleep == 0 {
+			r.scale(workCtx, c)
+		}
+	}()
+	<-c.idle
 	cancel()
+	<-scaled
 	<-reporterDone
-	err = firstError(errs)
+	err = firstError(c.errs)
 	p, gerr := Get(ctx, pool, schema, changeID)
 	if gerr == nil {
 		p.RowsPerSec, p.ETA = r.rate(p)
@@ -309,6 +330,9 @@ type runner struct {
 	samples []sample // recent (time, rows) for the rate
 
 	slack atomic.Int64 // nanoseconds; see noteSlack
+	// for scale: rows this process's batches went through, and the most
+	// slack since its window began (nanoseconds)
+	done, peakSlack atomic.Int64
 }
 
 type sample struct {
@@ -395,6 +419,12 @@ func (r *runner) fullCap() time.Duration { return r.opts.MaxAppWait * 4 / 5 }
 // large one counts, decaying by an eighth per batch.
 func (r *runner) noteSlack(d time.Duration) {
 	for {
+		old := r.peakSlack.Load()
+		if int64(d) <= old || r.peakSlack.CompareAndSwap(old, int64(d)) {
+			break
+		}
+	}
+	for {
 		old := r.slack.Load()
 		next := max(int64(max(d, 0)), old*7/8)
 		if r.slack.CompareAndSwap(old, next) {
@@ -409,14 +439,15 @@ type retryError struct{ err error }
 func (e *retryError) Error() string { return e.err.Error() }
 func (e *retryError) Unwrap() error { return e.err }
 
-// work is one worker: batches until the job is verified.
-func (r *runner) work(ctx context.Context) error {
+// work is one worker: batches until the job is verified, or until it is
+// retired.
+func (r *runner) work(ctx context.Context, retired *atomic.Bool) error {
 	size := 0 // 0: take the range's persisted size
 	sz := newSizer(r.opts, func() float64 { return float64(r.batchCap()) / float64(r.fullCap()) })
 	skipLocked := false // the last batch met a row held by the application
 	failures := 0
 	var lagChecked, splitTried time.Time
-	for {
+	for !retired.Load() {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -485,6 +516,7 @@ func (r *runner) work(ctx context.Context) error {
 			}
 		}
 	}
+	return nil
 }
 
 type outcome int

@@ -58,7 +58,7 @@ left is not split.`,
 				return err
 			}
 			ctx := cmd.Context()
-			pool, err := backfillPool(ctx, opts.Workers)
+			pool, err := backfillPool(ctx, opts.MostWorkers())
 			if err != nil {
 				return err
 			}
@@ -106,7 +106,8 @@ left is not split.`,
 func registerBackfillFlags(cmd *cobra.Command, o *backfill.Options, prefix string) {
 	f := cmd.Flags()
 	d := planner.Defaults.Backfill
-	f.IntVar(&o.Workers, prefix+"workers", d.Workers, "goroutines working on the backfill; other processes may run too, and a worker that finds every key range busy splits one")
+	f.IntVar(&o.Workers, prefix+"workers", d.Workers, "goroutines working on the backfill (0: one, and one more while the one added last raises the rate by 15%, up to --"+prefix+"max-workers; one with --"+prefix+"sleep); other processes may run too, and a worker that finds every key range busy splits one")
+	f.IntVar(&o.MaxWorkers, prefix+"max-workers", d.MaxWorkers, "most goroutines --"+prefix+"workers 0 runs")
 	f.DurationVar(&o.TargetBatch, prefix+"batch-time", d.TargetBatch, "target duration of one batch; the batch size adapts to it")
 	f.IntVar(&o.MinBatch, prefix+"min-batch", d.MinBatch, "smallest batch, in rows")
 	f.IntVar(&o.MaxBatch, prefix+"max-batch", d.MaxBatch, "largest batch, in rows")
@@ -121,8 +122,10 @@ func registerBackfillFlags(cmd *cobra.Command, o *backfill.Options, prefix strin
 // registered with prefix that the backfill would silently replace.
 func checkBackfillFlags(o *backfill.Options, prefix string) error {
 	switch {
-	case o.Workers < 1:
-		return usageErrorf("--%sworkers must be at least 1", prefix)
+	case o.Workers < 0:
+		return usageErrorf("--%sworkers must not be negative (0: as many as pay off)", prefix)
+	case o.MaxWorkers < 1:
+		return usageErrorf("--%smax-workers must be at least 1", prefix)
 	case o.TargetBatch <= 0:
 		return usageErrorf("--%sbatch-time must be positive", prefix)
 	case o.MaxAppWait < 10*time.Millisecond:

@@ -41,5 +41,6 @@ func TestBackfillCommands(t *testing.T) {
 
 	c.expect(c.run(nil, "backfill", "pause", "no-such-change"), 2, "no backfill job")
 	c.expect(c.run(nil, "backfill", "run", "no-such-change"), 2, "no backfill job")
-	c.expect(c.run(nil, "backfill", "run", "--workers=0"), 2, "--workers")
+	c.expect(c.run(nil, "backfill", "run", "--workers=-1"), 2, "--workers")
+	c.expect(c.run(nil, "backfill", "run", "--max-workers=0"), 2, "--max-workers")
 }

@@ -27,6 +27,7 @@ var settingFlags = map[string]string{
 	"FleetExpiry":                 "fleet-expiry",
 	"PurgeAfter":                  "purge-after",
 	"Backfill.Workers":            "workers",
+	"Backfill.MaxWorkers":         "max-workers",
 	"Backfill.TargetBatch":        "batch-time",
 	"Backfill.MinBatch":           "min-batch",
 	"Backfill.MaxBatch":           "max-batch",
@@ -57,7 +58,7 @@ func TestFlagDefaultsAreTheLibrarysDefaults(t *testing.T) {
 				walk(name+".", value)
 				continue
 			}
-			if field.Type.Kind() == reflect.Func {
+			if field.Type.Kind() == reflect.Func || !field.IsExported() {
 				continue
 			}
 			flag, ok := settingFlags[name]

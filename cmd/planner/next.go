@@ -86,7 +86,6 @@ func (o *engineOptions) engine(cmd *cobra.Command) (*planner.Engine, func(), err
 			return nil, nil, err
 		}
 	}
-	o.backfill.Workers = max(o.backfill.Workers, 1)
 	if o.retries < 1 {
 		return nil, nil, usageErrorf("--retries must be at least 1")
 	}
@@ -106,7 +105,7 @@ func (o *engineOptions) engine(cmd *cobra.Command) (*planner.Engine, func(), err
 	// One connection renews the planner lease, one runs statements, the
 	// rest serve backfill workers and progress.
 	// The Engine refuses a transaction-mode pooler itself, before its lease.
-	pool, err := openPool(cmd.Context(), "planner", int32(max(4, o.backfill.Workers+3)), true)
+	pool, err := openPool(cmd.Context(), "planner", int32(max(4, o.backfill.MostWorkers()+3)), true)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -323,7 +323,8 @@ func TestNextBackfillFlags(t *testing.T) {
 	c, db := newCLI(t)
 	dir := "--dir=" + c.dir
 	for _, bad := range [][]string{
-		{"--backfill-workers=0", "--backfill-workers"},
+		{"--backfill-workers=-1", "--backfill-workers"},
+		{"--backfill-max-workers=0", "--backfill-max-workers"},
 		{"--backfill-min-batch=0", "--backfill-min-batch"},
 		{"--backfill-max-batch=5", "--backfill-max-batch"},
 		{"--backfill-batch-time=0s", "--backfill-batch-time"},
@@ -337,7 +338,7 @@ func TestNextBackfillFlags(t *testing.T) {
 	c.expect(r, 0)
 	rr := c.run(nil, "backfill", "run", "--help")
 	c.expect(rr, 0, "splits")
-	for _, f := range []string{"workers", "batch-time", "min-batch", "max-batch", "sleep", "max-replica-lag", "max-replica-lag-bytes"} {
+	for _, f := range []string{"workers", "max-workers", "batch-time", "min-batch", "max-batch", "sleep", "max-replica-lag", "max-replica-lag-bytes"} {
 		if !strings.Contains(r.stdout, "--backfill-"+f+" ") || !strings.Contains(rr.stdout, "--"+f+" ") {
 			t.Errorf("flag %s: not in both next --help (--backfill-%[1]s) and backfill run --help (--%[1]s)", f)
 		}

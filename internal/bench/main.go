@@ -59,7 +59,7 @@ func main() {
 	flag.IntVar(&c.rows, "rows", 1_000_000, "rows in the benchmark table")
 	flag.IntVar(&c.scale, "scale", 4, "also backfill rows×scale rows to compare the planner's memory (1: skip)")
 	flag.IntVar(&c.repeat, "repeat", 3, "times to measure the UPDATE and the backfill (medians are compared)")
-	flag.IntVar(&c.workers, "workers", 1, "backfill workers")
+	flag.IntVar(&c.workers, "workers", 0, "backfill workers (0: the default, as many as pay off)")
 	flag.IntVar(&c.clients, "clients", 8, "application workload goroutines")
 	flag.IntVar(&c.rate, "rate", 2000, "application operations per second, over all clients")
 	flag.DurationVar(&c.workload, "workload", 10*time.Second, "duration of the baseline workload")
@@ -112,13 +112,19 @@ func run(ctx context.Context, c config) error {
 	if err != nil {
 		return err
 	}
-	cfg.MaxConns = int32(c.clients + c.workers + 4)
+	opts := backfill.Options{Workers: c.workers, TargetBatch: c.batchTime, Sleep: c.sleep, MaxAppWait: c.maxAppWait,
+		Log: func(msg string) { fmt.Println("   backfill:", msg) }}
+	cfg.MaxConns = int32(c.clients + opts.MostWorkers() + 4)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	fmt.Printf("PostgreSQL %d, %d CPUs, %d rows; backfill workers %d\n\n", cluster.Version, runtime.NumCPU(), c.rows, c.workers)
+	workers := fmt.Sprint(c.workers)
+	if c.workers == 0 {
+		workers = "as many as pay off"
+	}
+	fmt.Printf("PostgreSQL %d, %d CPUs, %d rows; backfill workers: %s\n\n", cluster.Version, runtime.NumCPU(), c.rows, workers)
 	tx, err := pool.Begin(ctx)
 	if err != nil {
 		return err
@@ -129,7 +135,6 @@ func run(ctx context.Context, c config) error {
 	if err := tx.Commit(ctx); err != nil {
 		return err
 	}
-	opts := backfill.Options{Workers: c.workers, TargetBatch: c.batchTime, Sleep: c.sleep, MaxAppWait: c.maxAppWait}
 	if c.verbose {
 		opts.OnBatch = func(b backfill.Batch) {
 			fmt.Printf("   batch range %d verify=%v size %d rows %d changed %d took %s (held on the server %s) elapsed %s next %d err %v\n",
@@ -222,7 +227,7 @@ func run(ctx context.Context, c config) error {
 		var heaps [2]uint64
 		var took [2]time.Duration
 		for i, rows := range []int{c.rows, c.rows * c.scale} {
-			p, err := pgxpool.New(ctx, cluster.URL("postgres")+"&pool_max_conns="+fmt.Sprint(c.workers+2))
+			p, err := pgxpool.New(ctx, cluster.URL("postgres")+"&pool_max_conns="+fmt.Sprint(opts.MostWorkers()+2))
 			if err != nil {
 				return err
 			}

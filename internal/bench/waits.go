@@ -33,7 +33,7 @@ func part6(ctx context.Context, pool *pgxpool.Pool, url string, c config, opts b
 		return err
 	}
 	cfg.ConnConfig.RuntimeParams["application_name"] = backfillApp
-	cfg.MaxConns = int32(c.workers + 2)
+	cfg.MaxConns = int32(opts.MostWorkers() + 2)
 	bpool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return err
