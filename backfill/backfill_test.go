@@ -709,7 +709,7 @@ INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 30000) g`)
 	}
 	var mu sync.Mutex
 	var sizes []int
-	_, err := Run(ctx, db.Pool, state, "c1", Options{MinBatch: 10, TargetBatch: 100 * time.Millisecond,
+	_, err := Run(ctx, db.Pool, state, "c1", Options{Workers: 1, MinBatch: 10, TargetBatch: 100 * time.Millisecond,
 		OnBatch: func(b Batch) {
 			mu.Lock()
 			defer mu.Unlock()
@@ -785,7 +785,7 @@ SELECT CASE WHEN id <= 200 THEN v || left(pg_sleep(0.003)::text, 0) ELSE v END $
 	}
 	var mu sync.Mutex
 	var failed, small []Batch
-	p, err := Run(ctx, db.Pool, state, "c1", Options{MinBatch: 10, MaxBatch: 400, MaxAppWait: 300 * time.Millisecond,
+	p, err := Run(ctx, db.Pool, state, "c1", Options{Workers: 1, MinBatch: 10, MaxBatch: 400, MaxAppWait: 300 * time.Millisecond,
 		Poll: 10 * time.Millisecond, MaxRetries: 20,
 		OnBatch: func(b Batch) {
 			mu.Lock()

@@ -84,8 +84,10 @@ func (r *runner) scale(ctx context.Context, c *crew) {
 	n, saidBusy := 1, false
 	base, err := r.measure(ctx, window)
 	for err == nil && n < r.opts.MaxWorkers {
-		if why := r.busy(base); why != "" {
-			if !saidBusy {
+		if why := r.busy(base); why != "" || base.rate == 0 {
+			// No rows (paused, waiting for replicas, batches failing):
+			// nothing to compare another worker with.
+			if why != "" && !saidBusy {
 				r.note(fmt.Sprintf("%s: %s; not adding one", workers(n), why))
 				saidBusy = true
 			}
@@ -101,7 +103,7 @@ func (r *runner) scale(ctx context.Context, c *crew) {
 			return
 		}
 		why := r.busy(now)
-		if base.rate > 0 && now.rate >= base.rate*scaleGain && why == "" {
+		if now.rate >= base.rate*scaleGain && why == "" {
 			n++
 			r.note(fmt.Sprintf("%s: the one added raised the rate from %.0f to %.0f rows/s (batches held their rows up to %s past their statements)",
 				workers(n), base.rate, now.rate, now.slack.Round(time.Millisecond)))

@@ -139,7 +139,7 @@ INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 20000) g`)
 		StartOptions{RangeRows: 1_000_000, BatchSize: 50}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Run(ctx, db.Pool, state, "c2", Options{MinBatch: 50, MaxBatch: 50}); err != nil {
+	if _, err := Run(ctx, db.Pool, state, "c2", Options{Workers: 1, MinBatch: 50, MaxBatch: 50}); err != nil {
 		t.Fatal(err)
 	}
 	db.Exec(t, `UPDATE planner.backfill_ranges SET verify_cursor = lower_bound, verified_at = NULL, rows_verified = 0, rows_fixed = 0

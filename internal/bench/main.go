@@ -146,7 +146,7 @@ func run(ctx context.Context, c config) error {
 	// be shared): the physical floor, one UPDATE of every row; and the
 	// planner's backfill of a rename on the same data, with the sync
 	// trigger installed as in real use.
-	var floors, trigFloors, writes, totals []time.Duration
+	var floors, trigFloors, halves, writes, totals []time.Duration
 	var r result
 	if !strings.ContainsAny(c.parts, "12") {
 		c.repeat = 0
@@ -162,6 +162,13 @@ func run(ctx context.Context, c config) error {
 		trigFloor, err := timedUpdate(ctx, pool, c, true, false)
 		if err != nil {
 			return err
+		}
+		if c.workers >= 2 {
+			half, err := timedHalves(ctx, pool, c)
+			if err != nil {
+				return err
+			}
+			halves = append(halves, half)
 		}
 		if err := makeTable(ctx, pool, "items", c.rows); err != nil {
 			return err
@@ -196,7 +203,7 @@ func run(ctx context.Context, c config) error {
 		writes, totals = append(writes, r.write), append(totals, r.write+r.verify)
 	}
 	if c.repeat > 0 {
-		if err := summary(c, floors, trigFloors, writes, totals, r); err != nil {
+		if err := summary(c, floors, trigFloors, halves, writes, totals, r); err != nil {
 			return err
 		}
 	}
@@ -264,9 +271,13 @@ func run(ctx context.Context, c config) error {
 	return nil
 }
 
-func summary(c config, floors, trigFloors, writes, totals []time.Duration, r result) error {
+func summary(c config, floors, trigFloors, halves, writes, totals []time.Duration, r result) error {
 	floor, trigFloor, write, total := median(floors), median(trigFloors), median(writes), median(totals)
 	fmt.Printf("1. single UPDATE t SET new = old:        %8s (median of %d)\n", floor.Round(time.Millisecond), c.repeat)
+	if len(halves) > 0 {
+		half := median(halves)
+		fmt.Printf("   two UPDATEs of half the rows at once: %8s  = %.2f× (what two backends can do here, without the trigger)\n", half.Round(time.Millisecond), half.Seconds()/floor.Seconds())
+	}
 	fmt.Printf("   the same with the sync trigger:       %8s  = %.2f× (a BEFORE UPDATE row trigger locks each row first,\n", trigFloor.Round(time.Millisecond), trigFloor.Seconds()/floor.Seconds())
 	fmt.Printf("                                                   one more WAL record per row, even when its WHEN clause skips it)\n")
 	fmt.Printf("2. planner backfill (start + batches):   %8s  = %.2f× the UPDATE\n",
@@ -385,6 +396,32 @@ func timedUpdate(ctx context.Context, pool *pgxpool.Pool, c config, sync, explai
 	t0 := time.Now()
 	if _, err := pool.Exec(ctx, `UPDATE floor SET email_address = email`); err != nil {
 		return 0, err
+	}
+	return time.Since(t0), nil
+}
+
+// timedHalves times two UPDATEs of half the rows each, at once, on two
+// connections: the floor of two workers on this machine.
+func timedHalves(ctx context.Context, pool *pgxpool.Pool, c config) (time.Duration, error) {
+	if err := makeTable(ctx, pool, "floor", c.rows); err != nil {
+		return 0, err
+	}
+	defer pool.Exec(ctx, `DROP TABLE floor`)
+	if err := expand(ctx, pool, "floor", false); err != nil {
+		return 0, err
+	}
+	t0 := time.Now()
+	errs := make(chan error, 2)
+	for _, where := range []string{`id <= $1`, `id > $1`} {
+		go func() {
+			_, err := pool.Exec(ctx, `UPDATE floor SET email_address = email WHERE `+where, c.rows/2)
+			errs <- err
+		}()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			return 0, err
+		}
 	}
 	return time.Since(t0), nil
 }
