@@ -3,8 +3,8 @@ package planner
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
-	"sort"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -161,11 +161,7 @@ func (r *resolver) isIndexable(ctx context.Context, cols map[string]string, body
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
-	names := make([]string, 0, len(cols))
-	for n := range cols {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	names := slices.Sorted(maps.Keys(cols))
 	defs := make([]string, len(names))
 	for i, n := range names {
 		defs[i] = pgx.Identifier{n}.Sanitize() + " " + cols[n]
@@ -270,7 +266,7 @@ WHERE o.oprname = $1`, o.Name())
 	for _, v := range x.ValueFunctions {
 		note(v.String(), "s", true)
 	}
-	sort.Strings(f.Volatile)
+	slices.Sort(f.Volatile)
 	return f, nil
 }
 
