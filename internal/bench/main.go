@@ -258,8 +258,9 @@ func summary(c config, floors, trigFloors, halves, writes, totals []time.Duratio
 }
 
 // part3 measures an application workload with no backfill, then during a
-// backfill at full speed, then during a gentler one (a pause between
-// batches), each on a fresh copy of the table.
+// backfill at full speed and with no backfill again, then during a gentler
+// backfill (a pause between batches), each backfill on a fresh copy of the
+// table; the ratios are against the lower of the two baselines.
 func part3(ctx context.Context, pool *pgxpool.Pool, c config, opts backfill.Options) error {
 	fmt.Printf("3. workload, %d clients at %d ops/s (50%% reads, 25%% writes of the column, 25%% of another),\n   sync trigger installed in all:\n", c.clients, c.rate)
 	var base latencies
@@ -321,7 +322,21 @@ func part3(ctx context.Context, pool *pgxpool.Pool, c config, opts backfill.Opti
 			return fmt.Errorf("after the backfill under load: %d rows differ (%v)", bad, err)
 		}
 		fmt.Printf("   during backfill, %s (took %s):\n                      %s\n", run.name, (r.write + r.verify).Round(time.Millisecond), during)
-		fmt.Printf("                      p99 during/baseline %.2f× (target ≤ 2×), p50 %.2f×, errors %d (target 0)\n",
+		if i == 0 {
+			// The baseline again, after the backfill: on a shared machine
+			// the load may have changed meanwhile, and the lower of the two
+			// makes the stricter ratio.
+			after, err := workload(ctx, pool, c, table, func(ctx context.Context) error { return clock.Sleep(ctx, c.workload) })
+			if err != nil {
+				return err
+			}
+			fmt.Printf("   no backfill, after it:\n                      %s\n", after)
+			if hi, lo := max(base.p99, after.p99), min(base.p99, after.p99); hi.Seconds() > 1.5*lo.Seconds() {
+				fmt.Printf("                      the two baselines' p99 differ by %.1f×: the machine's load changed, the ratios are less sure\n", hi.Seconds()/lo.Seconds())
+			}
+			base.p99, base.p50, base.errors = min(base.p99, after.p99), min(base.p50, after.p50), base.errors+after.errors
+		}
+		fmt.Printf("                      p99 during/baseline (the lower) %.2f× (target ≤ 2×), p50 %.2f×, errors %d (target 0)\n",
 			during.p99.Seconds()/base.p99.Seconds(), during.p50.Seconds()/base.p50.Seconds(), during.errors+base.errors)
 		if i == 0 { // the target is about the default backfill
 			ratio, errs := during.p99.Seconds()/base.p99.Seconds(), during.errors+base.errors
