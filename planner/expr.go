@@ -69,20 +69,6 @@ type ExprFacts struct {
 	ParallelSafe bool `json:"parallel_safe,omitempty"`
 }
 
-// knownVolatile are built-in VOLATILE functions, for refusing them without
-// a database; connected, pg_proc decides.
-var knownVolatile = map[string]bool{
-	"random": true, "random_normal": true, "setseed": true, "nextval": true, "setval": true,
-	"currval": true, "lastval": true, "clock_timestamp": true, "timeofday": true,
-	"pg_sleep": true, "pg_sleep_for": true, "pg_sleep_until": true, "gen_random_uuid": true,
-	"uuidv4": true, "uuidv7": true, "uuid_generate_v1": true, "uuid_generate_v4": true,
-	"txid_current": true, "pg_current_xact_id": true, "set_config": true, "pg_notify": true,
-	"pg_advisory_lock": true, "pg_advisory_xact_lock": true, "pg_try_advisory_lock": true,
-	"pg_terminate_backend": true, "pg_cancel_backend": true, "pg_read_file": true,
-	"pg_read_binary_file": true, "lo_import": true, "lo_export": true, "dblink": true,
-	"dblink_exec": true, "pg_reload_conf": true, "pg_logical_emit_message": true,
-}
-
 // exprProblems refuses an expression that would not stay one expression
 // where it is pasted: a ';', unbalanced parentheses, a top-level comma, an
 // unterminated literal, quoted identifier, dollar quote or comment.
@@ -147,7 +133,7 @@ func reachProblems(k expressioner, table TableName) []Problem {
 		}
 		if !slices.Contains(allowed, allowVolatile) {
 			for _, c := range x.Calls {
-				if len(c.Parts) <= 2 && (len(c.Parts) == 1 || c.Parts[0] == "pg_catalog") && knownVolatile[c.Name()] {
+				if len(c.Parts) <= 2 && (len(c.Parts) == 1 || c.Parts[0] == "pg_catalog") && sqllex.BuiltinVolatile(c.Name()) {
 					ps = append(ps, Problem{Field: e.Field, offset: c.Pos + 1,
 						Message: fmt.Sprintf("calls %s(), which is VOLATILE: it runs again for every row and, in a trigger, on every write (%s)", c, at(c.Pos)),
 						Hint:    "use a stable or immutable expression; if that is intended, add `allow: [volatile]` to the change"})
@@ -228,7 +214,7 @@ func expressionNotes(k Kind, t *Table) []ExpressionNote {
 		if err == nil {
 			n.ReadsOtherTables = len(x.Subqueries) > 0
 			for _, c := range x.Calls {
-				n.CallsVolatile = n.CallsVolatile || knownVolatile[c.Name()]
+				n.CallsVolatile = n.CallsVolatile || sqllex.BuiltinVolatile(c.Name())
 			}
 		}
 		if t != nil {

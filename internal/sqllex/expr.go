@@ -170,3 +170,21 @@ func (x *Expr) note(sig []Token, i int) {
 		x.Qualified = append(x.Qualified, ref)
 	}
 }
+
+// BuiltinVolatile says whether name (as PostgreSQL folds it) is a VOLATILE
+// function of PostgreSQL or of a common extension (uuid-ossp, dblink):
+// known without a catalog, for refusing or flagging it offline; connected,
+// pg_proc decides.
+func BuiltinVolatile(name string) bool { return builtinVolatile[name] }
+
+var builtinVolatile = map[string]bool{
+	"random": true, "random_normal": true, "setseed": true, "nextval": true, "setval": true,
+	"currval": true, "lastval": true, "clock_timestamp": true, "timeofday": true,
+	"pg_sleep": true, "pg_sleep_for": true, "pg_sleep_until": true, "gen_random_uuid": true,
+	"uuidv4": true, "uuidv7": true, "uuid_generate_v1": true, "uuid_generate_v4": true,
+	"txid_current": true, "pg_current_xact_id": true, "set_config": true, "pg_notify": true,
+	"pg_advisory_lock": true, "pg_advisory_xact_lock": true, "pg_try_advisory_lock": true,
+	"pg_terminate_backend": true, "pg_cancel_backend": true, "pg_read_file": true,
+	"pg_read_binary_file": true, "lo_import": true, "lo_export": true, "dblink": true,
+	"dblink_exec": true, "pg_reload_conf": true, "pg_logical_emit_message": true,
+}

@@ -689,19 +689,6 @@ func (l *linter) notValidOrFlag(s *stmt, constraint string, a toks, at int) {
 	s.flag("constraint-missing-not-valid", at, "")
 }
 
-// volatile are built-in VOLATILE functions, known without a catalog.
-var volatile = map[string]bool{
-	"random": true, "random_normal": true, "setseed": true, "nextval": true, "setval": true,
-	"currval": true, "lastval": true, "clock_timestamp": true, "timeofday": true,
-	"pg_sleep": true, "pg_sleep_for": true, "pg_sleep_until": true, "gen_random_uuid": true,
-	"uuidv4": true, "uuidv7": true, "uuid_generate_v1": true, "uuid_generate_v4": true,
-	"txid_current": true, "pg_current_xact_id": true, "set_config": true, "pg_notify": true,
-	"pg_advisory_lock": true, "pg_advisory_xact_lock": true, "pg_try_advisory_lock": true,
-	"pg_terminate_backend": true, "pg_cancel_backend": true, "pg_read_file": true,
-	"pg_read_binary_file": true, "lo_import": true, "lo_export": true, "dblink": true,
-	"dblink_exec": true, "pg_reload_conf": true, "pg_logical_emit_message": true,
-}
-
 var serialTypes = map[string]bool{"serial": true, "serial4": true, "bigserial": true, "serial8": true, "smallserial": true, "serial2": true}
 
 // addColumn checks ADD COLUMN; def starts at the column's name.
@@ -712,7 +699,7 @@ func (l *linter) addColumn(s *stmt, table Name, def toks, at int) {
 	rewrites := ""
 	if d := def.find(1, "default"); d >= 0 {
 		for _, fn := range def[d+1:].calls() {
-			if volatile[fn] {
+			if sqllex.BuiltinVolatile(fn) {
 				rewrites = "adding-field-with-default"
 				s.flag(rewrites, at, fmt.Sprintf("the default calls %s()", fn))
 				break
