@@ -770,7 +770,8 @@ INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 3000) g`)
 // TestBatchOverItsCapIsCancelledAndRetriedSmaller makes the first 200 rows
 // slow (3ms each time their value is computed): a batch of 400 rows, 200 or
 // 100 runs far past its cap (MaxAppWait 300ms), the server cancels it, and it is retried
-// with half the rows until batches fit; every row is changed exactly once.
+// at once (no backoff: Poll is long) with half the rows until batches fit;
+// every row is changed exactly once.
 func TestBatchOverItsCapIsCancelledAndRetriedSmaller(t *testing.T) {
 	db := newDB(t)
 	ctx := context.Background()
@@ -785,11 +786,21 @@ SELECT CASE WHEN id <= 200 THEN v || left(pg_sleep(0.003)::text, 0) ELSE v END $
 	}
 	var mu sync.Mutex
 	var failed, small []Batch
+	var failedAt time.Time   // the report of the last batch, when it failed
+	var gaps []time.Duration // from a failed batch's report to the next one's start
 	p, err := Run(ctx, db.Pool, state, "c1", Options{Workers: 1, MinBatch: 10, MaxBatch: 400, MaxAppWait: 300 * time.Millisecond,
-		Poll: 10 * time.Millisecond, MaxRetries: 20,
+		Poll: 2 * time.Second, MaxRetries: 20,
 		OnBatch: func(b Batch) {
 			mu.Lock()
 			defer mu.Unlock()
+			now := time.Now()
+			if !failedAt.IsZero() {
+				gaps = append(gaps, now.Add(-b.Elapsed).Sub(failedAt))
+			}
+			failedAt = time.Time{}
+			if b.Err != nil {
+				failedAt = now
+			}
 			switch {
 			case b.Err != nil:
 				failed = append(failed, b)
@@ -824,6 +835,11 @@ SELECT CASE WHEN id <= 200 THEN v || left(pg_sleep(0.003)::text, 0) ELSE v END $
 	}
 	if len(small) == 0 {
 		t.Fatalf("no batch under 100 rows committed in the slow range; failed %+v", failed)
+	}
+	for _, g := range gaps {
+		if g > time.Second {
+			t.Fatalf("a batch began %s after the cancelled one before it, want at once (a backoff would be 2s or more); gaps %v", g, gaps)
+		}
 	}
 	if !p.Verified || p.Updated != 2000 {
 		t.Fatalf("progress %+v", p)

@@ -60,7 +60,7 @@ func (r *runner) batch(ctx context.Context, size int, sz *sizer, skipLocked bool
 	conn, err := r.pool.Acquire(ctx)
 	if err != nil {
 		if ctx.Err() == nil && retryable(err) {
-			return 0, size, &retryError{err}
+			return 0, size, &retryError{err: err}
 		}
 		return 0, size, fmt.Errorf("backfill: %w", err)
 	}
@@ -74,7 +74,7 @@ func (r *runner) batch(ctx context.Context, size int, sz *sizer, skipLocked bool
 	c, ok, err := r.begin(ctx, conn)
 	if err != nil {
 		if ctx.Err() == nil && retryable(err) {
-			return 0, size, &retryError{err}
+			return 0, size, &retryError{err: err}
 		}
 		return 0, size, err
 	}
@@ -123,7 +123,9 @@ func (r *runner) batch(ctx context.Context, size int, sz *sizer, skipLocked bool
 					size, c.cap, r.opts.MaxAppWait, err)
 			}
 			report(Batch{Size: size, Took: took, Next: next, Err: err, Revisit: c.swept})
-			return 0, next, &retryError{err}
+			// Cut short by its own cap, it is tried again at once while it can
+			// shrink; at its smallest, after the backoff (a stalled server).
+			return 0, next, &retryError{err: err, capped: isTimeout(err) && !c.swept && next < size}
 		}
 		return 0, size, fmt.Errorf("backfill %s: range %d: %w", r.changeID, c.no, err)
 	}
@@ -148,7 +150,7 @@ func (r *runner) batch(ctx context.Context, size int, sz *sizer, skipLocked bool
 		if err := r.commit(ctx, conn, c, res, next); err != nil {
 			rollback(conn)
 			if ctx.Err() == nil && retryable(err) {
-				return 0, max(r.opts.MinBatch, size/2), &retryError{err}
+				return 0, max(r.opts.MinBatch, size/2), &retryError{err: err}
 			}
 			return 0, size, fmt.Errorf("backfill %s: range %d: commit: %w", r.changeID, c.no, err)
 		}

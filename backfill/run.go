@@ -434,7 +434,12 @@ func (r *runner) noteSlack(d time.Duration) {
 }
 
 // retryError is a batch that failed in a way worth retrying, smaller.
-type retryError struct{ err error }
+// capped: the server cancelled it at its cap, which only says the batch was
+// too big for its time, and the next one is smaller: no backoff.
+type retryError struct {
+	err    error
+	capped bool
+}
 
 func (e *retryError) Error() string { return e.err.Error() }
 func (e *retryError) Unwrap() error { return e.err }
@@ -467,6 +472,9 @@ func (r *runner) work(ctx context.Context, retired *atomic.Bool) error {
 				return fmt.Errorf("backfill %s: %d batches in a row failed, last: %w", r.changeID, failures, err)
 			}
 			size = next
+			if retry.capped {
+				continue
+			}
 			backoff := min(5*time.Second, r.opts.Poll*time.Duration(1<<min(failures, 5)))
 			if err := clock.Sleep(ctx, backoff/2+rand.N(backoff/2+1)); err != nil {
 				return err
