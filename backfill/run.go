@@ -33,10 +33,11 @@ type Options struct {
 	// see scale.go). With Sleep set, 0 means one.
 	Workers, MaxWorkers int
 	// TargetBatch is the duration a batch should take; the batch size
-	// adapts toward its time on the server (default 150ms; an application
-	// write that meets a row the batch has updated waits for its commit, up
-	// to a batch's duration: lower it, or MaxAppWait, for shorter waits, at
-	// the cost of more batches). MinBatch and MaxBatch clamp the size
+	// adapts toward its time on the server. An application write that
+	// meets a row the batch has updated waits for its commit, up to a
+	// batch's duration, so it is at most 75% of MaxAppWait, and by default
+	// that (37.5ms): fewer, longer batches are a little faster and make the
+	// application wait longer. MinBatch and MaxBatch clamp the size
 	// (defaults 100 and 200,000 rows).
 	TargetBatch        time.Duration
 	MinBatch, MaxBatch int
@@ -44,7 +45,7 @@ type Options struct {
 	// application (default none).
 	Sleep time.Duration
 	// MaxAppWait bounds how long an application statement can wait for a
-	// batch's row locks (default 200ms): batches skip rows the application
+	// batch's row locks (default 50ms): batches skip rows the application
 	// holds and come back for them, and the server cancels a batch whose
 	// statement runs past its cap (batchCap: 80% of MaxAppWait less the
 	// slack recent batches showed), which is then retried with fewer rows
@@ -122,10 +123,9 @@ type Batch struct {
 // here, defaults to max(20×TargetBatch, 10s). Not to be modified.
 var Defaults = Options{
 	MaxWorkers:         4,
-	TargetBatch:        150 * time.Millisecond,
 	MinBatch:           100,
 	MaxBatch:           200_000,
-	MaxAppWait:         200 * time.Millisecond,
+	MaxAppWait:         50 * time.Millisecond,
 	LockTimeout:        time.Second,
 	MaxRetries:         10,
 	MaxReplicaLag:      10 * time.Second,
@@ -140,11 +140,11 @@ func (o Options) withDefaults() Options {
 	if o.MaxWorkers <= 0 {
 		o.MaxWorkers = d.MaxWorkers
 	}
-	if o.TargetBatch <= 0 {
-		o.TargetBatch = d.TargetBatch
-	}
 	if o.MaxAppWait <= 0 {
 		o.MaxAppWait = d.MaxAppWait
+	}
+	if o.TargetBatch <= 0 {
+		o.TargetBatch = o.MaxAppWait * 3 / 4
 	}
 	o.TargetBatch = min(o.TargetBatch, o.MaxAppWait*3/4)
 	if o.MinBatch <= 0 {

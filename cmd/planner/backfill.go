@@ -108,14 +108,14 @@ func registerBackfillFlags(cmd *cobra.Command, o *backfill.Options, prefix strin
 	d := planner.Defaults.Backfill
 	f.IntVar(&o.Workers, prefix+"workers", d.Workers, "goroutines working on the backfill (0: one, and one more while the one added last raises the rate by 15%, up to --"+prefix+"max-workers; one with --"+prefix+"sleep); other processes may run too, and a worker that finds every key range busy splits one")
 	f.IntVar(&o.MaxWorkers, prefix+"max-workers", d.MaxWorkers, "most goroutines --"+prefix+"workers 0 runs")
-	f.DurationVar(&o.TargetBatch, prefix+"batch-time", d.TargetBatch, "target duration of one batch; the batch size adapts to it")
+	f.DurationVar(&o.TargetBatch, prefix+"batch-time", d.TargetBatch, "target duration of one batch, the batch size adapting to it (0: 75% of --"+prefix+"max-app-wait, the most it may be)")
 	f.IntVar(&o.MinBatch, prefix+"min-batch", d.MinBatch, "smallest batch, in rows")
 	f.IntVar(&o.MaxBatch, prefix+"max-batch", d.MaxBatch, "largest batch, in rows")
 	f.DurationVar(&o.Sleep, prefix+"sleep", d.Sleep, "pause between two batches of a worker")
 	f.DurationVar(&o.MaxReplicaLag, prefix+"max-replica-lag", d.MaxReplicaLag, "wait while a replica replays more than this far behind the primary, in time (negative: no time limit)")
 	o.MaxReplicaLagBytes = d.MaxReplicaLagBytes
 	f.Var(byteSize{&o.MaxReplicaLagBytes}, prefix+"max-replica-lag-bytes", "wait while a replica has more than this much WAL left to replay, e.g. 64kB, 1GB (negative: no size limit)")
-	f.DurationVar(&o.MaxAppWait, prefix+"max-app-wait", d.MaxAppWait, "longest an application statement may wait for a batch's row locks: batches skip rows the application holds (and come back for them), and the server cancels a batch running past its cap (80% of it, less the slack recent batches showed), retried smaller; --"+prefix+"batch-time is lowered to 75% of it")
+	f.DurationVar(&o.MaxAppWait, prefix+"max-app-wait", d.MaxAppWait, "longest an application statement may wait for a batch's row locks: batches skip rows the application holds (and come back for them), and the server cancels a batch running past its cap (80% of it, less the slack recent batches showed), retried smaller; --"+prefix+"batch-time is at most 75% of it")
 }
 
 // checkBackfillFlags rejects values of the flags registerBackfillFlags
@@ -126,8 +126,8 @@ func checkBackfillFlags(o *backfill.Options, prefix string) error {
 		return usageErrorf("--%sworkers must not be negative (0: as many as pay off)", prefix)
 	case o.MaxWorkers < 1:
 		return usageErrorf("--%smax-workers must be at least 1", prefix)
-	case o.TargetBatch <= 0:
-		return usageErrorf("--%sbatch-time must be positive", prefix)
+	case o.TargetBatch < 0:
+		return usageErrorf("--%sbatch-time must not be negative (0: 75%% of --%smax-app-wait)", prefix, prefix)
 	case o.MaxAppWait < 10*time.Millisecond:
 		return usageErrorf("--%smax-app-wait must be at least 10ms (a batch must fit in it)", prefix)
 	case o.MinBatch < 1:

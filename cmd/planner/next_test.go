@@ -327,7 +327,7 @@ func TestNextBackfillFlags(t *testing.T) {
 		{"--backfill-max-workers=0", "--backfill-max-workers"},
 		{"--backfill-min-batch=0", "--backfill-min-batch"},
 		{"--backfill-max-batch=5", "--backfill-max-batch"},
-		{"--backfill-batch-time=0s", "--backfill-batch-time"},
+		{"--backfill-batch-time=-1s", "--backfill-batch-time"},
 		{"--backfill-sleep=-1s", "--backfill-sleep"},
 		{"--backfill-max-replica-lag-bytes=0", "--backfill-max-replica-lag-bytes"},
 		{"--backfill-max-replica-lag-bytes=lots", "--backfill-max-replica-lag-bytes"},

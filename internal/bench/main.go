@@ -69,7 +69,7 @@ func main() {
 	flag.BoolVar(&c.verbose, "v", false, "print every batch")
 	flag.StringVar(&c.parts, "parts", "1234567", "which measurements to run: 1-2 (UPDATE vs backfill), 3 (workload), 4 (time and memory at 1 and -scale times the rows), 5 (validate and connected plan of many changes), 6 (application lock waits, with and without a CPU hog), 7 (flag evaluation against the SDK's in-memory provider)")
 	flag.IntVar(&c.waitRows, "wait-rows", 200_000, "rows of the table of measurement 6")
-	flag.DurationVar(&c.maxAppWait, "max-app-wait", 200*time.Millisecond, "backfill bound on application lock waits (--max-app-wait)")
+	flag.DurationVar(&c.maxAppWait, "max-app-wait", backfill.Defaults.MaxAppWait, "backfill bound on application lock waits (--max-app-wait)")
 	flag.DurationVar(&c.gentle, "gentle-sleep", 150*time.Millisecond, "workload measurement: also backfill with this pause between batches (0: skip)")
 	flag.BoolVar(&c.autovacuum, "autovacuum", true, "leave autovacuum on for the tables of measurement 3, and in 4 measure the growth with autovacuum on as well as off")
 	flag.BoolVar(&c.sync, "sync", true, "install the sync trigger before backfilling, as a rename does")
