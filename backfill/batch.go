@@ -143,6 +143,7 @@ func (r *runner) batch(ctx context.Context, size int, sz *sizer, skipLocked bool
 	if res.held > 0 {
 		held = res.held
 		r.noteSlack(took - res.held)
+		r.noteRoundTrip(took - res.held)
 	}
 	next := sz.next(size, res.rows, held)
 	if c.verify {

@@ -309,6 +309,7 @@ FROM %s WHERE change_id = $1`, jobsTable(schema)), changeID).
 		pool: pool, schema: schema, changeID: changeID, opts: opts,
 		t: newTarget(j.schema, j.table, j.column, j.columnType, j.expr, keySpec{cols: j.keyCols, types: j.keyTypes}),
 	}
+	r.leastSlack.Store(-1)
 	if j.undo {
 		r.t.undo = &undoLog{table: undoTable(schema), changeID: changeID}
 	}
@@ -330,9 +331,10 @@ type runner struct {
 	samples []sample // recent (time, rows) for the rate
 
 	slack atomic.Int64 // nanoseconds; see noteSlack
-	// for scale: rows this process's batches went through, and the most
-	// slack since its window began (nanoseconds)
-	done, peakSlack atomic.Int64
+	// for scale: rows this process's batches went through, the most slack
+	// since its window began, and the least a committed batch has shown
+	// (nanoseconds; the round trip to the server, busy or not; -1: none yet)
+	done, peakSlack, leastSlack atomic.Int64
 }
 
 type sample struct {
@@ -428,6 +430,16 @@ func (r *runner) noteSlack(d time.Duration) {
 		old := r.slack.Load()
 		next := max(int64(max(d, 0)), old*7/8)
 		if r.slack.CompareAndSwap(old, next) {
+			return
+		}
+	}
+}
+
+// noteRoundTrip records the slack of a committed batch, for leastSlack.
+func (r *runner) noteRoundTrip(d time.Duration) {
+	for {
+		old := r.leastSlack.Load()
+		if old >= 0 && int64(d) >= old || r.leastSlack.CompareAndSwap(old, int64(max(d, 0))) {
 			return
 		}
 	}

@@ -130,11 +130,14 @@ type reading struct {
 
 // busy says why the machine looked too busy for another worker in a
 // window, or "": a batch held its row locks past its statement by more
-// than a tenth of the cap (on a saturated machine, the wait to be
-// scheduled).
+// than a tenth of the cap beyond the least any batch showed (on a
+// saturated machine, the wait to be scheduled; the least is the round
+// trip, which holds no lock: the commit is queued behind the statement).
 func (r *runner) busy(w reading) string {
-	if w.slack > r.fullCap()/10 {
-		return fmt.Sprintf("batches held their rows up to %s past their statements, the machine is busy", w.slack.Round(time.Millisecond))
+	floor := time.Duration(max(r.leastSlack.Load(), 0))
+	if w.slack-floor > r.fullCap()/10 {
+		return fmt.Sprintf("batches held their rows up to %s past their statements (%s more than the least), the machine is busy",
+			w.slack.Round(time.Millisecond), (w.slack - floor).Round(time.Millisecond))
 	}
 	return ""
 }

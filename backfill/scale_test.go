@@ -14,13 +14,15 @@ import (
 
 // scaleWith runs scale against simulated workers whose rates together
 // follow capacity (rows per second for n workers), with batches that
-// held their rows slack past their statements, until it settles, and
-// returns how many workers then run and the notes it wrote.
-func scaleWith(t *testing.T, maxWorkers int, capacity func(n int) float64, slack time.Duration) (int, []string) {
+// held their rows slack past their statements on top of a round trip to
+// the server, until it settles, and returns how many workers then run and
+// the notes it wrote.
+func scaleWith(t *testing.T, maxWorkers int, capacity func(n int) float64, roundTrip, slack time.Duration) (int, []string) {
 	t.Helper()
 	notes := make(chan string, 16)
 	r := &runner{opts: Options{MaxWorkers: maxWorkers, scaleWindow: 100 * time.Millisecond,
 		Log: func(msg string) { notes <- msg }}.withDefaults()}
+	r.leastSlack.Store(-1)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var running atomic.Int32
@@ -34,7 +36,8 @@ func scaleWith(t *testing.T, maxWorkers int, capacity func(n int) float64, slack
 			// The rows this worker's share of the capacity did since the
 			// last look: the rate is right however late the look.
 			r.done.Add(int64(capacity(int(n)) / float64(n) * now.Sub(last).Seconds()))
-			r.noteSlack(slack)
+			r.noteSlack(roundTrip + slack)
+			r.noteRoundTrip(roundTrip)
 			last = now
 		}
 		return nil
@@ -71,23 +74,27 @@ var countNoted = regexp.MustCompile(`^(\d+) workers?:`)
 // capacity runs out, the one added last is retired; where it grows with
 // every worker, up to MaxWorkers; where one worker has it all, or the
 // machine is so busy that batches hold their rows well past their
-// statements, one stays.
+// statements, one stays. A distant server's round trip, the least any
+// batch shows, is not taken for a busy machine.
 func TestScaleAddsWorkersWhileTheyPayOff(t *testing.T) {
+	spare := func(n int) float64 { return 1e6 * float64(n) }
 	for _, tc := range []struct {
-		name     string
-		capacity func(n int) float64
-		max      int
-		slack    time.Duration
-		want     int
+		name             string
+		capacity         func(n int) float64
+		max              int
+		roundTrip, slack time.Duration
+		want             int
 	}{
-		{"two cores", func(n int) float64 { return 1e6 * float64(min(n, 2)) }, 4, 0, 2},
-		{"one busy core", func(n int) float64 { return 1e6 }, 4, 0, 1},
-		{"second worker adds a tenth", func(n int) float64 { return 1e6 * (1 + 0.1*float64(min(n, 2)-1)) }, 4, 0, 1},
-		{"capacity to spare", func(n int) float64 { return 1e6 * float64(n) }, 3, 0, 3},
-		{"saturated machine", func(n int) float64 { return 1e6 * float64(n) }, 3, 40 * time.Millisecond, 1},
+		{"two cores", func(n int) float64 { return 1e6 * float64(min(n, 2)) }, 4, 0, 0, 2},
+		{"one busy core", func(n int) float64 { return 1e6 }, 4, 0, 0, 1},
+		{"second worker adds a tenth", func(n int) float64 { return 1e6 * (1 + 0.1*float64(min(n, 2)-1)) }, 4, 0, 0, 1},
+		{"capacity to spare", spare, 3, 0, 0, 3},
+		{"saturated machine", spare, 3, 0, 40 * time.Millisecond, 1},
+		{"distant server", spare, 3, 30 * time.Millisecond, 0, 3},
+		{"saturated distant server", spare, 3, 30 * time.Millisecond, 40 * time.Millisecond, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, said := scaleWith(t, tc.max, tc.capacity, tc.slack)
+			got, said := scaleWith(t, tc.max, tc.capacity, tc.roundTrip, tc.slack)
 			if got != tc.want {
 				t.Fatalf("%d workers run, want %d; scale said %q", got, tc.want, said)
 			}
