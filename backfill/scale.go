@@ -128,14 +128,21 @@ type reading struct {
 	slack time.Duration
 }
 
+// busyAfter is the least slack past the round trip that busy reads as a
+// busy machine: a few milliseconds of it show on any shared machine now
+// and then (up to 7ms seen on an idle one of 2 cores), a saturated one
+// shows a hundred and more.
+const busyAfter = 10 * time.Millisecond
+
 // busy says why the machine looked too busy for another worker in a
 // window, or "": a batch held its row locks past its statement by more
-// than a tenth of the cap beyond the least any batch showed (on a
-// saturated machine, the wait to be scheduled; the least is the round
-// trip, which holds no lock: the commit is queued behind the statement).
+// than a tenth of the cap, and busyAfter, beyond the least any batch
+// showed (on a saturated machine, the wait to be scheduled; the least is
+// the round trip, which holds no lock: the commit is queued behind the
+// statement).
 func (r *runner) busy(w reading) string {
 	floor := time.Duration(max(r.leastSlack.Load(), 0))
-	if w.slack-floor > r.fullCap()/10 {
+	if w.slack-floor > max(r.fullCap()/10, busyAfter) {
 		return fmt.Sprintf("batches held their rows up to %s past their statements (%s more than the least), the machine is busy",
 			w.slack.Round(time.Millisecond), (w.slack - floor).Round(time.Millisecond))
 	}
