@@ -38,7 +38,8 @@ type Options struct {
 	// batch's duration, so it is at most 75% of MaxAppWait, and by default
 	// that (37.5ms): fewer, longer batches are a little faster and make the
 	// application wait longer. MinBatch and MaxBatch clamp the size
-	// (defaults 100 and 200,000 rows).
+	// (defaults 10 and 200,000 rows: a batch of 10 rows has to fit in the
+	// cap, 40ms by default).
 	TargetBatch        time.Duration
 	MinBatch, MaxBatch int
 	// Sleep between two batches of a worker, to leave room to the
@@ -59,7 +60,8 @@ type Options struct {
 	LockTimeout, StatementTimeout time.Duration
 	// MaxRetries is how many batches in a row may fail with a retryable
 	// error (timeout, lock, deadlock, serialization) before Run gives up
-	// (default 10).
+	// (default 10); a batch cancelled at its cap and retried smaller at
+	// once does not count.
 	MaxRetries int
 	// MaxReplicaLag and MaxReplicaLagBytes pause the workers while a
 	// replica in pg_stat_replication replays more than this far behind
@@ -123,7 +125,7 @@ type Batch struct {
 // here, defaults to max(20×TargetBatch, 10s). Not to be modified.
 var Defaults = Options{
 	MaxWorkers:         4,
-	MinBatch:           100,
+	MinBatch:           10,
 	MaxBatch:           200_000,
 	MaxAppWait:         50 * time.Millisecond,
 	LockTimeout:        time.Second,
@@ -479,13 +481,16 @@ func (r *runner) work(ctx context.Context, retired *atomic.Bool) error {
 		var retry *retryError
 		switch {
 		case errors.As(err, &retry):
+			size = next
+			if retry.capped {
+				// Smaller at once, and not a failure: only those at the
+				// smallest size count, so that a stalled server has the
+				// backoffs' time to recover.
+				continue
+			}
 			failures++
 			if failures > r.opts.MaxRetries {
 				return fmt.Errorf("backfill %s: %d batches in a row failed, last: %w", r.changeID, failures, err)
-			}
-			size = next
-			if retry.capped {
-				continue
 			}
 			backoff := min(5*time.Second, r.opts.Poll*time.Duration(1<<min(failures, 5)))
 			if err := clock.Sleep(ctx, backoff/2+rand.N(backoff/2+1)); err != nil {
