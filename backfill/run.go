@@ -121,8 +121,9 @@ type Batch struct {
 }
 
 // Defaults are the options Run uses for a field left zero; the planner
-// command's backfill flags default to them. StatementTimeout, left zero
-// here, defaults to max(20×TargetBatch, 10s). Not to be modified.
+// command's backfill flags default to them. Left zero here, TargetBatch
+// defaults to 75% of MaxAppWait and StatementTimeout to max(20×TargetBatch,
+// 10s). Not to be modified.
 var Defaults = Options{
 	MaxWorkers:         4,
 	MinBatch:           10,
