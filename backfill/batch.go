@@ -111,6 +111,7 @@ func (r *runner) batch(ctx context.Context, size int, sz *sizer, skipLocked bool
 	if err != nil {
 		if ctx.Err() == nil && retryable(err) {
 			next := max(r.opts.MinBatch, size/2)
+			capped := false // cut short by its own cap, and smaller next
 			switch {
 			case c.swept && !isTimeout(err):
 				next = size // a revisit that waited for a row's lock
@@ -119,13 +120,14 @@ func (r *runner) batch(ctx context.Context, size int, sz *sizer, skipLocked bool
 			case isTimeout(err):
 				r.noteSlack(took - c.cap)
 				next = sz.cancelled(size, took)
+				capped = next < size
 				err = fmt.Errorf("a batch of %d rows ran past its cap of %s (--max-app-wait %s): %w",
 					size, c.cap, r.opts.MaxAppWait, err)
 			}
 			report(Batch{Size: size, Took: took, Next: next, Err: err, Revisit: c.swept})
-			// Cut short by its own cap, it is tried again at once while it can
-			// shrink; at its smallest, after the backoff (a stalled server).
-			return 0, next, &retryError{err: err, capped: isTimeout(err) && !c.swept && next < size}
+			// A capped batch is tried again at once while it can shrink; at
+			// its smallest, after the backoff (a stalled server).
+			return 0, next, &retryError{err: err, capped: capped}
 		}
 		return 0, size, fmt.Errorf("backfill %s: range %d: %w", r.changeID, c.no, err)
 	}

@@ -146,10 +146,9 @@ func (o Options) withDefaults() Options {
 	if o.MaxAppWait <= 0 {
 		o.MaxAppWait = d.MaxAppWait
 	}
-	if o.TargetBatch <= 0 {
-		o.TargetBatch = o.MaxAppWait * 3 / 4
+	if most := o.MaxAppWait * 3 / 4; o.TargetBatch <= 0 || o.TargetBatch > most {
+		o.TargetBatch = most
 	}
-	o.TargetBatch = min(o.TargetBatch, o.MaxAppWait*3/4)
 	if o.MinBatch <= 0 {
 		o.MinBatch = d.MinBatch
 	}
