@@ -143,10 +143,11 @@ func run(ctx context.Context, c config) error {
 	}
 
 	// 1 and 2, alternated on fresh tables `repeat` times (the machine may
-	// be shared): the physical floor, one UPDATE of every row; and the
-	// planner's backfill of a rename on the same data, with the sync
-	// trigger installed as in real use.
-	var floors, trigFloors, halves, writes, totals []time.Duration
+	// be shared): the physical floor, one UPDATE of every row, and two
+	// UPDATEs of half the rows at once; and the planner's backfill of a
+	// rename on the same data, with the sync trigger installed as in real
+	// use, with the options given and with two workers.
+	var floors, trigFloors, halves, totals, pairs []time.Duration
 	var r result
 	if !strings.ContainsAny(c.parts, "12") {
 		c.repeat = 0
@@ -154,6 +155,8 @@ func run(ctx context.Context, c config) error {
 	if !strings.Contains(c.parts, "4") {
 		c.scale = 1
 	}
+	two := opts
+	two.Workers = 2
 	for i := range c.repeat {
 		floor, err := timedUpdate(ctx, pool, c, false, c.explain && i == 0)
 		if err != nil {
@@ -163,49 +166,30 @@ func run(ctx context.Context, c config) error {
 		if err != nil {
 			return err
 		}
-		if c.workers >= 2 {
-			half, err := timedHalves(ctx, pool, c)
+		half, err := timedHalves(ctx, pool, c)
+		if err != nil {
+			return err
+		}
+		if r, err = itemsBackfill(ctx, pool, c, opts, c.explain && i == 0, true); err != nil {
+			return err
+		}
+		fmt.Printf("   run %d: UPDATE %s (with the sync trigger %s, two halves at once %s), backfill %s (start %s, %d batches, max size %d) + verification %s: %.2f×\n",
+			i+1, floor.Round(time.Millisecond), trigFloor.Round(time.Millisecond), half.Round(time.Millisecond), r.write.Round(time.Millisecond), r.start.Round(time.Millisecond),
+			r.batches, r.maxSize, r.verify.Round(time.Millisecond), r.total().Seconds()/floor.Seconds())
+		floors, trigFloors, halves = append(floors, floor), append(trigFloors, trigFloor), append(halves, half)
+		totals = append(totals, r.total())
+		if c.workers < 2 {
+			p, err := itemsBackfill(ctx, pool, c, two, false, false)
 			if err != nil {
 				return err
 			}
-			halves = append(halves, half)
+			fmt.Printf("          with --workers 2: backfill %s + verification %s: %.2f×\n",
+				p.write.Round(time.Millisecond), p.verify.Round(time.Millisecond), p.total().Seconds()/floor.Seconds())
+			pairs = append(pairs, p.total())
 		}
-		if err := makeTable(ctx, pool, "items", c.rows); err != nil {
-			return err
-		}
-		if err := expand(ctx, pool, "items", c.sync); err != nil {
-			return err
-		}
-		if c.explain && i == 0 {
-			if err := explainBatch(ctx, pool, "items"); err != nil {
-				return err
-			}
-		}
-		if r, err = timedBackfill(ctx, pool, "items", opts, true); err != nil {
-			return err
-		}
-		if c.verbose {
-			var av, aa int64
-			if err := pool.QueryRow(ctx, `SELECT autovacuum_count, autoanalyze_count FROM pg_stat_user_tables WHERE relname = 'items'`).Scan(&av, &aa); err == nil {
-				fmt.Printf("   autovacuum ran %d times and autoanalyze %d times on the table during the backfill\n", av, aa)
-			}
-		}
-		if _, err := pool.Exec(ctx, `DROP TABLE items`); err != nil {
-			return err
-		}
-		if err := backfill.Reset(ctx, pool, state, "items-email-rename"); err != nil {
-			return err
-		}
-		fmt.Printf("   run %d: UPDATE %s (with the sync trigger %s), backfill %s (start %s, %d batches, max size %d) + verification %s: %.2f×\n",
-			i+1, floor.Round(time.Millisecond), trigFloor.Round(time.Millisecond), r.write.Round(time.Millisecond), r.start.Round(time.Millisecond),
-			r.batches, r.maxSize, r.verify.Round(time.Millisecond), r.write.Seconds()/floor.Seconds())
-		floors, trigFloors = append(floors, floor), append(trigFloors, trigFloor)
-		writes, totals = append(writes, r.write), append(totals, r.write+r.verify)
 	}
 	if c.repeat > 0 {
-		if err := summary(c, floors, trigFloors, halves, writes, totals, r); err != nil {
-			return err
-		}
+		summary(c, floors, trigFloors, halves, totals, pairs, r)
 	}
 	if strings.Contains(c.parts, "5") {
 		if err := part5(ctx, pool); err != nil {
@@ -233,19 +217,14 @@ func run(ctx context.Context, c config) error {
 	return nil
 }
 
-func summary(c config, floors, trigFloors, halves, writes, totals []time.Duration, r result) error {
-	floor, trigFloor, write, total := median(floors), median(trigFloors), median(writes), median(totals)
+func summary(c config, floors, trigFloors, halves, totals, pairs []time.Duration, r result) {
+	floor, trigFloor, half, total := median(floors), median(trigFloors), median(halves), median(totals)
 	fmt.Printf("1. single UPDATE t SET new = old:        %8s (median of %d)\n", floor.Round(time.Millisecond), c.repeat)
-	if len(halves) > 0 {
-		half := median(halves)
-		fmt.Printf("   two UPDATEs of half the rows at once: %8s  = %.2f× (what two backends can do here, without the trigger)\n", half.Round(time.Millisecond), half.Seconds()/floor.Seconds())
-	}
+	fmt.Printf("   two UPDATEs of half the rows at once: %8s  = %.2f× (what two backends can do here, without the trigger)\n", half.Round(time.Millisecond), half.Seconds()/floor.Seconds())
 	fmt.Printf("   the same with the sync trigger:       %8s  = %.2f× (a BEFORE UPDATE row trigger locks each row first,\n", trigFloor.Round(time.Millisecond), trigFloor.Seconds()/floor.Seconds())
 	fmt.Printf("                                                   one more WAL record per row, even when its WHEN clause skips it)\n")
-	fmt.Printf("2. planner backfill (start + batches):   %8s  = %.2f× the UPDATE\n",
-		write.Round(time.Millisecond), write.Seconds()/floor.Seconds())
-	fmt.Printf("                                                   = %.2f× the UPDATE with the same trigger\n", write.Seconds()/trigFloor.Seconds())
-	fmt.Printf("   with the verification pass:           %8s  = %.2f×\n", total.Round(time.Millisecond), total.Seconds()/floor.Seconds())
+	fmt.Printf("2. planner backfill with verification:  %8s  = %.2f× the UPDATE\n", total.Round(time.Millisecond), total.Seconds()/floor.Seconds())
+	fmt.Printf("                                                   = %.2f× the UPDATE with the same trigger\n", total.Seconds()/trigFloor.Seconds())
 	fmt.Printf("   Go heap in use (max, after GC):       %8s\n", mib(r.heap))
 	name, goal := "backfill with verification (default settings)", backfillGoal
 	if c.workers >= 2 {
@@ -253,8 +232,43 @@ func summary(c config, floors, trigFloors, halves, writes, totals []time.Duratio
 	}
 	ratio := total.Seconds() / floor.Seconds()
 	report(name, fmt.Sprintf("%.2f× the single UPDATE", ratio), fmt.Sprintf("≤ %.1f×", goal), ratio <= goal)
+	if len(pairs) > 0 {
+		pair := median(pairs)
+		ratio := pair.Seconds() / floor.Seconds()
+		fmt.Printf("   with --workers 2:                     %8s  = %.2f× the UPDATE, %.2f× the two halves\n", pair.Round(time.Millisecond), ratio, pair.Seconds()/half.Seconds())
+		report("backfill with verification (2 workers)", fmt.Sprintf("%.2f× the single UPDATE (two UPDATEs of half the rows at once: %.2f×)", ratio, half.Seconds()/floor.Seconds()),
+			fmt.Sprintf("≤ %.1f×", parallelGoal), ratio <= parallelGoal)
+	}
+}
 
-	return nil
+// itemsBackfill times the rename's backfill of a fresh table with opts,
+// explaining a batch first with explain.
+func itemsBackfill(ctx context.Context, pool *pgxpool.Pool, c config, opts backfill.Options, explain, measureHeap bool) (result, error) {
+	if err := makeTable(ctx, pool, "items", c.rows); err != nil {
+		return result{}, err
+	}
+	if err := expand(ctx, pool, "items", c.sync); err != nil {
+		return result{}, err
+	}
+	if explain {
+		if err := explainBatch(ctx, pool, "items"); err != nil {
+			return result{}, err
+		}
+	}
+	r, err := timedBackfill(ctx, pool, "items", opts, measureHeap)
+	if err != nil {
+		return result{}, err
+	}
+	if c.verbose {
+		var av, aa int64
+		if err := pool.QueryRow(ctx, `SELECT autovacuum_count, autoanalyze_count FROM pg_stat_user_tables WHERE relname = 'items'`).Scan(&av, &aa); err == nil {
+			fmt.Printf("   autovacuum ran %d times and autoanalyze %d times on the table during the backfill\n", av, aa)
+		}
+	}
+	if _, err := pool.Exec(ctx, `DROP TABLE items`); err != nil {
+		return result{}, err
+	}
+	return r, backfill.Reset(ctx, pool, state, "items-email-rename")
 }
 
 // part3 measures an application workload with no backfill, then during a
@@ -466,6 +480,8 @@ type result struct {
 	maxSize       int
 	heap          uint64
 }
+
+func (r result) total() time.Duration { return r.write + r.verify }
 
 // timedBackfill starts and runs the rename's backfill on table, timing the
 // write pass and the verification pass, and sampling the Go heap.
