@@ -106,7 +106,7 @@ func part6(ctx context.Context, pool *pgxpool.Pool, url string, c config, opts b
 		fmt.Printf("   %-26s %d waits behind the backfill, p99 %s, max %s = %.2f× the bound (%s); application errors %d\n",
 			name+":", len(waits), wp99.Round(time.Millisecond), wmax.Round(time.Millisecond), wmax.Seconds()/c.maxAppWait.Seconds(), verdict, lat.errors)
 		fmt.Printf("   %-26s backfill %s, %d batches, round trip of statement + commit as the planner sees it (an upper bound on the time it holds row locks): p99 %s, max %s;\n%-29s%d cancelled at the cap and retried smaller, %d rows skipped and revisited\n",
-			"", (r.write + r.verify).Round(time.Millisecond), len(took), bp99.Round(time.Millisecond), bmax.Round(time.Millisecond), "", cancelled.Load(), skipped.Load())
+			"", r.total().Round(time.Millisecond), len(took), bp99.Round(time.Millisecond), bmax.Round(time.Millisecond), "", cancelled.Load(), skipped.Load())
 		if _, err := pool.Exec(ctx, `DROP TABLE `+table); err != nil {
 			return err
 		}
