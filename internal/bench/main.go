@@ -207,8 +207,18 @@ func run(ctx context.Context, c config) error {
 			return err
 		}
 	}
+	// Measurements 3 and 4 run the backfill as users do, in a planner
+	// process of its own (process.go).
+	var bin string
+	if strings.Contains(c.parts, "3") || c.scale > 1 {
+		var remove func()
+		if bin, remove, err = buildPlanner(ctx); err != nil {
+			return err
+		}
+		defer remove()
+	}
 	if strings.Contains(c.parts, "3") {
-		if err := part3(ctx, pool, c, opts); err != nil {
+		if err := part3(ctx, pool, bin, cluster.URL("postgres"), c, opts); err != nil {
 			return err
 		}
 	}
@@ -218,7 +228,7 @@ func run(ctx context.Context, c config) error {
 		}
 	}
 	if c.scale > 1 {
-		return part4(ctx, cluster.URL("postgres"), c, opts)
+		return part4(ctx, bin, cluster.URL("postgres"), c, opts)
 	}
 	return nil
 }
@@ -282,7 +292,7 @@ func itemsBackfill(ctx context.Context, pool *pgxpool.Pool, c config, opts backf
 // backfill at full speed and with no backfill again, then during a gentler
 // backfill (a pause between batches), each backfill on a fresh copy of the
 // table; the ratios are against the lower of the two baselines.
-func part3(ctx context.Context, pool *pgxpool.Pool, c config, opts backfill.Options) error {
+func part3(ctx context.Context, pool *pgxpool.Pool, bin, url string, c config, opts backfill.Options) error {
 	fmt.Printf("3. workload, %d clients at %d ops/s (50%% reads, 25%% writes of the column, 25%% of another),\n   sync trigger installed in all:\n", c.clients, c.rate)
 	var base latencies
 	runs := []struct {
@@ -328,12 +338,12 @@ func part3(ctx context.Context, pool *pgxpool.Pool, c config, opts backfill.Opti
 			fmt.Printf("                      p99 during/baseline %.2f×, p50 %.2f×\n",
 				burn.p99.Seconds()/base.p99.Seconds(), burn.p50.Seconds()/base.p50.Seconds())
 		}
-		var r result
+		var r processRun
 		o := opts
 		o.Sleep = run.sleep
 		during, err := workload(ctx, pool, c, table, func(ctx context.Context) error {
 			var err error
-			r, err = timedBackfill(ctx, pool, table, o, false)
+			r, err = processBackfill(ctx, pool, bin, url, table, o)
 			return err
 		})
 		if err != nil {
@@ -342,7 +352,8 @@ func part3(ctx context.Context, pool *pgxpool.Pool, c config, opts backfill.Opti
 		if bad, err := count(ctx, pool, fmt.Sprintf(`SELECT count(*) FROM %s WHERE email_address IS DISTINCT FROM email`, table)); err != nil || bad != 0 {
 			return fmt.Errorf("after the backfill under load: %d rows differ (%v)", bad, err)
 		}
-		fmt.Printf("   during backfill, %s (took %s):\n                      %s\n", run.name, r.total().Round(time.Millisecond), during)
+		printOutput(r.output)
+		fmt.Printf("   during backfill, %s (took %s):\n                      %s\n", run.name, r.took.Round(time.Millisecond), during)
 		if i == 0 {
 			// The baseline again, after the backfill: on a shared machine
 			// the load may have changed meanwhile, and the lower of the two
@@ -720,12 +731,7 @@ func explain(ctx context.Context, pool *pgxpool.Pool, what, sql string, args ...
 // on the growth says more about when it woke than about the planner. With
 // -autovacuum the pair runs again with it on, printed with the number of
 // autovacuum runs each backfill saw.
-func part4(ctx context.Context, url string, c config, opts backfill.Options) error {
-	bin, remove, err := buildPlanner(ctx)
-	if err != nil {
-		return err
-	}
-	defer remove()
+func part4(ctx context.Context, bin, url string, c config, opts backfill.Options) error {
 	type size struct {
 		took        time.Duration
 		rss, anon   int64
@@ -771,9 +777,7 @@ func part4(ctx context.Context, url string, c config, opts backfill.Options) err
 			if err != nil {
 				return out, err
 			}
-			for _, l := range strings.Split(strings.TrimSpace(run.output), "\n") {
-				fmt.Printf("   %d rows: %s\n", rows, l)
-			}
+			printOutput(run.output)
 			out[i].took, out[i].rss, out[i].anon = run.took, run.rss, run.anon
 		}
 		return out, nil

@@ -15,9 +15,11 @@ import (
 	"github.com/pgplanner/planner/backfill"
 )
 
-// Measurement 4 runs the backfill as users do, `planner backfill run` in a
-// process of its own, so that the memory it compares is the process's
-// whole resident set (Go runtime, stacks, pgx buffers), not only the heap.
+// Measurements 3 and 4 run the backfill as users do, `planner backfill run`
+// in a process of its own: the application's latency then owes nothing to
+// the planner sharing its Go runtime, and the memory compared is the
+// process's whole resident set (Go runtime, stacks, pgx buffers), not only
+// the heap.
 
 // buildPlanner builds the planner command into a temporary directory and
 // returns its path and a function that removes it.
@@ -121,6 +123,16 @@ func peakMemory(pid int, done <-chan struct{}) (hwm, anon int64) {
 		case <-done:
 			return hwm, anon
 		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// printOutput prints what a planner process said, indented, its notes
+// apart from the progress lines.
+func printOutput(out string) {
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		if l != "" && !strings.Contains(l, "% (") {
+			fmt.Println("   planner:", l)
 		}
 	}
 }
