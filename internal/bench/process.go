@@ -30,9 +30,9 @@ func buildPlanner(ctx context.Context) (string, func(), error) {
 	}
 	remove := func() { os.RemoveAll(dir) }
 	bin := filepath.Join(dir, "planner")
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/planner").CombinedOutput(); err != nil {
+	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/pgplanner/planner/cmd/planner").CombinedOutput(); err != nil {
 		remove()
-		return "", nil, fmt.Errorf("go build ./cmd/planner: %w\n%s", err, out)
+		return "", nil, fmt.Errorf("go build github.com/pgplanner/planner/cmd/planner: %w\n%s", err, out)
 	}
 	return bin, remove, nil
 }
