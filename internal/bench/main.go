@@ -734,7 +734,7 @@ func explain(ctx context.Context, pool *pgxpool.Pool, what, sql string, args ...
 func part4(ctx context.Context, bin, url string, c config, opts backfill.Options) error {
 	type size struct {
 		took        time.Duration
-		rss, anon   int64
+		rss, anon   uint64
 		autovacuums int64
 		update      time.Duration // the single UPDATE with the sync trigger, for reference
 	}
@@ -790,7 +790,7 @@ func part4(ctx context.Context, bin, url string, c config, opts backfill.Options
 	mem := float64(off[1].rss) / float64(off[0].rss)
 	fmt.Printf("4. %d and %d rows, autovacuum off for the tables: planner backfill run, with verification, %s and %s (%.2f× the time for %d× the rows);\n   memory (the process's largest resident set) %s and %s (%.2f×; its anonymous part, without the binary's pages: %s and %s)\n",
 		c.rows, c.rows*c.scale, off[0].took.Round(time.Millisecond), off[1].took.Round(time.Millisecond), growth, c.scale,
-		mib(uint64(off[0].rss)), mib(uint64(off[1].rss)), mem, mib(uint64(off[0].anon)), mib(uint64(off[1].anon)))
+		mib(off[0].rss), mib(off[1].rss), mem, mib(off[0].anon), mib(off[1].anon))
 	fmt.Printf("   for reference, the single UPDATE (sync trigger installed): %s and %s (%.2f×)\n",
 		off[0].update.Round(time.Millisecond), off[1].update.Round(time.Millisecond), off[1].update.Seconds()/off[0].update.Seconds())
 	if c.autovacuum {
@@ -805,7 +805,7 @@ func part4(ctx context.Context, bin, url string, c config, opts backfill.Options
 	fmt.Println()
 	report(fmt.Sprintf("backfill with verification at %d× the rows", c.scale), fmt.Sprintf("%.2f× the time", growth),
 		fmt.Sprintf("≤ %.2f×", growthGoal*float64(c.scale)), growth <= growthGoal*float64(c.scale))
-	report(fmt.Sprintf("planner memory (resident set) at %d× the rows", c.scale), fmt.Sprintf("%.2f× (%s → %s)", mem, mib(uint64(off[0].rss)), mib(uint64(off[1].rss))),
+	report(fmt.Sprintf("planner memory (resident set) at %d× the rows", c.scale), fmt.Sprintf("%.2f× (%s → %s)", mem, mib(off[0].rss), mib(off[1].rss)),
 		fmt.Sprintf("≤ %.2f× (flat)", memoryGoal), mem <= memoryGoal)
 	return nil
 }

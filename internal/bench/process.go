@@ -39,8 +39,8 @@ func buildPlanner(ctx context.Context) (string, func(), error) {
 
 type processRun struct {
 	took   time.Duration // from the job's start to the process's exit
-	rss    int64         // the process's largest resident set, in bytes
-	anon   int64         // the largest anonymous part of it seen, in bytes
+	rss    uint64        // the process's largest resident set, in bytes
+	anon   uint64        // the largest anonymous part of it seen, in bytes
 	output string        // what the process printed (its notes on workers, its progress)
 }
 
@@ -81,14 +81,12 @@ func processBackfill(ctx context.Context, pool *pgxpool.Pool, bin, url, table st
 	if err != nil {
 		return processRun{}, fmt.Errorf("planner %s: %w\n%s", strings.Join(args[:3], " "), err, out.Bytes())
 	}
-	jobs, err := backfill.List(ctx, pool, state)
+	job, err := backfill.Get(ctx, pool, state, change)
 	if err != nil {
 		return processRun{}, err
 	}
-	for _, j := range jobs {
-		if j.ChangeID == change && !j.Verified {
-			return processRun{}, fmt.Errorf("planner backfill run %s exited 0 with the job not verified: %+v\n%s", change, j, out.Bytes())
-		}
+	if !job.Verified {
+		return processRun{}, fmt.Errorf("planner backfill run %s exited 0 with the job not verified: %+v\n%s", change, job, out.Bytes())
 	}
 	if run.rss == 0 {
 		return processRun{}, fmt.Errorf("planner backfill run: no memory sample of the process (/proc/%d/status)", cmd.Process.Pid)
@@ -103,13 +101,13 @@ func processBackfill(ctx context.Context, pool *pgxpool.Pool, bin, url, table st
 // binary, which a longer run touches more of), in bytes. The kernel's
 // ru_maxrss of a child does not serve: Go starts it with vfork, and the
 // child's count starts from the parent's resident set.
-func peakMemory(pid int, done <-chan struct{}) (hwm, anon int64) {
+func peakMemory(pid int, done <-chan struct{}) (hwm, anon uint64) {
 	path := fmt.Sprintf("/proc/%d/status", pid)
 	for {
 		if b, err := os.ReadFile(path); err == nil {
 			for _, l := range strings.Split(string(b), "\n") {
 				name, v, _ := strings.Cut(l, ":")
-				var kib int64
+				var kib uint64
 				fmt.Sscan(strings.TrimSuffix(strings.TrimSpace(v), " kB"), &kib)
 				switch name {
 				case "VmHWM":
